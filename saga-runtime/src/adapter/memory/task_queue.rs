@@ -1,0 +1,241 @@
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::domain::{Error, ErrorKind, Result};
+use crate::port::{DeadLetter, Delivery, DeliveryTag, Task, TaskQueue};
+
+/// Delivery settings of the in-memory queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// A fetched task not acked within this is delivered again.
+    pub ack_wait: Duration,
+    /// After this many deliveries a task goes to the dead-letter list.
+    pub max_deliver: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 100,
+        }
+    }
+}
+
+struct Pending {
+    task: Task,
+    deliveries: u32,
+}
+
+#[derive(Default)]
+struct State {
+    ready: HashMap<String, VecDeque<Pending>>,
+    /// Nak'ed tasks: (not before, tie-breaker) -> task.
+    delayed: BTreeMap<(Instant, u64), Pending>,
+    /// Delivered, not yet acked: delivery seq -> (deadline, task).
+    inflight: HashMap<u64, (Instant, Pending)>,
+    dead: Vec<DeadLetter>,
+    next_seq: u64,
+}
+
+impl State {
+    /// Moves due delayed tasks and expired deliveries back to `ready`; returns the
+    /// earliest instant at which something else will become ready.
+    fn promote(&mut self, now: Instant, max_deliver: u32) -> Option<Instant> {
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let p = entry.remove();
+            self.ready
+                .entry(p.task.queue.clone())
+                .or_default()
+                .push_back(p);
+        }
+        let expired: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, (deadline, _))| *deadline <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some((_, p)) = self.inflight.remove(&seq) {
+                self.requeue(p, max_deliver, "ack wait expired");
+            }
+        }
+        let next_delayed = self.delayed.keys().next().map(|k| k.0);
+        let next_expiry = self.inflight.values().map(|(d, _)| *d).min();
+        match (next_delayed, next_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn requeue(&mut self, p: Pending, max_deliver: u32, why: &str) {
+        if p.deliveries >= max_deliver {
+            self.dead.push(DeadLetter {
+                reason: format!("{why}; max_deliver ({max_deliver}) reached"),
+                delivery_count: p.deliveries,
+                task: p.task,
+            });
+        } else {
+            self.ready
+                .entry(p.task.queue.clone())
+                .or_default()
+                .push_back(p);
+        }
+    }
+}
+
+/// A [`TaskQueue`] in memory with ack-wait redelivery, delayed nak and a dead-letter
+/// list. Clones share the same queue.
+#[derive(Clone, Default)]
+pub struct InMemoryTaskQueue {
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    config: QueueConfig,
+}
+
+impl InMemoryTaskQueue {
+    /// A queue with the default [`QueueConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A queue with `config`.
+    pub fn with_config(config: QueueConfig) -> Self {
+        InMemoryTaskQueue {
+            config,
+            ..Self::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks waiting or in flight (not dead).
+    pub fn len(&self) -> usize {
+        let s = self.lock();
+        s.ready.values().map(VecDeque::len).sum::<usize>() + s.delayed.len() + s.inflight.len()
+    }
+
+    /// True if nothing is waiting or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take_inflight(&self, tag: &DeliveryTag) -> Result<Pending> {
+        self.lock()
+            .inflight
+            .remove(&tag.seq)
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::TaskQueue, "unknown or expired delivery")
+                    .with("delivery", tag.seq)
+            })
+    }
+}
+
+#[async_trait]
+impl TaskQueue for InMemoryTaskQueue {
+    async fn publish(&self, task: Task) -> Result<()> {
+        self.lock()
+            .ready
+            .entry(task.queue.clone())
+            .or_default()
+            .push_back(Pending {
+                task,
+                deliveries: 0,
+            });
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let give_up = Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            let next_change = {
+                let now = Instant::now();
+                let mut s = self.lock();
+                let next = s.promote(now, self.config.max_deliver);
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let Some(mut p) = s.ready.get_mut(queue).and_then(VecDeque::pop_front) else {
+                        break;
+                    };
+                    p.deliveries += 1;
+                    s.next_seq += 1;
+                    let seq = s.next_seq;
+                    out.push(Delivery {
+                        task: p.task.clone(),
+                        tag: DeliveryTag { seq, handle: None },
+                        delivery_count: p.deliveries,
+                    });
+                    s.inflight.insert(seq, (now + self.config.ack_wait, p));
+                }
+                if !out.is_empty() {
+                    if s.ready.get(queue).is_some_and(|q| !q.is_empty()) {
+                        // Leave the wake-up for another fetcher.
+                        self.notify.notify_one();
+                    }
+                    return Ok(out);
+                }
+                next
+            };
+            let now = Instant::now();
+            if now >= give_up {
+                return Ok(Vec::new());
+            }
+            let until = next_change.map_or(give_up, |t| t.min(give_up));
+            let _ = tokio::time::timeout_at(until, notified).await;
+        }
+    }
+
+    async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
+        self.take_inflight(tag).map(|_| ())
+    }
+
+    async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
+        let p = self.take_inflight(tag)?;
+        let mut s = self.lock();
+        if delay.is_zero() {
+            s.requeue(p, self.config.max_deliver, "nak");
+        } else if p.deliveries >= self.config.max_deliver {
+            s.requeue(p, self.config.max_deliver, "nak");
+        } else {
+            s.next_seq += 1;
+            let key = (Instant::now() + delay, s.next_seq);
+            s.delayed.insert(key, p);
+        }
+        drop(s);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()> {
+        let p = self.take_inflight(tag)?;
+        self.lock().dead.push(DeadLetter {
+            task: p.task,
+            reason: reason.to_owned(),
+            delivery_count: p.deliveries,
+        });
+        Ok(())
+    }
+
+    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
+        Ok(self
+            .lock()
+            .dead
+            .iter()
+            .filter(|d| d.task.queue == queue)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,4 @@
+//! Adapters that ship with the runtime. Database and broker adapters live in the
+//! `saga-adapters` crate.
+
+pub mod memory;

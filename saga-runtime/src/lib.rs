@@ -1,0 +1,26 @@
+//! Saga Engine runtime: durable, compensating workflows for Rust.
+//!
+//! The crate is laid out like the architecture manual:
+//! - [`domain`]: history events, the workflow status machine, compensation, errors;
+//! - [`port`]: the traits every adapter implements (`EventStore`, `TaskQueue`,
+//!   `TimerStore`, `SignalDispatcher`, `HistoryReplayer`);
+//! - [`workflow`] and [`activity`]: what user code (or the macros) implements;
+//! - [`engine`]: `SagaEngine`, workers, replay, timers, compensation;
+//! - [`codec`] and [`snapshot`]: state encoding and checksummed snapshots;
+//! - [`adapter::memory`]: in-process adapters;
+//! - [`conformance`]: the test suite every adapter must pass unchanged.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod activity;
+pub mod adapter;
+pub mod codec;
+pub mod conformance;
+pub mod domain;
+pub mod engine;
+pub mod port;
+pub mod prelude;
+pub mod snapshot;
+pub mod workflow;
+
+pub use domain::error::{Error, ErrorKind, Result};

@@ -1,0 +1,15 @@
+//! Ports (manual section 2): the traits the engine needs from infrastructure. One file
+//! per trait; adapters live in [`crate::adapter`] and in the `saga-adapters` crate, and
+//! every adapter passes [`crate::conformance`] unchanged.
+
+pub mod event_store;
+pub mod history_replayer;
+pub mod signal_dispatcher;
+pub mod task_queue;
+pub mod timer_store;
+
+pub use event_store::{EventStore, ExecutionFilter, ExecutionSummary, Snapshot};
+pub use history_replayer::{HistoryReplayer, LoadedHistory, StoreReplayer};
+pub use signal_dispatcher::{Notification, SignalDispatcher, SignalSubscription};
+pub use task_queue::{DeadLetter, Delivery, DeliveryTag, Task, TaskKind, TaskQueue};
+pub use timer_store::{TimerRecord, TimerStore};

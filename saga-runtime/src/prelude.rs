@@ -1,0 +1,15 @@
+//! Everything a workflow author needs: `use saga_runtime::prelude::*;`.
+
+pub use crate::activity::{
+    activity, Activity, ActivityContext, ActivityError, ActivityOptions, ActivityRegistry,
+    RetryPolicy,
+};
+pub use crate::codec::{AnyCodec, Codec};
+pub use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId, WorkflowStatus};
+// ENGINE-EXPORTS
+pub use crate::snapshot::SnapshotConfig;
+pub use crate::workflow::{
+    Checkpoint, CheckpointKind, Command, SagaError, SignalError, Transition, Wake, Workflow,
+    WorkflowContext, WorkflowOptions,
+};
+pub use std::time::Duration;
