@@ -6,7 +6,7 @@ pub use crate::activity::{
 };
 pub use crate::codec::{AnyCodec, Codec};
 pub use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId, WorkflowStatus};
-// ENGINE-EXPORTS
+pub use crate::engine::{ExecutionDescription, RunHandle, SagaEngine, StartOptions};
 pub use crate::snapshot::SnapshotConfig;
 pub use crate::workflow::{
     Checkpoint, CheckpointKind, Command, SagaError, SignalError, Transition, Wake, Workflow,

@@ -5,7 +5,7 @@
 //! when the compensation scheduled for it completes. The actions still to run come out
 //! last-completed first (LIFO).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ pub struct CompensationAction {
 }
 
 /// Attributes of an `ActivityTaskScheduled` event that the tracker needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Scheduled {
     activity_type: String,
     input: serde_json::Value,
@@ -63,14 +63,14 @@ struct Scheduled {
 }
 
 /// Tracks compensable steps and compensation progress by folding history events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CompensationTracker {
     /// Compensable steps in completion order.
     pub steps: Vec<CompletedStep>,
     /// Whether failures trigger compensation automatically (the engine's default).
     pub auto_compensate: bool,
     scheduled: BTreeMap<u64, Scheduled>,
-    compensated: BTreeMap<u64, ()>,
+    compensated: BTreeSet<u64>,
     failed_attempts: BTreeMap<u64, u32>,
 }
 
@@ -119,7 +119,7 @@ impl CompensationTracker {
                     return;
                 };
                 if let Some(step_seq) = s.compensates {
-                    self.compensated.insert(step_seq, ());
+                    self.compensated.insert(step_seq);
                 } else if let Some(comp) = &s.compensation {
                     if self.steps.iter().any(|st| st.seq == seq) {
                         return; // a duplicate completion never adds a second step
@@ -150,7 +150,7 @@ impl CompensationTracker {
         self.steps
             .iter()
             .rev()
-            .filter(|s| !self.compensated.contains_key(&s.seq))
+            .filter(|s| !self.compensated.contains(&s.seq))
             .map(|s| CompensationAction {
                 step_id: s.step_id.clone(),
                 step_seq: s.seq,
@@ -173,7 +173,7 @@ impl CompensationTracker {
         let mut done: Vec<_> = self
             .steps
             .iter()
-            .filter(|s| self.compensated.contains_key(&s.seq))
+            .filter(|s| self.compensated.contains(&s.seq))
             .collect();
         done.reverse();
         done

@@ -1,1 +1,512 @@
-//! The engine.
+//! The engine (manual section 4): `SagaEngine`, its builder, workers, timers, replay.
+//!
+//! Every change to an execution goes through one path, [`Inner::process`]: load the
+//! execution (from the per-engine cache, or snapshot + history), fold the new input
+//! events and the decisions they owe, append everything in one call with the version
+//! the fold started from (optimistic locking; a conflict reloads and retries), then
+//! carry out the effects of the new events (publish tasks, create timers, notify,
+//! snapshot). Activity workers, the timer loop, `start`, `signal` and `cancel` all
+//! feed that path.
+
+mod clock;
+mod execution;
+mod machine;
+mod worker;
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use self::clock::Clock;
+use self::execution::Execution;
+use self::machine::{Erased, ErasedWorkflow};
+use crate::activity::{Activity, ActivityRegistration, ActivityRegistry};
+use crate::adapter::memory::{InMemorySignalDispatcher, InMemoryTaskQueue};
+use crate::codec::AnyCodec;
+use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, WorkflowStatus};
+use crate::port::{
+    EventStore, HistoryReplayer, SignalDispatcher, StoreReplayer, TaskQueue, TimerStore,
+};
+use crate::snapshot::SnapshotConfig;
+use crate::workflow::Workflow;
+
+/// Options for one start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartOptions {
+    /// Fail (and compensate) the execution if it has not finished after this long;
+    /// overrides the workflow's default.
+    pub timeout: Option<Duration>,
+    /// The trace id carried by every event; generated when absent.
+    pub trace_id: Option<String>,
+}
+
+/// Counters the engine keeps (exported as metrics by the operations layer).
+#[derive(Debug, Default)]
+struct Counters {
+    workflow_tasks: AtomicU64,
+    conflicts: AtomicU64,
+    loads: AtomicU64,
+    corrupt_snapshots: AtomicU64,
+    snapshots_saved: AtomicU64,
+    activity_attempts: AtomicU64,
+    dropped_tasks: AtomicU64,
+    workflow_task_failures: AtomicU64,
+}
+
+/// A copy of the engine's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineMetrics {
+    /// Batches of events appended by the engine.
+    pub workflow_tasks: u64,
+    /// Optimistic-locking conflicts that were reloaded and retried.
+    pub conflicts: u64,
+    /// Executions loaded from the store (cache misses: snapshot + replay).
+    pub loads: u64,
+    /// Snapshots that failed their checksum or did not decode.
+    pub corrupt_snapshots: u64,
+    /// Snapshots written.
+    pub snapshots_saved: u64,
+    /// Activity attempts executed by this engine's workers.
+    pub activity_attempts: u64,
+    /// Tasks dropped because their result was already in history.
+    pub dropped_tasks: u64,
+    /// Workflow tasks that failed (replay mismatch, fingerprint, decode).
+    pub workflow_task_failures: u64,
+}
+
+/// What `describe` reports about one execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionDescription {
+    /// The execution.
+    pub saga_id: SagaId,
+    /// Its workflow type.
+    pub workflow_type: String,
+    /// The fingerprint it started with.
+    pub fingerprint: String,
+    /// Its status.
+    pub status: WorkflowStatus,
+    /// The machine's current checkpoint (state variant).
+    pub checkpoint: String,
+    /// Events in its history.
+    pub history_length: u64,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it closed.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Activities in flight: (type, attempt).
+    pub pending_activities: Vec<(String, u32)>,
+    /// Timers pending: ids.
+    pub pending_timers: Vec<String>,
+    /// Signals waited for.
+    pub waiting_for_signals: Vec<String>,
+    /// Compensations that ran, in the order they ran (compensation activity types).
+    pub compensations_done: Vec<String>,
+    /// Compensations still to run, next first.
+    pub compensations_pending: Vec<String>,
+    /// Why it failed, if it did (the workflow's error, then any compensation failure).
+    pub failure: Option<String>,
+    /// The output, once completed.
+    pub output: Option<Value>,
+    /// The last workflow-task failure (replay mismatch, ...), if the execution is stuck.
+    pub workflow_task_failure: Option<String>,
+    /// The trace id.
+    pub trace_id: String,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+struct Config {
+    concurrency: usize,
+    queue: String,
+    codec: AnyCodec,
+    snapshots: SnapshotConfig,
+    timer_poll: Duration,
+    timer_lease: Duration,
+    run_workers: bool,
+    recover_on_start: bool,
+    result_poll: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: 32,
+            queue: "default".into(),
+            codec: AnyCodec::Json,
+            snapshots: SnapshotConfig::default(),
+            timer_poll: Duration::from_secs(1),
+            timer_lease: Duration::from_secs(30),
+            run_workers: true,
+            recover_on_start: true,
+            result_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Execution>>>;
+
+pub(crate) struct Inner {
+    store: Arc<dyn EventStore>,
+    timers: Arc<dyn TimerStore>,
+    queue: Arc<dyn TaskQueue>,
+    signals: Arc<dyn SignalDispatcher>,
+    replayer: Arc<dyn HistoryReplayer>,
+    workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    activities: ActivityRegistry,
+    config: Config,
+    cache: Mutex<HashMap<SagaId, Slot>>,
+    clock: Clock,
+    counters: Counters,
+    timer_wake: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Builds a [`SagaEngine`].
+#[must_use]
+pub struct SagaEngineBuilder {
+    store: Option<Arc<dyn EventStore>>,
+    timers: Option<Arc<dyn TimerStore>>,
+    queue: Option<Arc<dyn TaskQueue>>,
+    signals: Option<Arc<dyn SignalDispatcher>>,
+    replayer: Option<Arc<dyn HistoryReplayer>>,
+    workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    activities: ActivityRegistry,
+    config: Config,
+}
+
+impl SagaEngineBuilder {
+    /// The store for events, snapshots and timers (`InMemoryStore`, `SqliteStore`, ...).
+    pub fn store<S: EventStore + TimerStore + Clone>(mut self, store: S) -> Self {
+        self.store = Some(Arc::new(store.clone()));
+        self.timers = Some(Arc::new(store));
+        self
+    }
+
+    /// The event store, when events and timers live apart.
+    pub fn event_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The timer store, when events and timers live apart.
+    pub fn timer_store(mut self, timers: Arc<dyn TimerStore>) -> Self {
+        self.timers = Some(timers);
+        self
+    }
+
+    /// The task queue (default: a new in-process queue).
+    pub fn queue<Q: TaskQueue>(mut self, queue: Q) -> Self {
+        self.queue = Some(Arc::new(queue));
+        self
+    }
+
+    /// The signal dispatcher (default: a new in-process dispatcher).
+    pub fn signals<D: SignalDispatcher>(mut self, signals: D) -> Self {
+        self.signals = Some(Arc::new(signals));
+        self
+    }
+
+    /// The history replayer (default: [`StoreReplayer`] over the event store).
+    pub fn replayer<R: HistoryReplayer>(mut self, replayer: R) -> Self {
+        self.replayer = Some(Arc::new(replayer));
+        self
+    }
+
+    /// Registers workflow `W`.
+    pub fn workflow<W: Workflow>(mut self) -> Self {
+        self.workflows.insert(W::TYPE_ID, Arc::new(Erased::<W>::new()));
+        self
+    }
+
+    /// Registers activity `A`.
+    pub fn activity<A: Activity>(mut self) -> Self {
+        self.activities.register_activity::<A>();
+        self
+    }
+
+    /// Registers activities: `.activities([activity::<a>(), activity::<b>()])`.
+    pub fn activities(mut self, regs: impl IntoIterator<Item = ActivityRegistration>) -> Self {
+        self.activities.register_all(regs);
+        self
+    }
+
+    /// Worker tasks pulling from the queue (default 32).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// The queue this engine publishes to and serves (default `"default"`).
+    pub fn task_queue_name(mut self, name: impl Into<String>) -> Self {
+        self.config.queue = name.into();
+        self
+    }
+
+    /// The codec for snapshots (default JSON).
+    pub fn codec(mut self, codec: AnyCodec) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
+    /// Snapshot interval, retention and checksums.
+    pub fn snapshots(mut self, config: SnapshotConfig) -> Self {
+        self.config.snapshots = config;
+        self
+    }
+
+    /// How often the timer loop looks for due timers at most (default 1 s; it also
+    /// wakes for timers this engine creates).
+    pub fn timer_poll_interval(mut self, d: Duration) -> Self {
+        self.config.timer_poll = d;
+        self
+    }
+
+    /// Run no workers or timer loop: a client that only starts, signals and reads.
+    pub fn client_only(mut self) -> Self {
+        self.config.run_workers = false;
+        self
+    }
+
+    /// Whether a new engine re-drives open executions it finds in the store (default
+    /// true): this is how work survives a crash of the process that held it.
+    pub fn recover_on_start(mut self, yes: bool) -> Self {
+        self.config.recover_on_start = yes;
+        self
+    }
+
+    /// Validates the configuration and starts the workers.
+    pub async fn build(self) -> Result<SagaEngine> {
+        let store = self.store.ok_or_else(|| {
+            Error::new(ErrorKind::Configuration, "no store: call `.store(..)` or `.event_store(..)`")
+        })?;
+        let timers = self.timers.ok_or_else(|| {
+            Error::new(ErrorKind::Configuration, "no timer store: call `.store(..)` or `.timer_store(..)`")
+        })?;
+        self.activities.validate()?;
+        if self.config.snapshots.interval == 0 {
+            return Err(Error::new(ErrorKind::Configuration, "snapshot interval must be at least 1"));
+        }
+        let replayer = self
+            .replayer
+            .unwrap_or_else(|| Arc::new(StoreReplayer::new(store.clone())));
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            store,
+            timers,
+            queue: self.queue.unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new())),
+            signals: self
+                .signals
+                .unwrap_or_else(|| Arc::new(InMemorySignalDispatcher::new())),
+            replayer,
+            workflows: self.workflows,
+            activities: self.activities,
+            config: self.config,
+            cache: Mutex::new(HashMap::new()),
+            clock: Clock::new(),
+            counters: Counters::default(),
+            timer_wake: Notify::new(),
+            shutdown,
+        });
+        let mut tasks = Vec::new();
+        if inner.config.run_workers {
+            if inner.config.recover_on_start {
+                inner.recover().await?;
+            }
+            for _ in 0..inner.config.concurrency {
+                tasks.push(tokio::spawn(inner.clone().worker_loop()));
+            }
+            tasks.push(tokio::spawn(inner.clone().timer_loop()));
+        }
+        Ok(SagaEngine {
+            inner,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+/// The saga engine: starts, signals, cancels and reads executions, and runs workers.
+///
+/// Dropping the engine stops its workers at once (as a crash would); use
+/// [`SagaEngine::shutdown`] to stop them between tasks.
+pub struct SagaEngine {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for SagaEngine {
+    fn drop(&mut self) {
+        let _ = self.inner.shutdown.send(true);
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// A started execution of `W`.
+#[must_use]
+pub struct RunHandle<W: Workflow> {
+    inner: Arc<Inner>,
+    saga_id: SagaId,
+    _w: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> RunHandle<W> {
+    /// The execution's id.
+    pub fn saga_id(&self) -> &SagaId {
+        &self.saga_id
+    }
+
+    /// Waits until the execution closes; its output, or why it did not complete.
+    pub async fn result(&self) -> Result<W::Output> {
+        let value = self.inner.wait_closed(&self.saga_id).await?;
+        serde_json::from_value(value).map_err(|e| {
+            Error::codec(format!("output of `{}` does not decode: {e}", W::TYPE_ID)).with("saga_id", &self.saga_id)
+        })
+    }
+}
+
+impl SagaEngine {
+    /// A builder.
+    pub fn builder() -> SagaEngineBuilder {
+        SagaEngineBuilder {
+            store: None,
+            timers: None,
+            queue: None,
+            signals: None,
+            replayer: None,
+            workflows: HashMap::new(),
+            activities: ActivityRegistry::new(),
+            config: Config::default(),
+        }
+    }
+
+    /// Starts an execution of `W` with id `saga_id`. A second start with the same id is
+    /// a `Validation` error (`is_already_started`), and the first execution is untouched.
+    pub async fn start<W: Workflow>(&self, saga_id: impl Into<SagaId>, input: W::Input) -> Result<RunHandle<W>> {
+        self.start_with::<W>(saga_id, input, StartOptions::default()).await
+    }
+
+    /// [`SagaEngine::start`] with options.
+    pub async fn start_with<W: Workflow>(
+        &self,
+        saga_id: impl Into<SagaId>,
+        input: W::Input,
+        options: StartOptions,
+    ) -> Result<RunHandle<W>> {
+        let saga_id = saga_id.into();
+        if !self.inner.workflows.contains_key(W::TYPE_ID) {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!("workflow `{}` is not registered on this engine", W::TYPE_ID),
+            ));
+        }
+        let input = serde_json::to_value(&input)?;
+        let timeout = options.timeout.or(W::options().timeout);
+        self.inner
+            .start(&saga_id, W::TYPE_ID, input, timeout, options.trace_id)
+            .await?;
+        Ok(RunHandle {
+            inner: self.inner.clone(),
+            saga_id,
+            _w: PhantomData,
+        })
+    }
+
+    /// A handle on an existing execution of `W`.
+    pub fn handle<W: Workflow>(&self, saga_id: impl Into<SagaId>) -> RunHandle<W> {
+        RunHandle {
+            inner: self.inner.clone(),
+            saga_id: saga_id.into(),
+            _w: PhantomData,
+        }
+    }
+
+    /// Waits for the output of execution `saga_id` of `W`.
+    pub async fn result<W: Workflow>(&self, saga_id: impl Into<SagaId>) -> Result<W::Output> {
+        self.handle::<W>(saga_id).result().await
+    }
+
+    /// Delivers signal `name` with `payload`. Recorded as `SignalReceived`; a signal
+    /// that arrives before the workflow waits for it is kept until it does.
+    pub async fn signal(&self, saga_id: impl Into<SagaId>, name: &str, payload: impl Serialize) -> Result<()> {
+        let saga_id = saga_id.into();
+        let payload = serde_json::to_value(payload)?;
+        self.inner
+            .input_from_outside(&saga_id, EventType::SignalReceived, json!({"name": name, "payload": payload}))
+            .await
+    }
+
+    /// Cancels an execution: pending work is abandoned, completed steps are
+    /// compensated (LIFO), and it ends `Cancelled`.
+    pub async fn cancel(&self, saga_id: impl Into<SagaId>) -> Result<()> {
+        let saga_id = saga_id.into();
+        self.inner
+            .input_from_outside(
+                &saga_id,
+                EventType::WorkflowExecutionCancelRequested,
+                json!({"reason": "cancelled"}),
+            )
+            .await
+    }
+
+    /// What the execution is doing now.
+    pub async fn describe(&self, saga_id: impl Into<SagaId>) -> Result<ExecutionDescription> {
+        self.inner.describe(&saga_id.into()).await
+    }
+
+    /// The execution's full history.
+    pub async fn history(&self, saga_id: impl Into<SagaId>) -> Result<Vec<HistoryEvent>> {
+        let saga_id = saga_id.into();
+        let h = self.inner.store.history(&saga_id).await?;
+        if h.is_empty() {
+            return Err(Error::not_found(saga_id.as_str()));
+        }
+        Ok(h)
+    }
+
+    /// Replays the whole history (no snapshot, no cache) through the registered code;
+    /// a `Replay` error means the code no longer reproduces it.
+    pub async fn verify_replay(&self, saga_id: impl Into<SagaId>) -> Result<()> {
+        let saga_id = saga_id.into();
+        let events = self.history(saga_id.clone()).await?;
+        self.inner.fold(&saga_id, None, &events).map(|_| ())
+    }
+
+    /// The engine's counters.
+    pub fn metrics(&self) -> EngineMetrics {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        EngineMetrics {
+            workflow_tasks: get(&c.workflow_tasks),
+            conflicts: get(&c.conflicts),
+            loads: get(&c.loads),
+            corrupt_snapshots: get(&c.corrupt_snapshots),
+            snapshots_saved: get(&c.snapshots_saved),
+            activity_attempts: get(&c.activity_attempts),
+            dropped_tasks: get(&c.dropped_tasks),
+            workflow_task_failures: get(&c.workflow_task_failures),
+        }
+    }
+
+    /// Forgets cached executions, so the next task for each replays from the store.
+    pub fn clear_cache(&self) {
+        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Stops the workers after their current task.
+    pub async fn shutdown(self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

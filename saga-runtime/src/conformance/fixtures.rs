@@ -1,0 +1,560 @@
+//! Workflows and activities the engine scenarios run. The workflows are written by
+//! hand in exactly the shape `#[workflow]` generates: a state enum with one variant
+//! per resume point holding the live locals, and a `resume` that runs one segment.
+
+#![allow(missing_docs, non_camel_case_types)]
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{Activity, ActivityContext, ActivityError, ActivityOptions, RetryPolicy};
+use crate::workflow::{Command, SagaError, Transition, Wake, Workflow, WorkflowContext};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub amount_cents: u64,
+    /// Wait for an `approval` signal after charging.
+    pub needs_approval: bool,
+    /// The carrier rejects the shipment after the label was created (step 3 fails
+    /// after acting, so its compensation runs too).
+    pub carrier_rejects: bool,
+    /// `ship_order` itself fails, non-retryably (step 3 never acted).
+    pub ship_error: bool,
+    /// `refund_payment` always fails.
+    pub refund_fails: bool,
+}
+
+impl Order {
+    pub fn new(id: &str) -> Self {
+        Order {
+            id: id.to_owned(),
+            amount_cents: 4_200,
+            needs_approval: false,
+            carrier_rejects: false,
+            ship_error: false,
+            refund_fails: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order_id: String,
+    pub reservation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRequest {
+    pub order_id: String,
+    pub amount_cents: u64,
+    pub refund_fails: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub order_id: String,
+    pub payment_id: String,
+    pub amount_cents: u64,
+    pub refund_fails: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub order_id: String,
+    pub tracking: String,
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub granted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub reservation: Reservation,
+    pub payment: Payment,
+    pub shipment: Shipment,
+}
+
+pub struct reserve_inventory {}
+impl Activity for reserve_inventory {
+    const TYPE_ID: &'static str = "reserve-inventory";
+    type Input = Order;
+    type Output = Reservation;
+    async fn execute(ctx: ActivityContext, order: Order) -> Result<Reservation, ActivityError> {
+        Ok(Reservation {
+            reservation_id: format!("res-{}", ctx.idempotency_key()),
+            order_id: order.id,
+        })
+    }
+    fn compensation() -> Option<&'static str> {
+        Some(release_inventory::TYPE_ID)
+    }
+}
+
+pub struct release_inventory {}
+impl Activity for release_inventory {
+    const TYPE_ID: &'static str = "release-inventory";
+    type Input = Reservation;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, _r: Reservation) -> Result<(), ActivityError> {
+        Ok(())
+    }
+}
+
+pub struct charge_payment {}
+impl Activity for charge_payment {
+    const TYPE_ID: &'static str = "charge-payment";
+    type Input = PaymentRequest;
+    type Output = Payment;
+    async fn execute(ctx: ActivityContext, p: PaymentRequest) -> Result<Payment, ActivityError> {
+        Ok(Payment {
+            payment_id: format!("pay-{}", ctx.idempotency_key()),
+            order_id: p.order_id,
+            amount_cents: p.amount_cents,
+            refund_fails: p.refund_fails,
+        })
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::exponential(5),
+            start_to_close_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+    fn compensation() -> Option<&'static str> {
+        Some(refund_payment::TYPE_ID)
+    }
+}
+
+pub struct refund_payment {}
+impl Activity for refund_payment {
+    const TYPE_ID: &'static str = "refund-payment";
+    type Input = Payment;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, p: Payment) -> Result<(), ActivityError> {
+        if p.refund_fails {
+            Err(ActivityError::retryable("payment provider refuses the refund"))
+        } else {
+            Ok(())
+        }
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::exponential(3).with_initial_interval(Duration::from_millis(10)),
+            start_to_close_timeout: None,
+        }
+    }
+}
+
+pub struct ship_order {}
+impl Activity for ship_order {
+    const TYPE_ID: &'static str = "ship-order";
+    type Input = Order;
+    type Output = Shipment;
+    async fn execute(_ctx: ActivityContext, order: Order) -> Result<Shipment, ActivityError> {
+        if order.ship_error {
+            return Err(ActivityError::non_retryable("no carrier serves this address"));
+        }
+        Ok(Shipment {
+            tracking: format!("trk-{}", order.id),
+            order_id: order.id,
+            accepted: !order.carrier_rejects,
+        })
+    }
+    fn compensation() -> Option<&'static str> {
+        Some(cancel_shipment::TYPE_ID)
+    }
+}
+
+pub struct cancel_shipment {}
+impl Activity for cancel_shipment {
+    const TYPE_ID: &'static str = "cancel-shipment";
+    type Input = Shipment;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, _s: Shipment) -> Result<(), ActivityError> {
+        Ok(())
+    }
+}
+
+/// The manual's order saga: reserve inventory → charge payment → (approval) → ship.
+pub struct order_saga {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OrderSagaState {
+    Start { order: Order },
+    ReserveInventory { order: Order },
+    ChargePayment { order: Order, reservation: Reservation },
+    Approval { order: Order, reservation: Reservation, payment: Payment },
+    ShipOrder { reservation: Reservation, payment: Payment },
+    Finished,
+}
+
+fn payment_request(order: &Order) -> PaymentRequest {
+    PaymentRequest {
+        order_id: order.id.clone(),
+        amount_cents: order.amount_cents,
+        refund_fails: order.refund_fails,
+    }
+}
+
+macro_rules! take {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Transition::Fail(SagaError::from(e)),
+        }
+    };
+}
+
+impl Workflow for order_saga {
+    const TYPE_ID: &'static str = "order-saga";
+    const FINGERPRINT: &'static str = "order-saga:v1";
+    type Input = Order;
+    type Output = Receipt;
+    type Error = SagaError;
+    type State = OrderSagaState;
+
+    fn start(order: Order) -> OrderSagaState {
+        OrderSagaState::Start { order }
+    }
+
+    fn resume(state: OrderSagaState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        use OrderSagaState as S;
+        match state {
+            S::Start { order } => Transition::Suspend {
+                commands: vec![Command::activity::<reserve_inventory>(&order)],
+                state: S::ReserveInventory { order },
+            },
+            S::ReserveInventory { order } => {
+                let reservation = take!(wake.activity::<reserve_inventory>());
+                Transition::Suspend {
+                    commands: vec![Command::activity::<charge_payment>(&payment_request(&order))],
+                    state: S::ChargePayment { order, reservation },
+                }
+            }
+            S::ChargePayment { order, reservation } => {
+                let payment = take!(wake.activity::<charge_payment>());
+                if order.needs_approval {
+                    Transition::Suspend {
+                        commands: vec![Command::signal("approval", Some(Duration::from_secs(3600)))],
+                        state: S::Approval { order, reservation, payment },
+                    }
+                } else {
+                    Transition::Suspend {
+                        commands: vec![Command::activity::<ship_order>(&order)],
+                        state: S::ShipOrder { reservation, payment },
+                    }
+                }
+            }
+            S::Approval { order, reservation, payment } => {
+                let approval: Approval = take!(wake.signal());
+                if !approval.granted {
+                    return Transition::Fail(SagaError::rejected("not approved"));
+                }
+                Transition::Suspend {
+                    commands: vec![Command::activity::<ship_order>(&order)],
+                    state: S::ShipOrder { reservation, payment },
+                }
+            }
+            S::ShipOrder { reservation, payment } => {
+                let shipment = take!(wake.activity::<ship_order>());
+                if !shipment.accepted {
+                    return Transition::Fail(SagaError::rejected("carrier rejected the shipment"));
+                }
+                Transition::Complete(Receipt { reservation, payment, shipment })
+            }
+            S::Finished => Transition::Fail(SagaError::new("finished", "resumed after the end")),
+        }
+    }
+}
+
+/// The same type id and fingerprint as [`order_saga`], but it ships before charging:
+/// a code change that forgot to change the fingerprint. Replay must catch it.
+pub struct order_saga_reordered {}
+
+impl Workflow for order_saga_reordered {
+    const TYPE_ID: &'static str = order_saga::TYPE_ID;
+    const FINGERPRINT: &'static str = order_saga::FINGERPRINT;
+    type Input = Order;
+    type Output = Receipt;
+    type Error = SagaError;
+    type State = OrderSagaState;
+
+    fn start(order: Order) -> OrderSagaState {
+        OrderSagaState::Start { order }
+    }
+
+    fn resume(state: OrderSagaState, ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        use OrderSagaState as S;
+        match state {
+            S::ReserveInventory { order } => {
+                let reservation = take!(wake.activity::<reserve_inventory>());
+                let payment = Payment {
+                    order_id: order.id.clone(),
+                    payment_id: "later".into(),
+                    amount_cents: order.amount_cents,
+                    refund_fails: false,
+                };
+                Transition::Suspend {
+                    commands: vec![Command::activity::<ship_order>(&order)],
+                    state: S::ShipOrder { reservation, payment },
+                }
+            }
+            other => match order_saga::resume(other, ctx, wake) {
+                Transition::Suspend { state, commands } => Transition::Suspend { state, commands },
+                Transition::Complete(r) => Transition::Complete(r),
+                Transition::Fail(e) => Transition::Fail(e),
+            },
+        }
+    }
+}
+
+/// [`order_saga`] with a new fingerprint (the code changed and says so).
+pub struct order_saga_v2 {}
+
+impl Workflow for order_saga_v2 {
+    const TYPE_ID: &'static str = order_saga::TYPE_ID;
+    const FINGERPRINT: &'static str = "order-saga:v2";
+    type Input = Order;
+    type Output = Receipt;
+    type Error = SagaError;
+    type State = OrderSagaState;
+
+    fn start(order: Order) -> OrderSagaState {
+        OrderSagaState::Start { order }
+    }
+
+    fn resume(state: OrderSagaState, ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match order_saga::resume(state, ctx, wake) {
+            Transition::Suspend { state, commands } => Transition::Suspend { state, commands },
+            Transition::Complete(r) => Transition::Complete(r),
+            Transition::Fail(e) => Transition::Fail(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlakyInput {
+    /// The attempt that succeeds.
+    pub succeed_on: u32,
+    /// Fail with a non-retryable error instead.
+    pub non_retryable: bool,
+}
+
+/// Fails (retryably) until attempt `succeed_on`; returns the attempt that succeeded.
+pub struct flaky {}
+impl Activity for flaky {
+    const TYPE_ID: &'static str = "flaky";
+    type Input = FlakyInput;
+    type Output = u32;
+    async fn execute(ctx: ActivityContext, input: FlakyInput) -> Result<u32, ActivityError> {
+        if input.non_retryable {
+            Err(ActivityError::non_retryable("invalid card number"))
+        } else if ctx.attempt < input.succeed_on {
+            Err(ActivityError::retryable(format!("attempt {} failed", ctx.attempt)))
+        } else {
+            Ok(ctx.attempt)
+        }
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::exponential(5).with_initial_interval(Duration::from_secs(1)),
+            start_to_close_timeout: None,
+        }
+    }
+}
+
+/// Sleeps `input` seconds (tokio time) with a 1 s start-to-close timeout, 2 attempts.
+pub struct slow {}
+impl Activity for slow {
+    const TYPE_ID: &'static str = "slow";
+    type Input = u64;
+    type Output = u64;
+    async fn execute(_ctx: ActivityContext, secs: u64) -> Result<u64, ActivityError> {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok(secs)
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::exponential(2).with_initial_interval(Duration::from_millis(500)),
+            start_to_close_timeout: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Runs one activity of type `A` on its input and returns its output.
+pub struct single<A>(std::marker::PhantomData<fn() -> A>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum SingleState<A: Activity>
+where
+    A::Input: Clone + std::fmt::Debug,
+{
+    Start { input: A::Input },
+    Waiting,
+}
+
+impl<A: Activity> Workflow for single<A>
+where
+    A::Input: Clone + std::fmt::Debug,
+{
+    const TYPE_ID: &'static str = A::TYPE_ID;
+    const FINGERPRINT: &'static str = "single:v1";
+    type Input = A::Input;
+    type Output = A::Output;
+    type Error = SagaError;
+    type State = SingleState<A>;
+
+    fn start(input: A::Input) -> SingleState<A> {
+        SingleState::Start { input }
+    }
+
+    fn resume(state: SingleState<A>, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            SingleState::Start { input } => Transition::Suspend {
+                commands: vec![Command::activity::<A>(&input)],
+                state: SingleState::Waiting,
+            },
+            SingleState::Waiting => Transition::Complete(take!(wake.activity::<A>())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaiterInput {
+    /// Sleep this long before waiting (0: wait at once).
+    pub sleep_first_secs: u64,
+    /// Give up on the signal after this long.
+    pub timeout_secs: Option<u64>,
+}
+
+/// Optionally sleeps, then waits for signal `go` and returns its payload.
+pub struct waiter {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WaiterState {
+    Start { input: WaiterInput },
+    Sleep { input: WaiterInput },
+    Go,
+}
+
+impl waiter {
+    fn wait(input: &WaiterInput) -> Transition<Self> {
+        Transition::Suspend {
+            commands: vec![Command::signal("go", input.timeout_secs.map(Duration::from_secs))],
+            state: WaiterState::Go,
+        }
+    }
+}
+
+impl Workflow for waiter {
+    const TYPE_ID: &'static str = "waiter";
+    const FINGERPRINT: &'static str = "waiter:v1";
+    type Input = WaiterInput;
+    type Output = String;
+    type Error = SagaError;
+    type State = WaiterState;
+
+    fn start(input: WaiterInput) -> WaiterState {
+        WaiterState::Start { input }
+    }
+
+    fn resume(state: WaiterState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            WaiterState::Start { input } if input.sleep_first_secs > 0 => Transition::Suspend {
+                commands: vec![Command::sleep(Duration::from_secs(input.sleep_first_secs))],
+                state: WaiterState::Sleep { input },
+            },
+            WaiterState::Start { input } | WaiterState::Sleep { input } => Self::wait(&input),
+            WaiterState::Go => Transition::Complete(take!(wake.signal::<String>())),
+        }
+    }
+}
+
+/// Sleeps `input` seconds and returns the recorded wake-up time minus the start time,
+/// in seconds, as seen through `ctx.now()`.
+pub struct sleeper {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SleeperState {
+    Start { secs: u64 },
+    Sleep { started_ms: i64 },
+}
+
+impl Workflow for sleeper {
+    const TYPE_ID: &'static str = "sleeper";
+    const FINGERPRINT: &'static str = "sleeper:v1";
+    type Input = u64;
+    type Output = i64;
+    type Error = SagaError;
+    type State = SleeperState;
+
+    fn start(secs: u64) -> SleeperState {
+        SleeperState::Start { secs }
+    }
+
+    fn resume(state: SleeperState, ctx: &mut WorkflowContext, _wake: Wake) -> Transition<Self> {
+        match state {
+            SleeperState::Start { secs } => Transition::Suspend {
+                commands: vec![Command::sleep(Duration::from_secs(secs))],
+                state: SleeperState::Sleep {
+                    started_ms: ctx.now().timestamp_millis(),
+                },
+            },
+            SleeperState::Sleep { started_ms } => {
+                Transition::Complete((ctx.now().timestamp_millis() - started_ms) / 1000)
+            }
+        }
+    }
+}
+
+/// A chain of `input` no-op steps through `echo`, for long histories.
+pub struct chain {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChainState {
+    Start { steps: u32 },
+    Echo { i: u32, steps: u32, sum: u64 },
+}
+
+/// Returns its input.
+pub struct echo {}
+impl Activity for echo {
+    const TYPE_ID: &'static str = "echo";
+    type Input = u64;
+    type Output = u64;
+    async fn execute(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+        Ok(n)
+    }
+}
+
+impl Workflow for chain {
+    const TYPE_ID: &'static str = "chain";
+    const FINGERPRINT: &'static str = "chain:v1";
+    type Input = u32;
+    type Output = u64;
+    type Error = SagaError;
+    type State = ChainState;
+
+    fn start(steps: u32) -> ChainState {
+        ChainState::Start { steps }
+    }
+
+    fn resume(state: ChainState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        let (i, steps, sum) = match state {
+            ChainState::Start { steps } => (0, steps, 0),
+            ChainState::Echo { i, steps, sum } => (i + 1, steps, sum + take!(wake.activity::<echo>())),
+        };
+        if i >= steps {
+            return Transition::Complete(sum);
+        }
+        Transition::Suspend {
+            commands: vec![Command::activity::<echo>(&(i as u64))],
+            state: ChainState::Echo { i, steps, sum },
+        }
+    }
+}

@@ -1,0 +1,838 @@
+//! The execution fold: history in, state and owed events out. Sans-IO.
+//!
+//! Events are of two sorts:
+//! - *inputs*, facts from outside the workflow code: the start, activity results,
+//!   fired timers, signals, cancellation requests;
+//! - *decisions*, what the engine and the workflow's machine decide in response:
+//!   scheduling activities and timers, lifecycle changes, compensations.
+//!
+//! Folding an input may owe decisions (queued in `decisions`). Folding a recorded
+//! decision must match the head of that queue exactly, otherwise the code no longer
+//! reproduces the history and the fold fails with a `Replay` error naming both sides.
+//! Live processing and replay are the same fold: live, the owed decisions are turned
+//! into new events and folded at once; on replay, they are met by recorded ones.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::machine::{ErasedWorkflow, Machine, Step};
+use crate::activity::{ActivityError, ActivityRegistry, RetryPolicy};
+use crate::codec::{AnyCodec, Codec};
+use crate::domain::{
+    CompensationTracker, Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind,
+    WorkflowStatus,
+};
+use crate::workflow::{Command, Wake, WorkflowContext};
+
+/// What the fold needs from the engine: the workflow's code and the activity registry.
+pub(crate) struct Env<'a> {
+    pub(crate) workflow: &'a dyn ErasedWorkflow,
+    pub(crate) activities: &'a ActivityRegistry,
+}
+
+/// An event the fold owes to history.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Decision {
+    pub(crate) event_type: EventType,
+    pub(crate) attributes: Value,
+    pub(crate) is_retry: bool,
+}
+
+/// An activity attempt scheduled and not yet finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingActivity {
+    pub(crate) seq: u64,
+    pub(crate) slot: u32,
+    pub(crate) activity_type: String,
+    pub(crate) input: Value,
+    pub(crate) attempt: u32,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) compensates: Option<u64>,
+}
+
+/// A durable timer started and not yet fired or cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingTimer {
+    pub(crate) timer_id: String,
+    pub(crate) kind: TimerKind,
+    pub(crate) seq: Option<u64>,
+    pub(crate) slot: u32,
+    pub(crate) fire_at: DateTime<Utc>,
+}
+
+/// The machine waits for a signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SignalWait {
+    pub(crate) seq: u64,
+    pub(crate) slot: u32,
+    pub(crate) name: String,
+    pub(crate) timer_id: Option<String>,
+}
+
+/// The serializable part of an execution (everything but the machine).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ExecState {
+    pub(crate) saga_id: SagaId,
+    pub(crate) workflow_type: String,
+    pub(crate) fingerprint: String,
+    pub(crate) trace_id: String,
+    pub(crate) status: Option<WorkflowStatus>,
+    /// Events folded so far (the next event id).
+    pub(crate) version: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) activities: BTreeMap<u64, PendingActivity>,
+    pub(crate) timers: BTreeMap<String, PendingTimer>,
+    pub(crate) waits: Vec<SignalWait>,
+    pub(crate) buffered_signals: VecDeque<(String, Value)>,
+    pub(crate) tracker: CompensationTracker,
+    pub(crate) failure: Option<String>,
+    pub(crate) output: Option<Value>,
+    /// Time of the last input: what `ctx.now()` returns and deadlines start from.
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) closed_at: Option<DateTime<Utc>>,
+    pub(crate) last_snapshot_version: u64,
+    pub(crate) workflow_task_failure: Option<String>,
+}
+
+/// One execution being folded.
+pub(crate) struct Execution {
+    pub(crate) s: ExecState,
+    machine: Option<Box<dyn Machine>>,
+    decisions: VecDeque<Decision>,
+}
+
+/// How a snapshot body is laid out: the execution as JSON text, the machine in the
+/// engine's codec (text for JSON so it stays readable).
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    exec: String,
+    machine: Option<MachineBytes>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum MachineBytes {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+fn replay_error(saga_id: &SagaId, message: String) -> Error {
+    Error::new(ErrorKind::Replay, message).with("saga_id", saga_id)
+}
+
+/// Attributes that describe policy rather than identity: changing a retry policy in
+/// code must not make old histories unreplayable.
+const POLICY_KEYS: [&str; 4] = ["max_attempts", "retry", "timeout_ms", "compensation"];
+
+fn same_decision(decided: &Decision, recorded: &HistoryEvent) -> bool {
+    if decided.event_type != recorded.event_type || decided.is_retry != recorded.is_retry {
+        return false;
+    }
+    if decided.event_type == EventType::ActivityTaskScheduled {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                for k in POLICY_KEYS {
+                    o.remove(k);
+                }
+            }
+            v
+        };
+        strip(&decided.attributes) == strip(&recorded.attributes)
+    } else {
+        decided.attributes == recorded.attributes
+    }
+}
+
+fn is_decision(t: EventType) -> bool {
+    matches!(
+        t,
+        EventType::ActivityTaskScheduled
+            | EventType::ActivityTaskCanceled
+            | EventType::TimerStarted
+            | EventType::TimerCanceled
+            | EventType::WorkflowExecutionCompleted
+            | EventType::WorkflowExecutionFailed
+            | EventType::WorkflowExecutionTimedOut
+            | EventType::WorkflowExecutionCompensating
+            | EventType::WorkflowExecutionCanceled
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+fn attr<T: serde::de::DeserializeOwned>(e: &HistoryEvent, key: &str) -> Result<T> {
+    let v = e.attributes.get(key).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(v).map_err(|err| {
+        Error::new(
+            ErrorKind::Codec,
+            format!("event {} ({}) has a malformed `{key}`: {err}", e.event_id, e.event_type),
+        )
+        .with("saga_id", &e.saga_id)
+        .with("event_id", e.event_id)
+    })
+}
+
+impl Execution {
+    /// A new, empty execution (before its `WorkflowExecutionStarted`).
+    pub(crate) fn new(saga_id: SagaId) -> Self {
+        Execution {
+            s: ExecState {
+                saga_id,
+                workflow_type: String::new(),
+                fingerprint: String::new(),
+                trace_id: String::new(),
+                status: None,
+                version: 0,
+                next_seq: 0,
+                activities: BTreeMap::new(),
+                timers: BTreeMap::new(),
+                waits: Vec::new(),
+                buffered_signals: VecDeque::new(),
+                tracker: CompensationTracker::new(),
+                failure: None,
+                output: None,
+                now: DateTime::<Utc>::UNIX_EPOCH,
+                started_at: None,
+                closed_at: None,
+                last_snapshot_version: 0,
+                workflow_task_failure: None,
+            },
+            machine: None,
+            decisions: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.s.version
+    }
+
+    pub(crate) fn status(&self) -> Option<WorkflowStatus> {
+        self.s.status
+    }
+
+    /// True once nothing more will happen: completed, cancelled, or failed with nothing
+    /// left to compensate.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.s.closed_at.is_some()
+    }
+
+    /// Accepts new inputs (signals, cancellation): started and not closed.
+    pub(crate) fn is_open(&self) -> bool {
+        self.s.status.is_some() && !self.is_closed()
+    }
+
+    pub(crate) fn checkpoint(&self) -> String {
+        match &self.machine {
+            Some(m) => m.checkpoint(),
+            None => "Finished".to_owned(),
+        }
+    }
+
+    pub(crate) fn owes_decisions(&self) -> bool {
+        !self.decisions.is_empty()
+    }
+
+    /// Encodes a snapshot body.
+    pub(crate) fn encode(&self, codec: AnyCodec) -> Result<Vec<u8>> {
+        let exec = serde_json::to_string(&self.s)?;
+        let machine = match &self.machine {
+            None => None,
+            Some(m) => {
+                let bytes = m.encode(codec)?;
+                Some(match codec {
+                    AnyCodec::Json => MachineBytes::Text(
+                        String::from_utf8(bytes).map_err(|e| Error::codec(e.to_string()))?,
+                    ),
+                    _ => MachineBytes::Binary(bytes),
+                })
+            }
+        };
+        codec.encode(&SnapshotBody { exec, machine })
+    }
+
+    /// Restores an execution from a snapshot body; `workflow` finds the code for the
+    /// recorded workflow type.
+    pub(crate) fn decode<'w>(
+        codec: AnyCodec,
+        bytes: &[u8],
+        workflow: impl FnOnce(&str) -> Result<&'w dyn ErasedWorkflow>,
+    ) -> Result<Self> {
+        let body: SnapshotBody = codec.decode(bytes)?;
+        let s: ExecState = serde_json::from_str(&body.exec)?;
+        let wf = workflow(&s.workflow_type)?;
+        if wf.fingerprint() != s.fingerprint {
+            return Err(replay_error(
+                &s.saga_id,
+                format!(
+                    "workflow `{}` changed: the execution started with fingerprint {} but this worker has {}",
+                    s.workflow_type,
+                    s.fingerprint,
+                    wf.fingerprint()
+                ),
+            ));
+        }
+        let machine = match body.machine {
+            None => None,
+            Some(MachineBytes::Text(t)) => Some(wf.restore(codec, t.as_bytes())?),
+            Some(MachineBytes::Binary(b)) => Some(wf.restore(codec, &b)?),
+        };
+        Ok(Execution {
+            s,
+            machine,
+            decisions: VecDeque::new(),
+        })
+    }
+
+    /// Builds the event for `event_type` at the next id.
+    pub(crate) fn event(&self, event_type: EventType, attributes: Value, is_retry: bool, at: DateTime<Utc>) -> HistoryEvent {
+        let mut e = HistoryEvent::new(
+            self.s.saga_id.clone(),
+            self.s.version,
+            event_type,
+            at,
+            attributes,
+            self.s.trace_id.clone(),
+        );
+        e.is_retry = is_retry;
+        e.is_reset_point = event_type == EventType::WorkflowExecutionStarted;
+        e
+    }
+
+    /// Live: folds a new input and every decision it owes; returns the new events in
+    /// history order.
+    pub(crate) fn record(&mut self, env: &Env<'_>, input: HistoryEvent, out: &mut Vec<HistoryEvent>) -> Result<()> {
+        let at = input.timestamp;
+        self.apply(env, &input)?;
+        out.push(input);
+        self.drain(env, at, out)
+    }
+
+    /// Live: turns owed decisions into events.
+    pub(crate) fn drain(&mut self, env: &Env<'_>, at: DateTime<Utc>, out: &mut Vec<HistoryEvent>) -> Result<()> {
+        while let Some(d) = self.decisions.front() {
+            let e = self.event(d.event_type, d.attributes.clone(), d.is_retry, at);
+            self.apply(env, &e)?;
+            out.push(e);
+        }
+        Ok(())
+    }
+
+    /// Folds one event (recorded or new).
+    pub(crate) fn apply(&mut self, env: &Env<'_>, e: &HistoryEvent) -> Result<()> {
+        if e.event_id != self.s.version {
+            return Err(replay_error(
+                &self.s.saga_id,
+                format!("event {} follows version {}: the history has a gap", e.event_id, self.s.version),
+            ));
+        }
+        if is_decision(e.event_type) {
+            let expected = self.decisions.pop_front().ok_or_else(|| {
+                replay_error(
+                    &self.s.saga_id,
+                    format!(
+                        "at checkpoint `{}` history records {} {} but the workflow code issued nothing",
+                        self.checkpoint(),
+                        e.event_type,
+                        e.attributes
+                    ),
+                )
+                .with("event_id", e.event_id)
+            })?;
+            if !same_decision(&expected, e) {
+                return Err(replay_error(
+                    &self.s.saga_id,
+                    format!(
+                        "at checkpoint `{}` history records {} {} but the workflow code issued {} {}",
+                        self.checkpoint(),
+                        e.event_type,
+                        e.attributes,
+                        expected.event_type,
+                        expected.attributes
+                    ),
+                )
+                .with("event_id", e.event_id));
+            }
+            self.s.version += 1;
+            self.apply_decision(env, e)
+        } else {
+            self.s.version += 1;
+            self.apply_input(env, e)
+        }
+    }
+
+    fn decide(&mut self, event_type: EventType, attributes: Value) {
+        self.decisions.push_back(Decision {
+            event_type,
+            attributes,
+            is_retry: false,
+        });
+    }
+
+    fn transition(&mut self, to: WorkflowStatus) -> Result<()> {
+        match &mut self.s.status {
+            Some(s) => s.transition(to).map_err(|e| e.with("saga_id", &self.s.saga_id)),
+            None => Err(Error::new(ErrorKind::WorkflowExecution, "execution has not started")),
+        }
+    }
+
+    fn apply_input(&mut self, env: &Env<'_>, e: &HistoryEvent) -> Result<()> {
+        self.s.tracker.track_step(e);
+        match e.event_type {
+            EventType::WorkflowExecutionStarted => {
+                self.s.now = e.timestamp;
+                self.s.workflow_type = attr(e, "workflow_type")?;
+                self.s.fingerprint = attr(e, "fingerprint")?;
+                self.s.trace_id = e.trace_id.clone();
+                self.s.started_at = Some(e.timestamp);
+                if self.s.fingerprint != env.workflow.fingerprint() {
+                    return Err(replay_error(
+                        &self.s.saga_id,
+                        format!(
+                            "workflow `{}` changed: the execution started with fingerprint {} but this worker has {}",
+                            self.s.workflow_type,
+                            self.s.fingerprint,
+                            env.workflow.fingerprint()
+                        ),
+                    )
+                    .with("recorded_fingerprint", &self.s.fingerprint)
+                    .with("worker_fingerprint", env.workflow.fingerprint()));
+                }
+                self.s.status = Some(WorkflowStatus::Running);
+                let input: Value = e.attributes.get("input").cloned().unwrap_or(Value::Null);
+                self.machine = Some(env.workflow.start(&input)?);
+                if let Some(ms) = e.attr_u64("timeout_ms") {
+                    let timer_id = format!("{}/workflow-timeout", self.s.saga_id);
+                    self.decide(
+                        EventType::TimerStarted,
+                        json!({"timer_id": timer_id, "kind": TimerKind::WorkflowTimeout, "slot": 0,
+                               "duration_ms": ms, "fire_at": plus(e.timestamp, Duration::from_millis(ms))}),
+                    );
+                }
+                self.wake(env, Wake::Start)
+            }
+            EventType::ActivityTaskStarted => Ok(()),
+            EventType::ActivityTaskCompleted => {
+                self.s.now = e.timestamp;
+                let Some(pa) = self.take_attempt(e) else { return Ok(()) };
+                let output = e.attributes.get("output").cloned().unwrap_or(Value::Null);
+                if pa.compensates.is_some() {
+                    self.next_compensation(env)
+                } else if self.machine_waits() {
+                    self.wake(env, Wake::Activity { slot: pa.slot, result: Ok(output) })
+                } else {
+                    Ok(())
+                }
+            }
+            EventType::ActivityTaskFailed | EventType::ActivityTaskTimedOut => {
+                self.s.now = e.timestamp;
+                let seq: u64 = attr(e, "seq")?;
+                let attempt: u32 = attr(e, "attempt")?;
+                let Some(pa) = self.s.activities.get(&seq).filter(|p| p.attempt == attempt).cloned() else {
+                    return Ok(());
+                };
+                let error: ActivityError = if e.event_type == EventType::ActivityTaskTimedOut {
+                    ActivityError::timeout(Duration::from_millis(pa.timeout_ms.unwrap_or(0)))
+                } else {
+                    attr(e, "error")?
+                };
+                if pa.retry.should_retry(attempt, &error) {
+                    let delay = pa.retry.delay_before(attempt + 1);
+                    let timer_id = format!("{}/retry/{seq}/{}", self.s.saga_id, attempt + 1);
+                    self.decide(
+                        EventType::TimerStarted,
+                        json!({"timer_id": timer_id, "kind": TimerKind::RetryBackoff, "seq": seq, "slot": pa.slot,
+                               "attempt": attempt + 1, "duration_ms": millis(delay), "fire_at": plus(e.timestamp, delay)}),
+                    );
+                    return Ok(());
+                }
+                self.s.activities.remove(&seq);
+                if pa.compensates.is_some() {
+                    let reason = format!(
+                        "compensation `{}` failed after {attempt} attempt(s): {}",
+                        pa.activity_type, error.message
+                    );
+                    self.decide(
+                        EventType::WorkflowExecutionFailed,
+                        json!({"phase": "compensation", "reason": reason, "step_seq": pa.compensates}),
+                    );
+                    Ok(())
+                } else if self.machine_waits() {
+                    self.wake(env, Wake::Activity { slot: pa.slot, result: Err(error) })
+                } else {
+                    Ok(())
+                }
+            }
+            EventType::TimerFired => {
+                self.s.now = e.timestamp;
+                let timer_id: String = attr(e, "timer_id")?;
+                let Some(t) = self.s.timers.remove(&timer_id) else { return Ok(()) };
+                match t.kind {
+                    TimerKind::Sleep if self.machine_waits() => self.wake(env, Wake::Timer { slot: t.slot }),
+                    TimerKind::RetryBackoff => {
+                        let Some(seq) = t.seq else { return Ok(()) };
+                        let Some(pa) = self.s.activities.get(&seq).cloned() else { return Ok(()) };
+                        let mut attrs = scheduled_attrs(&pa, pa.attempt + 1);
+                        attrs["retry_of"] = json!(pa.attempt);
+                        self.decisions.push_back(Decision {
+                            event_type: EventType::ActivityTaskScheduled,
+                            attributes: attrs,
+                            is_retry: true,
+                        });
+                        Ok(())
+                    }
+                    TimerKind::SignalTimeout => {
+                        let Some(pos) = self.s.waits.iter().position(|w| w.timer_id.as_deref() == Some(&timer_id)) else {
+                            return Ok(());
+                        };
+                        let w = self.s.waits.remove(pos);
+                        self.wake(env, Wake::Signal { slot: w.slot, name: w.name, payload: None })
+                    }
+                    TimerKind::WorkflowTimeout if self.machine_waits() => {
+                        self.abort_pending();
+                        self.decide(EventType::WorkflowExecutionTimedOut, json!({"reason": "workflow timed out"}));
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            EventType::SignalReceived => {
+                self.s.now = e.timestamp;
+                let name: String = attr(e, "name")?;
+                let payload = e.attributes.get("payload").cloned().unwrap_or(Value::Null);
+                if !self.machine_waits() && self.s.status != Some(WorkflowStatus::Running) {
+                    return Ok(()); // compensating or closed: nobody will read it
+                }
+                match self.s.waits.iter().position(|w| w.name == name) {
+                    Some(pos) => {
+                        let w = self.s.waits.remove(pos);
+                        if let Some(timer_id) = &w.timer_id {
+                            self.decide(EventType::TimerCanceled, json!({"timer_id": timer_id}));
+                        }
+                        self.wake(env, Wake::Signal { slot: w.slot, name, payload: Some(payload) })
+                    }
+                    None => {
+                        self.s.buffered_signals.push_back((name, payload));
+                        Ok(())
+                    }
+                }
+            }
+            EventType::WorkflowExecutionCancelRequested => {
+                self.s.now = e.timestamp;
+                if self.machine_waits() {
+                    let reason = e.attr_str("reason").unwrap_or("cancelled").to_owned();
+                    self.abort_pending();
+                    self.fail_or_cancel("cancel", reason);
+                }
+                Ok(())
+            }
+            EventType::SnapshotCreated => {
+                self.s.last_snapshot_version = self.s.version;
+                Ok(())
+            }
+            EventType::WorkflowTaskFailed => {
+                self.s.workflow_task_failure = e.attr_str("error").map(str::to_owned);
+                Ok(())
+            }
+            other => Err(Error::new(
+                ErrorKind::Validation,
+                format!("event type {other} is not produced by this engine version"),
+            )
+            .with("saga_id", &self.s.saga_id)
+            .with("event_id", e.event_id)),
+        }
+    }
+
+    fn apply_decision(&mut self, env: &Env<'_>, e: &HistoryEvent) -> Result<()> {
+        self.s.tracker.track_step(e);
+        match e.event_type {
+            EventType::ActivityTaskScheduled => {
+                let pa = PendingActivity {
+                    seq: attr(e, "seq")?,
+                    slot: attr(e, "slot")?,
+                    activity_type: attr(e, "activity_type")?,
+                    input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                    attempt: attr(e, "attempt")?,
+                    retry: attr(e, "retry")?,
+                    timeout_ms: attr(e, "timeout_ms")?,
+                    compensates: attr(e, "compensates")?,
+                };
+                self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
+                self.s.activities.insert(pa.seq, pa);
+                let _ = env;
+                Ok(())
+            }
+            EventType::ActivityTaskCanceled => {
+                let seq: u64 = attr(e, "seq")?;
+                self.s.activities.remove(&seq);
+                Ok(())
+            }
+            EventType::TimerStarted => {
+                let t = PendingTimer {
+                    timer_id: attr(e, "timer_id")?,
+                    kind: attr(e, "kind")?,
+                    seq: attr(e, "seq")?,
+                    slot: attr(e, "slot")?,
+                    fire_at: attr(e, "fire_at")?,
+                };
+                self.s.timers.insert(t.timer_id.clone(), t);
+                Ok(())
+            }
+            EventType::TimerCanceled => {
+                let timer_id: String = attr(e, "timer_id")?;
+                self.s.timers.remove(&timer_id);
+                Ok(())
+            }
+            EventType::WorkflowExecutionCompleted => {
+                self.transition(WorkflowStatus::Completed)?;
+                self.s.output = Some(e.attributes.get("output").cloned().unwrap_or(Value::Null));
+                self.close(e.timestamp);
+                Ok(())
+            }
+            EventType::WorkflowExecutionFailed | EventType::WorkflowExecutionTimedOut => {
+                let phase = e.attr_str("phase").unwrap_or("workflow");
+                let reason = e.attr_str("reason").unwrap_or("failed").to_owned();
+                self.s.failure = Some(match self.s.failure.take() {
+                    Some(first) if phase == "compensation" => format!("{first}; then {reason}"),
+                    _ => reason,
+                });
+                self.transition(WorkflowStatus::Failed)?;
+                self.machine = None;
+                if phase != "compensation" && !self.s.tracker.get_compensation_actions().is_empty() {
+                    self.decide(EventType::WorkflowExecutionCompensating, json!({"reason": self.s.failure}));
+                } else {
+                    self.close(e.timestamp);
+                }
+                Ok(())
+            }
+            EventType::WorkflowExecutionCompensating => {
+                self.transition(WorkflowStatus::Compensating)?;
+                self.next_compensation(env)
+            }
+            EventType::WorkflowExecutionCanceled => {
+                self.transition(WorkflowStatus::Cancelled)?;
+                self.machine = None;
+                self.close(e.timestamp);
+                Ok(())
+            }
+            other => Err(Error::new(ErrorKind::Unknown, format!("{other} is not a decision"))),
+        }
+    }
+
+    fn close(&mut self, at: DateTime<Utc>) {
+        self.s.closed_at = Some(at);
+        self.s.waits.clear();
+        self.s.buffered_signals.clear();
+    }
+
+    fn machine_waits(&self) -> bool {
+        self.machine.is_some() && matches!(self.s.status, Some(WorkflowStatus::Running | WorkflowStatus::Paused))
+    }
+
+    fn take_attempt(&mut self, e: &HistoryEvent) -> Option<PendingActivity> {
+        let seq = e.attr_u64("seq")?;
+        let attempt = e.attr_u64("attempt")? as u32;
+        if self.s.activities.get(&seq)?.attempt != attempt {
+            return None;
+        }
+        self.s.activities.remove(&seq)
+    }
+
+    /// Cancels everything in flight (activities, timers, signal waits).
+    fn abort_pending(&mut self) {
+        let seqs: Vec<u64> = self.s.activities.keys().copied().collect();
+        for seq in seqs {
+            self.decide(EventType::ActivityTaskCanceled, json!({"seq": seq}));
+        }
+        let timers: Vec<String> = self.s.timers.keys().cloned().collect();
+        for timer_id in timers {
+            self.decide(EventType::TimerCanceled, json!({"timer_id": timer_id}));
+        }
+        self.s.waits.clear();
+    }
+
+    fn fail_or_cancel(&mut self, phase: &str, reason: String) {
+        let compensate = !self.s.tracker.get_compensation_actions().is_empty();
+        if phase == "cancel" && !compensate {
+            self.decide(EventType::WorkflowExecutionCanceled, json!({"reason": reason}));
+        } else {
+            self.decide(EventType::WorkflowExecutionFailed, json!({"phase": phase, "reason": reason}));
+        }
+    }
+
+    /// Schedules the next compensation (LIFO), or closes as Cancelled when none is left.
+    fn next_compensation(&mut self, env: &Env<'_>) -> Result<()> {
+        match self.s.tracker.get_compensation_actions().into_iter().next() {
+            Some(action) => {
+                if self.s.status == Some(WorkflowStatus::Compensating) {
+                    // Compensating -> Compensating: "execute next compensation".
+                    self.transition(WorkflowStatus::Compensating)?;
+                }
+                if self.s.activities.values().any(|p| p.compensates == Some(action.step_seq)) {
+                    return Ok(()); // already scheduled
+                }
+                let (retry, timeout_ms) = policy(env, &action.compensation_type);
+                let pa = PendingActivity {
+                    seq: self.s.next_seq,
+                    slot: 0,
+                    activity_type: action.compensation_type,
+                    input: action.input,
+                    attempt: 1,
+                    retry,
+                    timeout_ms,
+                    compensates: Some(action.step_seq),
+                };
+                self.s.next_seq += 1;
+                self.decide(EventType::ActivityTaskScheduled, scheduled_attrs(&pa, 1));
+                Ok(())
+            }
+            None => {
+                self.decide(EventType::WorkflowExecutionCanceled, json!({"reason": "compensated"}));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the machine from `wake` until it suspends or ends, carrying out its commands.
+    fn wake(&mut self, env: &Env<'_>, wake: Wake) -> Result<()> {
+        let mut wakes = VecDeque::from([wake]);
+        while let Some(wake) = wakes.pop_front() {
+            if self.s.status == Some(WorkflowStatus::Paused) {
+                self.transition(WorkflowStatus::Running)?;
+            }
+            let Some(machine) = self.machine.as_mut() else { return Ok(()) };
+            let mut ctx = WorkflowContext::new(self.s.saga_id.clone(), self.s.now);
+            let step = machine.resume(&mut ctx, wake)?;
+            match step {
+                Step::Suspend(commands) => {
+                    for (slot, command) in commands.into_iter().enumerate() {
+                        if let Some(w) = self.command(env, slot as u32, command) {
+                            wakes.push_back(w);
+                        }
+                        if self.machine.is_none() {
+                            return Ok(()); // an invalid command failed the workflow
+                        }
+                    }
+                    if wakes.is_empty() {
+                        self.transition(WorkflowStatus::Paused)?;
+                    }
+                }
+                Step::Complete(output) => {
+                    self.machine = None;
+                    self.abort_pending();
+                    self.decide(EventType::WorkflowExecutionCompleted, json!({"output": output}));
+                }
+                Step::Fail { message, error } => {
+                    self.machine = None;
+                    self.abort_pending();
+                    self.decide(
+                        EventType::WorkflowExecutionFailed,
+                        json!({"phase": "workflow", "reason": message, "error": error}),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one command; returns a wake if it is already satisfied (a buffered
+    /// signal).
+    fn command(&mut self, env: &Env<'_>, slot: u32, command: Command) -> Option<Wake> {
+        let seq = self.s.next_seq;
+        self.s.next_seq += 1;
+        match command {
+            Command::ScheduleActivity { activity_type, input } => {
+                let (retry, timeout_ms) = policy(env, &activity_type);
+                let compensation = env
+                    .activities
+                    .get_activity(&activity_type)
+                    .and_then(|a| a.compensation());
+                let pa = PendingActivity {
+                    seq,
+                    slot,
+                    activity_type,
+                    input,
+                    attempt: 1,
+                    retry,
+                    timeout_ms,
+                    compensates: None,
+                };
+                let mut attrs = scheduled_attrs(&pa, 1);
+                attrs["compensation"] = json!(compensation);
+                self.decide(EventType::ActivityTaskScheduled, attrs);
+                None
+            }
+            Command::StartTimer { duration } => {
+                let timer_id = format!("{}/sleep/{seq}", self.s.saga_id);
+                self.decide(
+                    EventType::TimerStarted,
+                    json!({"timer_id": timer_id, "kind": TimerKind::Sleep, "seq": seq, "slot": slot,
+                           "duration_ms": millis(duration), "fire_at": plus(self.s.now, duration)}),
+                );
+                None
+            }
+            Command::WaitSignal { name, timeout } => {
+                if let Some(pos) = self.s.buffered_signals.iter().position(|(n, _)| *n == name) {
+                    let (name, payload) = self.s.buffered_signals.remove(pos)?;
+                    return Some(Wake::Signal { slot, name, payload: Some(payload) });
+                }
+                let timer_id = timeout.map(|d| {
+                    let timer_id = format!("{}/signal/{seq}", self.s.saga_id);
+                    self.decide(
+                        EventType::TimerStarted,
+                        json!({"timer_id": timer_id, "kind": TimerKind::SignalTimeout, "seq": seq, "slot": slot,
+                               "signal": name, "duration_ms": millis(d), "fire_at": plus(self.s.now, d)}),
+                    );
+                    timer_id
+                });
+                self.s.waits.push(SignalWait { seq, slot, name, timer_id });
+                None
+            }
+            Command::Invalid { reason } => {
+                self.machine = None;
+                self.abort_pending();
+                self.decide(
+                    EventType::WorkflowExecutionFailed,
+                    json!({"phase": "workflow", "reason": format!("invalid command: {reason}")}),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn policy(env: &Env<'_>, activity_type: &str) -> (RetryPolicy, Option<u64>) {
+    match env.activities.get_activity(activity_type) {
+        Some(a) => {
+            let o = a.options();
+            (o.retry, o.start_to_close_timeout.map(millis))
+        }
+        // The worker will fail it as unknown; one attempt is enough to say so.
+        None => (RetryPolicy::none(), None),
+    }
+}
+
+fn scheduled_attrs(pa: &PendingActivity, attempt: u32) -> Value {
+    json!({
+        "seq": pa.seq,
+        "slot": pa.slot,
+        "activity_type": pa.activity_type,
+        "input": pa.input,
+        "attempt": attempt,
+        "max_attempts": pa.retry.max_attempts,
+        "retry": pa.retry,
+        "timeout_ms": pa.timeout_ms,
+        "compensates": pa.compensates,
+    })
+}

@@ -1,0 +1,903 @@
+//! The I/O side of the engine: the one `process` path, workers, the timer loop and
+//! recovery.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::execution::{Env, Execution};
+use super::machine::ErasedWorkflow;
+use super::{ExecutionDescription, Inner, Slot};
+use crate::activity::{ActivityContext, ActivityError};
+use crate::codec::AnyCodec;
+use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind, WorkflowStatus};
+use crate::port::{Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord};
+use crate::snapshot;
+
+/// A new input event, built against the execution's current state.
+pub(super) struct Input {
+    event_type: EventType,
+    attributes: Value,
+    at: DateTime<Utc>,
+}
+
+/// What `process` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Processed {
+    /// New events were appended.
+    Appended,
+    /// The input no longer applies (its result is already in history); nothing written.
+    Dropped,
+}
+
+/// The body of an activity task.
+#[derive(Debug, Serialize, Deserialize)]
+struct ActivityTask {
+    seq: u64,
+    attempt: u32,
+    activity_type: String,
+    input: Value,
+    timeout_ms: Option<u64>,
+}
+
+/// Something to do once new events are durable.
+enum Effect {
+    Publish(Task),
+    CreateTimer(TimerRecord),
+    CancelTimer(String),
+    Notify(Notification),
+}
+
+/// How often a conflicting append is retried before giving up.
+const MAX_CONFLICT_RETRIES: u32 = 1000;
+
+fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
+    t + TimeDelta::milliseconds(ms.min(i64::MAX as u64) as i64)
+}
+
+fn unregistered(workflow_type: &str) -> Error {
+    Error::new(
+        ErrorKind::Validation,
+        format!("workflow type `{workflow_type}` is not registered on this engine"),
+    )
+    .with("workflow_type", workflow_type)
+    .with("code", "unregistered_workflow")
+}
+
+fn new_trace_id(saga_id: &SagaId, now: DateTime<Utc>) -> String {
+    // Unique enough to correlate logs: the start time and a hash of the id.
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    saga_id.hash(&mut h);
+    now.timestamp_nanos_opt().unwrap_or_default().hash(&mut h);
+    format!("trace-{:016x}", h.finish())
+}
+
+impl Inner {
+    fn counter(&self, c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn workflow(&self, workflow_type: &str) -> Result<&dyn ErasedWorkflow> {
+        self.workflows
+            .get(workflow_type)
+            .map(|w| &**w)
+            .ok_or_else(|| unregistered(workflow_type))
+    }
+
+    fn env(&self, workflow_type: &str) -> Result<Env<'_>> {
+        Ok(Env {
+            workflow: self.workflow(workflow_type)?,
+            activities: &self.activities,
+        })
+    }
+
+    fn slot(&self, saga_id: &SagaId) -> Slot {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(saga_id.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn evict(&self, saga_id: &SagaId) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(saga_id);
+    }
+
+    /// Folds `events` onto `start` (or a new execution).
+    pub(super) fn fold(&self, saga_id: &SagaId, start: Option<Execution>, events: &[HistoryEvent]) -> Result<Execution> {
+        let mut exec = start.unwrap_or_else(|| Execution::new(saga_id.clone()));
+        let workflow_type = if exec.status().is_some() {
+            exec.s.workflow_type.clone()
+        } else {
+            let first = events.first().ok_or_else(|| Error::not_found(saga_id.as_str()))?;
+            if first.event_type != EventType::WorkflowExecutionStarted {
+                return Err(Error::new(
+                    ErrorKind::Replay,
+                    format!("history starts with {} instead of WorkflowExecutionStarted", first.event_type),
+                )
+                .with("saga_id", saga_id));
+            }
+            first.attr_str("workflow_type").unwrap_or_default().to_owned()
+        };
+        let env = self.env(&workflow_type)?;
+        for e in events {
+            exec.apply(&env, e)?;
+        }
+        Ok(exec)
+    }
+
+    /// Loads an execution: newest valid snapshot, then the events after it.
+    async fn load(&self, saga_id: &SagaId) -> Result<Execution> {
+        self.counter(&self.counters.loads);
+        let loaded = self.replayer.load(saga_id).await?;
+        self.counters
+            .corrupt_snapshots
+            .fetch_add(loaded.corrupt_snapshots as u64, Ordering::Relaxed);
+        if let Some(snap) = &loaded.snapshot {
+            let restored = AnyCodec::from_name(&snap.codec)
+                .and_then(|codec| Execution::decode(codec, &snap.state, |t| self.workflow(t)));
+            match restored {
+                Ok(exec) => return self.fold(saga_id, Some(exec), &loaded.events),
+                Err(e) if e.kind == ErrorKind::Replay || e.context("code") == Some("unregistered_workflow") => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::warn!(saga_id = %saga_id, error = %e, "snapshot does not decode; replaying the full history");
+                    self.counter(&self.counters.corrupt_snapshots);
+                    let events = self.store.history(saga_id).await?;
+                    return self.fold(saga_id, None, &events);
+                }
+            }
+        }
+        if loaded.events.is_empty() {
+            return Err(Error::not_found(saga_id.as_str()));
+        }
+        self.fold(saga_id, None, &loaded.events)
+    }
+
+    /// The one path by which an execution changes. `make` builds the inputs from the
+    /// current state, or returns `None` when the input no longer applies.
+    pub(super) async fn process<F>(&self, saga_id: &SagaId, create: bool, mut make: F) -> Result<Processed>
+    where
+        F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
+    {
+        let mut conflicts = 0;
+        loop {
+            let slot = self.slot(saga_id);
+            let mut guard = slot.lock().await;
+            let fresh = guard.is_none();
+            if fresh {
+                let exec = if create {
+                    if self.store.version(saga_id).await? > 0 {
+                        return Err(Error::already_started(saga_id.as_str()));
+                    }
+                    Execution::new(saga_id.clone())
+                } else {
+                    self.load(saga_id).await?
+                };
+                *guard = Some(exec);
+            }
+            let Some(exec) = guard.as_mut() else { continue };
+            if create && exec.status().is_some() {
+                return Err(Error::already_started(saga_id.as_str()));
+            }
+            let inputs = match make(exec)? {
+                Some(inputs) => inputs,
+                None if fresh || self.store.version(saga_id).await? == exec.version() => {
+                    return Ok(Processed::Dropped)
+                }
+                None => {
+                    // The cache was behind another engine's appends: decide on fresh state.
+                    *guard = None;
+                    continue;
+                }
+            };
+            let workflow_type = match inputs.first() {
+                Some(i) if i.event_type == EventType::WorkflowExecutionStarted => {
+                    i.attributes["workflow_type"].as_str().unwrap_or_default().to_owned()
+                }
+                _ => exec.s.workflow_type.clone(),
+            };
+            let env = self.env(&workflow_type)?;
+            let expected = exec.version();
+            let mut events = Vec::with_capacity(inputs.len() + 2);
+            let folded = (|| -> Result<()> {
+                for i in inputs {
+                    let e = exec.event(i.event_type, i.attributes, false, i.at);
+                    exec.record(&env, e, &mut events)?;
+                }
+                if exec.owes_decisions() {
+                    exec.drain(&env, self.clock.now(), &mut events)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = folded {
+                *guard = None;
+                drop(guard);
+                self.record_task_failure(saga_id, &e).await;
+                return Err(e);
+            }
+            if events.is_empty() {
+                return Ok(Processed::Dropped);
+            }
+            let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
+            let effects = self.plan_effects(&events);
+            let closed = exec.is_closed();
+            let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
+            match self.store.append(saga_id, expected, events).instrument(span).await {
+                Ok(_) => {
+                    self.counter(&self.counters.workflow_tasks);
+                    drop(guard);
+                    if closed {
+                        self.evict(saga_id);
+                    }
+                    if let Some(s) = snapshot {
+                        match self.store.save_snapshot(s, self.config.snapshots.max_snapshots).await {
+                            Ok(()) => self.counter(&self.counters.snapshots_saved),
+                            Err(e) => tracing::warn!(saga_id = %saga_id, error = %e, "snapshot not saved"),
+                        }
+                    }
+                    self.run_effects(saga_id, effects).await;
+                    return Ok(Processed::Appended);
+                }
+                Err(e) if e.is_conflict() => {
+                    *guard = None;
+                    self.counter(&self.counters.conflicts);
+                    if create {
+                        return Err(Error::already_started(saga_id.as_str()));
+                    }
+                    conflicts += 1;
+                    if conflicts > MAX_CONFLICT_RETRIES {
+                        return Err(e);
+                    }
+                    tracing::debug!(saga_id = %saga_id, "append conflict; reloading");
+                }
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Appends `SnapshotCreated` and seals the state when the interval is reached.
+    fn maybe_snapshot(&self, env: &Env<'_>, exec: &mut Execution, events: &mut Vec<HistoryEvent>) -> Result<Option<Snapshot>> {
+        let cfg = &self.config.snapshots;
+        if exec.is_closed() || exec.version() - exec.s.last_snapshot_version < cfg.interval {
+            return Ok(None);
+        }
+        let codec = self.config.codec;
+        let at = events.last().map_or_else(|| self.clock.now(), |e| e.timestamp);
+        let e = exec.event(EventType::SnapshotCreated, json!({"codec": codec_name(codec)}), false, at);
+        exec.apply(env, &e)?;
+        events.push(e);
+        let state = exec.encode(codec)?;
+        Ok(Some(snapshot::seal(
+            exec.s.saga_id.clone(),
+            exec.version() - 1,
+            codec_name(codec),
+            state,
+            cfg.enable_checksum,
+            at,
+        )))
+    }
+
+    /// Records a `WorkflowTaskFailed` marker (once per distinct error) so operators see
+    /// why an execution is stuck; the execution itself is left as it was.
+    async fn record_task_failure(&self, saga_id: &SagaId, err: &Error) {
+        self.counter(&self.counters.workflow_task_failures);
+        tracing::error!(saga_id = %saga_id, error = %err, "workflow task failed");
+        if !matches!(err.kind, ErrorKind::Replay | ErrorKind::Codec | ErrorKind::WorkflowExecution) {
+            return;
+        }
+        let Ok(version) = self.store.version(saga_id).await else { return };
+        if version == 0 {
+            return;
+        }
+        let Ok(last) = self.store.history_from(saga_id, version - 1).await else { return };
+        let message = err.to_string();
+        let last = last.first();
+        if last.is_some_and(|e| e.event_type == EventType::WorkflowTaskFailed && e.attr_str("error") == Some(&message)) {
+            return;
+        }
+        let trace_id = last.map(|e| e.trace_id.clone()).unwrap_or_default();
+        let event = HistoryEvent::new(
+            saga_id.clone(),
+            version,
+            EventType::WorkflowTaskFailed,
+            self.clock.now(),
+            json!({"error": message, "kind": err.kind}),
+            trace_id,
+        );
+        if let Err(e) = self.store.append(saga_id, version, vec![event]).await {
+            tracing::debug!(saga_id = %saga_id, error = %e, "could not record WorkflowTaskFailed");
+        }
+    }
+
+    fn plan_effects(&self, events: &[HistoryEvent]) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for e in events {
+            match e.event_type {
+                EventType::ActivityTaskScheduled => {
+                    let task = ActivityTask {
+                        seq: e.attr_u64("seq").unwrap_or_default(),
+                        attempt: e.attr_u64("attempt").unwrap_or(1) as u32,
+                        activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
+                        input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                        timeout_ms: e.attr_u64("timeout_ms"),
+                    };
+                    if let Some(ms) = task.timeout_ms {
+                        out.push(Effect::CreateTimer(TimerRecord {
+                            timer_id: format!("{}/activity-timeout/{}/{}", e.saga_id, task.seq, task.attempt),
+                            saga_id: e.saga_id.clone(),
+                            kind: TimerKind::ActivityTimeout,
+                            fire_at: plus_ms(e.timestamp, ms),
+                            attributes: json!({"seq": task.seq, "attempt": task.attempt}),
+                        }));
+                    }
+                    out.push(Effect::Publish(self.activity_task(e, &task)));
+                }
+                EventType::TimerStarted => {
+                    let (Some(id), Ok(kind), Ok(fire_at)) = (
+                        e.attr_str("timer_id"),
+                        serde_json::from_value::<TimerKind>(e.attributes["kind"].clone()),
+                        serde_json::from_value::<DateTime<Utc>>(e.attributes["fire_at"].clone()),
+                    ) else {
+                        continue;
+                    };
+                    out.push(Effect::CreateTimer(TimerRecord {
+                        timer_id: id.to_owned(),
+                        saga_id: e.saga_id.clone(),
+                        kind,
+                        fire_at,
+                        attributes: e.attributes.clone(),
+                    }));
+                }
+                EventType::TimerCanceled => {
+                    if let Some(id) = e.attr_str("timer_id") {
+                        out.push(Effect::CancelTimer(id.to_owned()));
+                    }
+                }
+                EventType::SignalReceived => out.push(Effect::Notify(Notification::SignalReceived {
+                    name: e.attr_str("name").unwrap_or_default().to_owned(),
+                })),
+                EventType::TimerFired => out.push(Effect::Notify(Notification::TimerFired {
+                    timer_id: e.attr_str("timer_id").unwrap_or_default().to_owned(),
+                })),
+                t => {
+                    let status = match t {
+                        EventType::WorkflowExecutionCompleted => WorkflowStatus::Completed,
+                        EventType::WorkflowExecutionFailed | EventType::WorkflowExecutionTimedOut => {
+                            WorkflowStatus::Failed
+                        }
+                        EventType::WorkflowExecutionCompensating => WorkflowStatus::Compensating,
+                        EventType::WorkflowExecutionCanceled => WorkflowStatus::Cancelled,
+                        _ => continue,
+                    };
+                    out.push(Effect::Notify(Notification::StatusChanged { status }));
+                }
+            }
+        }
+        out
+    }
+
+    fn activity_task(&self, scheduled: &HistoryEvent, task: &ActivityTask) -> Task {
+        Task {
+            kind: TaskKind::Activity,
+            saga_id: scheduled.saga_id.clone(),
+            queue: self.config.queue.clone(),
+            dedup_id: format!("{}:{}", scheduled.saga_id, scheduled.event_id),
+            payload: serde_json::to_vec(task).unwrap_or_default(),
+        }
+    }
+
+    async fn run_effects(&self, saga_id: &SagaId, effects: Vec<Effect>) {
+        let mut timers_changed = false;
+        for effect in effects {
+            let r = match effect {
+                Effect::Publish(task) => self.queue.publish(task).await,
+                Effect::CreateTimer(t) => {
+                    timers_changed = true;
+                    self.timers.create(t).await
+                }
+                Effect::CancelTimer(id) => self.timers.cancel(&id).await.map(|_| ()),
+                Effect::Notify(n) => self.signals.notify(saga_id, n).await,
+            };
+            if let Err(e) = r {
+                // The events are durable; recovery re-drives what this step missed.
+                tracing::warn!(saga_id = %saga_id, error = %e, "effect failed after append");
+            }
+        }
+        if timers_changed {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// Starts a new execution.
+    pub(super) async fn start(
+        &self,
+        saga_id: &SagaId,
+        workflow_type: &'static str,
+        input: Value,
+        timeout: Option<Duration>,
+        trace_id: Option<String>,
+    ) -> Result<()> {
+        let fingerprint = self.workflow(workflow_type)?.fingerprint();
+        let now = self.clock.now();
+        let trace_id = trace_id.unwrap_or_else(|| new_trace_id(saga_id, now));
+        let span = tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
+        self.process(saga_id, true, |exec| {
+            exec.s.trace_id = trace_id.clone();
+            Ok(Some(vec![Input {
+                event_type: EventType::WorkflowExecutionStarted,
+                attributes: json!({
+                    "workflow_type": workflow_type,
+                    "fingerprint": fingerprint,
+                    "input": input,
+                    "timeout_ms": timeout.map(|d| d.as_millis() as u64),
+                }),
+                at: now,
+            }]))
+        })
+        .instrument(span)
+        .await
+        .map(|_| ())
+    }
+
+    /// A signal or cancellation from outside.
+    pub(super) async fn input_from_outside(&self, saga_id: &SagaId, event_type: EventType, attributes: Value) -> Result<()> {
+        let result = self
+            .process(saga_id, false, |exec| {
+                if !exec.is_open() {
+                    return Err(Error::new(
+                        ErrorKind::Validation,
+                        format!("execution `{saga_id}` is closed ({:?})", exec.status()),
+                    )
+                    .with("saga_id", saga_id)
+                    .with("code", "closed"));
+                }
+                Ok(Some(vec![Input {
+                    event_type,
+                    attributes: attributes.clone(),
+                    at: self.clock.now(),
+                }]))
+            })
+            .await;
+        match result {
+            Err(e) if e.context("code") == Some("unregistered_workflow") => {
+                // This engine cannot run the workflow: record the input and let a worker
+                // that can pick it up.
+                self.append_raw(saga_id, event_type, attributes).await?;
+                self.queue
+                    .publish(Task {
+                        kind: TaskKind::Workflow,
+                        saga_id: saga_id.clone(),
+                        queue: self.config.queue.clone(),
+                        dedup_id: format!("{saga_id}:{}", self.store.version(saga_id).await?),
+                        payload: Vec::new(),
+                    })
+                    .await
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn append_raw(&self, saga_id: &SagaId, event_type: EventType, attributes: Value) -> Result<()> {
+        loop {
+            let version = self.store.version(saga_id).await?;
+            if version == 0 {
+                return Err(Error::not_found(saga_id.as_str()));
+            }
+            let last = self.store.history_from(saga_id, version - 1).await?;
+            let trace_id = last.first().map(|e| e.trace_id.clone()).unwrap_or_default();
+            let e = HistoryEvent::new(saga_id.clone(), version, event_type, self.clock.now(), attributes.clone(), trace_id);
+            match self.store.append(saga_id, version, vec![e]).await {
+                Err(e) if e.is_conflict() => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// Waits until the execution closes.
+    pub(super) async fn wait_closed(&self, saga_id: &SagaId) -> Result<Value> {
+        let mut sub = self.signals.subscribe(saga_id).await?;
+        loop {
+            if let Some(outcome) = self.outcome(saga_id).await? {
+                return outcome;
+            }
+            tokio::select! {
+                n = sub.recv() => {
+                    if n.is_none() {
+                        tokio::time::sleep(self.config.result_poll).await;
+                    }
+                }
+                _ = tokio::time::sleep(self.config.result_poll) => {}
+            }
+        }
+    }
+
+    /// `Some` once closed: the output, or the error saying why not.
+    async fn outcome(&self, saga_id: &SagaId) -> Result<Option<Result<Value>>> {
+        let version = self.store.version(saga_id).await?;
+        if version == 0 {
+            return Err(Error::not_found(saga_id.as_str()));
+        }
+        let last = self.store.history_from(saga_id, version - 1).await?;
+        let Some(last) = last.into_iter().next() else { return Ok(None) };
+        match last.event_type {
+            EventType::WorkflowExecutionCompleted => {
+                Ok(Some(Ok(last.attributes.get("output").cloned().unwrap_or(Value::Null))))
+            }
+            EventType::WorkflowExecutionFailed
+            | EventType::WorkflowExecutionTimedOut
+            | EventType::WorkflowExecutionCanceled => Ok(Some(Err(self.closed_error(saga_id).await?))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn closed_error(&self, saga_id: &SagaId) -> Result<Error> {
+        let history = self.store.history(saga_id).await?;
+        let has = |t: EventType| history.iter().any(|e| e.event_type == t);
+        let compensation_failed = history
+            .iter()
+            .any(|e| e.event_type == EventType::WorkflowExecutionFailed && e.attr_str("phase") == Some("compensation"));
+        let failure: Vec<&str> = history
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event_type,
+                    EventType::WorkflowExecutionFailed | EventType::WorkflowExecutionTimedOut
+                )
+            })
+            .filter_map(|e| e.attr_str("reason"))
+            .collect();
+        let compensated = has(EventType::WorkflowExecutionCompensating);
+        let (kind, status) = if compensation_failed {
+            (ErrorKind::Compensation, WorkflowStatus::Failed)
+        } else if has(EventType::WorkflowExecutionCancelRequested) {
+            (ErrorKind::Cancelled, WorkflowStatus::Cancelled)
+        } else if has(EventType::WorkflowExecutionTimedOut) {
+            (ErrorKind::Timeout, if compensated { WorkflowStatus::Cancelled } else { WorkflowStatus::Failed })
+        } else {
+            (ErrorKind::WorkflowExecution, if compensated { WorkflowStatus::Cancelled } else { WorkflowStatus::Failed })
+        };
+        let message = if failure.is_empty() { "cancelled".to_owned() } else { failure.join("; then ") };
+        Ok(Error::new(kind, message)
+            .with("saga_id", saga_id)
+            .with("status", status)
+            .with("compensated", compensated))
+    }
+
+    /// Describes an execution (from the cache when it is there).
+    pub(super) async fn describe(&self, saga_id: &SagaId) -> Result<ExecutionDescription> {
+        let slot = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(saga_id).cloned();
+        let loaded;
+        let guard;
+        let exec = match &slot {
+            Some(slot) => {
+                guard = slot.lock().await;
+                match guard.as_ref() {
+                    Some(e) if self.store.version(saga_id).await? == e.version() => e,
+                    _ => {
+                        loaded = self.load(saga_id).await?;
+                        &loaded
+                    }
+                }
+            }
+            None => {
+                loaded = self.load(saga_id).await?;
+                &loaded
+            }
+        };
+        let s = &exec.s;
+        let actions = s.tracker.get_compensation_actions();
+        Ok(ExecutionDescription {
+            saga_id: saga_id.clone(),
+            workflow_type: s.workflow_type.clone(),
+            fingerprint: s.fingerprint.clone(),
+            status: exec.status().unwrap_or(WorkflowStatus::Running),
+            checkpoint: exec.checkpoint(),
+            history_length: exec.version(),
+            started_at: s.started_at,
+            closed_at: s.closed_at,
+            pending_activities: s.activities.values().map(|a| (a.activity_type.clone(), a.attempt)).collect(),
+            pending_timers: s.timers.keys().cloned().collect(),
+            waiting_for_signals: s.waits.iter().map(|w| w.name.clone()).collect(),
+            compensations_done: s
+                .tracker
+                .compensated_steps()
+                .iter()
+                .map(|st| st.compensation_activity_type.clone())
+                .collect(),
+            compensations_pending: if exec.status() == Some(WorkflowStatus::Compensating) {
+                actions.iter().map(|a| a.compensation_type.clone()).collect()
+            } else {
+                Vec::new()
+            },
+            failure: s.failure.clone(),
+            output: s.output.clone(),
+            workflow_task_failure: s.workflow_task_failure.clone(),
+            trace_id: s.trace_id.clone(),
+        })
+    }
+
+    /// Publishes a workflow task for every open execution this engine can run.
+    pub(super) async fn recover(&self) -> Result<()> {
+        for status in [WorkflowStatus::Running, WorkflowStatus::Compensating] {
+            let filter = ExecutionFilter {
+                status: Some(status),
+                ..Default::default()
+            };
+            for s in self.store.list_executions(&filter).await? {
+                if !self.workflows.contains_key(s.workflow_type.as_str()) {
+                    continue;
+                }
+                self.queue
+                    .publish(Task {
+                        kind: TaskKind::Workflow,
+                        saga_id: s.saga_id.clone(),
+                        queue: self.config.queue.clone(),
+                        dedup_id: format!("{}:{}", s.saga_id, s.version),
+                        payload: Vec::new(),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn worker_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let fetched = tokio::select! {
+                r = self.queue.fetch(&self.config.queue, 1, Duration::from_secs(1)) => r,
+                _ = shutdown.changed() => break,
+            };
+            match fetched {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        self.handle(d).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, d: Delivery) {
+        let saga_id = d.task.saga_id.clone();
+        let outcome = match d.task.kind {
+            TaskKind::Activity => self.run_activity(&d).await,
+            TaskKind::Workflow => self.run_workflow_task(&saga_id).await,
+        };
+        let settled = match outcome {
+            Ok(Processed::Appended) => self.queue.ack(&d.tag).await,
+            Ok(Processed::Dropped) => {
+                self.counter(&self.counters.dropped_tasks);
+                self.queue.ack(&d.tag).await
+            }
+            Err(e) if e.is_not_found() || e.kind == ErrorKind::Codec && d.task.kind == TaskKind::Activity => {
+                self.queue.terminate(&d.tag, &e.to_string()).await
+            }
+            Err(e) => {
+                tracing::warn!(saga_id = %saga_id, error = %e, "task failed; redelivering later");
+                self.queue.nak(&d.tag, Duration::from_secs(1)).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::debug!(saga_id = %saga_id, error = %e, "could not settle delivery");
+        }
+    }
+
+    async fn run_activity(&self, d: &Delivery) -> Result<Processed> {
+        let saga_id = &d.task.saga_id;
+        let task: ActivityTask = serde_json::from_slice(&d.task.payload)
+            .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
+        let started_at = self.clock.now();
+        self.counter(&self.counters.activity_attempts);
+        let ctx = ActivityContext {
+            saga_id: saga_id.clone(),
+            seq: task.seq,
+            attempt: task.attempt,
+            activity_type: task.activity_type.clone(),
+        };
+        let span = tracing::info_span!("activity", saga_id = %saga_id, activity_type = %task.activity_type, attempt = task.attempt);
+        let result: std::result::Result<Value, Option<ActivityError>> = match self.activities.get_activity(&task.activity_type) {
+            None => Err(Some(
+                ActivityError::non_retryable(format!("unknown activity type `{}`", task.activity_type))
+                    .with_kind("unknown-activity"),
+            )),
+            Some(a) => {
+                // Run on its own task so that a panicking activity fails its attempt
+                // instead of the worker.
+                let fut = a.execute_dyn(ctx, task.input.clone()).instrument(span);
+                let handle = tokio::spawn(fut);
+                let joined = match task.timeout_ms {
+                    Some(ms) => {
+                        let abort = handle.abort_handle();
+                        match tokio::time::timeout(Duration::from_millis(ms), handle).await {
+                            Ok(j) => Some(j),
+                            Err(_) => {
+                                abort.abort();
+                                None
+                            }
+                        }
+                    }
+                    None => Some(handle.await),
+                };
+                match joined {
+                    None => Err(None),
+                    Some(Ok(r)) => r.map_err(Some),
+                    Some(Err(join)) => Err(Some(ActivityError::retryable(format!("activity panicked: {join}")).with_kind("panic"))),
+                }
+            }
+        };
+        let finished = self.clock.now();
+        let (event_type, attributes) = match result {
+            Ok(output) => (
+                EventType::ActivityTaskCompleted,
+                json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "output": output}),
+            ),
+            Err(None) => (
+                EventType::ActivityTaskTimedOut,
+                json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "timeout_ms": task.timeout_ms}),
+            ),
+            Err(Some(error)) => (
+                EventType::ActivityTaskFailed,
+                json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "error": error}),
+            ),
+        };
+        self.process(saga_id, false, |exec| {
+            let pending = exec
+                .s
+                .activities
+                .get(&task.seq)
+                .is_some_and(|p| p.attempt == task.attempt);
+            Ok(pending.then(|| {
+                vec![
+                    Input {
+                        event_type: EventType::ActivityTaskStarted,
+                        attributes: json!({"seq": task.seq, "attempt": task.attempt, "delivery": d.delivery_count}),
+                        at: started_at,
+                    },
+                    Input {
+                        event_type,
+                        attributes: attributes.clone(),
+                        at: finished,
+                    },
+                ]
+            }))
+        })
+        .await
+    }
+
+    /// A workflow task: reload the execution from the store, record what it owes, and
+    /// re-drive its pending activities and timers (recovery after a crash).
+    async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<Processed> {
+        self.evict(saga_id);
+        let processed = self.process(saga_id, false, |_| Ok(Some(Vec::new()))).await?;
+        let slot = self.slot(saga_id);
+        let guard = slot.lock().await;
+        let Some(exec) = guard.as_ref() else { return Ok(processed) };
+        let mut effects = Vec::new();
+        for pa in exec.s.activities.values() {
+            let task = ActivityTask {
+                seq: pa.seq,
+                attempt: pa.attempt,
+                activity_type: pa.activity_type.clone(),
+                input: pa.input.clone(),
+                timeout_ms: pa.timeout_ms,
+            };
+            let fake = exec.event(EventType::ActivityTaskScheduled, Value::Null, false, exec.s.now);
+            effects.push(Effect::Publish(self.activity_task(&fake, &task)));
+        }
+        for t in exec.s.timers.values() {
+            effects.push(Effect::CreateTimer(TimerRecord {
+                timer_id: t.timer_id.clone(),
+                saga_id: saga_id.clone(),
+                kind: t.kind,
+                fire_at: t.fire_at,
+                attributes: json!({"seq": t.seq, "slot": t.slot}),
+            }));
+        }
+        drop(guard);
+        self.run_effects(saga_id, effects).await;
+        Ok(Processed::Appended)
+    }
+
+    pub(super) async fn timer_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = self.clock.now();
+            let claimed = match self.timers.claim_due(now, 256, self.config.timer_lease).await {
+                Ok(ts) => ts,
+                Err(e) => {
+                    tracing::warn!(error = %e, "timer claim failed");
+                    Vec::new()
+                }
+            };
+            let fired_any = !claimed.is_empty();
+            for t in claimed {
+                self.fire(t).await;
+            }
+            let mut deadline = Instant::now() + self.config.timer_poll;
+            if let Ok(Some(next)) = self.timers.next_fire_at().await {
+                // +1 ms: the clock is truncated to milliseconds, so sleeping to the
+                // exact instant could wake a hair before the timer is due.
+                let at = self.clock.instant_at(next) + Duration::from_millis(1);
+                let floor = Instant::now()
+                    + if fired_any { Duration::ZERO } else { Duration::from_millis(20) };
+                deadline = deadline.min(at.max(floor));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.timer_wake.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    async fn fire(&self, t: TimerRecord) {
+        let now = self.clock.now();
+        let r = if t.kind == TimerKind::ActivityTimeout {
+            let seq = t.attributes["seq"].as_u64().unwrap_or_default();
+            let attempt = t.attributes["attempt"].as_u64().unwrap_or_default() as u32;
+            self.process(&t.saga_id, false, |exec| {
+                let pending = exec.s.activities.get(&seq).is_some_and(|p| p.attempt == attempt);
+                Ok(pending.then(|| {
+                    vec![Input {
+                        event_type: EventType::ActivityTaskTimedOut,
+                        attributes: json!({"seq": seq, "attempt": attempt, "source": "timer"}),
+                        at: now,
+                    }]
+                }))
+            })
+            .await
+        } else {
+            self.process(&t.saga_id, false, |exec| {
+                Ok(exec.s.timers.contains_key(&t.timer_id).then(|| {
+                    vec![Input {
+                        event_type: EventType::TimerFired,
+                        attributes: json!({"timer_id": t.timer_id, "kind": t.kind}),
+                        at: now,
+                    }]
+                }))
+            })
+            .await
+        };
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                // Leave the claim to expire: another attempt will fire it.
+                tracing::warn!(timer_id = %t.timer_id, error = %e, "timer not fired");
+                return;
+            }
+        }
+        if let Err(e) = self.timers.complete(&t.timer_id).await {
+            tracing::warn!(timer_id = %t.timer_id, error = %e, "timer not completed");
+        }
+    }
+}
+
+fn codec_name(codec: AnyCodec) -> &'static str {
+    use crate::codec::Codec;
+    codec.name()
+}
