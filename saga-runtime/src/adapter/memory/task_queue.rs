@@ -97,6 +97,10 @@ impl State {
 #[derive(Clone, Default)]
 pub struct InMemoryTaskQueue {
     state: Arc<Mutex<State>>,
+    /// Woken with `notify_waiters` whenever tasks become ready: fetchers of different
+    /// queues share it, so a single `notify_one` permit could wake a fetcher of another
+    /// queue and leave the right one asleep for its whole wait. Each fetcher creates its
+    /// `Notified` before looking at the state, so no wake-up is lost.
     notify: Arc<Notify>,
     config: QueueConfig,
 }
@@ -153,7 +157,7 @@ impl TaskQueue for InMemoryTaskQueue {
                 task,
                 deliveries: 0,
             });
-        self.notify.notify_one();
+        self.notify.notify_waiters();
         Ok(())
     }
 
@@ -182,8 +186,8 @@ impl TaskQueue for InMemoryTaskQueue {
                 }
                 if !out.is_empty() {
                     if s.ready.get(queue).is_some_and(|q| !q.is_empty()) {
-                        // Leave the wake-up for another fetcher.
-                        self.notify.notify_one();
+                        // Let other fetchers of this queue take the rest.
+                        self.notify.notify_waiters();
                     }
                     return Ok(out);
                 }
@@ -205,9 +209,7 @@ impl TaskQueue for InMemoryTaskQueue {
     async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
         let p = self.take_inflight(tag)?;
         let mut s = self.lock();
-        if delay.is_zero() {
-            s.requeue(p, self.config.max_deliver, "nak");
-        } else if p.deliveries >= self.config.max_deliver {
+        if delay.is_zero() || p.deliveries >= self.config.max_deliver {
             s.requeue(p, self.config.max_deliver, "nak");
         } else {
             s.next_seq += 1;
@@ -215,7 +217,7 @@ impl TaskQueue for InMemoryTaskQueue {
             s.delayed.insert(key, p);
         }
         drop(s);
-        self.notify.notify_one();
+        self.notify.notify_waiters();
         Ok(())
     }
 
@@ -230,9 +232,11 @@ impl TaskQueue for InMemoryTaskQueue {
     }
 
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
-        Ok(self
-            .lock()
-            .dead
+        let mut s = self.lock();
+        // Deliveries whose ack wait ran out on their last allowed attempt are dead now,
+        // whether or not anyone fetched the queue since.
+        s.promote(Instant::now(), self.config.max_deliver);
+        Ok(s.dead
             .iter()
             .filter(|d| d.task.queue == queue)
             .cloned()

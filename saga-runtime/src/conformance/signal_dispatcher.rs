@@ -1,0 +1,139 @@
+//! Conformance checks for [`SignalDispatcher`]: per-saga, ordered, fan-out delivery.
+
+use std::time::Duration;
+
+use super::{ok, unique};
+use crate::domain::{SagaId, WorkflowStatus};
+use crate::port::{Notification, SignalDispatcher, SignalSubscription};
+
+/// How long a check waits for a notification that must arrive.
+const PATIENCE: Duration = Duration::from_secs(3);
+/// How long a check listens before concluding that nothing more will arrive.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// Runs every signal dispatcher check, in turn, on `dispatcher`.
+pub async fn run_all_signal_dispatcher<D: SignalDispatcher>(dispatcher: &D) {
+    check_notifications_arrive_in_order(dispatcher).await;
+    check_notifications_are_per_saga(dispatcher).await;
+    check_every_subscriber_receives(dispatcher).await;
+    check_dropped_subscription_does_not_break_notify(dispatcher).await;
+}
+
+/// A subscriber of X receives every notification sent to X, in order.
+pub async fn check_notifications_arrive_in_order<D: SignalDispatcher>(d: &D) {
+    let x = SagaId::new(unique("sd-order"));
+    let mut sub = ok("subscribe", d.subscribe(&x).await);
+    let sent = sample(8);
+    for n in &sent {
+        ok("notify", d.notify(&x, n.clone()).await);
+    }
+    for (i, want) in sent.iter().enumerate() {
+        let got = recv(&mut sub, &x).await;
+        assert_eq!(&got, want, "notification {i} for {x} arrived out of order");
+    }
+    assert_quiet(&mut sub, &x).await;
+}
+
+/// A subscriber of X receives nothing sent to Y, and notifying a saga nobody
+/// subscribed to succeeds.
+pub async fn check_notifications_are_per_saga<D: SignalDispatcher>(d: &D) {
+    let (x, y) = (SagaId::new(unique("sd-x")), SagaId::new(unique("sd-y")));
+    let mut sub = ok("subscribe", d.subscribe(&x).await);
+    ok(
+        "notify a saga nobody subscribed to",
+        d.notify(&y, signal("for-y")).await,
+    );
+    let marker = signal("for-x");
+    ok("notify", d.notify(&x, marker.clone()).await);
+    assert_eq!(
+        recv(&mut sub, &x).await,
+        marker,
+        "a subscriber of {x} must not receive notifications for {y}"
+    );
+    assert_quiet(&mut sub, &x).await;
+}
+
+/// Two subscribers of X both receive every notification for X.
+pub async fn check_every_subscriber_receives<D: SignalDispatcher>(d: &D) {
+    let x = SagaId::new(unique("sd-fanout"));
+    let mut first = ok("subscribe", d.subscribe(&x).await);
+    let mut second = ok("subscribe", d.subscribe(&x).await);
+    let sent = sample(3);
+    for n in &sent {
+        ok("notify", d.notify(&x, n.clone()).await);
+    }
+    for (name, sub) in [("first", &mut first), ("second", &mut second)] {
+        for want in &sent {
+            assert_eq!(
+                &recv(sub, &x).await,
+                want,
+                "the {name} subscriber of {x} must receive every notification, in order"
+            );
+        }
+    }
+}
+
+/// Dropping a subscription does not break `notify`, nor the other subscribers, nor
+/// later subscriptions.
+pub async fn check_dropped_subscription_does_not_break_notify<D: SignalDispatcher>(d: &D) {
+    let x = SagaId::new(unique("sd-drop"));
+    let dropped = ok("subscribe", d.subscribe(&x).await);
+    let mut kept = ok("subscribe", d.subscribe(&x).await);
+    drop(dropped);
+    let first = signal("after-drop");
+    ok(
+        "notify after a subscription was dropped",
+        d.notify(&x, first.clone()).await,
+    );
+    assert_eq!(recv(&mut kept, &x).await, first);
+
+    // The only subscriber goes away; notify still works and a new subscriber hears.
+    drop(kept);
+    ok(
+        "notify with every subscription dropped",
+        d.notify(&x, signal("nobody-listens")).await,
+    );
+    let mut late = ok("subscribe", d.subscribe(&x).await);
+    let second = signal("late");
+    ok("notify", d.notify(&x, second.clone()).await);
+    assert_eq!(
+        recv(&mut late, &x).await,
+        second,
+        "a subscription made after the others were dropped must receive notifications"
+    );
+}
+
+fn signal(name: &str) -> Notification {
+    Notification::SignalReceived {
+        name: name.to_owned(),
+    }
+}
+
+/// `n` distinct notifications of every kind.
+fn sample(n: usize) -> Vec<Notification> {
+    (0..n)
+        .map(|i| match i % 3 {
+            0 => signal(&format!("signal-{i}")),
+            1 => Notification::TimerFired {
+                timer_id: format!("timer-{i}"),
+            },
+            _ => Notification::StatusChanged {
+                status: WorkflowStatus::ALL[i % WorkflowStatus::ALL.len()],
+            },
+        })
+        .collect()
+}
+
+async fn recv(sub: &mut SignalSubscription, saga: &SagaId) -> Notification {
+    match tokio::time::timeout(PATIENCE, sub.recv()).await {
+        Ok(Some(n)) => n,
+        Ok(None) => panic!("the subscription to {saga} closed while waiting"),
+        Err(_) => panic!("no notification for {saga} within {PATIENCE:?}"),
+    }
+}
+
+async fn assert_quiet(sub: &mut SignalSubscription, saga: &SagaId) {
+    if let Ok(Some(n)) = tokio::time::timeout(QUIET, sub.recv()).await {
+        panic!("unexpected notification for {saga}: {n:?}");
+    }
+}
