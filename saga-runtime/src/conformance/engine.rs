@@ -57,7 +57,11 @@ fn types(h: &[HistoryEvent]) -> Vec<EventType> {
 /// The activity types scheduled as compensations, in history order.
 pub fn compensations_in_history(h: &[HistoryEvent]) -> Vec<String> {
     h.iter()
-        .filter(|e| e.event_type == EventType::ActivityTaskScheduled && e.attr_u64("compensates").is_some() && !e.is_retry)
+        .filter(|e| {
+            e.event_type == EventType::ActivityTaskScheduled
+                && e.attr_u64("compensates").is_some()
+                && !e.is_retry
+        })
         .map(|e| e.attr_str("activity_type").unwrap_or_default().to_owned())
         .collect()
 }
@@ -65,16 +69,27 @@ pub fn compensations_in_history(h: &[HistoryEvent]) -> Vec<String> {
 /// Asserts the history is dense from 0 and every activity attempt finished at most once.
 pub fn assert_history_sound(h: &[HistoryEvent]) {
     for (i, e) in h.iter().enumerate() {
-        assert_eq!(e.event_id, i as u64, "event ids must be dense: {:?}", types(h));
+        assert_eq!(
+            e.event_id,
+            i as u64,
+            "event ids must be dense: {:?}",
+            types(h)
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for e in h {
         if matches!(
             e.event_type,
-            EventType::ActivityTaskCompleted | EventType::ActivityTaskFailed | EventType::ActivityTaskTimedOut
+            EventType::ActivityTaskCompleted
+                | EventType::ActivityTaskFailed
+                | EventType::ActivityTaskTimedOut
         ) {
             let key = (e.attr_u64("seq"), e.attr_u64("attempt"));
-            assert!(seen.insert(key), "attempt {key:?} finished twice: {:?}", types(h));
+            assert!(
+                seen.insert(key),
+                "attempt {key:?} finished twice: {:?}",
+                types(h)
+            );
         }
     }
 }
@@ -86,7 +101,10 @@ fn ts(e: &HistoryEvent) -> DateTime<Utc> {
 /// The order saga completes; its history replays; trace ids ride on every event.
 pub async fn order_saga_completes<S: ScenarioStore>(store: S) {
     let engine = engine(store).await;
-    let run = engine.start::<order_saga>("order-ok", Order::new("o1")).await.unwrap();
+    let run = engine
+        .start::<order_saga>("order-ok", Order::new("o1"))
+        .await
+        .unwrap();
     let receipt = run.result().await.expect("completes");
     assert_eq!(receipt.shipment.tracking, "trk-o1");
     assert_eq!(receipt.payment.amount_cents, 4_200);
@@ -95,14 +113,22 @@ pub async fn order_saga_completes<S: ScenarioStore>(store: S) {
     let h = engine.history("order-ok").await.unwrap();
     assert_history_sound(&h);
     assert_eq!(h[0].event_type, EventType::WorkflowExecutionStarted);
-    assert_eq!(h.last().unwrap().event_type, EventType::WorkflowExecutionCompleted);
+    assert_eq!(
+        h.last().unwrap().event_type,
+        EventType::WorkflowExecutionCompleted
+    );
     let trace = &h[0].trace_id;
     assert!(!trace.is_empty() && h.iter().all(|e| &e.trace_id == trace));
     assert_eq!(
-        h.iter().filter(|e| e.event_type == EventType::ActivityTaskCompleted).count(),
+        h.iter()
+            .filter(|e| e.event_type == EventType::ActivityTaskCompleted)
+            .count(),
         3
     );
-    engine.verify_replay("order-ok").await.expect("full replay accepts the history");
+    engine
+        .verify_replay("order-ok")
+        .await
+        .expect("full replay accepts the history");
 }
 
 /// Step 3 fails after acting: compensations run for steps 3, 2, 1 in that order and
@@ -173,15 +199,22 @@ pub async fn failed_step_without_effect_is_not_compensated<S: ScenarioStore>(sto
         .unwrap_err();
     assert!(err.message.contains("no carrier"), "{err}");
     let h = engine.history("order-ship-error").await.unwrap();
-    assert_eq!(compensations_in_history(&h), ["refund-payment", "release-inventory"]);
+    assert_eq!(
+        compensations_in_history(&h),
+        ["refund-payment", "release-inventory"]
+    );
     // Non-retryable: a single attempt of ship-order, no backoff timer.
     assert_eq!(
         h.iter()
-            .filter(|e| e.event_type == EventType::ActivityTaskFailed && e.attr_str("activity_type") == Some("ship-order"))
+            .filter(|e| e.event_type == EventType::ActivityTaskFailed
+                && e.attr_str("activity_type") == Some("ship-order"))
             .count(),
         1
     );
-    assert_eq!(engine.describe("order-ship-error").await.unwrap().status, WorkflowStatus::Cancelled);
+    assert_eq!(
+        engine.describe("order-ship-error").await.unwrap().status,
+        WorkflowStatus::Cancelled
+    );
 }
 
 /// A compensation that keeps failing ends in Failed, with the reason in `describe`.
@@ -204,17 +237,26 @@ pub async fn failing_compensation_ends_failed<S: ScenarioStore>(store: S) {
     assert_eq!(d.status, WorkflowStatus::Failed);
     let failure = d.failure.expect("failure recorded");
     assert!(failure.contains("carrier rejected"), "{failure}");
-    assert!(failure.contains("refund-payment") && failure.contains("refuses the refund"), "{failure}");
+    assert!(
+        failure.contains("refund-payment") && failure.contains("refuses the refund"),
+        "{failure}"
+    );
     assert_eq!(d.compensations_done, ["cancel-shipment"]);
     let h = engine.history("order-refund-fails").await.unwrap();
     // Three attempts of the refund (its policy), then the saga stops compensating:
     // release-inventory never runs.
     let refunds = h
         .iter()
-        .filter(|e| e.event_type == EventType::ActivityTaskFailed && e.attr_str("activity_type") == Some("refund-payment"))
+        .filter(|e| {
+            e.event_type == EventType::ActivityTaskFailed
+                && e.attr_str("activity_type") == Some("refund-payment")
+        })
         .count();
     assert_eq!(refunds, 3);
-    assert_eq!(compensations_in_history(&h), ["cancel-shipment", "refund-payment"]);
+    assert_eq!(
+        compensations_in_history(&h),
+        ["cancel-shipment", "refund-payment"]
+    );
     engine.verify_replay("order-refund-fails").await.unwrap();
 }
 
@@ -223,7 +265,13 @@ pub async fn failing_compensation_ends_failed<S: ScenarioStore>(store: S) {
 pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
     let engine = engine(store).await;
     let got = engine
-        .start::<single<flaky>>("flaky-3", FlakyInput { succeed_on: 3, non_retryable: false })
+        .start::<single<flaky>>(
+            "flaky-3",
+            FlakyInput {
+                succeed_on: 3,
+                non_retryable: false,
+            },
+        )
         .await
         .unwrap()
         .result()
@@ -232,11 +280,17 @@ pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
     assert_eq!(got, 3);
     let h = engine.history("flaky-3").await.unwrap();
     assert_history_sound(&h);
-    let failed: Vec<_> = h.iter().filter(|e| e.event_type == EventType::ActivityTaskFailed).collect();
+    let failed: Vec<_> = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskFailed)
+        .collect();
     assert_eq!(failed.len(), 2);
     let backoffs: Vec<_> = h
         .iter()
-        .filter(|e| e.event_type == EventType::TimerStarted && e.attributes["kind"] == json!(TimerKind::RetryBackoff))
+        .filter(|e| {
+            e.event_type == EventType::TimerStarted
+                && e.attributes["kind"] == json!(TimerKind::RetryBackoff)
+        })
         .collect();
     assert_eq!(backoffs.len(), 2);
     assert_eq!(backoffs[0].attr_u64("duration_ms"), Some(1_000));
@@ -255,7 +309,8 @@ pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
         let next_start = h
             .iter()
             .find(|e| {
-                e.event_type == EventType::ActivityTaskStarted && e.attr_u64("attempt") == timer.attr_u64("attempt")
+                e.event_type == EventType::ActivityTaskStarted
+                    && e.attr_u64("attempt") == timer.attr_u64("attempt")
             })
             .expect("next attempt started");
         assert!(ts(next_start) >= ts(fired));
@@ -267,7 +322,13 @@ pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
     assert_eq!(retries, 2);
 
     let err = engine
-        .start::<single<flaky>>("flaky-fatal", FlakyInput { succeed_on: 1, non_retryable: true })
+        .start::<single<flaky>>(
+            "flaky-fatal",
+            FlakyInput {
+                succeed_on: 1,
+                non_retryable: true,
+            },
+        )
         .await
         .unwrap()
         .result()
@@ -275,7 +336,12 @@ pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
         .unwrap_err();
     assert!(err.message.contains("invalid card number"), "{err}");
     let h = engine.history("flaky-fatal").await.unwrap();
-    assert_eq!(h.iter().filter(|e| e.event_type == EventType::ActivityTaskFailed).count(), 1);
+    assert_eq!(
+        h.iter()
+            .filter(|e| e.event_type == EventType::ActivityTaskFailed)
+            .count(),
+        1
+    );
     assert!(!h.iter().any(|e| e.event_type == EventType::TimerStarted));
 }
 
@@ -293,10 +359,19 @@ pub async fn activity_timeout<S: ScenarioStore>(store: S) {
     assert!(err.message.contains("timed out"), "{err}");
     let h = engine.history("slow-1").await.unwrap();
     assert_history_sound(&h);
-    let timeouts = h.iter().filter(|e| e.event_type == EventType::ActivityTaskTimedOut).count();
+    let timeouts = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskTimedOut)
+        .count();
     assert_eq!(timeouts, 2, "{:?}", types(&h));
     // A fast enough call completes.
-    let ok = engine.start::<single<slow>>("slow-0", 0).await.unwrap().result().await.unwrap();
+    let ok = engine
+        .start::<single<slow>>("slow-0", 0)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(ok, 0);
 }
 
@@ -306,7 +381,10 @@ pub async fn workflow_timeout<S: ScenarioStore>(store: S) {
     let run = engine
         .start_with::<waiter>(
             "wf-timeout",
-            WaiterInput { sleep_first_secs: 0, timeout_secs: None },
+            WaiterInput {
+                sleep_first_secs: 0,
+                timeout_secs: None,
+            },
             StartOptions {
                 timeout: Some(Duration::from_secs(5)),
                 trace_id: None,
@@ -326,19 +404,34 @@ pub async fn workflow_timeout<S: ScenarioStore>(store: S) {
         .expect("timed out event");
     assert!((ts(timed_out) - started).num_seconds() >= 5);
     // A signal to a closed execution is a clear error.
-    let late = engine.signal("wf-timeout", "go", "too late").await.unwrap_err();
+    let late = engine
+        .signal("wf-timeout", "go", "too late")
+        .await
+        .unwrap_err();
     assert_eq!(late.kind, ErrorKind::Validation);
 }
 
 /// A durable sleep of one hour.
 pub async fn sleep<S: ScenarioStore>(store: S) {
     let engine = engine(store).await;
-    let slept = engine.start::<sleeper>("sleep-1h", 3600).await.unwrap().result().await.unwrap();
+    let slept = engine
+        .start::<sleeper>("sleep-1h", 3600)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert!(slept >= 3600, "slept {slept}s");
     let h = engine.history("sleep-1h").await.unwrap();
-    let started = h.iter().find(|e| e.event_type == EventType::TimerStarted).unwrap();
+    let started = h
+        .iter()
+        .find(|e| e.event_type == EventType::TimerStarted)
+        .unwrap();
     assert_eq!(started.attributes["kind"], json!(TimerKind::Sleep));
-    let fired = h.iter().find(|e| e.event_type == EventType::TimerFired).unwrap();
+    let fired = h
+        .iter()
+        .find(|e| e.event_type == EventType::TimerFired)
+        .unwrap();
     assert!((ts(fired) - ts(started)).num_seconds() >= 3600);
 }
 
@@ -348,31 +441,71 @@ pub async fn signals<S: ScenarioStore>(store: S) {
     let engine = engine(store).await;
     // Before: the workflow sleeps 60 s first, the signal arrives meanwhile.
     let early = engine
-        .start::<waiter>("sig-early", WaiterInput { sleep_first_secs: 60, timeout_secs: None })
+        .start::<waiter>(
+            "sig-early",
+            WaiterInput {
+                sleep_first_secs: 60,
+                timeout_secs: None,
+            },
+        )
         .await
         .unwrap();
-    engine.signal("sig-early", "go", "early bird").await.unwrap();
+    engine
+        .signal("sig-early", "go", "early bird")
+        .await
+        .unwrap();
     assert_eq!(early.result().await.unwrap(), "early bird");
     let h = engine.history("sig-early").await.unwrap();
-    let sig = h.iter().position(|e| e.event_type == EventType::SignalReceived).unwrap();
-    let fired = h.iter().position(|e| e.event_type == EventType::TimerFired).unwrap();
+    let sig = h
+        .iter()
+        .position(|e| e.event_type == EventType::SignalReceived)
+        .unwrap();
+    let fired = h
+        .iter()
+        .position(|e| e.event_type == EventType::TimerFired)
+        .unwrap();
     assert!(sig < fired, "the signal was recorded before the wait began");
 
     // After: the workflow is already waiting.
     let late = engine
-        .start::<waiter>("sig-late", WaiterInput { sleep_first_secs: 0, timeout_secs: Some(600) })
+        .start::<waiter>(
+            "sig-late",
+            WaiterInput {
+                sleep_first_secs: 0,
+                timeout_secs: Some(600),
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(engine.describe("sig-late").await.unwrap().waiting_for_signals, ["go"]);
-    assert_eq!(engine.describe("sig-late").await.unwrap().status, WorkflowStatus::Paused);
+    assert_eq!(
+        engine
+            .describe("sig-late")
+            .await
+            .unwrap()
+            .waiting_for_signals,
+        ["go"]
+    );
+    assert_eq!(
+        engine.describe("sig-late").await.unwrap().status,
+        WorkflowStatus::Paused
+    );
     engine.signal("sig-late", "go", "on time").await.unwrap();
     assert_eq!(late.result().await.unwrap(), "on time");
     let h = engine.history("sig-late").await.unwrap();
-    assert!(types(&h).contains(&EventType::TimerCanceled), "the wait's timeout timer is cancelled");
+    assert!(
+        types(&h).contains(&EventType::TimerCanceled),
+        "the wait's timeout timer is cancelled"
+    );
 
     // Timeout: nobody signals.
     let err = engine
-        .start::<waiter>("sig-timeout", WaiterInput { sleep_first_secs: 0, timeout_secs: Some(30) })
+        .start::<waiter>(
+            "sig-timeout",
+            WaiterInput {
+                sleep_first_secs: 0,
+                timeout_secs: Some(30),
+            },
+        )
         .await
         .unwrap()
         .result()
@@ -383,15 +516,30 @@ pub async fn signals<S: ScenarioStore>(store: S) {
     // Approval signal in the order saga, and a rejection that compensates.
     let mut order = Order::new("o6");
     order.needs_approval = true;
-    let run = engine.start::<order_saga>("order-approve", order.clone()).await.unwrap();
-    engine.signal("order-approve", "approval", Approval { granted: true }).await.unwrap();
+    let run = engine
+        .start::<order_saga>("order-approve", order.clone())
+        .await
+        .unwrap();
+    engine
+        .signal("order-approve", "approval", Approval { granted: true })
+        .await
+        .unwrap();
     run.result().await.unwrap();
-    let run = engine.start::<order_saga>("order-reject", order).await.unwrap();
-    engine.signal("order-reject", "approval", Approval { granted: false }).await.unwrap();
+    let run = engine
+        .start::<order_saga>("order-reject", order)
+        .await
+        .unwrap();
+    engine
+        .signal("order-reject", "approval", Approval { granted: false })
+        .await
+        .unwrap();
     let err = run.result().await.unwrap_err();
     assert!(err.message.contains("not approved"), "{err}");
     let h = engine.history("order-reject").await.unwrap();
-    assert_eq!(compensations_in_history(&h), ["refund-payment", "release-inventory"]);
+    assert_eq!(
+        compensations_in_history(&h),
+        ["refund-payment", "release-inventory"]
+    );
 }
 
 /// Cancelling a saga that waits for approval compensates what it did and ends
@@ -400,7 +548,10 @@ pub async fn cancel_compensates<S: ScenarioStore>(store: S) {
     let engine = engine(store).await;
     let mut order = Order::new("o7");
     order.needs_approval = true;
-    let run = engine.start::<order_saga>("order-cancel", order).await.unwrap();
+    let run = engine
+        .start::<order_saga>("order-cancel", order)
+        .await
+        .unwrap();
     // Wait until it is parked on the approval signal.
     loop {
         let d = engine.describe("order-cancel").await.unwrap();
@@ -413,9 +564,18 @@ pub async fn cancel_compensates<S: ScenarioStore>(store: S) {
     let err = run.result().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");
     let h = engine.history("order-cancel").await.unwrap();
-    assert_eq!(compensations_in_history(&h), ["refund-payment", "release-inventory"]);
-    assert_eq!(engine.describe("order-cancel").await.unwrap().status, WorkflowStatus::Cancelled);
-    assert!(engine.cancel("order-cancel").await.is_err(), "a closed saga cannot be cancelled again");
+    assert_eq!(
+        compensations_in_history(&h),
+        ["refund-payment", "release-inventory"]
+    );
+    assert_eq!(
+        engine.describe("order-cancel").await.unwrap().status,
+        WorkflowStatus::Cancelled
+    );
+    assert!(
+        engine.cancel("order-cancel").await.is_err(),
+        "a closed saga cannot be cancelled again"
+    );
 }
 
 /// Bad input at the API: duplicate start, unknown workflow, unknown execution.
@@ -425,13 +585,25 @@ pub async fn bad_input<S: ScenarioStore>(store: S) {
     let err = engine.start::<sleeper>("dup", 2).await.unwrap_err();
     assert!(err.is_already_started(), "{err}");
     // The first execution is untouched.
-    assert_eq!(engine.history("dup").await.unwrap()[0].attributes["input"], json!(1));
+    assert_eq!(
+        engine.history("dup").await.unwrap()[0].attributes["input"],
+        json!(1)
+    );
     let err = engine.signal("no-such-saga", "go", 1).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     let err = engine.describe("no-such-saga").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    let bare = SagaEngine::builder().store(store).client_only().build().await.unwrap();
-    let err = bare.start::<sleeper>("x", 1).await.err().expect("unregistered");
+    let bare = SagaEngine::builder()
+        .store(store)
+        .client_only()
+        .build()
+        .await
+        .unwrap();
+    let err = bare
+        .start::<sleeper>("x", 1)
+        .await
+        .err()
+        .expect("unregistered");
     assert_eq!(err.kind, ErrorKind::Configuration);
     let err = SagaEngine::builder().build().await.err().expect("no store");
     assert_eq!(err.kind, ErrorKind::Configuration);
@@ -442,43 +614,73 @@ pub async fn bad_input<S: ScenarioStore>(store: S) {
 pub async fn two_workers_race<S: ScenarioStore>(store: S) {
     let queue = crate::adapter::memory::InMemoryTaskQueue::new();
     let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
-    let a = builder(store.clone()).queue(queue.clone()).signals(signals.clone()).build().await.unwrap();
-    let b = builder(store.clone()).queue(queue).signals(signals).build().await.unwrap();
+    let a = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let b = builder(store.clone())
+        .queue(queue)
+        .signals(signals)
+        .build()
+        .await
+        .unwrap();
     let n = 40;
     let mut runs = Vec::new();
     for i in 0..n {
         let mut order = Order::new(&format!("race-{i}"));
         order.needs_approval = true;
-        runs.push(a.start::<order_saga>(format!("race-{i}"), order).await.unwrap());
+        runs.push(
+            a.start::<order_saga>(format!("race-{i}"), order)
+                .await
+                .unwrap(),
+        );
     }
-    // Both engines send approvals (and a stray signal each) while workers run.
-    let (ra, rb) = tokio::join!(
+    // Both engines send a stray signal to every saga at once, then the approvals,
+    // while both engines' workers run the activities.
+    tokio::join!(
         async {
             for i in 0..n {
                 a.signal(format!("race-{i}"), "noise", i).await.unwrap();
-                if i % 2 == 0 {
-                    a.signal(format!("race-{i}"), "approval", Approval { granted: true }).await.unwrap();
-                }
             }
         },
         async {
             for i in 0..n {
                 b.signal(format!("race-{i}"), "noise", i).await.unwrap();
-                if i % 2 == 1 {
-                    b.signal(format!("race-{i}"), "approval", Approval { granted: true }).await.unwrap();
-                }
             }
         }
     );
-    let _ = (ra, rb);
+    tokio::join!(
+        async {
+            for i in (0..n).step_by(2) {
+                a.signal(format!("race-{i}"), "approval", Approval { granted: true })
+                    .await
+                    .unwrap();
+            }
+        },
+        async {
+            for i in (1..n).step_by(2) {
+                b.signal(format!("race-{i}"), "approval", Approval { granted: true })
+                    .await
+                    .unwrap();
+            }
+        }
+    );
     for run in runs {
         run.result().await.expect("each saga completes");
     }
     for i in 0..n {
         let h = a.history(format!("race-{i}")).await.unwrap();
         assert_history_sound(&h);
-        let signals = h.iter().filter(|e| e.event_type == EventType::SignalReceived).count();
-        assert_eq!(signals, 3, "two noise signals and one approval for race-{i}");
+        let signals = h
+            .iter()
+            .filter(|e| e.event_type == EventType::SignalReceived)
+            .count();
+        assert_eq!(
+            signals, 3,
+            "two noise signals and one approval for race-{i}"
+        );
         a.verify_replay(format!("race-{i}")).await.unwrap();
     }
     let m = (a.metrics(), b.metrics());
@@ -514,7 +716,10 @@ pub async fn crash_and_recover<S: ScenarioStore>(store: S) {
         // Dropped here, with the saga half done.
     }
     let second = engine(store).await;
-    second.signal("crash-1", "approval", Approval { granted: true }).await.unwrap();
+    second
+        .signal("crash-1", "approval", Approval { granted: true })
+        .await
+        .unwrap();
     let receipt = second.result::<order_saga>("crash-1").await.unwrap();
     assert_eq!(receipt.shipment.tracking, reference.shipment.tracking);
     assert_eq!(receipt.payment.amount_cents, reference.payment.amount_cents);
@@ -552,7 +757,11 @@ pub async fn corrupted_snapshot_falls_back<S: ScenarioStore>(
     let mut order = Order::new("snap");
     order.needs_approval = true;
     {
-        let first = builder(store.clone()).snapshots(snapshots.clone()).build().await.unwrap();
+        let first = builder(store.clone())
+            .snapshots(snapshots.clone())
+            .build()
+            .await
+            .unwrap();
         first.start::<order_saga>("snap-1", order).await.unwrap();
         loop {
             if first.describe("snap-1").await.unwrap().waiting_for_signals == ["approval"] {
@@ -560,16 +769,30 @@ pub async fn corrupted_snapshot_falls_back<S: ScenarioStore>(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(first.metrics().snapshots_saved >= 1, "{:?}", first.metrics());
+        assert!(
+            first.metrics().snapshots_saved >= 1,
+            "{:?}",
+            first.metrics()
+        );
     }
     let saga = crate::domain::SagaId::new("snap-1");
     assert!(store.latest_snapshot(&saga).await.unwrap().is_some());
-    assert!(corrupt(&store, &saga), "the test could corrupt the snapshot");
+    assert!(
+        corrupt(&store, &saga),
+        "the test could corrupt the snapshot"
+    );
     let second = builder(store).snapshots(snapshots).build().await.unwrap();
-    second.signal("snap-1", "approval", Approval { granted: true }).await.unwrap();
+    second
+        .signal("snap-1", "approval", Approval { granted: true })
+        .await
+        .unwrap();
     let receipt = second.result::<order_saga>("snap-1").await.unwrap();
     assert_eq!(receipt.shipment.tracking, "trk-snap");
-    assert!(second.metrics().corrupt_snapshots >= 1, "{:?}", second.metrics());
+    assert!(
+        second.metrics().corrupt_snapshots >= 1,
+        "{:?}",
+        second.metrics()
+    );
     second.verify_replay("snap-1").await.unwrap();
 }
 
@@ -584,7 +807,13 @@ pub async fn snapshots_taken_and_used<S: ScenarioStore>(store: S) {
         .build()
         .await
         .unwrap();
-    let sum = engine.start::<chain>("long-chain", 30).await.unwrap().result().await.unwrap();
+    let sum = engine
+        .start::<chain>("long-chain", 30)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(sum, (0..30).sum::<u64>());
     let saga = crate::domain::SagaId::new("long-chain");
     let kept = store.snapshots(&saga).await.unwrap();
@@ -598,7 +827,13 @@ pub async fn snapshots_taken_and_used<S: ScenarioStore>(store: S) {
 /// sides, never a wrong result; a changed fingerprint is refused by name.
 pub async fn replay_detects_changed_code<S: ScenarioStore>(store: S) {
     let engine = engine(store.clone()).await;
-    engine.start::<order_saga>("replay-1", Order::new("r")).await.unwrap().result().await.unwrap();
+    engine
+        .start::<order_saga>("replay-1", Order::new("r"))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     drop(engine);
 
     let changed = SagaEngine::builder()

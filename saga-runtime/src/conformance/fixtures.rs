@@ -136,7 +136,9 @@ impl Activity for refund_payment {
     type Output = ();
     async fn execute(_ctx: ActivityContext, p: Payment) -> Result<(), ActivityError> {
         if p.refund_fails {
-            Err(ActivityError::retryable("payment provider refuses the refund"))
+            Err(ActivityError::retryable(
+                "payment provider refuses the refund",
+            ))
         } else {
             Ok(())
         }
@@ -156,7 +158,9 @@ impl Activity for ship_order {
     type Output = Shipment;
     async fn execute(_ctx: ActivityContext, order: Order) -> Result<Shipment, ActivityError> {
         if order.ship_error {
-            return Err(ActivityError::non_retryable("no carrier serves this address"));
+            return Err(ActivityError::non_retryable(
+                "no carrier serves this address",
+            ));
         }
         Ok(Shipment {
             tracking: format!("trk-{}", order.id),
@@ -184,11 +188,25 @@ pub struct order_saga {}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OrderSagaState {
-    Start { order: Order },
-    ReserveInventory { order: Order },
-    ChargePayment { order: Order, reservation: Reservation },
-    Approval { order: Order, reservation: Reservation, payment: Payment },
-    ShipOrder { reservation: Reservation, payment: Payment },
+    Start {
+        order: Order,
+    },
+    ReserveInventory {
+        order: Order,
+    },
+    ChargePayment {
+        order: Order,
+        reservation: Reservation,
+    },
+    Approval {
+        order: Order,
+        reservation: Reservation,
+        payment: Payment,
+    },
+    ShipOrder {
+        reservation: Reservation,
+        payment: Payment,
+    },
     Finished,
 }
 
@@ -231,7 +249,9 @@ impl Workflow for order_saga {
             S::ReserveInventory { order } => {
                 let reservation = take!(wake.activity::<reserve_inventory>());
                 Transition::Suspend {
-                    commands: vec![Command::activity::<charge_payment>(&payment_request(&order))],
+                    commands: vec![Command::activity::<charge_payment>(&payment_request(
+                        &order,
+                    ))],
                     state: S::ChargePayment { order, reservation },
                 }
             }
@@ -239,32 +259,56 @@ impl Workflow for order_saga {
                 let payment = take!(wake.activity::<charge_payment>());
                 if order.needs_approval {
                     Transition::Suspend {
-                        commands: vec![Command::signal("approval", Some(Duration::from_secs(3600)))],
-                        state: S::Approval { order, reservation, payment },
+                        commands: vec![Command::signal(
+                            "approval",
+                            Some(Duration::from_secs(3600)),
+                        )],
+                        state: S::Approval {
+                            order,
+                            reservation,
+                            payment,
+                        },
                     }
                 } else {
                     Transition::Suspend {
                         commands: vec![Command::activity::<ship_order>(&order)],
-                        state: S::ShipOrder { reservation, payment },
+                        state: S::ShipOrder {
+                            reservation,
+                            payment,
+                        },
                     }
                 }
             }
-            S::Approval { order, reservation, payment } => {
+            S::Approval {
+                order,
+                reservation,
+                payment,
+            } => {
                 let approval: Approval = take!(wake.signal());
                 if !approval.granted {
                     return Transition::Fail(SagaError::rejected("not approved"));
                 }
                 Transition::Suspend {
                     commands: vec![Command::activity::<ship_order>(&order)],
-                    state: S::ShipOrder { reservation, payment },
+                    state: S::ShipOrder {
+                        reservation,
+                        payment,
+                    },
                 }
             }
-            S::ShipOrder { reservation, payment } => {
+            S::ShipOrder {
+                reservation,
+                payment,
+            } => {
                 let shipment = take!(wake.activity::<ship_order>());
                 if !shipment.accepted {
                     return Transition::Fail(SagaError::rejected("carrier rejected the shipment"));
                 }
-                Transition::Complete(Receipt { reservation, payment, shipment })
+                Transition::Complete(Receipt {
+                    reservation,
+                    payment,
+                    shipment,
+                })
             }
             S::Finished => Transition::Fail(SagaError::new("finished", "resumed after the end")),
         }
@@ -300,7 +344,10 @@ impl Workflow for order_saga_reordered {
                 };
                 Transition::Suspend {
                     commands: vec![Command::activity::<ship_order>(&order)],
-                    state: S::ShipOrder { reservation, payment },
+                    state: S::ShipOrder {
+                        reservation,
+                        payment,
+                    },
                 }
             }
             other => match order_saga::resume(other, ctx, wake) {
@@ -354,7 +401,10 @@ impl Activity for flaky {
         if input.non_retryable {
             Err(ActivityError::non_retryable("invalid card number"))
         } else if ctx.attempt < input.succeed_on {
-            Err(ActivityError::retryable(format!("attempt {} failed", ctx.attempt)))
+            Err(ActivityError::retryable(format!(
+                "attempt {} failed",
+                ctx.attempt
+            )))
         } else {
             Ok(ctx.attempt)
         }
@@ -389,12 +439,8 @@ impl Activity for slow {
 pub struct single<A>(std::marker::PhantomData<fn() -> A>);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(bound = "")]
-pub enum SingleState<A: Activity>
-where
-    A::Input: Clone + std::fmt::Debug,
-{
-    Start { input: A::Input },
+pub enum SingleState<I> {
+    Start { input: I },
     Waiting,
 }
 
@@ -407,13 +453,17 @@ where
     type Input = A::Input;
     type Output = A::Output;
     type Error = SagaError;
-    type State = SingleState<A>;
+    type State = SingleState<A::Input>;
 
-    fn start(input: A::Input) -> SingleState<A> {
+    fn start(input: A::Input) -> SingleState<A::Input> {
         SingleState::Start { input }
     }
 
-    fn resume(state: SingleState<A>, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+    fn resume(
+        state: SingleState<A::Input>,
+        _ctx: &mut WorkflowContext,
+        wake: Wake,
+    ) -> Transition<Self> {
         match state {
             SingleState::Start { input } => Transition::Suspend {
                 commands: vec![Command::activity::<A>(&input)],
@@ -445,7 +495,10 @@ pub enum WaiterState {
 impl waiter {
     fn wait(input: &WaiterInput) -> Transition<Self> {
         Transition::Suspend {
-            commands: vec![Command::signal("go", input.timeout_secs.map(Duration::from_secs))],
+            commands: vec![Command::signal(
+                "go",
+                input.timeout_secs.map(Duration::from_secs),
+            )],
             state: WaiterState::Go,
         }
     }
@@ -547,7 +600,9 @@ impl Workflow for chain {
     fn resume(state: ChainState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
         let (i, steps, sum) = match state {
             ChainState::Start { steps } => (0, steps, 0),
-            ChainState::Echo { i, steps, sum } => (i + 1, steps, sum + take!(wake.activity::<echo>())),
+            ChainState::Echo { i, steps, sum } => {
+                (i + 1, steps, sum + take!(wake.activity::<echo>()))
+            }
         };
         if i >= steps {
             return Transition::Complete(sum);

@@ -40,7 +40,9 @@
 //! }
 //! ```
 
+pub mod engine;
 pub mod event_store;
+pub mod fixtures;
 pub mod signal_dispatcher;
 pub mod task_queue;
 pub mod timer_store;

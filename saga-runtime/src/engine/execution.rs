@@ -53,6 +53,10 @@ pub(crate) struct PendingActivity {
     pub(crate) retry: RetryPolicy,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) compensates: Option<u64>,
+    /// The attempt failed and waits for its backoff timer: no result is accepted
+    /// until the next attempt is scheduled.
+    #[serde(default)]
+    pub(crate) backing_off: bool,
 }
 
 /// A durable timer started and not yet fired or cancelled.
@@ -177,7 +181,10 @@ fn attr<T: serde::de::DeserializeOwned>(e: &HistoryEvent, key: &str) -> Result<T
     serde_json::from_value(v).map_err(|err| {
         Error::new(
             ErrorKind::Codec,
-            format!("event {} ({}) has a malformed `{key}`: {err}", e.event_id, e.event_type),
+            format!(
+                "event {} ({}) has a malformed `{key}`: {err}",
+                e.event_id, e.event_type
+            ),
         )
         .with("saga_id", &e.saga_id)
         .with("event_id", e.event_id)
@@ -296,7 +303,13 @@ impl Execution {
     }
 
     /// Builds the event for `event_type` at the next id.
-    pub(crate) fn event(&self, event_type: EventType, attributes: Value, is_retry: bool, at: DateTime<Utc>) -> HistoryEvent {
+    pub(crate) fn event(
+        &self,
+        event_type: EventType,
+        attributes: Value,
+        is_retry: bool,
+        at: DateTime<Utc>,
+    ) -> HistoryEvent {
         let mut e = HistoryEvent::new(
             self.s.saga_id.clone(),
             self.s.version,
@@ -312,7 +325,12 @@ impl Execution {
 
     /// Live: folds a new input and every decision it owes; returns the new events in
     /// history order.
-    pub(crate) fn record(&mut self, env: &Env<'_>, input: HistoryEvent, out: &mut Vec<HistoryEvent>) -> Result<()> {
+    pub(crate) fn record(
+        &mut self,
+        env: &Env<'_>,
+        input: HistoryEvent,
+        out: &mut Vec<HistoryEvent>,
+    ) -> Result<()> {
         let at = input.timestamp;
         self.apply(env, &input)?;
         out.push(input);
@@ -320,7 +338,12 @@ impl Execution {
     }
 
     /// Live: turns owed decisions into events.
-    pub(crate) fn drain(&mut self, env: &Env<'_>, at: DateTime<Utc>, out: &mut Vec<HistoryEvent>) -> Result<()> {
+    pub(crate) fn drain(
+        &mut self,
+        env: &Env<'_>,
+        at: DateTime<Utc>,
+        out: &mut Vec<HistoryEvent>,
+    ) -> Result<()> {
         while let Some(d) = self.decisions.front() {
             let e = self.event(d.event_type, d.attributes.clone(), d.is_retry, at);
             self.apply(env, &e)?;
@@ -334,7 +357,10 @@ impl Execution {
         if e.event_id != self.s.version {
             return Err(replay_error(
                 &self.s.saga_id,
-                format!("event {} follows version {}: the history has a gap", e.event_id, self.s.version),
+                format!(
+                    "event {} follows version {}: the history has a gap",
+                    e.event_id, self.s.version
+                ),
             ));
         }
         if is_decision(e.event_type) {
@@ -382,8 +408,13 @@ impl Execution {
 
     fn transition(&mut self, to: WorkflowStatus) -> Result<()> {
         match &mut self.s.status {
-            Some(s) => s.transition(to).map_err(|e| e.with("saga_id", &self.s.saga_id)),
-            None => Err(Error::new(ErrorKind::WorkflowExecution, "execution has not started")),
+            Some(s) => s
+                .transition(to)
+                .map_err(|e| e.with("saga_id", &self.s.saga_id)),
+            None => Err(Error::new(
+                ErrorKind::WorkflowExecution,
+                "execution has not started",
+            )),
         }
     }
 
@@ -425,12 +456,20 @@ impl Execution {
             EventType::ActivityTaskStarted => Ok(()),
             EventType::ActivityTaskCompleted => {
                 self.s.now = e.timestamp;
-                let Some(pa) = self.take_attempt(e) else { return Ok(()) };
+                let Some(pa) = self.take_attempt(e) else {
+                    return Ok(());
+                };
                 let output = e.attributes.get("output").cloned().unwrap_or(Value::Null);
                 if pa.compensates.is_some() {
                     self.next_compensation(env)
                 } else if self.machine_waits() {
-                    self.wake(env, Wake::Activity { slot: pa.slot, result: Ok(output) })
+                    self.wake(
+                        env,
+                        Wake::Activity {
+                            slot: pa.slot,
+                            result: Ok(output),
+                        },
+                    )
                 } else {
                     Ok(())
                 }
@@ -439,7 +478,10 @@ impl Execution {
                 self.s.now = e.timestamp;
                 let seq: u64 = attr(e, "seq")?;
                 let attempt: u32 = attr(e, "attempt")?;
-                let Some(pa) = self.s.activities.get(&seq).filter(|p| p.attempt == attempt).cloned() else {
+                if !self.accepts_result(seq, attempt) {
+                    return Ok(());
+                }
+                let Some(pa) = self.s.activities.get(&seq).cloned() else {
                     return Ok(());
                 };
                 let error: ActivityError = if e.event_type == EventType::ActivityTaskTimedOut {
@@ -448,6 +490,9 @@ impl Execution {
                     attr(e, "error")?
                 };
                 if pa.retry.should_retry(attempt, &error) {
+                    if let Some(p) = self.s.activities.get_mut(&seq) {
+                        p.backing_off = true;
+                    }
                     let delay = pa.retry.delay_before(attempt + 1);
                     let timer_id = format!("{}/retry/{seq}/{}", self.s.saga_id, attempt + 1);
                     self.decide(
@@ -469,7 +514,13 @@ impl Execution {
                     );
                     Ok(())
                 } else if self.machine_waits() {
-                    self.wake(env, Wake::Activity { slot: pa.slot, result: Err(error) })
+                    self.wake(
+                        env,
+                        Wake::Activity {
+                            slot: pa.slot,
+                            result: Err(error),
+                        },
+                    )
                 } else {
                     Ok(())
                 }
@@ -477,12 +528,18 @@ impl Execution {
             EventType::TimerFired => {
                 self.s.now = e.timestamp;
                 let timer_id: String = attr(e, "timer_id")?;
-                let Some(t) = self.s.timers.remove(&timer_id) else { return Ok(()) };
+                let Some(t) = self.s.timers.remove(&timer_id) else {
+                    return Ok(());
+                };
                 match t.kind {
-                    TimerKind::Sleep if self.machine_waits() => self.wake(env, Wake::Timer { slot: t.slot }),
+                    TimerKind::Sleep if self.machine_waits() => {
+                        self.wake(env, Wake::Timer { slot: t.slot })
+                    }
                     TimerKind::RetryBackoff => {
                         let Some(seq) = t.seq else { return Ok(()) };
-                        let Some(pa) = self.s.activities.get(&seq).cloned() else { return Ok(()) };
+                        let Some(pa) = self.s.activities.get(&seq).cloned() else {
+                            return Ok(());
+                        };
                         let mut attrs = scheduled_attrs(&pa, pa.attempt + 1);
                         attrs["retry_of"] = json!(pa.attempt);
                         self.decisions.push_back(Decision {
@@ -493,15 +550,30 @@ impl Execution {
                         Ok(())
                     }
                     TimerKind::SignalTimeout => {
-                        let Some(pos) = self.s.waits.iter().position(|w| w.timer_id.as_deref() == Some(&timer_id)) else {
+                        let Some(pos) = self
+                            .s
+                            .waits
+                            .iter()
+                            .position(|w| w.timer_id.as_deref() == Some(&timer_id))
+                        else {
                             return Ok(());
                         };
                         let w = self.s.waits.remove(pos);
-                        self.wake(env, Wake::Signal { slot: w.slot, name: w.name, payload: None })
+                        self.wake(
+                            env,
+                            Wake::Signal {
+                                slot: w.slot,
+                                name: w.name,
+                                payload: None,
+                            },
+                        )
                     }
                     TimerKind::WorkflowTimeout if self.machine_waits() => {
                         self.abort_pending();
-                        self.decide(EventType::WorkflowExecutionTimedOut, json!({"reason": "workflow timed out"}));
+                        self.decide(
+                            EventType::WorkflowExecutionTimedOut,
+                            json!({"reason": "workflow timed out"}),
+                        );
                         Ok(())
                     }
                     _ => Ok(()),
@@ -520,7 +592,14 @@ impl Execution {
                         if let Some(timer_id) = &w.timer_id {
                             self.decide(EventType::TimerCanceled, json!({"timer_id": timer_id}));
                         }
-                        self.wake(env, Wake::Signal { slot: w.slot, name, payload: Some(payload) })
+                        self.wake(
+                            env,
+                            Wake::Signal {
+                                slot: w.slot,
+                                name,
+                                payload: Some(payload),
+                            },
+                        )
                     }
                     None => {
                         self.s.buffered_signals.push_back((name, payload));
@@ -567,6 +646,7 @@ impl Execution {
                     retry: attr(e, "retry")?,
                     timeout_ms: attr(e, "timeout_ms")?,
                     compensates: attr(e, "compensates")?,
+                    backing_off: false,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
@@ -609,8 +689,12 @@ impl Execution {
                 });
                 self.transition(WorkflowStatus::Failed)?;
                 self.machine = None;
-                if phase != "compensation" && !self.s.tracker.get_compensation_actions().is_empty() {
-                    self.decide(EventType::WorkflowExecutionCompensating, json!({"reason": self.s.failure}));
+                if phase != "compensation" && !self.s.tracker.get_compensation_actions().is_empty()
+                {
+                    self.decide(
+                        EventType::WorkflowExecutionCompensating,
+                        json!({"reason": self.s.failure}),
+                    );
                 } else {
                     self.close(e.timestamp);
                 }
@@ -626,7 +710,10 @@ impl Execution {
                 self.close(e.timestamp);
                 Ok(())
             }
-            other => Err(Error::new(ErrorKind::Unknown, format!("{other} is not a decision"))),
+            other => Err(Error::new(
+                ErrorKind::Unknown,
+                format!("{other} is not a decision"),
+            )),
         }
     }
 
@@ -637,13 +724,26 @@ impl Execution {
     }
 
     fn machine_waits(&self) -> bool {
-        self.machine.is_some() && matches!(self.s.status, Some(WorkflowStatus::Running | WorkflowStatus::Paused))
+        self.machine.is_some()
+            && matches!(
+                self.s.status,
+                Some(WorkflowStatus::Running | WorkflowStatus::Paused)
+            )
+    }
+
+    /// True if a result for attempt `attempt` of command `seq` is still wanted: the
+    /// attempt is the current one and has not already failed or timed out.
+    pub(crate) fn accepts_result(&self, seq: u64, attempt: u32) -> bool {
+        self.s
+            .activities
+            .get(&seq)
+            .is_some_and(|p| p.attempt == attempt && !p.backing_off)
     }
 
     fn take_attempt(&mut self, e: &HistoryEvent) -> Option<PendingActivity> {
         let seq = e.attr_u64("seq")?;
         let attempt = e.attr_u64("attempt")? as u32;
-        if self.s.activities.get(&seq)?.attempt != attempt {
+        if !self.accepts_result(seq, attempt) {
             return None;
         }
         self.s.activities.remove(&seq)
@@ -665,9 +765,15 @@ impl Execution {
     fn fail_or_cancel(&mut self, phase: &str, reason: String) {
         let compensate = !self.s.tracker.get_compensation_actions().is_empty();
         if phase == "cancel" && !compensate {
-            self.decide(EventType::WorkflowExecutionCanceled, json!({"reason": reason}));
+            self.decide(
+                EventType::WorkflowExecutionCanceled,
+                json!({"reason": reason}),
+            );
         } else {
-            self.decide(EventType::WorkflowExecutionFailed, json!({"phase": phase, "reason": reason}));
+            self.decide(
+                EventType::WorkflowExecutionFailed,
+                json!({"phase": phase, "reason": reason}),
+            );
         }
     }
 
@@ -679,7 +785,12 @@ impl Execution {
                     // Compensating -> Compensating: "execute next compensation".
                     self.transition(WorkflowStatus::Compensating)?;
                 }
-                if self.s.activities.values().any(|p| p.compensates == Some(action.step_seq)) {
+                if self
+                    .s
+                    .activities
+                    .values()
+                    .any(|p| p.compensates == Some(action.step_seq))
+                {
                     return Ok(()); // already scheduled
                 }
                 let (retry, timeout_ms) = policy(env, &action.compensation_type);
@@ -692,13 +803,17 @@ impl Execution {
                     retry,
                     timeout_ms,
                     compensates: Some(action.step_seq),
+                    backing_off: false,
                 };
                 self.s.next_seq += 1;
                 self.decide(EventType::ActivityTaskScheduled, scheduled_attrs(&pa, 1));
                 Ok(())
             }
             None => {
-                self.decide(EventType::WorkflowExecutionCanceled, json!({"reason": "compensated"}));
+                self.decide(
+                    EventType::WorkflowExecutionCanceled,
+                    json!({"reason": "compensated"}),
+                );
                 Ok(())
             }
         }
@@ -711,7 +826,9 @@ impl Execution {
             if self.s.status == Some(WorkflowStatus::Paused) {
                 self.transition(WorkflowStatus::Running)?;
             }
-            let Some(machine) = self.machine.as_mut() else { return Ok(()) };
+            let Some(machine) = self.machine.as_mut() else {
+                return Ok(());
+            };
             let mut ctx = WorkflowContext::new(self.s.saga_id.clone(), self.s.now);
             let step = machine.resume(&mut ctx, wake)?;
             match step {
@@ -731,7 +848,10 @@ impl Execution {
                 Step::Complete(output) => {
                     self.machine = None;
                     self.abort_pending();
-                    self.decide(EventType::WorkflowExecutionCompleted, json!({"output": output}));
+                    self.decide(
+                        EventType::WorkflowExecutionCompleted,
+                        json!({"output": output}),
+                    );
                 }
                 Step::Fail { message, error } => {
                     self.machine = None;
@@ -752,7 +872,10 @@ impl Execution {
         let seq = self.s.next_seq;
         self.s.next_seq += 1;
         match command {
-            Command::ScheduleActivity { activity_type, input } => {
+            Command::ScheduleActivity {
+                activity_type,
+                input,
+            } => {
                 let (retry, timeout_ms) = policy(env, &activity_type);
                 let compensation = env
                     .activities
@@ -767,6 +890,7 @@ impl Execution {
                     retry,
                     timeout_ms,
                     compensates: None,
+                    backing_off: false,
                 };
                 let mut attrs = scheduled_attrs(&pa, 1);
                 attrs["compensation"] = json!(compensation);
@@ -785,7 +909,11 @@ impl Execution {
             Command::WaitSignal { name, timeout } => {
                 if let Some(pos) = self.s.buffered_signals.iter().position(|(n, _)| *n == name) {
                     let (name, payload) = self.s.buffered_signals.remove(pos)?;
-                    return Some(Wake::Signal { slot, name, payload: Some(payload) });
+                    return Some(Wake::Signal {
+                        slot,
+                        name,
+                        payload: Some(payload),
+                    });
                 }
                 let timer_id = timeout.map(|d| {
                     let timer_id = format!("{}/signal/{seq}", self.s.saga_id);
@@ -796,7 +924,12 @@ impl Execution {
                     );
                     timer_id
                 });
-                self.s.waits.push(SignalWait { seq, slot, name, timer_id });
+                self.s.waits.push(SignalWait {
+                    seq,
+                    slot,
+                    name,
+                    timer_id,
+                });
                 None
             }
             Command::Invalid { reason } => {

@@ -10,7 +10,10 @@ use crate::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
 pub(crate) enum Step {
     Suspend(Vec<Command>),
     Complete(serde_json::Value),
-    Fail { message: String, error: serde_json::Value },
+    Fail {
+        message: String,
+        error: serde_json::Value,
+    },
 }
 
 /// A running machine: the typed state behind a trait object.
@@ -43,8 +46,11 @@ struct TypedMachine<W: Workflow> {
 impl<W: Workflow> Machine for TypedMachine<W> {
     fn resume(&mut self, ctx: &mut WorkflowContext, wake: Wake) -> Result<Step> {
         let state = self.state.take().ok_or_else(|| {
-            Error::new(ErrorKind::WorkflowExecution, "machine resumed after it finished")
-                .with("workflow_type", W::TYPE_ID)
+            Error::new(
+                ErrorKind::WorkflowExecution,
+                "machine resumed after it finished",
+            )
+            .with("workflow_type", W::TYPE_ID)
         })?;
         Ok(match W::resume(state, ctx, wake) {
             Transition::Suspend { state, commands } => {
@@ -89,7 +95,10 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
     }
     fn start(&self, input: &serde_json::Value) -> Result<Box<dyn Machine>> {
         let input: W::Input = serde_json::from_value(input.clone()).map_err(|e| {
-            Error::codec(format!("input of workflow `{}` does not decode: {e}", W::TYPE_ID))
+            Error::codec(format!(
+                "input of workflow `{}` does not decode: {e}",
+                W::TYPE_ID
+            ))
         })?;
         Ok(Box::new(TypedMachine::<W> {
             state: Some(W::start(input)),

@@ -222,7 +222,8 @@ impl SagaEngineBuilder {
 
     /// Registers workflow `W`.
     pub fn workflow<W: Workflow>(mut self) -> Self {
-        self.workflows.insert(W::TYPE_ID, Arc::new(Erased::<W>::new()));
+        self.workflows
+            .insert(W::TYPE_ID, Arc::new(Erased::<W>::new()));
         self
     }
 
@@ -285,14 +286,23 @@ impl SagaEngineBuilder {
     /// Validates the configuration and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
         let store = self.store.ok_or_else(|| {
-            Error::new(ErrorKind::Configuration, "no store: call `.store(..)` or `.event_store(..)`")
+            Error::new(
+                ErrorKind::Configuration,
+                "no store: call `.store(..)` or `.event_store(..)`",
+            )
         })?;
         let timers = self.timers.ok_or_else(|| {
-            Error::new(ErrorKind::Configuration, "no timer store: call `.store(..)` or `.timer_store(..)`")
+            Error::new(
+                ErrorKind::Configuration,
+                "no timer store: call `.store(..)` or `.timer_store(..)`",
+            )
         })?;
         self.activities.validate()?;
         if self.config.snapshots.interval == 0 {
-            return Err(Error::new(ErrorKind::Configuration, "snapshot interval must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                "snapshot interval must be at least 1",
+            ));
         }
         let replayer = self
             .replayer
@@ -301,7 +311,9 @@ impl SagaEngineBuilder {
         let inner = Arc::new(Inner {
             store,
             timers,
-            queue: self.queue.unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new())),
+            queue: self
+                .queue
+                .unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new())),
             signals: self
                 .signals
                 .unwrap_or_else(|| Arc::new(InMemorySignalDispatcher::new())),
@@ -344,18 +356,31 @@ pub struct SagaEngine {
 impl Drop for SagaEngine {
     fn drop(&mut self) {
         let _ = self.inner.shutdown.send(true);
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }
 }
 
 /// A started execution of `W`.
-#[must_use]
 pub struct RunHandle<W: Workflow> {
     inner: Arc<Inner>,
     saga_id: SagaId,
     _w: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> std::fmt::Debug for RunHandle<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("workflow_type", &W::TYPE_ID)
+            .field("saga_id", &self.saga_id)
+            .finish()
+    }
 }
 
 impl<W: Workflow> RunHandle<W> {
@@ -368,7 +393,8 @@ impl<W: Workflow> RunHandle<W> {
     pub async fn result(&self) -> Result<W::Output> {
         let value = self.inner.wait_closed(&self.saga_id).await?;
         serde_json::from_value(value).map_err(|e| {
-            Error::codec(format!("output of `{}` does not decode: {e}", W::TYPE_ID)).with("saga_id", &self.saga_id)
+            Error::codec(format!("output of `{}` does not decode: {e}", W::TYPE_ID))
+                .with("saga_id", &self.saga_id)
         })
     }
 }
@@ -390,8 +416,13 @@ impl SagaEngine {
 
     /// Starts an execution of `W` with id `saga_id`. A second start with the same id is
     /// a `Validation` error (`is_already_started`), and the first execution is untouched.
-    pub async fn start<W: Workflow>(&self, saga_id: impl Into<SagaId>, input: W::Input) -> Result<RunHandle<W>> {
-        self.start_with::<W>(saga_id, input, StartOptions::default()).await
+    pub async fn start<W: Workflow>(
+        &self,
+        saga_id: impl Into<SagaId>,
+        input: W::Input,
+    ) -> Result<RunHandle<W>> {
+        self.start_with::<W>(saga_id, input, StartOptions::default())
+            .await
     }
 
     /// [`SagaEngine::start`] with options.
@@ -436,11 +467,20 @@ impl SagaEngine {
 
     /// Delivers signal `name` with `payload`. Recorded as `SignalReceived`; a signal
     /// that arrives before the workflow waits for it is kept until it does.
-    pub async fn signal(&self, saga_id: impl Into<SagaId>, name: &str, payload: impl Serialize) -> Result<()> {
+    pub async fn signal(
+        &self,
+        saga_id: impl Into<SagaId>,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<()> {
         let saga_id = saga_id.into();
         let payload = serde_json::to_value(payload)?;
         self.inner
-            .input_from_outside(&saga_id, EventType::SignalReceived, json!({"name": name, "payload": payload}))
+            .input_from_outside(
+                &saga_id,
+                EventType::SignalReceived,
+                json!({"name": name, "payload": payload}),
+            )
             .await
     }
 
@@ -498,13 +538,22 @@ impl SagaEngine {
 
     /// Forgets cached executions, so the next task for each replays from the store.
     pub fn clear_cache(&self) {
-        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Stops the workers after their current task.
     pub async fn shutdown(self) {
         let _ = self.inner.shutdown.send(true);
-        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         for t in tasks {
             let _ = t.await;
         }

@@ -16,7 +16,9 @@ use super::machine::ErasedWorkflow;
 use super::{ExecutionDescription, Inner, Slot};
 use crate::activity::{ActivityContext, ActivityError};
 use crate::codec::AnyCodec;
-use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind, WorkflowStatus};
+use crate::domain::{
+    Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind, WorkflowStatus,
+};
 use crate::port::{Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord};
 use crate::snapshot;
 
@@ -108,24 +110,40 @@ impl Inner {
     }
 
     fn evict(&self, saga_id: &SagaId) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(saga_id);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(saga_id);
     }
 
     /// Folds `events` onto `start` (or a new execution).
-    pub(super) fn fold(&self, saga_id: &SagaId, start: Option<Execution>, events: &[HistoryEvent]) -> Result<Execution> {
+    pub(super) fn fold(
+        &self,
+        saga_id: &SagaId,
+        start: Option<Execution>,
+        events: &[HistoryEvent],
+    ) -> Result<Execution> {
         let mut exec = start.unwrap_or_else(|| Execution::new(saga_id.clone()));
         let workflow_type = if exec.status().is_some() {
             exec.s.workflow_type.clone()
         } else {
-            let first = events.first().ok_or_else(|| Error::not_found(saga_id.as_str()))?;
+            let first = events
+                .first()
+                .ok_or_else(|| Error::not_found(saga_id.as_str()))?;
             if first.event_type != EventType::WorkflowExecutionStarted {
                 return Err(Error::new(
                     ErrorKind::Replay,
-                    format!("history starts with {} instead of WorkflowExecutionStarted", first.event_type),
+                    format!(
+                        "history starts with {} instead of WorkflowExecutionStarted",
+                        first.event_type
+                    ),
                 )
                 .with("saga_id", saga_id));
             }
-            first.attr_str("workflow_type").unwrap_or_default().to_owned()
+            first
+                .attr_str("workflow_type")
+                .unwrap_or_default()
+                .to_owned()
         };
         let env = self.env(&workflow_type)?;
         for e in events {
@@ -146,7 +164,10 @@ impl Inner {
                 .and_then(|codec| Execution::decode(codec, &snap.state, |t| self.workflow(t)));
             match restored {
                 Ok(exec) => return self.fold(saga_id, Some(exec), &loaded.events),
-                Err(e) if e.kind == ErrorKind::Replay || e.context("code") == Some("unregistered_workflow") => {
+                Err(e)
+                    if e.kind == ErrorKind::Replay
+                        || e.context("code") == Some("unregistered_workflow") =>
+                {
                     return Err(e)
                 }
                 Err(e) => {
@@ -165,7 +186,12 @@ impl Inner {
 
     /// The one path by which an execution changes. `make` builds the inputs from the
     /// current state, or returns `None` when the input no longer applies.
-    pub(super) async fn process<F>(&self, saga_id: &SagaId, create: bool, mut make: F) -> Result<Processed>
+    pub(super) async fn process<F>(
+        &self,
+        saga_id: &SagaId,
+        create: bool,
+        mut make: F,
+    ) -> Result<Processed>
     where
         F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
     {
@@ -201,9 +227,11 @@ impl Inner {
                 }
             };
             let workflow_type = match inputs.first() {
-                Some(i) if i.event_type == EventType::WorkflowExecutionStarted => {
-                    i.attributes["workflow_type"].as_str().unwrap_or_default().to_owned()
-                }
+                Some(i) if i.event_type == EventType::WorkflowExecutionStarted => i.attributes
+                    ["workflow_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 _ => exec.s.workflow_type.clone(),
             };
             let env = self.env(&workflow_type)?;
@@ -232,7 +260,12 @@ impl Inner {
             let effects = self.plan_effects(&events);
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
-            match self.store.append(saga_id, expected, events).instrument(span).await {
+            match self
+                .store
+                .append(saga_id, expected, events)
+                .instrument(span)
+                .await
+            {
                 Ok(_) => {
                     self.counter(&self.counters.workflow_tasks);
                     drop(guard);
@@ -240,9 +273,15 @@ impl Inner {
                         self.evict(saga_id);
                     }
                     if let Some(s) = snapshot {
-                        match self.store.save_snapshot(s, self.config.snapshots.max_snapshots).await {
+                        match self
+                            .store
+                            .save_snapshot(s, self.config.snapshots.max_snapshots)
+                            .await
+                        {
                             Ok(()) => self.counter(&self.counters.snapshots_saved),
-                            Err(e) => tracing::warn!(saga_id = %saga_id, error = %e, "snapshot not saved"),
+                            Err(e) => {
+                                tracing::warn!(saga_id = %saga_id, error = %e, "snapshot not saved")
+                            }
                         }
                     }
                     self.run_effects(saga_id, effects).await;
@@ -269,14 +308,26 @@ impl Inner {
     }
 
     /// Appends `SnapshotCreated` and seals the state when the interval is reached.
-    fn maybe_snapshot(&self, env: &Env<'_>, exec: &mut Execution, events: &mut Vec<HistoryEvent>) -> Result<Option<Snapshot>> {
+    fn maybe_snapshot(
+        &self,
+        env: &Env<'_>,
+        exec: &mut Execution,
+        events: &mut Vec<HistoryEvent>,
+    ) -> Result<Option<Snapshot>> {
         let cfg = &self.config.snapshots;
         if exec.is_closed() || exec.version() - exec.s.last_snapshot_version < cfg.interval {
             return Ok(None);
         }
         let codec = self.config.codec;
-        let at = events.last().map_or_else(|| self.clock.now(), |e| e.timestamp);
-        let e = exec.event(EventType::SnapshotCreated, json!({"codec": codec_name(codec)}), false, at);
+        let at = events
+            .last()
+            .map_or_else(|| self.clock.now(), |e| e.timestamp);
+        let e = exec.event(
+            EventType::SnapshotCreated,
+            json!({"codec": codec_name(codec)}),
+            false,
+            at,
+        );
         exec.apply(env, &e)?;
         events.push(e);
         let state = exec.encode(codec)?;
@@ -295,17 +346,26 @@ impl Inner {
     async fn record_task_failure(&self, saga_id: &SagaId, err: &Error) {
         self.counter(&self.counters.workflow_task_failures);
         tracing::error!(saga_id = %saga_id, error = %err, "workflow task failed");
-        if !matches!(err.kind, ErrorKind::Replay | ErrorKind::Codec | ErrorKind::WorkflowExecution) {
+        if !matches!(
+            err.kind,
+            ErrorKind::Replay | ErrorKind::Codec | ErrorKind::WorkflowExecution
+        ) {
             return;
         }
-        let Ok(version) = self.store.version(saga_id).await else { return };
+        let Ok(version) = self.store.version(saga_id).await else {
+            return;
+        };
         if version == 0 {
             return;
         }
-        let Ok(last) = self.store.history_from(saga_id, version - 1).await else { return };
+        let Ok(last) = self.store.history_from(saga_id, version - 1).await else {
+            return;
+        };
         let message = err.to_string();
         let last = last.first();
-        if last.is_some_and(|e| e.event_type == EventType::WorkflowTaskFailed && e.attr_str("error") == Some(&message)) {
+        if last.is_some_and(|e| {
+            e.event_type == EventType::WorkflowTaskFailed && e.attr_str("error") == Some(&message)
+        }) {
             return;
         }
         let trace_id = last.map(|e| e.trace_id.clone()).unwrap_or_default();
@@ -336,7 +396,10 @@ impl Inner {
                     };
                     if let Some(ms) = task.timeout_ms {
                         out.push(Effect::CreateTimer(TimerRecord {
-                            timer_id: format!("{}/activity-timeout/{}/{}", e.saga_id, task.seq, task.attempt),
+                            timer_id: format!(
+                                "{}/activity-timeout/{}/{}",
+                                e.saga_id, task.seq, task.attempt
+                            ),
                             saga_id: e.saga_id.clone(),
                             kind: TimerKind::ActivityTimeout,
                             fire_at: plus_ms(e.timestamp, ms),
@@ -366,18 +429,19 @@ impl Inner {
                         out.push(Effect::CancelTimer(id.to_owned()));
                     }
                 }
-                EventType::SignalReceived => out.push(Effect::Notify(Notification::SignalReceived {
-                    name: e.attr_str("name").unwrap_or_default().to_owned(),
-                })),
+                EventType::SignalReceived => {
+                    out.push(Effect::Notify(Notification::SignalReceived {
+                        name: e.attr_str("name").unwrap_or_default().to_owned(),
+                    }))
+                }
                 EventType::TimerFired => out.push(Effect::Notify(Notification::TimerFired {
                     timer_id: e.attr_str("timer_id").unwrap_or_default().to_owned(),
                 })),
                 t => {
                     let status = match t {
                         EventType::WorkflowExecutionCompleted => WorkflowStatus::Completed,
-                        EventType::WorkflowExecutionFailed | EventType::WorkflowExecutionTimedOut => {
-                            WorkflowStatus::Failed
-                        }
+                        EventType::WorkflowExecutionFailed
+                        | EventType::WorkflowExecutionTimedOut => WorkflowStatus::Failed,
                         EventType::WorkflowExecutionCompensating => WorkflowStatus::Compensating,
                         EventType::WorkflowExecutionCanceled => WorkflowStatus::Cancelled,
                         _ => continue,
@@ -433,7 +497,8 @@ impl Inner {
         let fingerprint = self.workflow(workflow_type)?.fingerprint();
         let now = self.clock.now();
         let trace_id = trace_id.unwrap_or_else(|| new_trace_id(saga_id, now));
-        let span = tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
+        let span =
+            tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         self.process(saga_id, true, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
@@ -453,7 +518,12 @@ impl Inner {
     }
 
     /// A signal or cancellation from outside.
-    pub(super) async fn input_from_outside(&self, saga_id: &SagaId, event_type: EventType, attributes: Value) -> Result<()> {
+    pub(super) async fn input_from_outside(
+        &self,
+        saga_id: &SagaId,
+        event_type: EventType,
+        attributes: Value,
+    ) -> Result<()> {
         let result = self
             .process(saga_id, false, |exec| {
                 if !exec.is_open() {
@@ -490,7 +560,12 @@ impl Inner {
         }
     }
 
-    async fn append_raw(&self, saga_id: &SagaId, event_type: EventType, attributes: Value) -> Result<()> {
+    async fn append_raw(
+        &self,
+        saga_id: &SagaId,
+        event_type: EventType,
+        attributes: Value,
+    ) -> Result<()> {
         loop {
             let version = self.store.version(saga_id).await?;
             if version == 0 {
@@ -498,7 +573,14 @@ impl Inner {
             }
             let last = self.store.history_from(saga_id, version - 1).await?;
             let trace_id = last.first().map(|e| e.trace_id.clone()).unwrap_or_default();
-            let e = HistoryEvent::new(saga_id.clone(), version, event_type, self.clock.now(), attributes.clone(), trace_id);
+            let e = HistoryEvent::new(
+                saga_id.clone(),
+                version,
+                event_type,
+                self.clock.now(),
+                attributes.clone(),
+                trace_id,
+            );
             match self.store.append(saga_id, version, vec![e]).await {
                 Err(e) if e.is_conflict() => continue,
                 other => return other.map(|_| ()),
@@ -531,14 +613,20 @@ impl Inner {
             return Err(Error::not_found(saga_id.as_str()));
         }
         let last = self.store.history_from(saga_id, version - 1).await?;
-        let Some(last) = last.into_iter().next() else { return Ok(None) };
+        let Some(last) = last.into_iter().next() else {
+            return Ok(None);
+        };
         match last.event_type {
-            EventType::WorkflowExecutionCompleted => {
-                Ok(Some(Ok(last.attributes.get("output").cloned().unwrap_or(Value::Null))))
-            }
+            EventType::WorkflowExecutionCompleted => Ok(Some(Ok(last
+                .attributes
+                .get("output")
+                .cloned()
+                .unwrap_or(Value::Null)))),
             EventType::WorkflowExecutionFailed
             | EventType::WorkflowExecutionTimedOut
-            | EventType::WorkflowExecutionCanceled => Ok(Some(Err(self.closed_error(saga_id).await?))),
+            | EventType::WorkflowExecutionCanceled => {
+                Ok(Some(Err(self.closed_error(saga_id).await?)))
+            }
             _ => Ok(None),
         }
     }
@@ -546,9 +634,10 @@ impl Inner {
     async fn closed_error(&self, saga_id: &SagaId) -> Result<Error> {
         let history = self.store.history(saga_id).await?;
         let has = |t: EventType| history.iter().any(|e| e.event_type == t);
-        let compensation_failed = history
-            .iter()
-            .any(|e| e.event_type == EventType::WorkflowExecutionFailed && e.attr_str("phase") == Some("compensation"));
+        let compensation_failed = history.iter().any(|e| {
+            e.event_type == EventType::WorkflowExecutionFailed
+                && e.attr_str("phase") == Some("compensation")
+        });
         let failure: Vec<&str> = history
             .iter()
             .filter(|e| {
@@ -565,11 +654,29 @@ impl Inner {
         } else if has(EventType::WorkflowExecutionCancelRequested) {
             (ErrorKind::Cancelled, WorkflowStatus::Cancelled)
         } else if has(EventType::WorkflowExecutionTimedOut) {
-            (ErrorKind::Timeout, if compensated { WorkflowStatus::Cancelled } else { WorkflowStatus::Failed })
+            (
+                ErrorKind::Timeout,
+                if compensated {
+                    WorkflowStatus::Cancelled
+                } else {
+                    WorkflowStatus::Failed
+                },
+            )
         } else {
-            (ErrorKind::WorkflowExecution, if compensated { WorkflowStatus::Cancelled } else { WorkflowStatus::Failed })
+            (
+                ErrorKind::WorkflowExecution,
+                if compensated {
+                    WorkflowStatus::Cancelled
+                } else {
+                    WorkflowStatus::Failed
+                },
+            )
         };
-        let message = if failure.is_empty() { "cancelled".to_owned() } else { failure.join("; then ") };
+        let message = if failure.is_empty() {
+            "cancelled".to_owned()
+        } else {
+            failure.join("; then ")
+        };
         Ok(Error::new(kind, message)
             .with("saga_id", saga_id)
             .with("status", status)
@@ -578,7 +685,12 @@ impl Inner {
 
     /// Describes an execution (from the cache when it is there).
     pub(super) async fn describe(&self, saga_id: &SagaId) -> Result<ExecutionDescription> {
-        let slot = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(saga_id).cloned();
+        let slot = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(saga_id)
+            .cloned();
         let loaded;
         let guard;
         let exec = match &slot {
@@ -608,7 +720,11 @@ impl Inner {
             history_length: exec.version(),
             started_at: s.started_at,
             closed_at: s.closed_at,
-            pending_activities: s.activities.values().map(|a| (a.activity_type.clone(), a.attempt)).collect(),
+            pending_activities: s
+                .activities
+                .values()
+                .map(|a| (a.activity_type.clone(), a.attempt))
+                .collect(),
             pending_timers: s.timers.keys().cloned().collect(),
             waiting_for_signals: s.waits.iter().map(|w| w.name.clone()).collect(),
             compensations_done: s
@@ -618,7 +734,10 @@ impl Inner {
                 .map(|st| st.compensation_activity_type.clone())
                 .collect(),
             compensations_pending: if exec.status() == Some(WorkflowStatus::Compensating) {
-                actions.iter().map(|a| a.compensation_type.clone()).collect()
+                actions
+                    .iter()
+                    .map(|a| a.compensation_type.clone())
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -690,7 +809,10 @@ impl Inner {
                 self.counter(&self.counters.dropped_tasks);
                 self.queue.ack(&d.tag).await
             }
-            Err(e) if e.is_not_found() || e.kind == ErrorKind::Codec && d.task.kind == TaskKind::Activity => {
+            Err(e)
+                if e.is_not_found()
+                    || e.kind == ErrorKind::Codec && d.task.kind == TaskKind::Activity =>
+            {
                 self.queue.terminate(&d.tag, &e.to_string()).await
             }
             Err(e) => {
@@ -716,36 +838,43 @@ impl Inner {
             activity_type: task.activity_type.clone(),
         };
         let span = tracing::info_span!("activity", saga_id = %saga_id, activity_type = %task.activity_type, attempt = task.attempt);
-        let result: std::result::Result<Value, Option<ActivityError>> = match self.activities.get_activity(&task.activity_type) {
-            None => Err(Some(
-                ActivityError::non_retryable(format!("unknown activity type `{}`", task.activity_type))
+        let result: std::result::Result<Value, Option<ActivityError>> =
+            match self.activities.get_activity(&task.activity_type) {
+                None => Err(Some(
+                    ActivityError::non_retryable(format!(
+                        "unknown activity type `{}`",
+                        task.activity_type
+                    ))
                     .with_kind("unknown-activity"),
-            )),
-            Some(a) => {
-                // Run on its own task so that a panicking activity fails its attempt
-                // instead of the worker.
-                let fut = a.execute_dyn(ctx, task.input.clone()).instrument(span);
-                let handle = tokio::spawn(fut);
-                let joined = match task.timeout_ms {
-                    Some(ms) => {
-                        let abort = handle.abort_handle();
-                        match tokio::time::timeout(Duration::from_millis(ms), handle).await {
-                            Ok(j) => Some(j),
-                            Err(_) => {
-                                abort.abort();
-                                None
+                )),
+                Some(a) => {
+                    // Run on its own task so that a panicking activity fails its attempt
+                    // instead of the worker.
+                    let fut = a.execute_dyn(ctx, task.input.clone()).instrument(span);
+                    let handle = tokio::spawn(fut);
+                    let joined = match task.timeout_ms {
+                        Some(ms) => {
+                            let abort = handle.abort_handle();
+                            match tokio::time::timeout(Duration::from_millis(ms), handle).await {
+                                Ok(j) => Some(j),
+                                Err(_) => {
+                                    abort.abort();
+                                    None
+                                }
                             }
                         }
+                        None => Some(handle.await),
+                    };
+                    match joined {
+                        None => Err(None),
+                        Some(Ok(r)) => r.map_err(Some),
+                        Some(Err(join)) => Err(Some(
+                            ActivityError::retryable(format!("activity panicked: {join}"))
+                                .with_kind("panic"),
+                        )),
                     }
-                    None => Some(handle.await),
-                };
-                match joined {
-                    None => Err(None),
-                    Some(Ok(r)) => r.map_err(Some),
-                    Some(Err(join)) => Err(Some(ActivityError::retryable(format!("activity panicked: {join}")).with_kind("panic"))),
                 }
-            }
-        };
+            };
         let finished = self.clock.now();
         let (event_type, attributes) = match result {
             Ok(output) => (
@@ -762,11 +891,7 @@ impl Inner {
             ),
         };
         self.process(saga_id, false, |exec| {
-            let pending = exec
-                .s
-                .activities
-                .get(&task.seq)
-                .is_some_and(|p| p.attempt == task.attempt);
+            let pending = exec.accepts_result(task.seq, task.attempt);
             Ok(pending.then(|| {
                 vec![
                     Input {
@@ -789,10 +914,14 @@ impl Inner {
     /// re-drive its pending activities and timers (recovery after a crash).
     async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<Processed> {
         self.evict(saga_id);
-        let processed = self.process(saga_id, false, |_| Ok(Some(Vec::new()))).await?;
+        let processed = self
+            .process(saga_id, false, |_| Ok(Some(Vec::new())))
+            .await?;
         let slot = self.slot(saga_id);
         let guard = slot.lock().await;
-        let Some(exec) = guard.as_ref() else { return Ok(processed) };
+        let Some(exec) = guard.as_ref() else {
+            return Ok(processed);
+        };
         let mut effects = Vec::new();
         for pa in exec.s.activities.values() {
             let task = ActivityTask {
@@ -802,7 +931,12 @@ impl Inner {
                 input: pa.input.clone(),
                 timeout_ms: pa.timeout_ms,
             };
-            let fake = exec.event(EventType::ActivityTaskScheduled, Value::Null, false, exec.s.now);
+            let fake = exec.event(
+                EventType::ActivityTaskScheduled,
+                Value::Null,
+                false,
+                exec.s.now,
+            );
             effects.push(Effect::Publish(self.activity_task(&fake, &task)));
         }
         for t in exec.s.timers.values() {
@@ -826,7 +960,11 @@ impl Inner {
                 break;
             }
             let now = self.clock.now();
-            let claimed = match self.timers.claim_due(now, 256, self.config.timer_lease).await {
+            let claimed = match self
+                .timers
+                .claim_due(now, 256, self.config.timer_lease)
+                .await
+            {
                 Ok(ts) => ts,
                 Err(e) => {
                     tracing::warn!(error = %e, "timer claim failed");
@@ -843,7 +981,11 @@ impl Inner {
                 // exact instant could wake a hair before the timer is due.
                 let at = self.clock.instant_at(next) + Duration::from_millis(1);
                 let floor = Instant::now()
-                    + if fired_any { Duration::ZERO } else { Duration::from_millis(20) };
+                    + if fired_any {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_millis(20)
+                    };
                 deadline = deadline.min(at.max(floor));
             }
             tokio::select! {
@@ -860,7 +1002,7 @@ impl Inner {
             let seq = t.attributes["seq"].as_u64().unwrap_or_default();
             let attempt = t.attributes["attempt"].as_u64().unwrap_or_default() as u32;
             self.process(&t.saga_id, false, |exec| {
-                let pending = exec.s.activities.get(&seq).is_some_and(|p| p.attempt == attempt);
+                let pending = exec.accepts_result(seq, attempt);
                 Ok(pending.then(|| {
                     vec![Input {
                         event_type: EventType::ActivityTaskTimedOut,
