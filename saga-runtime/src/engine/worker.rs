@@ -896,7 +896,7 @@ impl Inner {
                 vec![
                     Input {
                         event_type: EventType::ActivityTaskStarted,
-                        attributes: json!({"seq": task.seq, "attempt": task.attempt, "delivery": d.delivery_count}),
+                        attributes: json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "delivery": d.delivery_count}),
                         at: started_at,
                     },
                     Input {
