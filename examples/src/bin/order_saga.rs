@@ -35,10 +35,15 @@ async fn main() -> Result<(), Error> {
     happy.needs_approval = true;
     let run = engine.start::<order_saga>("order-42", happy).await?;
     // The approval may come before or after the saga waits for it.
-    engine.signal("order-42", "approval", Approval { granted: true }).await?;
+    engine
+        .signal("order-42", "approval", Approval { granted: true })
+        .await?;
     follow(&engine, "order-42").await?;
     let receipt = run.result().await?;
-    println!("receipt: shipment {} for payment {}\n", receipt.shipment.tracking, receipt.payment.payment_id);
+    println!(
+        "receipt: shipment {} for payment {}\n",
+        receipt.shipment.tracking, receipt.payment.payment_id
+    );
 
     let mut rejected = Order::new("order-43");
     rejected.carrier_rejects = true;
@@ -62,14 +67,21 @@ async fn follow(engine: &SagaEngine, saga_id: &str) -> Result<(), Error> {
                 .or_else(|| e.attr_str("name"))
                 .or_else(|| e.attr_str("reason"))
                 .unwrap_or("");
-            println!("{saga_id:>9} #{:<3} {:<34} {what}", e.event_id, e.event_type.name());
+            println!(
+                "{saga_id:>9} #{:<3} {:<34} {what}",
+                e.event_id,
+                e.event_type.name()
+            );
         }
         printed = history.len();
         let d = engine.describe(saga_id).await?;
         if d.closed_at.is_some() {
             println!("{saga_id:>9} final status: {}", d.status);
             if !d.compensations_done.is_empty() {
-                println!("{saga_id:>9} compensations (in order): {}", d.compensations_done.join(", "));
+                println!(
+                    "{saga_id:>9} compensations (in order): {}",
+                    d.compensations_done.join(", ")
+                );
             }
             return Ok(());
         }

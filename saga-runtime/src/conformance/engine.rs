@@ -602,10 +602,9 @@ pub async fn bad_input<S: ScenarioStore>(store: S) {
     let err = bare
         .start::<sleeper>("x", 1)
         .await
-        .err()
-        .expect("unregistered");
+        .expect_err("unregistered");
     assert_eq!(err.kind, ErrorKind::Configuration);
-    let err = SagaEngine::builder().build().await.err().expect("no store");
+    let err = SagaEngine::builder().build().await.expect_err("no store");
     assert_eq!(err.kind, ErrorKind::Configuration);
 }
 

@@ -375,7 +375,9 @@ mod tests {
             SagaId::new("s-1"),
             3,
             EventType::ActivityTaskCompleted,
-            DateTime::parse_from_rfc3339("2024-01-15T10:30:00.123Z").unwrap().with_timezone(&Utc),
+            DateTime::parse_from_rfc3339("2024-01-15T10:30:00.123Z")
+                .unwrap()
+                .with_timezone(&Utc),
             serde_json::json!({"seq": 1, "output": {"ok": true}}),
             "t".into(),
         );

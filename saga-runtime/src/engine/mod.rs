@@ -353,6 +353,18 @@ pub struct SagaEngine {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+impl std::fmt::Debug for SagaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut workflows: Vec<_> = self.inner.workflows.keys().collect();
+        workflows.sort();
+        f.debug_struct("SagaEngine")
+            .field("workflows", &workflows)
+            .field("activities", &self.inner.activities)
+            .field("queue", &self.inner.config.queue)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for SagaEngine {
     fn drop(&mut self) {
         let _ = self.inner.shutdown.send(true);
