@@ -197,6 +197,7 @@ pub async fn failed_step_without_effect_is_not_compensated<S: ScenarioStore>(sto
         .result()
         .await
         .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ActivityExecution, "{err}");
     assert!(err.message.contains("no carrier"), "{err}");
     let h = engine.history("order-ship-error").await.unwrap();
     assert_eq!(
@@ -334,6 +335,7 @@ pub async fn retries_with_backoff<S: ScenarioStore>(store: S) {
         .result()
         .await
         .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ActivityExecution, "{err}");
     assert!(err.message.contains("invalid card number"), "{err}");
     let h = engine.history("flaky-fatal").await.unwrap();
     assert_eq!(

@@ -830,6 +830,7 @@ impl Execution {
                 return Ok(());
             };
             let mut ctx = WorkflowContext::new(self.s.saga_id.clone(), self.s.now);
+            let after_activity_error = matches!(wake, Wake::Activity { result: Err(_), .. });
             let step = machine.resume(&mut ctx, wake)?;
             match step {
                 Step::Suspend(commands) => {
@@ -856,9 +857,16 @@ impl Execution {
                 Step::Fail { message, error } => {
                     self.machine = None;
                     self.abort_pending();
+                    // `cause` tells operators (and `result()`) whether an activity's
+                    // final error ended the workflow, or its own logic did.
+                    let cause = if after_activity_error {
+                        "activity"
+                    } else {
+                        "workflow"
+                    };
                     self.decide(
                         EventType::WorkflowExecutionFailed,
-                        json!({"phase": "workflow", "reason": message, "error": error}),
+                        json!({"phase": "workflow", "cause": cause, "reason": message, "error": error}),
                     );
                 }
             }
@@ -937,7 +945,7 @@ impl Execution {
                 self.abort_pending();
                 self.decide(
                     EventType::WorkflowExecutionFailed,
-                    json!({"phase": "workflow", "reason": format!("invalid command: {reason}")}),
+                    json!({"phase": "workflow", "cause": "step", "reason": format!("invalid command: {reason}")}),
                 );
                 None
             }

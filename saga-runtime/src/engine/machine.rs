@@ -52,7 +52,23 @@ impl<W: Workflow> Machine for TypedMachine<W> {
             )
             .with("workflow_type", W::TYPE_ID)
         })?;
-        Ok(match W::resume(state, ctx, wake) {
+        // A panic in workflow code fails this workflow task, not the worker; the
+        // execution stays where its history says until fixed code replays it.
+        let transition =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| W::resume(state, ctx, wake)))
+                .map_err(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic payload".to_owned());
+                    Error::new(
+                        ErrorKind::Unknown,
+                        format!("workflow `{}` panicked: {what}", W::TYPE_ID),
+                    )
+                    .with("workflow_type", W::TYPE_ID)
+                })?;
+        Ok(match transition {
             Transition::Suspend { state, commands } => {
                 self.state = Some(state);
                 Step::Suspend(commands)

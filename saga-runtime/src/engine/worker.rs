@@ -348,7 +348,10 @@ impl Inner {
         tracing::error!(saga_id = %saga_id, error = %err, "workflow task failed");
         if !matches!(
             err.kind,
-            ErrorKind::Replay | ErrorKind::Codec | ErrorKind::WorkflowExecution
+            ErrorKind::Replay
+                | ErrorKind::Codec
+                | ErrorKind::WorkflowExecution
+                | ErrorKind::Unknown
         ) {
             return;
         }
@@ -649,28 +652,31 @@ impl Inner {
             .filter_map(|e| e.attr_str("reason"))
             .collect();
         let compensated = has(EventType::WorkflowExecutionCompensating);
-        let (kind, status) = if compensation_failed {
-            (ErrorKind::Compensation, WorkflowStatus::Failed)
+        let cause = history
+            .iter()
+            .find(|e| e.event_type == EventType::WorkflowExecutionFailed)
+            .and_then(|e| e.attr_str("cause"));
+        let kind = if compensation_failed {
+            ErrorKind::Compensation
         } else if has(EventType::WorkflowExecutionCancelRequested) {
-            (ErrorKind::Cancelled, WorkflowStatus::Cancelled)
+            ErrorKind::Cancelled
         } else if has(EventType::WorkflowExecutionTimedOut) {
-            (
-                ErrorKind::Timeout,
-                if compensated {
-                    WorkflowStatus::Cancelled
-                } else {
-                    WorkflowStatus::Failed
-                },
-            )
+            ErrorKind::Timeout
         } else {
-            (
-                ErrorKind::WorkflowExecution,
-                if compensated {
-                    WorkflowStatus::Cancelled
-                } else {
-                    WorkflowStatus::Failed
-                },
-            )
+            match cause {
+                Some("activity") => ErrorKind::ActivityExecution,
+                Some("step") => ErrorKind::StepExecution,
+                _ => ErrorKind::WorkflowExecution,
+            }
+        };
+        // Manual 7.2: after all compensations the saga is Cancelled; a failed
+        // compensation, or nothing to compensate, leaves it Failed.
+        let status = if compensated && !compensation_failed {
+            WorkflowStatus::Cancelled
+        } else if has(EventType::WorkflowExecutionCanceled) {
+            WorkflowStatus::Cancelled
+        } else {
+            WorkflowStatus::Failed
         };
         let message = if failure.is_empty() {
             "cancelled".to_owned()
