@@ -29,6 +29,7 @@ paused!(
     crash_loses_queue_and_recovers,
     snapshots_taken_and_used,
     replay_detects_changed_code,
+    snapshot_restores_with_every_codec,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -865,3 +865,66 @@ pub async fn replay_detects_changed_code<S: ScenarioStore>(store: S) {
         "names both fingerprints: {err}"
     );
 }
+
+/// With each codec, a new engine resumes a parked saga from its snapshot (not the full
+/// history) and finishes it.
+pub async fn snapshot_restores_with_every_codec<S: ScenarioStore>(store: S) {
+    use crate::codec::{AnyCodec, Codec};
+    for codec in AnyCodec::ALL {
+        let id = format!("snap-codec-{}", codec.name());
+        let snapshots = SnapshotConfig {
+            interval: 3,
+            max_snapshots: 5,
+            enable_checksum: true,
+        };
+        let mut order = Order::new(&id);
+        order.needs_approval = true;
+        {
+            let first = builder(store.clone())
+                .codec(codec)
+                .snapshots(snapshots.clone())
+                .build()
+                .await
+                .unwrap();
+            first.start::<order_saga>(id.as_str(), order).await.unwrap();
+            while first
+                .describe(id.as_str())
+                .await
+                .unwrap()
+                .waiting_for_signals
+                != ["approval"]
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let saga = crate::domain::SagaId::new(&id);
+        let snap = store
+            .latest_snapshot(&saga)
+            .await
+            .unwrap()
+            .expect("a snapshot was taken");
+        assert_eq!(snap.codec, codec.name());
+        let history_len = store.version(&saga).await.unwrap();
+        assert!(
+            snap.last_event_id + 1 >= history_len - 1,
+            "the snapshot covers the parked state"
+        );
+        let second = builder(store.clone())
+            .codec(codec)
+            .snapshots(snapshots)
+            .build()
+            .await
+            .unwrap();
+        let d = second.describe(id.as_str()).await.unwrap();
+        assert_eq!(d.waiting_for_signals, ["approval"], "{}", codec.name());
+        assert_eq!(d.checkpoint, "Approval");
+        second
+            .signal(id.as_str(), "approval", Approval { granted: true })
+            .await
+            .unwrap();
+        let receipt = second.result::<order_saga>(id.as_str()).await.unwrap();
+        assert_eq!(receipt.shipment.tracking, format!("trk-{id}"));
+        assert_eq!(second.metrics().corrupt_snapshots, 0, "{}", codec.name());
+        second.verify_replay(id.as_str()).await.unwrap();
+    }
+}

@@ -613,3 +613,83 @@ impl Workflow for chain {
         }
     }
 }
+
+/// Takes a map with tuple keys, which JSON cannot encode: scheduling it is an invalid
+/// command.
+pub struct tuple_keys {}
+impl Activity for tuple_keys {
+    const TYPE_ID: &'static str = "tuple-keys";
+    type Input = std::collections::BTreeMap<(u32, u32), u32>;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, _m: Self::Input) -> Result<(), ActivityError> {
+        Ok(())
+    }
+}
+
+/// Schedules [`tuple_keys`] with an input that cannot be encoded.
+pub struct bad_command {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BadCommandState {
+    Start,
+    Never,
+}
+
+impl Workflow for bad_command {
+    const TYPE_ID: &'static str = "bad-command";
+    const FINGERPRINT: &'static str = "bad-command:v1";
+    type Input = ();
+    type Output = ();
+    type Error = SagaError;
+    type State = BadCommandState;
+
+    fn start(_: ()) -> BadCommandState {
+        BadCommandState::Start
+    }
+
+    fn resume(state: BadCommandState, _ctx: &mut WorkflowContext, _wake: Wake) -> Transition<Self> {
+        match state {
+            BadCommandState::Start => Transition::Suspend {
+                commands: vec![Command::activity::<tuple_keys>(
+                    &[((1, 2), 3)].into_iter().collect(),
+                )],
+                state: BadCommandState::Never,
+            },
+            BadCommandState::Never => Transition::Complete(()),
+        }
+    }
+}
+
+/// Runs `echo` once, then panics (a bug in workflow code).
+pub struct panicker {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PanickerState {
+    Start { at_start: bool },
+    Echo,
+}
+
+impl Workflow for panicker {
+    const TYPE_ID: &'static str = "panicker";
+    const FINGERPRINT: &'static str = "panicker:v1";
+    /// Panic in the first segment (true) or after the first activity (false).
+    type Input = bool;
+    type Output = ();
+    type Error = SagaError;
+    type State = PanickerState;
+
+    fn start(at_start: bool) -> PanickerState {
+        PanickerState::Start { at_start }
+    }
+
+    fn resume(state: PanickerState, _ctx: &mut WorkflowContext, _wake: Wake) -> Transition<Self> {
+        match state {
+            PanickerState::Start { at_start: true } => panic!("bug in the first segment"),
+            PanickerState::Start { at_start: false } => Transition::Suspend {
+                commands: vec![Command::activity::<echo>(&1)],
+                state: PanickerState::Echo,
+            },
+            PanickerState::Echo => panic!("bug after the first step"),
+        }
+    }
+}

@@ -121,6 +121,42 @@ pub struct ExecutionDescription {
     pub trace_id: String,
 }
 
+/// The result of [`SagaEngine::health`]: one entry per port.
+#[derive(Debug)]
+pub struct HealthReport {
+    /// The event store answered.
+    pub event_store: Result<()>,
+    /// The timer store answered.
+    pub timer_store: Result<()>,
+    /// The task queue answered.
+    pub task_queue: Result<()>,
+    /// The signal dispatcher answered.
+    pub signals: Result<()>,
+}
+
+impl HealthReport {
+    /// True when every port answered.
+    pub fn is_healthy(&self) -> bool {
+        self.event_store.is_ok()
+            && self.timer_store.is_ok()
+            && self.task_queue.is_ok()
+            && self.signals.is_ok()
+    }
+
+    /// The failures, one per unhealthy port.
+    pub fn failures(&self) -> Vec<&Error> {
+        [
+            &self.event_store,
+            &self.timer_store,
+            &self.task_queue,
+            &self.signals,
+        ]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect()
+    }
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 struct Config {
@@ -530,6 +566,49 @@ impl SagaEngine {
         let saga_id = saga_id.into();
         let events = self.history(saga_id.clone()).await?;
         self.inner.fold(&saga_id, None, &events).map(|_| ())
+    }
+
+    /// Pings every port once (the watchdog's health detector builds on this). Each
+    /// failure is reported with the kind of the port that failed, its cause kept as the
+    /// source.
+    pub async fn health(&self) -> HealthReport {
+        let i = &self.inner;
+        let probe = SagaId::new("__health_probe__");
+        let as_kind = |kind: ErrorKind, port: &'static str| {
+            move |e: Error| {
+                if e.kind == kind {
+                    e
+                } else {
+                    Error::new(kind, format!("{port} is unhealthy: {}", e.message)).with_source(e)
+                }
+            }
+        };
+        HealthReport {
+            event_store: i
+                .store
+                .version(&probe)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::EventStore, "event store")),
+            timer_store: i
+                .timers
+                .next_fire_at()
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::TimerStore, "timer store")),
+            task_queue: i
+                .queue
+                .dead_letters(&i.config.queue)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::TaskQueue, "task queue")),
+            signals: i
+                .signals
+                .subscribe(&probe)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::SignalDispatcher, "signal dispatcher")),
+        }
     }
 
     /// The engine's counters.

@@ -46,6 +46,8 @@ struct ActivityTask {
     activity_type: String,
     input: Value,
     timeout_ms: Option<u64>,
+    /// The execution's trace id, so the activity's span joins its trace.
+    trace_id: String,
 }
 
 /// Something to do once new events are durable.
@@ -396,6 +398,7 @@ impl Inner {
                         activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
                         input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
                         timeout_ms: e.attr_u64("timeout_ms"),
+                        trace_id: e.trace_id.clone(),
                     };
                     if let Some(ms) = task.timeout_ms {
                         out.push(Effect::CreateTimer(TimerRecord {
@@ -843,7 +846,13 @@ impl Inner {
             attempt: task.attempt,
             activity_type: task.activity_type.clone(),
         };
-        let span = tracing::info_span!("activity", saga_id = %saga_id, activity_type = %task.activity_type, attempt = task.attempt);
+        let span = tracing::info_span!(
+            "activity",
+            saga_id = %saga_id,
+            trace_id = %task.trace_id,
+            activity_type = %task.activity_type,
+            attempt = task.attempt
+        );
         let result: std::result::Result<Value, Option<ActivityError>> =
             match self.activities.get_activity(&task.activity_type) {
                 None => Err(Some(
@@ -936,6 +945,7 @@ impl Inner {
                 activity_type: pa.activity_type.clone(),
                 input: pa.input.clone(),
                 timeout_ms: pa.timeout_ms,
+                trace_id: exec.s.trace_id.clone(),
             };
             let fake = exec.event(
                 EventType::ActivityTaskScheduled,
