@@ -674,9 +674,7 @@ impl Inner {
         };
         // Manual 7.2: after all compensations the saga is Cancelled; a failed
         // compensation, or nothing to compensate, leaves it Failed.
-        let status = if compensated && !compensation_failed {
-            WorkflowStatus::Cancelled
-        } else if has(EventType::WorkflowExecutionCanceled) {
+        let status = if has(EventType::WorkflowExecutionCanceled) {
             WorkflowStatus::Cancelled
         } else {
             WorkflowStatus::Failed
