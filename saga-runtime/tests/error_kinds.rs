@@ -48,6 +48,8 @@ impl EventStore for Down {
     }
 }
 
+impl WorkflowStore for Down {}
+
 #[async_trait]
 impl TimerStore for Down {
     async fn create(&self, _: TimerRecord) -> Result<(), Error> {

@@ -14,12 +14,12 @@ use super::fixtures::*;
 use crate::activity::activity;
 use crate::domain::{ErrorKind, EventType, HistoryEvent, TimerKind, WorkflowStatus};
 use crate::engine::{SagaEngine, SagaEngineBuilder, StartOptions};
-use crate::port::{EventStore, TimerStore};
+use crate::port::WorkflowStore;
 use crate::snapshot::SnapshotConfig;
 
 /// A store the scenarios can run on.
-pub trait ScenarioStore: EventStore + TimerStore + Clone {}
-impl<S: EventStore + TimerStore + Clone> ScenarioStore for S {}
+pub trait ScenarioStore: WorkflowStore + Clone {}
+impl<S: WorkflowStore + Clone> ScenarioStore for S {}
 
 /// An engine builder with every fixture registered.
 pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {

@@ -32,9 +32,7 @@ use crate::activity::{Activity, ActivityRegistration, ActivityRegistry};
 use crate::adapter::memory::{InMemorySignalDispatcher, InMemoryTaskQueue};
 use crate::codec::AnyCodec;
 use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, WorkflowStatus};
-use crate::port::{
-    EventStore, HistoryReplayer, SignalDispatcher, StoreReplayer, TaskQueue, TimerStore,
-};
+use crate::port::{HistoryReplayer, SignalDispatcher, StoreReplayer, TaskQueue, WorkflowStore};
 use crate::snapshot::SnapshotConfig;
 use crate::workflow::Workflow;
 
@@ -190,8 +188,7 @@ impl Default for Config {
 type Slot = Arc<tokio::sync::Mutex<Option<Execution>>>;
 
 pub(crate) struct Inner {
-    store: Arc<dyn EventStore>,
-    timers: Arc<dyn TimerStore>,
+    store: Arc<dyn WorkflowStore>,
     queue: Arc<dyn TaskQueue>,
     signals: Arc<dyn SignalDispatcher>,
     replayer: Arc<dyn HistoryReplayer>,
@@ -208,8 +205,7 @@ pub(crate) struct Inner {
 /// Builds a [`SagaEngine`].
 #[must_use]
 pub struct SagaEngineBuilder {
-    store: Option<Arc<dyn EventStore>>,
-    timers: Option<Arc<dyn TimerStore>>,
+    store: Option<Arc<dyn WorkflowStore>>,
     queue: Option<Arc<dyn TaskQueue>>,
     signals: Option<Arc<dyn SignalDispatcher>>,
     replayer: Option<Arc<dyn HistoryReplayer>>,
@@ -219,22 +215,10 @@ pub struct SagaEngineBuilder {
 }
 
 impl SagaEngineBuilder {
-    /// The store for events, snapshots and timers (`InMemoryStore`, `SqliteStore`, ...).
-    pub fn store<S: EventStore + TimerStore + Clone>(mut self, store: S) -> Self {
-        self.store = Some(Arc::new(store.clone()));
-        self.timers = Some(Arc::new(store));
-        self
-    }
-
-    /// The event store, when events and timers live apart.
-    pub fn event_store(mut self, store: Arc<dyn EventStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The timer store, when events and timers live apart.
-    pub fn timer_store(mut self, timers: Arc<dyn TimerStore>) -> Self {
-        self.timers = Some(timers);
+    /// The store for events, snapshots and timers (`InMemoryStore`, `SqliteStore`,
+    /// `PostgresStore`).
+    pub fn store<S: WorkflowStore>(mut self, store: S) -> Self {
+        self.store = Some(Arc::new(store));
         self
     }
 
@@ -321,18 +305,9 @@ impl SagaEngineBuilder {
 
     /// Validates the configuration and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
-        let store = self.store.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Configuration,
-                "no store: call `.store(..)` or `.event_store(..)`",
-            )
-        })?;
-        let timers = self.timers.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Configuration,
-                "no timer store: call `.store(..)` or `.timer_store(..)`",
-            )
-        })?;
+        let store = self
+            .store
+            .ok_or_else(|| Error::new(ErrorKind::Configuration, "no store: call `.store(..)`"))?;
         self.activities.validate()?;
         if self.config.snapshots.interval == 0 {
             return Err(Error::new(
@@ -346,7 +321,6 @@ impl SagaEngineBuilder {
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             store,
-            timers,
             queue: self
                 .queue
                 .unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new())),
@@ -452,7 +426,6 @@ impl SagaEngine {
     pub fn builder() -> SagaEngineBuilder {
         SagaEngineBuilder {
             store: None,
-            timers: None,
             queue: None,
             signals: None,
             replayer: None,
@@ -591,7 +564,7 @@ impl SagaEngine {
                 .map(|_| ())
                 .map_err(as_kind(ErrorKind::EventStore, "event store")),
             timer_store: i
-                .timers
+                .store
                 .next_fire_at()
                 .await
                 .map(|_| ())

@@ -19,7 +19,9 @@ use crate::codec::AnyCodec;
 use crate::domain::{
     Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind, WorkflowStatus,
 };
-use crate::port::{Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord};
+use crate::port::{
+    Commit, Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord,
+};
 use crate::snapshot;
 
 /// A new input event, built against the execution's current state.
@@ -53,8 +55,8 @@ struct ActivityTask {
 /// Something to do once new events are durable.
 enum Effect {
     Publish(Task),
+    /// Only for re-driving: timers normally commit with their events.
     CreateTimer(TimerRecord),
-    CancelTimer(String),
     Notify(Notification),
 }
 
@@ -259,34 +261,25 @@ impl Inner {
                 return Ok(Processed::Dropped);
             }
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
-            let effects = self.plan_effects(&events);
+            let snapshotted = snapshot.is_some();
+            let (commit, after) = self.plan_commit(saga_id, expected, events, snapshot);
+            let timers_changed = !commit.create_timers.is_empty();
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
-            match self
-                .store
-                .append(saga_id, expected, events)
-                .instrument(span)
-                .await
-            {
+            match self.store.commit(commit).instrument(span).await {
                 Ok(_) => {
                     self.counter(&self.counters.workflow_tasks);
+                    if snapshotted {
+                        self.counter(&self.counters.snapshots_saved);
+                    }
                     drop(guard);
                     if closed {
                         self.evict(saga_id);
                     }
-                    if let Some(s) = snapshot {
-                        match self
-                            .store
-                            .save_snapshot(s, self.config.snapshots.max_snapshots)
-                            .await
-                        {
-                            Ok(()) => self.counter(&self.counters.snapshots_saved),
-                            Err(e) => {
-                                tracing::warn!(saga_id = %saga_id, error = %e, "snapshot not saved")
-                            }
-                        }
+                    if timers_changed {
+                        self.timer_wake.notify_one();
                     }
-                    self.run_effects(saga_id, effects).await;
+                    self.run_effects(saga_id, after).await;
                     return Ok(Processed::Appended);
                 }
                 Err(e) if e.is_conflict() => {
@@ -387,9 +380,27 @@ impl Inner {
         }
     }
 
-    fn plan_effects(&self, events: &[HistoryEvent]) -> Vec<Effect> {
+    /// Splits what the new events cause into what commits with them (timers, the
+    /// snapshot, the outbox) and what happens after (publishing, notifying).
+    fn plan_commit(
+        &self,
+        saga_id: &SagaId,
+        expected_version: u64,
+        events: Vec<HistoryEvent>,
+        snapshot: Option<Snapshot>,
+    ) -> (Commit, Vec<Effect>) {
+        let mut commit = Commit {
+            saga_id: saga_id.clone(),
+            expected_version,
+            events: Vec::new(),
+            create_timers: Vec::new(),
+            cancel_timers: Vec::new(),
+            snapshot,
+            max_snapshots: self.config.snapshots.max_snapshots,
+            tasks: Vec::new(),
+        };
         let mut out = Vec::new();
-        for e in events {
+        for e in &events {
             match e.event_type {
                 EventType::ActivityTaskScheduled => {
                     let task = ActivityTask {
@@ -401,7 +412,7 @@ impl Inner {
                         trace_id: e.trace_id.clone(),
                     };
                     if let Some(ms) = task.timeout_ms {
-                        out.push(Effect::CreateTimer(TimerRecord {
+                        commit.create_timers.push(TimerRecord {
                             timer_id: format!(
                                 "{}/activity-timeout/{}/{}",
                                 e.saga_id, task.seq, task.attempt
@@ -410,9 +421,11 @@ impl Inner {
                             kind: TimerKind::ActivityTimeout,
                             fire_at: plus_ms(e.timestamp, ms),
                             attributes: json!({"seq": task.seq, "attempt": task.attempt}),
-                        }));
+                        });
                     }
-                    out.push(Effect::Publish(self.activity_task(e, &task)));
+                    let task = self.activity_task(e, &task);
+                    commit.tasks.push(task.clone());
+                    out.push(Effect::Publish(task));
                 }
                 EventType::TimerStarted => {
                     let (Some(id), Ok(kind), Ok(fire_at)) = (
@@ -422,17 +435,17 @@ impl Inner {
                     ) else {
                         continue;
                     };
-                    out.push(Effect::CreateTimer(TimerRecord {
+                    commit.create_timers.push(TimerRecord {
                         timer_id: id.to_owned(),
                         saga_id: e.saga_id.clone(),
                         kind,
                         fire_at,
                         attributes: e.attributes.clone(),
-                    }));
+                    });
                 }
                 EventType::TimerCanceled => {
                     if let Some(id) = e.attr_str("timer_id") {
-                        out.push(Effect::CancelTimer(id.to_owned()));
+                        commit.cancel_timers.push(id.to_owned());
                     }
                 }
                 EventType::SignalReceived => {
@@ -456,7 +469,8 @@ impl Inner {
                 }
             }
         }
-        out
+        commit.events = events;
+        (commit, out)
     }
 
     fn activity_task(&self, scheduled: &HistoryEvent, task: &ActivityTask) -> Task {
@@ -476,9 +490,8 @@ impl Inner {
                 Effect::Publish(task) => self.queue.publish(task).await,
                 Effect::CreateTimer(t) => {
                     timers_changed = true;
-                    self.timers.create(t).await
+                    self.store.create(t).await
                 }
-                Effect::CancelTimer(id) => self.timers.cancel(&id).await.map(|_| ()),
                 Effect::Notify(n) => self.signals.notify(saga_id, n).await,
             };
             if let Err(e) = r {
@@ -975,7 +988,7 @@ impl Inner {
             }
             let now = self.clock.now();
             let claimed = match self
-                .timers
+                .store
                 .claim_due(now, 256, self.config.timer_lease)
                 .await
             {
@@ -990,7 +1003,7 @@ impl Inner {
                 self.fire(t).await;
             }
             let mut deadline = Instant::now() + self.config.timer_poll;
-            if let Ok(Some(next)) = self.timers.next_fire_at().await {
+            if let Ok(Some(next)) = self.store.next_fire_at().await {
                 // +1 ms: the clock is truncated to milliseconds, so sleeping to the
                 // exact instant could wake a hair before the timer is due.
                 let at = self.clock.instant_at(next) + Duration::from_millis(1);
@@ -1047,7 +1060,7 @@ impl Inner {
                 return;
             }
         }
-        if let Err(e) = self.timers.complete(&t.timer_id).await {
+        if let Err(e) = self.store.complete(&t.timer_id).await {
             tracing::warn!(timer_id = %t.timer_id, error = %e, "timer not completed");
         }
     }

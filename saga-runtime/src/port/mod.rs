@@ -7,9 +7,11 @@ pub mod history_replayer;
 pub mod signal_dispatcher;
 pub mod task_queue;
 pub mod timer_store;
+pub mod workflow_store;
 
 pub use event_store::{EventStore, ExecutionFilter, ExecutionSummary, Snapshot};
 pub use history_replayer::{HistoryReplayer, LoadedHistory, StoreReplayer};
 pub use signal_dispatcher::{Notification, SignalDispatcher, SignalSubscription};
 pub use task_queue::{DeadLetter, Delivery, DeliveryTag, Task, TaskKind, TaskQueue};
 pub use timer_store::{TimerRecord, TimerStore};
+pub use workflow_store::{Commit, WorkflowStore};

@@ -80,6 +80,9 @@ impl EventStore for InMemoryStore {
     }
 }
 
+/// The default, step-by-step commit: in memory nothing can fail between the steps.
+impl crate::port::WorkflowStore for InMemoryStore {}
+
 #[async_trait]
 impl TimerStore for InMemoryStore {
     async fn create(&self, timer: TimerRecord) -> Result<()> {
