@@ -132,10 +132,18 @@ pub struct WorkflowOptions {
 pub enum CheckpointKind {
     /// `ctx.activity(..)`.
     Activity,
+    /// `ctx.local_activity(..)`.
+    LocalActivity,
+    /// `ctx.child(..)`.
+    Child,
     /// `ctx.sleep(..)`.
     Sleep,
-    /// `ctx.signal(..)`.
+    /// `ctx.signal(..)`, with or without `.timeout(d)`.
     Signal,
+    /// `ctx.join((a, b, ..))`: several checkpoints awaited together.
+    Join,
+    /// `ctx.join_all(vec)`: a dynamic list awaited together.
+    JoinAll,
 }
 
 /// One row of a workflow's checkpoint table.
@@ -176,6 +184,23 @@ pub enum Command {
         /// How long to wait at most.
         timeout: Option<Duration>,
     },
+    /// Run an activity inside the workflow task (no queue, no durable timers between
+    /// attempts); its result wakes the machine.
+    ScheduleLocalActivity {
+        /// The activity's `TYPE_ID`.
+        activity_type: String,
+        /// The encoded input.
+        input: serde_json::Value,
+    },
+    /// Start a child workflow with its own history; its outcome wakes the machine.
+    StartChild {
+        /// The child's workflow `TYPE_ID`.
+        workflow_type: String,
+        /// The child's saga id; `None` derives `<parent>/<seq>`.
+        child_id: Option<String>,
+        /// The encoded input.
+        input: serde_json::Value,
+    },
     /// The machine could not build a command (its input failed to encode).
     Invalid {
         /// Why.
@@ -193,6 +218,39 @@ impl Command {
             },
             Err(e) => Command::Invalid {
                 reason: format!("input of `{}` does not encode: {e}", A::TYPE_ID),
+            },
+        }
+    }
+
+    /// Runs activity `A` as a local activity.
+    pub fn local_activity<A: Activity>(input: &A::Input) -> Command {
+        match serde_json::to_value(input) {
+            Ok(input) => Command::ScheduleLocalActivity {
+                activity_type: A::TYPE_ID.to_owned(),
+                input,
+            },
+            Err(e) => Command::Invalid {
+                reason: format!(
+                    "input of local activity `{}` does not encode: {e}",
+                    A::TYPE_ID
+                ),
+            },
+        }
+    }
+
+    /// Starts child workflow `W` (id derived from the parent unless given).
+    pub fn child<W: Workflow>(child_id: Option<String>, input: &W::Input) -> Command {
+        match serde_json::to_value(input) {
+            Ok(input) => Command::StartChild {
+                workflow_type: W::TYPE_ID.to_owned(),
+                child_id,
+                input,
+            },
+            Err(e) => Command::Invalid {
+                reason: format!(
+                    "input of child workflow `{}` does not encode: {e}",
+                    W::TYPE_ID
+                ),
             },
         }
     }
@@ -219,6 +277,17 @@ impl Command {
             } => {
                 format!("ScheduleActivity({activity_type}, {input})")
             }
+            Command::ScheduleLocalActivity {
+                activity_type,
+                input,
+            } => {
+                format!("ScheduleLocalActivity({activity_type}, {input})")
+            }
+            Command::StartChild {
+                workflow_type,
+                child_id,
+                input,
+            } => format!("StartChild({workflow_type}, {child_id:?}, {input})"),
             Command::StartTimer { duration } => format!("StartTimer({duration:?})"),
             Command::WaitSignal { name, timeout } => format!("WaitSignal({name}, {timeout:?})"),
             Command::Invalid { reason } => format!("Invalid({reason})"),
@@ -239,6 +308,13 @@ pub enum Wake {
         /// Its encoded output or its final error.
         result: Result<serde_json::Value, ActivityError>,
     },
+    /// A child workflow closed.
+    Child {
+        /// The command's index in its suspension.
+        slot: u32,
+        /// Its encoded output, or why it did not complete.
+        result: Result<serde_json::Value, ChildError>,
+    },
     /// A sleep ended.
     Timer {
         /// The command's index in its suspension.
@@ -256,6 +332,50 @@ pub enum Wake {
 }
 
 impl Wake {
+    /// The index, in its suspension, of the command this wake answers (0 for `Start`).
+    pub fn slot(&self) -> u32 {
+        match self {
+            Wake::Start => 0,
+            Wake::Activity { slot, .. }
+            | Wake::Child { slot, .. }
+            | Wake::Timer { slot }
+            | Wake::Signal { slot, .. } => *slot,
+        }
+    }
+
+    /// The end of a sleep: `Ok` for a `Timer` wake.
+    pub fn timer(self) -> Result<(), ActivityError> {
+        match self {
+            Wake::Timer { .. } => Ok(()),
+            other => Err(ActivityError::non_retryable(format!(
+                "expected a timer, woke with {other:?}"
+            ))
+            .with_kind("unexpected-wake")),
+        }
+    }
+
+    /// The outcome of child workflow `W`, decoded.
+    pub fn child<W: Workflow>(self) -> Result<W::Output, ChildError> {
+        match self {
+            Wake::Child { result, .. } => {
+                let value = result?;
+                serde_json::from_value(value).map_err(|e| ChildError {
+                    child_id: String::new(),
+                    status: "Completed".into(),
+                    message: format!("output of child `{}` does not decode: {e}", W::TYPE_ID),
+                })
+            }
+            other => Err(ChildError {
+                child_id: String::new(),
+                status: "unknown".into(),
+                message: format!(
+                    "expected the outcome of child `{}`, woke with {other:?}",
+                    W::TYPE_ID
+                ),
+            }),
+        }
+    }
+
     /// The result of activity `A`, decoded.
     pub fn activity<A: Activity>(self) -> Result<A::Output, ActivityError> {
         match self {
@@ -320,6 +440,24 @@ pub enum SignalError {
     },
 }
 
+/// Why a child workflow did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("child workflow `{child_id}` ended {status}: {message}")]
+pub struct ChildError {
+    /// The child's saga id.
+    pub child_id: String,
+    /// Its final status (`Failed`, `Cancelled`, ...), or why it never started.
+    pub status: String,
+    /// Its failure.
+    pub message: String,
+}
+
+impl From<ChildError> for SagaError {
+    fn from(e: ChildError) -> Self {
+        SagaError::new("child", e.to_string())
+    }
+}
+
 /// The error type most workflows return: a kind and a message, serializable into history.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{kind}: {message}")]
@@ -361,17 +499,56 @@ impl From<SignalError> for SagaError {
     }
 }
 
+/// What a recorded synchronous call returns on replay (kept in history as
+/// `MarkerRecorded` or `SideEffectRecorded`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedValue {
+    /// `now`, `random`, `uuid` or `side_effect`.
+    pub kind: String,
+    /// The value.
+    pub value: serde_json::Value,
+}
+
 /// The deterministic context a segment runs in. Never stored in the state.
-#[derive(Debug, Clone)]
+///
+/// `now()`, `random()`, `uuid()` and `side_effect(..)` are recorded: the first run
+/// records the value in history, a replay returns the recorded one.
+#[derive(Debug)]
 pub struct WorkflowContext {
     saga_id: SagaId,
     now: DateTime<Utc>,
+    /// Values recorded by earlier runs, to hand back in order on replay.
+    replay: std::collections::VecDeque<RecordedValue>,
+    /// Values produced by this run, to record.
+    produced: Vec<RecordedValue>,
+    /// A recorded value that did not fit the call that replayed it.
+    mismatch: Option<String>,
+    counter: u64,
 }
 
 impl WorkflowContext {
     /// A context for `saga_id` at the recorded time `now`.
     pub fn new(saga_id: SagaId, now: DateTime<Utc>) -> Self {
-        WorkflowContext { saga_id, now }
+        WorkflowContext {
+            saga_id,
+            now,
+            replay: Default::default(),
+            produced: Vec::new(),
+            mismatch: None,
+            counter: 0,
+        }
+    }
+
+    /// A context that replays `recorded` values (the engine's replay path).
+    pub fn replaying(
+        saga_id: SagaId,
+        now: DateTime<Utc>,
+        recorded: std::collections::VecDeque<RecordedValue>,
+    ) -> Self {
+        WorkflowContext {
+            replay: recorded,
+            ..WorkflowContext::new(saga_id, now)
+        }
     }
 
     /// The execution's id.
@@ -379,8 +556,108 @@ impl WorkflowContext {
         &self.saga_id
     }
 
-    /// The time of the event that woke this segment (identical on replay).
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now
+    /// The time of the event that woke this segment (recorded; identical on replay).
+    pub fn now(&mut self) -> DateTime<Utc> {
+        let now = self.now;
+        self.record("now", move || now)
     }
+
+    /// A random number, recorded (identical on replay).
+    pub fn random(&mut self) -> u64 {
+        let seed = self.seed();
+        self.record("random", move || splitmix64(seed))
+    }
+
+    /// A random (version 4 layout) UUID, recorded (identical on replay).
+    pub fn uuid(&mut self) -> String {
+        let (a, b) = (
+            splitmix64(self.seed()),
+            splitmix64(self.seed() ^ 0x9e37_79b9_7f4a_7c15),
+        );
+        self.record("uuid", move || {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&a.to_be_bytes());
+            bytes[8..].copy_from_slice(&b.to_be_bytes());
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            bytes[8] = (bytes[8] & 0x3f) | 0x80;
+            let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )
+        })
+    }
+
+    /// Runs `f` once and records its result; a replay returns the recorded result
+    /// without running `f`. For anything nondeterministic that is too small for an
+    /// activity.
+    pub fn side_effect<T: Serialize + DeserializeOwned>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.record("side_effect", f)
+    }
+
+    fn seed(&mut self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        self.counter += 1;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.saga_id.hash(&mut h);
+        self.now.timestamp_nanos_opt().hash(&mut h);
+        self.counter.hash(&mut h);
+        self.produced.len().hash(&mut h);
+        h.finish()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default())
+    }
+
+    fn record<T: Serialize + DeserializeOwned>(&mut self, kind: &str, f: impl FnOnce() -> T) -> T {
+        if let Some(r) = self.replay.pop_front() {
+            if r.kind == kind {
+                match serde_json::from_value::<T>(r.value.clone()) {
+                    Ok(v) => {
+                        self.produced.push(r);
+                        return v;
+                    }
+                    Err(e) => self
+                        .mismatch
+                        .get_or_insert(format!("recorded `{kind}` value does not decode: {e}")),
+                };
+            } else {
+                self.mismatch.get_or_insert(format!(
+                    "history recorded `{}` where the workflow code now calls `{kind}`",
+                    r.kind
+                ));
+            }
+        }
+        let v = f();
+        let value = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
+        self.produced.push(RecordedValue {
+            kind: kind.to_owned(),
+            value,
+        });
+        v
+    }
+
+    /// The values this segment recorded (or replayed), in call order, and a replay
+    /// mismatch if one was found. For the engine.
+    pub fn take_recorded(&mut self) -> (Vec<RecordedValue>, Option<String>) {
+        (std::mem::take(&mut self.produced), self.mismatch.take())
+    }
+
+    /// Recorded values this segment did not use: handed back to the next segment.
+    pub fn take_unused(&mut self) -> std::collections::VecDeque<RecordedValue> {
+        std::mem::take(&mut self.replay)
+    }
+}
+
+/// A fast, well-mixed 64-bit hash step (splitmix64).
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -30,6 +30,10 @@ paused!(
     snapshots_taken_and_used,
     replay_detects_changed_code,
     snapshot_restores_with_every_codec,
+    parallel_steps,
+    local_activity,
+    child_workflows,
+    recorded_values_replay,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,10 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<chain>()
         .workflow::<single<flaky>>()
         .workflow::<single<slow>>()
+        .workflow::<parallel>()
+        .workflow::<local_flow>()
+        .workflow::<parent_flow>()
+        .workflow::<recorder>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -927,4 +931,226 @@ pub async fn snapshot_restores_with_every_codec<S: ScenarioStore>(store: S) {
         assert_eq!(second.metrics().corrupt_snapshots, 0, "{}", codec.name());
         second.verify_replay(id.as_str()).await.unwrap();
     }
+}
+
+/// `ctx.join` and `ctx.join_all`: parallel activities, results by slot.
+pub async fn parallel_steps<S: ScenarioStore>(store: S) {
+    let engine = engine(store).await;
+    let sum = engine
+        .start::<parallel>("par", 5)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(sum, 300 + (0..5).sum::<u64>());
+    let h = engine.history("par").await.unwrap();
+    assert_history_sound(&h);
+    // Both join branches were scheduled before either completed.
+    let first_two: Vec<_> = h[1..3].iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        first_two,
+        [
+            EventType::ActivityTaskScheduled,
+            EventType::ActivityTaskScheduled
+        ]
+    );
+    let scheduled = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+        .count();
+    assert_eq!(scheduled, 7);
+    engine.verify_replay("par").await.unwrap();
+}
+
+/// A local activity runs in the worker with its own events and in-process retries.
+pub async fn local_activity<S: ScenarioStore>(store: S) {
+    let engine = engine(store).await;
+    let attempt = engine
+        .start::<local_flow>(
+            "local",
+            FlakyInput {
+                succeed_on: 2,
+                non_retryable: false,
+            },
+        )
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(attempt, 2);
+    let h = engine.history("local").await.unwrap();
+    assert_history_sound(&h);
+    let t = types(&h);
+    assert!(!t.contains(&EventType::ActivityTaskScheduled), "{t:?}");
+    for expected in [
+        EventType::LocalActivityScheduled,
+        EventType::LocalActivityStarted,
+        EventType::LocalActivityCompleted,
+    ] {
+        assert!(t.contains(&expected), "{expected:?} in {t:?}");
+    }
+    let done = h
+        .iter()
+        .find(|e| e.event_type == EventType::LocalActivityCompleted)
+        .unwrap();
+    assert_eq!(done.attr_u64("attempts"), Some(2));
+    let err = engine
+        .start::<local_flow>(
+            "local-fatal",
+            FlakyInput {
+                succeed_on: 1,
+                non_retryable: true,
+            },
+        )
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ActivityExecution, "{err}");
+    let h = engine.history("local-fatal").await.unwrap();
+    assert!(types(&h).contains(&EventType::LocalActivityFailed));
+    engine.verify_replay("local").await.unwrap();
+}
+
+/// A child workflow has its own history; the parent records the child's events and
+/// its outcome (success, failure after compensation, cancellation with the parent).
+pub async fn child_workflows<S: ScenarioStore>(store: S) {
+    let engine = engine(store).await;
+    let tracking = engine
+        .start::<parent_flow>("parent-ok", Order::new("kid"))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(tracking, "trk-kid");
+    let h = engine.history("parent-ok").await.unwrap();
+    assert_history_sound(&h);
+    let t = types(&h);
+    for expected in [
+        EventType::StartChildWorkflowExecutionInitiated,
+        EventType::ChildWorkflowExecutionStarted,
+        EventType::ChildWorkflowExecutionCompleted,
+    ] {
+        assert!(t.contains(&expected), "{expected:?} in {t:?}");
+    }
+    let child_id = h
+        .iter()
+        .find(|e| e.event_type == EventType::StartChildWorkflowExecutionInitiated)
+        .and_then(|e| e.attr_str("child_id"))
+        .unwrap()
+        .to_owned();
+    let child = engine.history(child_id.as_str()).await.unwrap();
+    assert_eq!(child[0].attributes["parent"]["saga_id"], json!("parent-ok"));
+    assert_eq!(
+        child[0].trace_id, h[0].trace_id,
+        "the child joins the parent's trace"
+    );
+    engine.verify_replay("parent-ok").await.unwrap();
+    engine.verify_replay(child_id.as_str()).await.unwrap();
+
+    // The child fails (and compensates): the parent sees why.
+    let mut order = Order::new("kid2");
+    order.carrier_rejects = true;
+    let err = engine
+        .start::<parent_flow>("parent-child-fails", order)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("carrier rejected"), "{err}");
+    let h = engine.history("parent-child-fails").await.unwrap();
+    assert!(
+        types(&h).contains(&EventType::ChildWorkflowExecutionCanceled),
+        "{:?}",
+        types(&h)
+    );
+
+    // Cancelling the parent cancels the child, which compensates.
+    let mut order = Order::new("kid3");
+    order.needs_approval = true;
+    let run = engine
+        .start::<parent_flow>("parent-cancel", order)
+        .await
+        .unwrap();
+    let child_id = "parent-cancel/child-0";
+    loop {
+        if let Ok(d) = engine.describe(child_id).await {
+            if d.waiting_for_signals == ["approval"] {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        engine
+            .describe("parent-cancel")
+            .await
+            .unwrap()
+            .pending_children,
+        [child_id]
+    );
+    engine.cancel("parent-cancel").await.unwrap();
+    assert_eq!(run.result().await.unwrap_err().kind, ErrorKind::Cancelled);
+    let err = engine.result::<order_saga>(child_id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");
+    let h = engine.history("parent-cancel").await.unwrap();
+    assert!(types(&h).contains(&EventType::RequestCancelChildWorkflowExecutionInitiated));
+    let child = engine.history(child_id).await.unwrap();
+    assert_eq!(
+        compensations_in_history(&child),
+        ["refund-payment", "release-inventory"]
+    );
+}
+
+/// `now`, `random`, `uuid` and `side_effect` are recorded, and a replay in another
+/// engine hands back the recorded values (a fresh value would fail the replay).
+pub async fn recorded_values_replay<S: ScenarioStore>(store: S) {
+    {
+        let first = engine(store.clone()).await;
+        first.start::<recorder>("rec", 60).await.unwrap();
+        while first
+            .describe("rec")
+            .await
+            .unwrap()
+            .pending_timers
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let second = engine(store).await;
+    let out = second.result::<recorder>("rec").await.unwrap();
+    let h = second.history("rec").await.unwrap();
+    let recorded = |kind: &str| {
+        h.iter()
+            .filter(|e| {
+                matches!(
+                    e.event_type,
+                    EventType::MarkerRecorded | EventType::SideEffectRecorded
+                ) && e.attr_str("kind") == Some(kind)
+            })
+            .map(|e| e.attributes["value"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        recorded("random"),
+        [json!(out.random), json!(out.random_after_sleep)]
+    );
+    assert_eq!(recorded("uuid"), [json!(out.uuid)]);
+    assert_eq!(recorded("side_effect"), [json!(out.side_effect)]);
+    let now: Vec<DateTime<Utc>> = recorded("now")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].timestamp_millis(), out.now_ms);
+    assert_eq!(out.uuid.len(), 36);
+    assert_eq!(&out.uuid[14..15], "4", "a version-4 layout");
+    assert!(types(&h).contains(&EventType::SideEffectRecorded));
+    second.verify_replay("rec").await.unwrap();
 }

@@ -693,3 +693,227 @@ impl Workflow for panicker {
         }
     }
 }
+
+/// Two activities in parallel (`ctx.join`), then `n` in parallel (`ctx.join_all`):
+/// the variants hold the partial results, as the macro lowers joins.
+pub struct parallel {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ParallelState {
+    Start {
+        n: u64,
+    },
+    Join {
+        n: u64,
+        a: Option<u64>,
+        b: Option<u64>,
+    },
+    JoinAll {
+        ab: u64,
+        results: Vec<Option<u64>>,
+    },
+}
+
+impl Workflow for parallel {
+    const TYPE_ID: &'static str = "parallel";
+    const FINGERPRINT: &'static str = "parallel:v1";
+    type Input = u64;
+    type Output = u64;
+    type Error = SagaError;
+    type State = ParallelState;
+
+    fn start(n: u64) -> ParallelState {
+        ParallelState::Start { n }
+    }
+
+    fn resume(state: ParallelState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        use ParallelState as S;
+        match state {
+            S::Start { n } => Transition::Suspend {
+                commands: vec![
+                    Command::activity::<echo>(&100),
+                    Command::activity::<echo>(&200),
+                ],
+                state: S::Join {
+                    n,
+                    a: None,
+                    b: None,
+                },
+            },
+            S::Join { n, mut a, mut b } => {
+                let slot = wake.slot();
+                let v = take!(wake.activity::<echo>());
+                if slot == 0 {
+                    a = Some(v);
+                } else {
+                    b = Some(v);
+                }
+                match (a, b) {
+                    (Some(a), Some(b)) if n == 0 => Transition::Complete(a + b),
+                    (Some(a), Some(b)) => Transition::Suspend {
+                        commands: (0..n).map(|i| Command::activity::<echo>(&i)).collect(),
+                        state: S::JoinAll {
+                            ab: a + b,
+                            results: vec![None; n as usize],
+                        },
+                    },
+                    _ => Transition::Suspend {
+                        commands: Vec::new(),
+                        state: S::Join { n, a, b },
+                    },
+                }
+            }
+            S::JoinAll { ab, mut results } => {
+                let slot = wake.slot() as usize;
+                let v = take!(wake.activity::<echo>());
+                results[slot] = Some(v);
+                if results.iter().all(Option::is_some) {
+                    Transition::Complete(ab + results.into_iter().flatten().sum::<u64>())
+                } else {
+                    Transition::Suspend {
+                        commands: Vec::new(),
+                        state: S::JoinAll { ab, results },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs [`flaky`] as a local activity.
+pub struct local_flow {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LocalFlowState {
+    Start { input: FlakyInput },
+    Flaky,
+}
+
+impl Workflow for local_flow {
+    const TYPE_ID: &'static str = "local-flow";
+    const FINGERPRINT: &'static str = "local-flow:v1";
+    type Input = FlakyInput;
+    type Output = u32;
+    type Error = SagaError;
+    type State = LocalFlowState;
+
+    fn start(input: FlakyInput) -> LocalFlowState {
+        LocalFlowState::Start { input }
+    }
+
+    fn resume(state: LocalFlowState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            LocalFlowState::Start { input } => Transition::Suspend {
+                commands: vec![Command::local_activity::<flaky>(&input)],
+                state: LocalFlowState::Flaky,
+            },
+            LocalFlowState::Flaky => Transition::Complete(take!(wake.activity::<flaky>())),
+        }
+    }
+}
+
+/// Runs an [`order_saga`] as a child workflow and returns its tracking number.
+pub struct parent_flow {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ParentFlowState {
+    Start { order: Order },
+    OrderSaga,
+}
+
+impl Workflow for parent_flow {
+    const TYPE_ID: &'static str = "parent-flow";
+    const FINGERPRINT: &'static str = "parent-flow:v1";
+    type Input = Order;
+    type Output = String;
+    type Error = SagaError;
+    type State = ParentFlowState;
+
+    fn start(order: Order) -> ParentFlowState {
+        ParentFlowState::Start { order }
+    }
+
+    fn resume(state: ParentFlowState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            ParentFlowState::Start { order } => Transition::Suspend {
+                commands: vec![Command::child::<order_saga>(None, &order)],
+                state: ParentFlowState::OrderSaga,
+            },
+            ParentFlowState::OrderSaga => {
+                let receipt = take!(wake.child::<order_saga>());
+                Transition::Complete(receipt.shipment.tracking)
+            }
+        }
+    }
+}
+
+/// Calls every recorded synchronous call, sleeps, and calls `random` again.
+pub struct recorder {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub random: u64,
+    pub uuid: String,
+    pub side_effect: String,
+    pub now_ms: i64,
+    pub random_after_sleep: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RecorderState {
+    Start {
+        sleep_secs: u64,
+    },
+    Sleep {
+        random: u64,
+        uuid: String,
+        side_effect: String,
+        now_ms: i64,
+    },
+}
+
+impl Workflow for recorder {
+    const TYPE_ID: &'static str = "recorder";
+    const FINGERPRINT: &'static str = "recorder:v1";
+    type Input = u64;
+    type Output = Recorded;
+    type Error = SagaError;
+    type State = RecorderState;
+
+    fn start(sleep_secs: u64) -> RecorderState {
+        RecorderState::Start { sleep_secs }
+    }
+
+    fn resume(state: RecorderState, ctx: &mut WorkflowContext, _wake: Wake) -> Transition<Self> {
+        match state {
+            RecorderState::Start { sleep_secs } => {
+                let random = ctx.random();
+                let uuid = ctx.uuid();
+                // Deliberately nondeterministic: only the recorded value may come back.
+                let side_effect = ctx.side_effect(|| format!("{:?}", std::time::SystemTime::now()));
+                let now_ms = ctx.now().timestamp_millis();
+                Transition::Suspend {
+                    commands: vec![Command::sleep(Duration::from_secs(sleep_secs))],
+                    state: RecorderState::Sleep {
+                        random,
+                        uuid,
+                        side_effect,
+                        now_ms,
+                    },
+                }
+            }
+            RecorderState::Sleep {
+                random,
+                uuid,
+                side_effect,
+                now_ms,
+            } => Transition::Complete(Recorded {
+                random,
+                uuid,
+                side_effect,
+                now_ms,
+                random_after_sleep: ctx.random(),
+            }),
+        }
+    }
+}

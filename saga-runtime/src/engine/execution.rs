@@ -26,7 +26,7 @@ use crate::domain::{
     CompensationTracker, Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind,
     WorkflowStatus,
 };
-use crate::workflow::{Command, Wake, WorkflowContext};
+use crate::workflow::{ChildError, Command, RecordedValue, Wake, WorkflowContext};
 
 /// What the fold needs from the engine: the workflow's code and the activity registry.
 pub(crate) struct Env<'a> {
@@ -57,6 +57,21 @@ pub(crate) struct PendingActivity {
     /// until the next attempt is scheduled.
     #[serde(default)]
     pub(crate) backing_off: bool,
+    /// A local activity: run by the worker that recorded it, not through the queue.
+    #[serde(default)]
+    pub(crate) local: bool,
+}
+
+/// A child workflow started by this execution and not yet closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingChild {
+    pub(crate) seq: u64,
+    pub(crate) slot: u32,
+    pub(crate) child_id: SagaId,
+    pub(crate) workflow_type: String,
+    pub(crate) input: Value,
+    /// `ChildWorkflowExecutionStarted` was recorded.
+    pub(crate) started: bool,
 }
 
 /// A durable timer started and not yet fired or cancelled.
@@ -102,6 +117,11 @@ pub(crate) struct ExecState {
     pub(crate) closed_at: Option<DateTime<Utc>>,
     pub(crate) last_snapshot_version: u64,
     pub(crate) workflow_task_failure: Option<String>,
+    #[serde(default)]
+    pub(crate) children: BTreeMap<u64, PendingChild>,
+    /// The parent execution and its command seq, for a child workflow.
+    #[serde(default)]
+    pub(crate) parent: Option<(SagaId, u64)>,
 }
 
 /// One execution being folded.
@@ -109,6 +129,9 @@ pub(crate) struct Execution {
     pub(crate) s: ExecState,
     machine: Option<Box<dyn Machine>>,
     decisions: VecDeque<Decision>,
+    /// Values recorded in the history still to be folded, handed back to the
+    /// machine's recorded calls in order (replay of `now`/`random`/`uuid`/`side_effect`).
+    replay_records: VecDeque<RecordedValue>,
 }
 
 /// How a snapshot body is laid out: the execution as JSON text, the machine in the
@@ -165,7 +188,25 @@ fn is_decision(t: EventType) -> bool {
             | EventType::WorkflowExecutionTimedOut
             | EventType::WorkflowExecutionCompensating
             | EventType::WorkflowExecutionCanceled
+            | EventType::MarkerRecorded
+            | EventType::SideEffectRecorded
+            | EventType::LocalActivityScheduled
+            | EventType::LocalActivityCanceled
+            | EventType::StartChildWorkflowExecutionInitiated
+            | EventType::RequestCancelChildWorkflowExecutionInitiated
     )
+}
+
+/// The recorded value an event carries, if it is a record of a synchronous call.
+pub(crate) fn recorded_value(e: &HistoryEvent) -> Option<RecordedValue> {
+    matches!(
+        e.event_type,
+        EventType::MarkerRecorded | EventType::SideEffectRecorded
+    )
+    .then(|| RecordedValue {
+        kind: e.attr_str("kind").unwrap_or_default().to_owned(),
+        value: e.attributes.get("value").cloned().unwrap_or(Value::Null),
+    })
 }
 
 fn millis(d: Duration) -> u64 {
@@ -215,9 +256,12 @@ impl Execution {
                 closed_at: None,
                 last_snapshot_version: 0,
                 workflow_task_failure: None,
+                children: BTreeMap::new(),
+                parent: None,
             },
             machine: None,
             decisions: VecDeque::new(),
+            replay_records: VecDeque::new(),
         }
     }
 
@@ -245,6 +289,12 @@ impl Execution {
             Some(m) => m.checkpoint(),
             None => "Finished".to_owned(),
         }
+    }
+
+    /// Replay: the recorded values among `events` (about to be folded), in order.
+    pub(crate) fn expect_records(&mut self, events: &[HistoryEvent]) {
+        self.replay_records
+            .extend(events.iter().filter_map(recorded_value));
     }
 
     pub(crate) fn owes_decisions(&self) -> bool {
@@ -299,6 +349,7 @@ impl Execution {
             s,
             machine,
             decisions: VecDeque::new(),
+            replay_records: VecDeque::new(),
         })
     }
 
@@ -427,6 +478,12 @@ impl Execution {
                 self.s.fingerprint = attr(e, "fingerprint")?;
                 self.s.trace_id = e.trace_id.clone();
                 self.s.started_at = Some(e.timestamp);
+                self.s.parent = e.attributes.get("parent").and_then(|p| {
+                    Some((
+                        SagaId::new(p.get("saga_id")?.as_str()?),
+                        p.get("seq")?.as_u64()?,
+                    ))
+                });
                 if self.s.fingerprint != env.workflow.fingerprint() {
                     return Err(replay_error(
                         &self.s.saga_id,
@@ -616,6 +673,77 @@ impl Execution {
                 }
                 Ok(())
             }
+            EventType::LocalActivityStarted => Ok(()),
+            EventType::LocalActivityCompleted
+            | EventType::LocalActivityFailed
+            | EventType::LocalActivityTimedOut => {
+                self.s.now = e.timestamp;
+                let seq: u64 = attr(e, "seq")?;
+                if !self.s.activities.get(&seq).is_some_and(|p| p.local) {
+                    return Ok(());
+                }
+                let Some(pa) = self.s.activities.remove(&seq) else {
+                    return Ok(());
+                };
+                let result = match e.event_type {
+                    EventType::LocalActivityCompleted => {
+                        Ok(e.attributes.get("output").cloned().unwrap_or(Value::Null))
+                    }
+                    EventType::LocalActivityTimedOut => Err(ActivityError::timeout(
+                        Duration::from_millis(pa.timeout_ms.unwrap_or(0)),
+                    )),
+                    _ => Err(attr(e, "error")?),
+                };
+                if self.machine_waits() {
+                    self.wake(
+                        env,
+                        Wake::Activity {
+                            slot: pa.slot,
+                            result,
+                        },
+                    )
+                } else {
+                    Ok(())
+                }
+            }
+            EventType::ChildWorkflowExecutionStarted => {
+                let seq: u64 = attr(e, "seq")?;
+                if let Some(c) = self.s.children.get_mut(&seq) {
+                    c.started = true;
+                }
+                Ok(())
+            }
+            EventType::StartChildWorkflowExecutionFailed
+            | EventType::ChildWorkflowExecutionCompleted
+            | EventType::ChildWorkflowExecutionFailed
+            | EventType::ChildWorkflowExecutionCanceled
+            | EventType::ChildWorkflowExecutionTimedOut => {
+                self.s.now = e.timestamp;
+                let seq: u64 = attr(e, "seq")?;
+                let Some(child) = self.s.children.remove(&seq) else {
+                    return Ok(());
+                };
+                let result = if e.event_type == EventType::ChildWorkflowExecutionCompleted {
+                    Ok(e.attributes.get("output").cloned().unwrap_or(Value::Null))
+                } else {
+                    Err(ChildError {
+                        child_id: child.child_id.to_string(),
+                        status: e.attr_str("status").unwrap_or("Failed").to_owned(),
+                        message: e.attr_str("reason").unwrap_or("failed").to_owned(),
+                    })
+                };
+                if self.machine_waits() {
+                    self.wake(
+                        env,
+                        Wake::Child {
+                            slot: child.slot,
+                            result,
+                        },
+                    )
+                } else {
+                    Ok(())
+                }
+            }
             EventType::SnapshotCreated => {
                 self.s.last_snapshot_version = self.s.version;
                 Ok(())
@@ -647,17 +775,54 @@ impl Execution {
                     timeout_ms: attr(e, "timeout_ms")?,
                     compensates: attr(e, "compensates")?,
                     backing_off: false,
+                    local: false,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
                 let _ = env;
                 Ok(())
             }
-            EventType::ActivityTaskCanceled => {
+            EventType::ActivityTaskCanceled | EventType::LocalActivityCanceled => {
                 let seq: u64 = attr(e, "seq")?;
                 self.s.activities.remove(&seq);
                 Ok(())
             }
+            EventType::LocalActivityScheduled => {
+                let pa = PendingActivity {
+                    seq: attr(e, "seq")?,
+                    slot: attr(e, "slot")?,
+                    activity_type: attr(e, "activity_type")?,
+                    input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                    attempt: 1,
+                    retry: attr(e, "retry")?,
+                    timeout_ms: attr(e, "timeout_ms")?,
+                    compensates: None,
+                    backing_off: false,
+                    local: true,
+                };
+                self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
+                self.s.activities.insert(pa.seq, pa);
+                Ok(())
+            }
+            EventType::StartChildWorkflowExecutionInitiated => {
+                let c = PendingChild {
+                    seq: attr(e, "seq")?,
+                    slot: attr(e, "slot")?,
+                    child_id: SagaId::new(attr::<String>(e, "child_id")?),
+                    workflow_type: attr(e, "workflow_type")?,
+                    input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                    started: false,
+                };
+                self.s.next_seq = self.s.next_seq.max(c.seq + 1);
+                self.s.children.insert(c.seq, c);
+                Ok(())
+            }
+            EventType::RequestCancelChildWorkflowExecutionInitiated => {
+                let seq: u64 = attr(e, "seq")?;
+                self.s.children.remove(&seq);
+                Ok(())
+            }
+            EventType::MarkerRecorded | EventType::SideEffectRecorded => Ok(()),
             EventType::TimerStarted => {
                 let t = PendingTimer {
                     timer_id: attr(e, "timer_id")?,
@@ -751,9 +916,31 @@ impl Execution {
 
     /// Cancels everything in flight (activities, timers, signal waits).
     fn abort_pending(&mut self) {
-        let seqs: Vec<u64> = self.s.activities.keys().copied().collect();
-        for seq in seqs {
-            self.decide(EventType::ActivityTaskCanceled, json!({"seq": seq}));
+        let activities: Vec<(u64, bool)> = self
+            .s
+            .activities
+            .values()
+            .map(|p| (p.seq, p.local))
+            .collect();
+        for (seq, local) in activities {
+            let t = if local {
+                EventType::LocalActivityCanceled
+            } else {
+                EventType::ActivityTaskCanceled
+            };
+            self.decide(t, json!({"seq": seq}));
+        }
+        let children: Vec<(u64, SagaId)> = self
+            .s
+            .children
+            .values()
+            .map(|c| (c.seq, c.child_id.clone()))
+            .collect();
+        for (seq, child_id) in children {
+            self.decide(
+                EventType::RequestCancelChildWorkflowExecutionInitiated,
+                json!({"seq": seq, "child_id": child_id}),
+            );
         }
         let timers: Vec<String> = self.s.timers.keys().cloned().collect();
         for timer_id in timers {
@@ -804,6 +991,7 @@ impl Execution {
                     timeout_ms,
                     compensates: Some(action.step_seq),
                     backing_off: false,
+                    local: false,
                 };
                 self.s.next_seq += 1;
                 self.decide(EventType::ActivityTaskScheduled, scheduled_attrs(&pa, 1));
@@ -829,9 +1017,26 @@ impl Execution {
             let Some(machine) = self.machine.as_mut() else {
                 return Ok(());
             };
-            let mut ctx = WorkflowContext::new(self.s.saga_id.clone(), self.s.now);
+            let records = std::mem::take(&mut self.replay_records);
+            let mut ctx = WorkflowContext::replaying(self.s.saga_id.clone(), self.s.now, records);
             let after_activity_error = matches!(wake, Wake::Activity { result: Err(_), .. });
             let step = machine.resume(&mut ctx, wake)?;
+            self.replay_records = ctx.take_unused();
+            let (produced, mismatch) = ctx.take_recorded();
+            if let Some(m) = mismatch {
+                return Err(replay_error(
+                    &self.s.saga_id,
+                    format!("at checkpoint `{}`: {m}", self.checkpoint()),
+                ));
+            }
+            for r in produced {
+                let t = if r.kind == "side_effect" {
+                    EventType::SideEffectRecorded
+                } else {
+                    EventType::MarkerRecorded
+                };
+                self.decide(t, json!({"kind": r.kind, "value": r.value}));
+            }
             match step {
                 Step::Suspend(commands) => {
                     for (slot, command) in commands.into_iter().enumerate() {
@@ -899,6 +1104,7 @@ impl Execution {
                     timeout_ms,
                     compensates: None,
                     backing_off: false,
+                    local: false,
                 };
                 let mut attrs = scheduled_attrs(&pa, 1);
                 attrs["compensation"] = json!(compensation);
@@ -938,6 +1144,31 @@ impl Execution {
                     name,
                     timer_id,
                 });
+                None
+            }
+            Command::ScheduleLocalActivity {
+                activity_type,
+                input,
+            } => {
+                let (retry, timeout_ms) = policy(env, &activity_type);
+                self.decide(
+                    EventType::LocalActivityScheduled,
+                    json!({"seq": seq, "slot": slot, "activity_type": activity_type, "input": input,
+                           "retry": retry, "timeout_ms": timeout_ms}),
+                );
+                None
+            }
+            Command::StartChild {
+                workflow_type,
+                child_id,
+                input,
+            } => {
+                let child_id =
+                    child_id.unwrap_or_else(|| format!("{}/child-{seq}", self.s.saga_id));
+                self.decide(
+                    EventType::StartChildWorkflowExecutionInitiated,
+                    json!({"seq": seq, "slot": slot, "workflow_type": workflow_type, "child_id": child_id, "input": input}),
+                );
                 None
             }
             Command::Invalid { reason } => {

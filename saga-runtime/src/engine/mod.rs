@@ -105,6 +105,8 @@ pub struct ExecutionDescription {
     pub pending_timers: Vec<String>,
     /// Signals waited for.
     pub waiting_for_signals: Vec<String>,
+    /// Child workflows awaited: their saga ids.
+    pub pending_children: Vec<String>,
     /// Compensations that ran, in the order they ran (compensation activity types).
     pub compensations_done: Vec<String>,
     /// Compensations still to run, next first.
@@ -200,6 +202,9 @@ pub(crate) struct Inner {
     counters: Counters,
     timer_wake: Notify,
     shutdown: watch::Sender<bool>,
+    /// Itself, for effects that run as their own tasks (child starts, local
+    /// activities): they call back into `process`.
+    me: std::sync::Weak<Inner>,
 }
 
 /// Builds a [`SagaEngine`].
@@ -319,7 +324,7 @@ impl SagaEngineBuilder {
             .replayer
             .unwrap_or_else(|| Arc::new(StoreReplayer::new(store.clone())));
         let (shutdown, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
             store,
             queue: self
                 .queue
@@ -336,6 +341,7 @@ impl SagaEngineBuilder {
             counters: Counters::default(),
             timer_wake: Notify::new(),
             shutdown,
+            me: me.clone(),
         });
         let mut tasks = Vec::new();
         if inner.config.run_workers {

@@ -58,6 +58,36 @@ enum Effect {
     /// Only for re-driving: timers normally commit with their events.
     CreateTimer(TimerRecord),
     Notify(Notification),
+    /// Run a local activity in this process.
+    RunLocal(LocalRun),
+    /// Start a child workflow.
+    StartChild(ChildStart),
+    /// Ask a child workflow to cancel.
+    CancelChild(SagaId),
+    /// This execution (a child) closed: tell its parent.
+    NotifyParent,
+    /// Re-drive: if this child has closed, tell its parent.
+    CheckChild(SagaId),
+}
+
+/// A local activity to run.
+#[derive(Debug, Clone)]
+struct LocalRun {
+    seq: u64,
+    activity_type: String,
+    input: Value,
+    retry: crate::activity::RetryPolicy,
+    timeout_ms: Option<u64>,
+}
+
+/// A child workflow to start.
+#[derive(Debug, Clone)]
+struct ChildStart {
+    seq: u64,
+    child_id: SagaId,
+    workflow_type: String,
+    input: Value,
+    trace_id: String,
 }
 
 /// How often a conflicting append is retried before giving up.
@@ -150,6 +180,7 @@ impl Inner {
                 .to_owned()
         };
         let env = self.env(&workflow_type)?;
+        exec.expect_records(events);
         for e in events {
             exec.apply(&env, e)?;
         }
@@ -262,7 +293,8 @@ impl Inner {
             }
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
             let snapshotted = snapshot.is_some();
-            let (commit, after) = self.plan_commit(saga_id, expected, events, snapshot);
+            let is_child = exec.s.parent.is_some();
+            let (commit, after) = self.plan_commit(saga_id, expected, events, snapshot, is_child);
             let timers_changed = !commit.create_timers.is_empty();
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
@@ -388,6 +420,7 @@ impl Inner {
         expected_version: u64,
         events: Vec<HistoryEvent>,
         snapshot: Option<Snapshot>,
+        is_child: bool,
     ) -> (Commit, Vec<Effect>) {
         let mut commit = Commit {
             saga_id: saga_id.clone(),
@@ -448,6 +481,26 @@ impl Inner {
                         commit.cancel_timers.push(id.to_owned());
                     }
                 }
+                EventType::LocalActivityScheduled => out.push(Effect::RunLocal(LocalRun {
+                    seq: e.attr_u64("seq").unwrap_or_default(),
+                    activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
+                    input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                    retry: serde_json::from_value(e.attributes["retry"].clone())
+                        .unwrap_or_else(|_| crate::activity::RetryPolicy::none()),
+                    timeout_ms: e.attr_u64("timeout_ms"),
+                })),
+                EventType::StartChildWorkflowExecutionInitiated => {
+                    out.push(Effect::StartChild(ChildStart {
+                        seq: e.attr_u64("seq").unwrap_or_default(),
+                        child_id: SagaId::new(e.attr_str("child_id").unwrap_or_default()),
+                        workflow_type: e.attr_str("workflow_type").unwrap_or_default().to_owned(),
+                        input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                        trace_id: e.trace_id.clone(),
+                    }))
+                }
+                EventType::RequestCancelChildWorkflowExecutionInitiated => out.push(
+                    Effect::CancelChild(SagaId::new(e.attr_str("child_id").unwrap_or_default())),
+                ),
                 EventType::SignalReceived => {
                     out.push(Effect::Notify(Notification::SignalReceived {
                         name: e.attr_str("name").unwrap_or_default().to_owned(),
@@ -465,6 +518,9 @@ impl Inner {
                         EventType::WorkflowExecutionCanceled => WorkflowStatus::Cancelled,
                         _ => continue,
                     };
+                    if is_child && status != WorkflowStatus::Compensating {
+                        out.push(Effect::NotifyParent);
+                    }
                     out.push(Effect::Notify(Notification::StatusChanged { status }));
                 }
             }
@@ -493,7 +549,40 @@ impl Inner {
                     self.store.create(t).await
                 }
                 Effect::Notify(n) => self.signals.notify(saga_id, n).await,
+                // These call back into `process` for other executions (or later for
+                // this one): they run as their own tasks.
+                Effect::RunLocal(run) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.run_local_task(saga_id.clone(), run));
+                    }
+                    Ok(())
+                }
+                Effect::StartChild(start) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.start_child_task(saga_id.clone(), start));
+                    }
+                    Ok(())
+                }
+                Effect::CancelChild(child) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.cancel_child_task(child));
+                    }
+                    Ok(())
+                }
+                Effect::NotifyParent => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.deliver_to_parent_task(saga_id.clone()));
+                    }
+                    Ok(())
+                }
+                Effect::CheckChild(child) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.deliver_to_parent_task(child));
+                    }
+                    Ok(())
+                }
             };
+
             if let Err(e) = r {
                 // The events are durable; recovery re-drives what this step missed.
                 tracing::warn!(saga_id = %saga_id, error = %e, "effect failed after append");
@@ -747,6 +836,11 @@ impl Inner {
                 .collect(),
             pending_timers: s.timers.keys().cloned().collect(),
             waiting_for_signals: s.waits.iter().map(|w| w.name.clone()).collect(),
+            pending_children: s
+                .children
+                .values()
+                .map(|c| c.child_id.to_string())
+                .collect(),
             compensations_done: s
                 .tracker
                 .compensated_steps()
@@ -845,6 +939,51 @@ impl Inner {
         }
     }
 
+    /// Runs one attempt: `Ok(output)`, `Err(Some(error))`, or `Err(None)` when it ran
+    /// past `timeout_ms`. The attempt runs on its own task, so a panicking activity
+    /// fails its attempt instead of the worker.
+    async fn execute(
+        &self,
+        ctx: ActivityContext,
+        input: Value,
+        timeout_ms: Option<u64>,
+        span: Option<tracing::Span>,
+    ) -> std::result::Result<Value, Option<ActivityError>> {
+        let Some(a) = self.activities.get_activity(&ctx.activity_type) else {
+            return Err(Some(
+                ActivityError::non_retryable(format!(
+                    "unknown activity type `{}`",
+                    ctx.activity_type
+                ))
+                .with_kind("unknown-activity"),
+            ));
+        };
+        let fut = a
+            .execute_dyn(ctx, input)
+            .instrument(span.unwrap_or_else(tracing::Span::none));
+        let handle = tokio::spawn(fut);
+        let joined = match timeout_ms {
+            Some(ms) => {
+                let abort = handle.abort_handle();
+                match tokio::time::timeout(Duration::from_millis(ms), handle).await {
+                    Ok(j) => Some(j),
+                    Err(_) => {
+                        abort.abort();
+                        None
+                    }
+                }
+            }
+            None => Some(handle.await),
+        };
+        match joined {
+            None => Err(None),
+            Some(Ok(r)) => r.map_err(Some),
+            Some(Err(join)) => Err(Some(
+                ActivityError::retryable(format!("activity panicked: {join}")).with_kind("panic"),
+            )),
+        }
+    }
+
     async fn run_activity(&self, d: &Delivery) -> Result<Processed> {
         let saga_id = &d.task.saga_id;
         let task: ActivityTask = serde_json::from_slice(&d.task.payload)
@@ -864,43 +1003,9 @@ impl Inner {
             activity_type = %task.activity_type,
             attempt = task.attempt
         );
-        let result: std::result::Result<Value, Option<ActivityError>> =
-            match self.activities.get_activity(&task.activity_type) {
-                None => Err(Some(
-                    ActivityError::non_retryable(format!(
-                        "unknown activity type `{}`",
-                        task.activity_type
-                    ))
-                    .with_kind("unknown-activity"),
-                )),
-                Some(a) => {
-                    // Run on its own task so that a panicking activity fails its attempt
-                    // instead of the worker.
-                    let fut = a.execute_dyn(ctx, task.input.clone()).instrument(span);
-                    let handle = tokio::spawn(fut);
-                    let joined = match task.timeout_ms {
-                        Some(ms) => {
-                            let abort = handle.abort_handle();
-                            match tokio::time::timeout(Duration::from_millis(ms), handle).await {
-                                Ok(j) => Some(j),
-                                Err(_) => {
-                                    abort.abort();
-                                    None
-                                }
-                            }
-                        }
-                        None => Some(handle.await),
-                    };
-                    match joined {
-                        None => Err(None),
-                        Some(Ok(r)) => r.map_err(Some),
-                        Some(Err(join)) => Err(Some(
-                            ActivityError::retryable(format!("activity panicked: {join}"))
-                                .with_kind("panic"),
-                        )),
-                    }
-                }
-            };
+        let result = self
+            .execute(ctx, task.input.clone(), task.timeout_ms, Some(span))
+            .await;
         let finished = self.clock.now();
         let (event_type, attributes) = match result {
             Ok(output) => (
@@ -950,6 +1055,19 @@ impl Inner {
         };
         let mut effects = Vec::new();
         for pa in exec.s.activities.values() {
+            if pa.backing_off {
+                continue; // its retry timer re-schedules it
+            }
+            if pa.local {
+                effects.push(Effect::RunLocal(LocalRun {
+                    seq: pa.seq,
+                    activity_type: pa.activity_type.clone(),
+                    input: pa.input.clone(),
+                    retry: pa.retry.clone(),
+                    timeout_ms: pa.timeout_ms,
+                }));
+                continue;
+            }
             let task = ActivityTask {
                 seq: pa.seq,
                 attempt: pa.attempt,
@@ -974,6 +1092,19 @@ impl Inner {
                 fire_at: t.fire_at,
                 attributes: json!({"seq": t.seq, "slot": t.slot}),
             }));
+        }
+        for c in exec.s.children.values() {
+            effects.push(if c.started {
+                Effect::CheckChild(c.child_id.clone())
+            } else {
+                Effect::StartChild(ChildStart {
+                    seq: c.seq,
+                    child_id: c.child_id.clone(),
+                    workflow_type: c.workflow_type.clone(),
+                    input: c.input.clone(),
+                    trace_id: exec.s.trace_id.clone(),
+                })
+            });
         }
         drop(guard);
         self.run_effects(saga_id, effects).await;
@@ -1062,6 +1193,256 @@ impl Inner {
         }
         if let Err(e) = self.store.complete(&t.timer_id).await {
             tracing::warn!(timer_id = %t.timer_id, error = %e, "timer not completed");
+        }
+    }
+}
+
+type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Inner {
+    // The effects below call back into `process`, whose future spawns them: returning
+    // a named, boxed `Send` future breaks that cycle for the compiler's `Send` check.
+
+    fn run_local_task(self: Arc<Self>, saga_id: SagaId, run: LocalRun) -> BoxedTask {
+        Box::pin(async move { self.run_local(saga_id, run).await })
+    }
+
+    fn start_child_task(self: Arc<Self>, parent: SagaId, start: ChildStart) -> BoxedTask {
+        Box::pin(async move { self.start_child(parent, start).await })
+    }
+
+    fn deliver_to_parent_task(self: Arc<Self>, child: SagaId) -> BoxedTask {
+        Box::pin(async move { self.deliver_to_parent(&child).await })
+    }
+
+    fn cancel_child_task(self: Arc<Self>, child: SagaId) -> BoxedTask {
+        Box::pin(async move {
+            let reason = json!({"reason": "parent closed"});
+            let r = self
+                .input_from_outside(&child, EventType::WorkflowExecutionCancelRequested, reason)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(child = %child, error = %e, "child not cancelled");
+            }
+        })
+    }
+
+    /// Runs a local activity in this process, with its retries, then records the
+    /// outcome on the execution.
+    async fn run_local(&self, saga_id: SagaId, run: LocalRun) {
+        let started_at = self.clock.now();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            self.counter(&self.counters.activity_attempts);
+            let ctx = ActivityContext {
+                saga_id: saga_id.clone(),
+                seq: run.seq,
+                attempt,
+                activity_type: run.activity_type.clone(),
+            };
+            let r = self
+                .execute(ctx, run.input.clone(), run.timeout_ms, None)
+                .await;
+            let failure = match &r {
+                Ok(_) => None,
+                Err(None) => Some(ActivityError::timeout(Duration::from_millis(
+                    run.timeout_ms.unwrap_or(0),
+                ))),
+                Err(Some(e)) => Some(e.clone()),
+            };
+            match failure {
+                Some(e) if run.retry.should_retry(attempt, &e) => {
+                    tokio::time::sleep(run.retry.delay_before(attempt + 1)).await;
+                }
+                _ => break r,
+            }
+        };
+        let finished = self.clock.now();
+        let (event_type, attributes) = match result {
+            Ok(output) => (
+                EventType::LocalActivityCompleted,
+                json!({"seq": run.seq, "attempts": attempt, "output": output}),
+            ),
+            Err(None) => (
+                EventType::LocalActivityTimedOut,
+                json!({"seq": run.seq, "attempts": attempt, "timeout_ms": run.timeout_ms}),
+            ),
+            Err(Some(error)) => (
+                EventType::LocalActivityFailed,
+                json!({"seq": run.seq, "attempts": attempt, "error": error}),
+            ),
+        };
+        let r = self
+            .process(&saga_id, false, |exec| {
+                let pending = exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
+                Ok(pending.then(|| {
+                    vec![
+                        Input {
+                            event_type: EventType::LocalActivityStarted,
+                            attributes: json!({"seq": run.seq, "activity_type": run.activity_type}),
+                            at: started_at,
+                        },
+                        Input {
+                            event_type,
+                            attributes: attributes.clone(),
+                            at: finished,
+                        },
+                    ]
+                }))
+            })
+            .await;
+        if let Err(e) = r {
+            // Recovery runs it again: local activities are at-least-once.
+            tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
+        }
+    }
+
+    /// Starts a child workflow and records on the parent that it started (or why not).
+    async fn start_child(&self, parent: SagaId, start: ChildStart) {
+        let seq = start.seq;
+        let link = json!({"saga_id": parent, "seq": seq});
+        let outcome = match self.workflows.get(start.workflow_type.as_str()) {
+            None => Err(format!(
+                "workflow type `{}` is not registered",
+                start.workflow_type
+            )),
+            Some(wf) => {
+                let fingerprint = wf.fingerprint();
+                let now = self.clock.now();
+                let r = self
+                    .process(&start.child_id, true, |exec| {
+                        exec.s.trace_id = start.trace_id.clone();
+                        Ok(Some(vec![Input {
+                            event_type: EventType::WorkflowExecutionStarted,
+                            attributes: json!({
+                                "workflow_type": start.workflow_type,
+                                "fingerprint": fingerprint,
+                                "input": start.input,
+                                "timeout_ms": null,
+                                "parent": link,
+                            }),
+                            at: now,
+                        }]))
+                    })
+                    .await;
+                match r {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_already_started() => {
+                        // Started before a crash (a re-drive) if it names this parent.
+                        let first = self
+                            .store
+                            .history_from(&start.child_id, 0)
+                            .await
+                            .ok()
+                            .and_then(|h| h.into_iter().next());
+                        if first.is_some_and(|f| f.attributes["parent"] == link) {
+                            Ok(())
+                        } else {
+                            Err(e.to_string())
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let started = outcome.is_ok();
+        let (event_type, attributes) = match outcome {
+            Ok(()) => (
+                EventType::ChildWorkflowExecutionStarted,
+                json!({"seq": seq, "child_id": start.child_id}),
+            ),
+            Err(reason) => (
+                EventType::StartChildWorkflowExecutionFailed,
+                json!({"seq": seq, "child_id": start.child_id, "status": "NotStarted", "reason": reason}),
+            ),
+        };
+        let r = self
+            .process(&parent, false, |exec| {
+                let waiting = exec.s.children.get(&seq).is_some_and(|c| !c.started);
+                Ok(waiting.then(|| {
+                    vec![Input {
+                        event_type,
+                        attributes: attributes.clone(),
+                        at: self.clock.now(),
+                    }]
+                }))
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
+        }
+        if started {
+            // A child that finished before its parent heard that it started.
+            self.deliver_to_parent(&start.child_id).await;
+        }
+    }
+
+    /// Tells a closed child's parent how it ended (idempotent: the parent drops the
+    /// news once it has it).
+    async fn deliver_to_parent(&self, child: &SagaId) {
+        let Ok(history) = self.store.history(child).await else {
+            return;
+        };
+        let (Some(first), Some(last)) = (history.first(), history.last()) else {
+            return;
+        };
+        let Some((parent, seq)) = first.attributes.get("parent").and_then(|p| {
+            Some((
+                SagaId::new(p.get("saga_id")?.as_str()?),
+                p.get("seq")?.as_u64()?,
+            ))
+        }) else {
+            return;
+        };
+        let timed_out = history
+            .iter()
+            .any(|e| e.event_type == EventType::WorkflowExecutionTimedOut);
+        let (event_type, status) = match last.event_type {
+            EventType::WorkflowExecutionCompleted => {
+                (EventType::ChildWorkflowExecutionCompleted, "Completed")
+            }
+            EventType::WorkflowExecutionCanceled if timed_out => {
+                (EventType::ChildWorkflowExecutionTimedOut, "Cancelled")
+            }
+            EventType::WorkflowExecutionCanceled => {
+                (EventType::ChildWorkflowExecutionCanceled, "Cancelled")
+            }
+            EventType::WorkflowExecutionTimedOut => {
+                (EventType::ChildWorkflowExecutionTimedOut, "Failed")
+            }
+            EventType::WorkflowExecutionFailed => {
+                (EventType::ChildWorkflowExecutionFailed, "Failed")
+            }
+            _ => return,
+        };
+        let mut attributes = json!({"seq": seq, "child_id": child, "status": status});
+        if event_type == EventType::ChildWorkflowExecutionCompleted {
+            attributes["output"] = last
+                .attributes
+                .get("output")
+                .cloned()
+                .unwrap_or(Value::Null);
+        } else {
+            let reason = match self.closed_error(child).await {
+                Ok(e) => e.message,
+                Err(e) => e.to_string(),
+            };
+            attributes["reason"] = json!(reason);
+        }
+        let r = self
+            .process(&parent, false, |exec| {
+                Ok(exec.s.children.contains_key(&seq).then(|| {
+                    vec![Input {
+                        event_type,
+                        attributes: attributes.clone(),
+                        at: self.clock.now(),
+                    }]
+                }))
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(parent = %parent, child = %child, error = %e, "child outcome not recorded on the parent");
         }
     }
 }
