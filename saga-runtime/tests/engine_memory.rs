@@ -34,6 +34,7 @@ paused!(
     local_activity,
     child_workflows,
     recorded_values_replay,
+    stale_writer_conflicts_and_retries,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

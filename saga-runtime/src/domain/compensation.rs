@@ -99,6 +99,11 @@ impl CompensationTracker {
         };
         match event.event_type {
             EventType::ActivityTaskScheduled if !event.is_retry => {
+                let compensation = event.attr_str("compensation");
+                let compensates = event.attr_u64("compensates");
+                if compensation.is_none() && compensates.is_none() {
+                    return; // nothing to undo, nothing undoing: not tracked
+                }
                 let a = &event.attributes;
                 self.scheduled.insert(
                     seq,
@@ -108,8 +113,8 @@ impl CompensationTracker {
                             .unwrap_or_default()
                             .to_owned(),
                         input: a.get("input").cloned().unwrap_or_default(),
-                        compensation: event.attr_str("compensation").map(str::to_owned),
-                        compensates: event.attr_u64("compensates"),
+                        compensation: compensation.map(str::to_owned),
+                        compensates,
                         max_attempts: event.attr_u64("max_attempts").unwrap_or(1) as u32,
                     },
                 );

@@ -395,9 +395,12 @@ impl Execution {
         at: DateTime<Utc>,
         out: &mut Vec<HistoryEvent>,
     ) -> Result<()> {
-        while let Some(d) = self.decisions.front() {
-            let e = self.event(d.event_type, d.attributes.clone(), d.is_retry, at);
-            self.apply(env, &e)?;
+        // Live, the event is made from the decision itself: no need to compare the two
+        // as replay does.
+        while let Some(d) = self.decisions.pop_front() {
+            let e = self.event(d.event_type, d.attributes, d.is_retry, at);
+            self.s.version += 1;
+            self.apply_decision(env, &e)?;
             out.push(e);
         }
         Ok(())
