@@ -39,8 +39,12 @@ struct State {
     delayed: BTreeMap<(Instant, u64), Pending>,
     /// Delivered, not yet acked: delivery seq -> (deadline, task).
     inflight: HashMap<u64, (Instant, Pending)>,
+    /// The same deliveries ordered by ack deadline, so expiry is not a scan.
+    deadlines: BTreeMap<(Instant, u64), ()>,
     dead: Vec<DeadLetter>,
     next_seq: u64,
+    /// One wake-up per queue name: a publish wakes one fetcher of that queue only.
+    wakers: HashMap<String, Arc<Notify>>,
 }
 
 impl State {
@@ -57,23 +61,36 @@ impl State {
                 .or_default()
                 .push_back(p);
         }
-        let expired: Vec<u64> = self
-            .inflight
-            .iter()
-            .filter(|(_, (deadline, _))| *deadline <= now)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in expired {
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (_, seq) = *entry.key();
+            entry.remove();
             if let Some((_, p)) = self.inflight.remove(&seq) {
                 self.requeue(p, max_deliver, "ack wait expired");
             }
         }
         let next_delayed = self.delayed.keys().next().map(|k| k.0);
-        let next_expiry = self.inflight.values().map(|(d, _)| *d).min();
+        let next_expiry = self.deadlines.keys().next().map(|k| k.0);
         match (next_delayed, next_expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    fn waker(&mut self, queue: &str) -> Arc<Notify> {
+        match self.wakers.get(queue) {
+            Some(n) => n.clone(),
+            None => self.wakers.entry(queue.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// Takes delivery `seq` out of flight.
+    fn land(&mut self, seq: u64) -> Option<Pending> {
+        let (deadline, p) = self.inflight.remove(&seq)?;
+        self.deadlines.remove(&(deadline, seq));
+        Some(p)
     }
 
     fn requeue(&mut self, p: Pending, max_deliver: u32, why: &str) {
@@ -97,11 +114,6 @@ impl State {
 #[derive(Clone, Default)]
 pub struct InMemoryTaskQueue {
     state: Arc<Mutex<State>>,
-    /// Woken with `notify_waiters` whenever tasks become ready: fetchers of different
-    /// queues share it, so a single `notify_one` permit could wake a fetcher of another
-    /// queue and leave the right one asleep for its whole wait. Each fetcher creates its
-    /// `Notified` before looking at the state, so no wake-up is lost.
-    notify: Arc<Notify>,
     config: QueueConfig,
 }
 
@@ -135,36 +147,41 @@ impl InMemoryTaskQueue {
     }
 
     fn take_inflight(&self, tag: &DeliveryTag) -> Result<Pending> {
-        self.lock()
-            .inflight
-            .remove(&tag.seq)
-            .map(|(_, p)| p)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::TaskQueue, "unknown or expired delivery")
-                    .with("delivery", tag.seq)
-            })
+        self.lock().land(tag.seq).ok_or_else(|| {
+            Error::new(ErrorKind::TaskQueue, "unknown or expired delivery")
+                .with("delivery", tag.seq)
+        })
     }
 }
 
 #[async_trait]
 impl TaskQueue for InMemoryTaskQueue {
     async fn publish(&self, task: Task) -> Result<()> {
-        self.lock()
-            .ready
-            .entry(task.queue.clone())
-            .or_default()
-            .push_back(Pending {
-                task,
-                deliveries: 0,
-            });
-        self.notify.notify_waiters();
+        let waker = {
+            let mut s = self.lock();
+            let waker = s.waker(&task.queue);
+            s.ready
+                .entry(task.queue.clone())
+                .or_default()
+                .push_back(Pending {
+                    task,
+                    deliveries: 0,
+                });
+            waker
+        };
+        waker.notify_one();
         Ok(())
     }
 
     async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let give_up = Instant::now() + wait;
+        let waker = self.lock().waker(queue);
         loop {
-            let notified = self.notify.notified();
+            // Registered before looking at the state, so a publish in between is not
+            // missed: `notify_one` either wakes this waiter or leaves it a permit.
+            let notified = waker.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let next_change = {
                 let now = Instant::now();
                 let mut s = self.lock();
@@ -182,12 +199,14 @@ impl TaskQueue for InMemoryTaskQueue {
                         tag: DeliveryTag { seq, handle: None },
                         delivery_count: p.deliveries,
                     });
-                    s.inflight.insert(seq, (now + self.config.ack_wait, p));
+                    let deadline = now + self.config.ack_wait;
+                    s.inflight.insert(seq, (deadline, p));
+                    s.deadlines.insert((deadline, seq), ());
                 }
                 if !out.is_empty() {
                     if s.ready.get(queue).is_some_and(|q| !q.is_empty()) {
-                        // Let other fetchers of this queue take the rest.
-                        self.notify.notify_waiters();
+                        // Pass the wake-up on: another fetcher takes the rest.
+                        waker.notify_one();
                     }
                     return Ok(out);
                 }
@@ -209,6 +228,7 @@ impl TaskQueue for InMemoryTaskQueue {
     async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
         let p = self.take_inflight(tag)?;
         let mut s = self.lock();
+        let waker = s.waker(&p.task.queue);
         if delay.is_zero() || p.deliveries >= self.config.max_deliver {
             s.requeue(p, self.config.max_deliver, "nak");
         } else {
@@ -217,7 +237,8 @@ impl TaskQueue for InMemoryTaskQueue {
             s.delayed.insert(key, p);
         }
         drop(s);
-        self.notify.notify_waiters();
+        // Wakes a fetcher to recompute its wait (for a delayed task, its deadline).
+        waker.notify_one();
         Ok(())
     }
 
