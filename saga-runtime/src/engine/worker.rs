@@ -25,10 +25,21 @@ use crate::port::{
 use crate::snapshot;
 
 /// A new input event, built against the execution's current state.
+#[derive(Clone)]
 pub(super) struct Input {
     event_type: EventType,
     attributes: Value,
     at: DateTime<Utc>,
+}
+
+impl Input {
+    fn new(event_type: EventType, attributes: Value, at: DateTime<Utc>) -> Self {
+        Input {
+            event_type,
+            attributes,
+            at,
+        }
+    }
 }
 
 /// What `process` did.
@@ -332,6 +343,20 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Records `inputs` if `wanted` still holds on the execution's current state;
+    /// otherwise they are stale (a duplicate delivery, a late timer) and dropped.
+    async fn record_if(
+        &self,
+        saga_id: &SagaId,
+        wanted: impl Fn(&Execution) -> bool,
+        inputs: Vec<Input>,
+    ) -> Result<Processed> {
+        self.process(saga_id, false, |exec| {
+            Ok(wanted(exec).then(|| inputs.clone()))
+        })
+        .await
     }
 
     /// Appends `SnapshotCreated` and seals the state when the interval is reached.
@@ -1021,23 +1046,16 @@ impl Inner {
                 json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "error": error}),
             ),
         };
-        self.process(saga_id, false, |exec| {
-            let pending = exec.accepts_result(task.seq, task.attempt);
-            Ok(pending.then(|| {
-                vec![
-                    Input {
-                        event_type: EventType::ActivityTaskStarted,
-                        attributes: json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "delivery": d.delivery_count}),
-                        at: started_at,
-                    },
-                    Input {
-                        event_type,
-                        attributes: attributes.clone(),
-                        at: finished,
-                    },
-                ]
-            }))
-        })
+        let started = json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "delivery": d.delivery_count});
+        let inputs = vec![
+            Input::new(EventType::ActivityTaskStarted, started, started_at),
+            Input::new(event_type, attributes, finished),
+        ];
+        self.record_if(
+            saga_id,
+            |exec| exec.accepts_result(task.seq, task.attempt),
+            inputs,
+        )
         .await
     }
 
@@ -1159,27 +1177,22 @@ impl Inner {
         let r = if t.kind == TimerKind::ActivityTimeout {
             let seq = t.attributes["seq"].as_u64().unwrap_or_default();
             let attempt = t.attributes["attempt"].as_u64().unwrap_or_default() as u32;
-            self.process(&t.saga_id, false, |exec| {
-                let pending = exec.accepts_result(seq, attempt);
-                Ok(pending.then(|| {
-                    vec![Input {
-                        event_type: EventType::ActivityTaskTimedOut,
-                        attributes: json!({"seq": seq, "attempt": attempt, "source": "timer"}),
-                        at: now,
-                    }]
-                }))
-            })
+            let attrs = json!({"seq": seq, "attempt": attempt, "source": "timer"});
+            let input = Input::new(EventType::ActivityTaskTimedOut, attrs, now);
+            self.record_if(
+                &t.saga_id,
+                |exec| exec.accepts_result(seq, attempt),
+                vec![input],
+            )
             .await
         } else {
-            self.process(&t.saga_id, false, |exec| {
-                Ok(exec.s.timers.contains_key(&t.timer_id).then(|| {
-                    vec![Input {
-                        event_type: EventType::TimerFired,
-                        attributes: json!({"timer_id": t.timer_id, "kind": t.kind}),
-                        at: now,
-                    }]
-                }))
-            })
+            let attrs = json!({"timer_id": t.timer_id, "kind": t.kind});
+            let input = Input::new(EventType::TimerFired, attrs, now);
+            self.record_if(
+                &t.saga_id,
+                |exec| exec.s.timers.contains_key(&t.timer_id),
+                vec![input],
+            )
             .await
         };
         match r {
@@ -1273,25 +1286,13 @@ impl Inner {
                 json!({"seq": run.seq, "attempts": attempt, "error": error}),
             ),
         };
-        let r = self
-            .process(&saga_id, false, |exec| {
-                let pending = exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
-                Ok(pending.then(|| {
-                    vec![
-                        Input {
-                            event_type: EventType::LocalActivityStarted,
-                            attributes: json!({"seq": run.seq, "activity_type": run.activity_type}),
-                            at: started_at,
-                        },
-                        Input {
-                            event_type,
-                            attributes: attributes.clone(),
-                            at: finished,
-                        },
-                    ]
-                }))
-            })
-            .await;
+        let started = json!({"seq": run.seq, "activity_type": run.activity_type});
+        let inputs = vec![
+            Input::new(EventType::LocalActivityStarted, started, started_at),
+            Input::new(event_type, attributes, finished),
+        ];
+        let pending = |exec: &Execution| exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
+        let r = self.record_if(&saga_id, pending, inputs).await;
         if let Err(e) = r {
             // Recovery runs it again: local activities are at-least-once.
             tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
@@ -1357,18 +1358,9 @@ impl Inner {
                 json!({"seq": seq, "child_id": start.child_id, "status": "NotStarted", "reason": reason}),
             ),
         };
-        let r = self
-            .process(&parent, false, |exec| {
-                let waiting = exec.s.children.get(&seq).is_some_and(|c| !c.started);
-                Ok(waiting.then(|| {
-                    vec![Input {
-                        event_type,
-                        attributes: attributes.clone(),
-                        at: self.clock.now(),
-                    }]
-                }))
-            })
-            .await;
+        let input = Input::new(event_type, attributes, self.clock.now());
+        let waiting = |exec: &Execution| exec.s.children.get(&seq).is_some_and(|c| !c.started);
+        let r = self.record_if(&parent, waiting, vec![input]).await;
         if let Err(e) = r {
             tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
         }
@@ -1430,17 +1422,9 @@ impl Inner {
             };
             attributes["reason"] = json!(reason);
         }
-        let r = self
-            .process(&parent, false, |exec| {
-                Ok(exec.s.children.contains_key(&seq).then(|| {
-                    vec![Input {
-                        event_type,
-                        attributes: attributes.clone(),
-                        at: self.clock.now(),
-                    }]
-                }))
-            })
-            .await;
+        let input = Input::new(event_type, attributes, self.clock.now());
+        let awaited = |exec: &Execution| exec.s.children.contains_key(&seq);
+        let r = self.record_if(&parent, awaited, vec![input]).await;
         if let Err(e) = r {
             tracing::warn!(parent = %parent, child = %child, error = %e, "child outcome not recorded on the parent");
         }
