@@ -1,1 +1,260 @@
-fn main() {}
+//! `saga-bench`: the benchmarks of DESIGN.md section 9.
+//!
+//! ```text
+//! cargo run --release -p saga-bench -- <scenario> --backend <memory|sqlite|postgres|postgres+nats> \
+//!     [--workflows N] [--concurrency C] [--codec json|postcard|bincode] [--json]
+//! ```
+//!
+//! Every scenario runs on a multi-thread tokio runtime with two workers (the machines
+//! this project runs on have two cores). Results and how they were produced are in
+//! `BENCHMARKS.md`.
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+mod baseline;
+mod codec;
+mod parked;
+mod replay;
+mod report;
+mod saga5;
+mod workflows;
+
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use saga_runtime::codec::AnyCodec;
+
+use crate::report::Reporter;
+
+/// What the scenarios return on failure.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result of a scenario.
+pub(crate) type BenchResult<T = ()> = Result<T, BoxError>;
+
+/// Benchmarks of the saga engine (DESIGN.md section 9).
+#[derive(Debug, Parser)]
+#[command(name = "saga-bench", version)]
+struct Cli {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+
+    /// Where executions, events and tasks live.
+    #[arg(long, value_enum)]
+    backend: Backend,
+
+    /// Workflows to run (saga-5: 20 000 for throughput, at most 2 000 for latency;
+    /// baseline: 200 000; parked: 100 000; codec: iterations per batch, 50 000).
+    #[arg(long)]
+    workflows: Option<u64>,
+
+    /// Workflows in flight (default 100).
+    #[arg(long)]
+    concurrency: Option<u64>,
+
+    /// The engine's codec (snapshots); for `codec`, the only codec measured (default:
+    /// all three).
+    #[arg(long, value_enum)]
+    codec: Option<CodecArg>,
+
+    /// One JSON object per measurement per line instead of tables.
+    #[arg(long)]
+    json: bool,
+
+    /// Engine worker loops pulling from the task queue (default: 32, the engine's; see
+    /// BENCHMARKS.md for the sweep).
+    #[arg(long)]
+    workers: Option<usize>,
+
+    /// Timed runs per figure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+
+    /// saga-5 only: run just this part (to profile one of them).
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Five sequential no-op activities: throughput with C in flight, latency at 1.
+    #[value(name = "saga-5")]
+    Saga5,
+    /// The same five calls as plain tokio async fns.
+    Baseline,
+    /// Load and rehydrate one execution against history length, with and without
+    /// snapshots.
+    Replay,
+    /// Memory per workflow parked on a signal.
+    Parked,
+    /// Encode/decode time and size of a history event per codec.
+    Codec,
+    /// Every scenario above, in that order.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+    #[value(name = "postgres+nats")]
+    PostgresNats,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::PostgresNats => "postgres+nats",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    Json,
+    Postcard,
+    Bincode,
+}
+
+impl From<CodecArg> for AnyCodec {
+    fn from(c: CodecArg) -> AnyCodec {
+        match c {
+            CodecArg::Json => AnyCodec::Json,
+            CodecArg::Postcard => AnyCodec::Postcard,
+            CodecArg::Bincode => AnyCodec::Bincode,
+        }
+    }
+}
+
+/// A part of `saga-5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Part {
+    /// The plain-tokio baselines.
+    Baseline,
+    /// Workflows/s and steps/s with C in flight.
+    Throughput,
+    /// Start-to-result at concurrency 1.
+    Latency,
+}
+
+/// What every scenario is given.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) backend: &'static str,
+    /// The engine's codec.
+    pub(crate) codec: AnyCodec,
+    /// `--codec` as given (the `codec` scenario measures all three without it).
+    pub(crate) codec_arg: Option<AnyCodec>,
+    pub(crate) workflows: Option<u64>,
+    pub(crate) concurrency: Option<u64>,
+    pub(crate) workers: Option<usize>,
+    pub(crate) repeat: usize,
+    pub(crate) only: Option<Part>,
+}
+
+impl Settings {
+    pub(crate) fn codec_name(&self) -> &'static str {
+        use saga_runtime::codec::Codec;
+        self.codec.name()
+    }
+
+    /// Whether `part` of saga-5 runs.
+    pub(crate) fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|p| p == part)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.backend != Backend::Memory {
+        eprintln!(
+            "saga-bench: backend `{}` is not available yet (only `memory` is); it arrives with its adapter",
+            cli.backend.name()
+        );
+        return ExitCode::from(2);
+    }
+    let settings = Settings {
+        backend: cli.backend.name(),
+        codec: cli.codec.map_or(AnyCodec::Json, AnyCodec::from),
+        codec_arg: cli.codec.map(AnyCodec::from),
+        workflows: cli.workflows,
+        concurrency: cli.concurrency,
+        workers: cli.workers,
+        repeat: cli.repeat.max(1),
+        only: cli.only,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("saga-bench: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = Reporter::new(cli.json);
+    match runtime.block_on(run(cli.scenario, &settings, &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("saga-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(scenario: Scenario, s: &Settings, out: &mut Reporter) -> BenchResult {
+    match scenario {
+        Scenario::Saga5 => saga5::run(s, out).await,
+        Scenario::Baseline => baseline::run(s, out).await,
+        Scenario::Replay => replay::run(s, out).await,
+        Scenario::Parked => parked::run(s, out).await,
+        Scenario::Codec => codec::run(s, out),
+        Scenario::All => {
+            saga5::run(s, out).await?;
+            replay::run(s, out).await?;
+            parked::run(s, out).await?;
+            codec::run(s, out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_design_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "saga-bench",
+            "saga-5",
+            "--backend",
+            "postgres+nats",
+            "--workflows",
+            "10",
+            "--concurrency",
+            "4",
+            "--codec",
+            "postcard",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, Scenario::Saga5);
+        assert_eq!(cli.backend, Backend::PostgresNats);
+        assert_eq!(cli.codec, Some(CodecArg::Postcard));
+        assert!(cli.json);
+        assert!(Cli::try_parse_from(["saga-bench", "replay"]).is_err());
+    }
+}

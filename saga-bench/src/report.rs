@@ -1,0 +1,341 @@
+//! Measurements and how they are printed: one JSON object per line (`--json`), or a
+//! table per scenario.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One measurement, as DESIGN.md section 9 names its fields. Fields that do not apply
+/// are `null`; scenario-specific figures go in `extra`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Measurement {
+    pub(crate) scenario: &'static str,
+    /// Which figure of the scenario this is (`throughput`, `latency`, `pure`, ...).
+    pub(crate) measurement: String,
+    pub(crate) backend: &'static str,
+    pub(crate) codec: &'static str,
+    pub(crate) workflows: Option<u64>,
+    pub(crate) concurrency: Option<u64>,
+    pub(crate) workflows_per_sec: Option<f64>,
+    pub(crate) steps_per_sec: Option<f64>,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    /// The baseline's steps/s, for figures reported against one.
+    pub(crate) baseline: Option<f64>,
+    /// `steps_per_sec / baseline`.
+    pub(crate) ratio: Option<f64>,
+    #[serde(flatten)]
+    pub(crate) extra: Map<String, Value>,
+}
+
+impl Measurement {
+    pub(crate) fn new(
+        scenario: &'static str,
+        measurement: impl Into<String>,
+        backend: &'static str,
+        codec: &'static str,
+    ) -> Self {
+        Measurement {
+            scenario,
+            measurement: measurement.into(),
+            backend,
+            codec,
+            workflows: None,
+            concurrency: None,
+            workflows_per_sec: None,
+            steps_per_sec: None,
+            p50_ms: None,
+            p99_ms: None,
+            baseline: None,
+            ratio: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds a scenario-specific field.
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets `p50_ms` and `p99_ms` from a set of samples.
+    pub(crate) fn with_percentiles(mut self, samples: &mut [Duration]) -> Self {
+        self.p50_ms = percentile(samples, 0.50).map(ms);
+        self.p99_ms = percentile(samples, 0.99).map(ms);
+        self
+    }
+
+    /// Sets `baseline` and `ratio` against a baseline's steps/s.
+    pub(crate) fn against(mut self, baseline_steps_per_sec: f64) -> Self {
+        self.baseline = Some(round(baseline_steps_per_sec, 0));
+        self.ratio = self
+            .steps_per_sec
+            .map(|s| round(s / baseline_steps_per_sec, 4));
+        self
+    }
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`
+/// (Linux; 10 ms resolution). On a shared machine, work per CPU-second is steadier
+/// than work per wall-second.
+pub(crate) fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name start at field 3 (`state`); `utime`
+    // and `stime` are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// The 1-minute load average of the machine (`/proc/loadavg`), to judge how shared it
+/// was during a run.
+pub(crate) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Milliseconds, to the nanosecond.
+pub(crate) fn ms(d: Duration) -> f64 {
+    round(d.as_secs_f64() * 1e3, 6)
+}
+
+/// `x` rounded to `digits` decimals (for readable output; the measurements are nowhere
+/// near that precise).
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Nearest-rank percentile `q` (0..=1) of `samples` (sorted in place).
+pub(crate) fn percentile(samples: &mut [Duration], q: f64) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let rank = (q * samples.len() as f64).ceil() as usize;
+    Some(samples[rank.clamp(1, samples.len()) - 1])
+}
+
+/// The median of `values` (sorted in place).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Prints measurements: at once as JSON lines, or as a table per scenario on `flush`.
+pub(crate) struct Reporter {
+    json: bool,
+    pending: Vec<Measurement>,
+}
+
+impl Reporter {
+    pub(crate) fn new(json: bool) -> Self {
+        Reporter {
+            json,
+            pending: Vec::new(),
+        }
+    }
+
+    pub(crate) fn emit(&mut self, m: Measurement) {
+        if self.json {
+            match serde_json::to_string(&m) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("saga-bench: measurement does not encode: {e}"),
+            }
+        } else {
+            self.pending.push(m);
+        }
+    }
+
+    /// Prints the buffered measurements as a table (nothing in JSON mode).
+    pub(crate) fn flush(&mut self, title: &str) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let rows: Vec<Map<String, Value>> = self
+            .pending
+            .drain(..)
+            .filter_map(|m| match serde_json::to_value(m) {
+                Ok(Value::Object(o)) => Some(o),
+                _ => None,
+            })
+            .collect();
+        println!("{}", table(title, &rows));
+    }
+}
+
+/// Columns in the order they are shown; any other field follows, by name.
+const COLUMNS: &[&str] = &[
+    "measurement",
+    "codec",
+    "workflows",
+    "concurrency",
+    "workers",
+    "history_len",
+    "snapshots",
+    "workflows_per_sec",
+    "steps_per_sec",
+    "p50_ms",
+    "p99_ms",
+    "baseline",
+    "ratio",
+    "load_ms",
+    "fetch_ms",
+    "events_per_sec",
+    "encode_ns",
+    "decode_ns",
+    "bytes",
+];
+
+/// Always the same for one table: said once in its title.
+const IN_TITLE: &[&str] = &["scenario", "backend"];
+
+fn table(title: &str, rows: &[Map<String, Value>]) -> String {
+    let present = |k: &str| rows.iter().any(|r| r.get(k).is_some_and(|v| !v.is_null()));
+    let mut columns: Vec<String> = COLUMNS
+        .iter()
+        .filter(|c| present(c))
+        .map(|c| (*c).to_owned())
+        .collect();
+    let mut others: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.keys())
+        .filter(|k| !COLUMNS.contains(&k.as_str()) && !IN_TITLE.contains(&k.as_str()))
+        .filter(|k| present(k))
+        .cloned()
+        .collect();
+    others.sort();
+    others.dedup();
+    columns.extend(others);
+    let cell = |r: &Map<String, Value>, c: &str| match r.get(c) {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() => format_number(f),
+            _ => n.to_string(),
+        },
+        Some(v) => v.to_string(),
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(r, c)).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cells.iter().map(|r| r[i].len()).fold(c.len(), usize::max))
+        .collect();
+    let backend = rows
+        .first()
+        .and_then(|r| r.get("backend"))
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    let mut out = format!("== {title} (backend {backend})\n");
+    let line = |out: &mut String, items: &[String]| {
+        let padded: Vec<String> = items
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (s, w))| {
+                if i == 0 {
+                    format!("{s:<w$}")
+                } else {
+                    format!("{s:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &columns);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(&mut out, &rule);
+    for r in &cells {
+        line(&mut out, r);
+    }
+    out
+}
+
+/// Large rates without decimals, small times with enough of them.
+fn format_number(f: f64) -> String {
+    if f.abs() >= 1000.0 {
+        format!("{f:.0}")
+    } else if f.abs() >= 10.0 {
+        format!("{f:.1}")
+    } else {
+        format!("{f:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&mut v, 0.5), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&mut v, 0.99), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&mut v, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(percentile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn json_lines_carry_every_required_field() {
+        let m = Measurement::new("saga-5", "throughput", "memory", "json").with("workers", 4);
+        let v = serde_json::to_value(&m).unwrap();
+        for key in [
+            "scenario",
+            "backend",
+            "codec",
+            "workflows",
+            "concurrency",
+            "workflows_per_sec",
+            "steps_per_sec",
+            "p50_ms",
+            "p99_ms",
+            "baseline",
+            "ratio",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
+        assert_eq!(v["workers"], 4);
+        assert!(v["ratio"].is_null());
+    }
+
+    #[test]
+    fn process_cpu_time_advances() {
+        let before = process_cpu().unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(process_cpu().unwrap() >= before);
+        assert!(load_average().is_some());
+    }
+
+    #[test]
+    fn tables_skip_empty_columns() {
+        let mut m = Measurement::new("codec", "event", "memory", "json").with("bytes", 300);
+        m.workflows = Some(1);
+        let row = match serde_json::to_value(m).unwrap() {
+            Value::Object(o) => o,
+            _ => unreachable!(),
+        };
+        let t = table("codec", &[row]);
+        assert!(t.contains("bytes"), "{t}");
+        assert!(!t.contains("ratio"), "{t}");
+    }
+}

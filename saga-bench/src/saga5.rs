@@ -1,0 +1,292 @@
+//! `saga-5`: five sequential no-op activities per workflow.
+//!
+//! - throughput: N workflows with C in flight (C driver tasks, each awaiting
+//!   `engine.start(..)` then `.result()` before taking the next); workflows/s, steps/s
+//!   (activities completed), and start-to-result percentiles under that load;
+//! - latency: the same at concurrency 1;
+//! - the plain-tokio baselines of [`crate::baseline`], in the same run, so that
+//!   throughput is reported as a ratio to them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use saga_runtime::activity::activity;
+use saga_runtime::adapter::memory::InMemoryStore;
+use saga_runtime::engine::SagaEngine;
+use tokio::task::JoinSet;
+
+use crate::baseline::{self, Variant, STEPS};
+use crate::report::{load_average, process_cpu, round, Measurement, Reporter};
+use crate::workflows::{saga_5, touch, Payload};
+use crate::{BenchResult, Part, Settings};
+
+/// Workflows for the throughput figure: a few seconds at the target rate.
+pub(crate) const DEFAULT_WORKFLOWS: u64 = 20_000;
+
+/// At most this many workflows for the latency figure (one at a time).
+const LATENCY_WORKFLOWS: u64 = 2_000;
+
+/// Engine worker loops: the engine's own default. The sweep in BENCHMARKS.md (1 to 100)
+/// showed no difference beyond the machine's noise.
+pub(crate) const DEFAULT_WORKERS: usize = 32;
+
+/// An in-memory engine running `saga-5`, with a handle on its store.
+pub(crate) struct Bench {
+    pub(crate) engine: Arc<SagaEngine>,
+    store: InMemoryStore,
+}
+
+impl Bench {
+    /// A new engine with `workers` worker loops.
+    pub(crate) async fn new(s: &Settings, workers: usize) -> BenchResult<Bench> {
+        let store = InMemoryStore::new();
+        let engine = SagaEngine::builder()
+            .store(store.clone())
+            .workflow::<saga_5>()
+            .activities([activity::<touch>()])
+            .concurrency(workers)
+            .codec(s.codec)
+            .recover_on_start(false)
+            .build()
+            .await?;
+        Ok(Bench {
+            engine: Arc::new(engine),
+            store,
+        })
+    }
+
+    /// Stops the workers, then frees the histories on a thread of its own
+    /// (`bench-teardown`) and waits for it. Dropping the engine instead would free them
+    /// on a runtime thread whenever its aborted workers are next polled: during the
+    /// next timed run, and under the engine's name in a profile.
+    pub(crate) async fn close(self) -> BenchResult {
+        let Bench { engine, store } = self;
+        let engine = Arc::into_inner(engine).ok_or("the engine is still shared")?;
+        engine.shutdown().await;
+        std::thread::Builder::new()
+            .name("bench-teardown".into())
+            .spawn(move || drop(store))?
+            .join()
+            .map_err(|_| "freeing the store panicked")?;
+        Ok(())
+    }
+}
+
+/// One timed run: its wall time and each workflow's start-to-result time.
+pub(crate) struct Run {
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies: Vec<Duration>,
+    /// CPU time the process used meanwhile (both runtime threads).
+    pub(crate) cpu: Option<Duration>,
+}
+
+impl Run {
+    pub(crate) fn steps_per_sec(&self) -> f64 {
+        (self.latencies.len() as u64 * STEPS) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Adds `cpu_util` (CPU-seconds per second: at most 2 on two cores) and
+    /// `steps_per_cpu_sec` to `m`.
+    fn cpu_fields(&self, m: Measurement) -> Measurement {
+        match self.cpu {
+            Some(cpu) if !cpu.is_zero() => m
+                .with(
+                    "cpu_util",
+                    round(cpu.as_secs_f64() / self.elapsed.as_secs_f64(), 2),
+                )
+                .with(
+                    "steps_per_cpu_sec",
+                    round(
+                        (self.latencies.len() as u64 * STEPS) as f64 / cpu.as_secs_f64(),
+                        0,
+                    ),
+                ),
+            _ => m,
+        }
+    }
+}
+
+/// Runs workflows `first..first + n` on `engine` with `c` in flight, checking each
+/// output and that every step ran exactly once.
+pub(crate) async fn drive(
+    engine: &Arc<SagaEngine>,
+    first: u64,
+    n: u64,
+    c: u64,
+) -> BenchResult<Run> {
+    let attempts_before = engine.metrics().activity_attempts;
+    let cpu_before = process_cpu();
+    let next = Arc::new(AtomicU64::new(first));
+    let end = first + n;
+    let started = Instant::now();
+    let mut drivers = JoinSet::new();
+    for _ in 0..c.max(1) {
+        let next = next.clone();
+        let engine = engine.clone();
+        drivers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    return Ok::<_, crate::BoxError>(latencies);
+                }
+                let t = Instant::now();
+                let run = engine
+                    .start::<saga_5>(format!("saga-5-{i}"), Payload::new(i))
+                    .await?;
+                let out = run.result().await?;
+                latencies.push(t.elapsed());
+                if out.counter != i + STEPS {
+                    return Err(format!("workflow {i} counted {}", out.counter).into());
+                }
+            }
+        });
+    }
+    let mut latencies = Vec::with_capacity(n as usize);
+    while let Some(joined) = drivers.join_next().await {
+        latencies.extend(joined??);
+    }
+    let elapsed = started.elapsed();
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let attempts = engine.metrics().activity_attempts - attempts_before;
+    if attempts != n * STEPS {
+        return Err(format!(
+            "{n} workflows ran {attempts} activity attempts, not {}",
+            n * STEPS
+        )
+        .into());
+    }
+    Ok(Run {
+        elapsed,
+        latencies,
+        cpu,
+    })
+}
+
+/// The throughput figure: the median of `repeat` runs, each on a fresh engine.
+async fn throughput(s: &Settings, n: u64, c: u64, workers: usize) -> BenchResult<Measurement> {
+    // Warm-up, not measured.
+    let warm_up = Bench::new(s, workers).await?;
+    drive(&warm_up.engine, 0, (n / 10).max(c), c).await?;
+    warm_up.close().await?;
+    let mut runs = Vec::with_capacity(s.repeat);
+    for _ in 0..s.repeat {
+        let bench = Bench::new(s, workers).await?;
+        runs.push(drive(&bench.engine, 0, n, c).await?);
+        bench.close().await?;
+    }
+    runs.sort_by(|a, b| a.steps_per_sec().total_cmp(&b.steps_per_sec()));
+    let shown: Vec<f64> = runs.iter().map(|r| round(r.steps_per_sec(), 0)).collect();
+    let mid = &mut runs[s.repeat / 2];
+    let steps = mid.steps_per_sec();
+    let m = Measurement::new("saga-5", "throughput", s.backend, s.codec_name())
+        .with("workers", workers)
+        .with("load_avg", load_average())
+        .with("runs_steps_per_sec", shown)
+        .with_percentiles(&mut mid.latencies);
+    let mut m = mid.cpu_fields(m);
+    m.workflows = Some(n);
+    m.concurrency = Some(c);
+    m.steps_per_sec = Some(round(steps, 0));
+    m.workflows_per_sec = Some(round(steps / STEPS as f64, 0));
+    Ok(m)
+}
+
+/// The latency figure: one workflow at a time.
+async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measurement> {
+    let bench = Bench::new(s, workers).await?;
+    let warm_up = (n / 10).max(1);
+    drive(&bench.engine, 0, warm_up, 1).await?;
+    let mut run = drive(&bench.engine, warm_up, n, 1).await?;
+    bench.close().await?;
+    let steps = run.steps_per_sec();
+    let mean = run.elapsed / n.max(1) as u32;
+    let m = Measurement::new("saga-5", "latency", s.backend, s.codec_name())
+        .with("workers", workers)
+        .with("load_avg", load_average())
+        .with("mean_ms", crate::report::ms(mean))
+        .with_percentiles(&mut run.latencies);
+    let mut m = run.cpu_fields(m);
+    m.workflows = Some(n);
+    m.concurrency = Some(1);
+    m.steps_per_sec = Some(round(steps, 0));
+    m.workflows_per_sec = Some(round(steps / STEPS as f64, 0));
+    Ok(m)
+}
+
+/// The `saga-5` scenario.
+pub(crate) async fn run(s: &Settings, out: &mut Reporter) -> BenchResult {
+    let n = s.workflows.unwrap_or(DEFAULT_WORKFLOWS);
+    let c = s.concurrency.unwrap_or(100);
+    let workers = s.workers.unwrap_or(DEFAULT_WORKERS);
+    let mut lines = Vec::new();
+    if s.runs(Part::Baseline) {
+        eprintln!(
+            "saga-5: baselines ({} workflows, {c} in flight)",
+            baseline::DEFAULT_WORKFLOWS
+        );
+        lines = baseline::measurements("saga-5", s, baseline::DEFAULT_WORKFLOWS, c).await?;
+    }
+    let baseline_of = |v: Variant| {
+        lines
+            .iter()
+            .find(|m| m.measurement.ends_with(v.name()))
+            .and_then(|m| m.steps_per_sec)
+    };
+    let (pure, serde) = (baseline_of(Variant::Pure), baseline_of(Variant::Serde));
+    if s.runs(Part::Throughput) {
+        eprintln!("saga-5: throughput ({n} workflows, {c} in flight, {workers} workers)");
+        let mut m = throughput(s, n, c, workers).await?;
+        if let (Some(serde), Some(steps)) = (serde, m.steps_per_sec) {
+            m = m
+                .with("baseline_serde", round(serde, 0))
+                .with("ratio_serde", round(steps / serde, 4));
+        }
+        if let Some(pure) = pure {
+            m = m.against(pure);
+        }
+        lines.push(m);
+    }
+    if s.runs(Part::Latency) {
+        let n = n.min(LATENCY_WORKFLOWS);
+        eprintln!("saga-5: latency ({n} workflows, one at a time)");
+        lines.push(latency(s, n, workers).await?);
+    }
+    for m in lines {
+        out.emit(m);
+    }
+    out.flush("saga-5: five sequential no-op activities");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            backend: "memory",
+            codec: saga_runtime::codec::AnyCodec::Json,
+            codec_arg: None,
+            workflows: None,
+            concurrency: None,
+            workers: None,
+            repeat: 1,
+            only: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_workflow_runs_its_five_steps_once() {
+        let bench = Bench::new(&settings(), 4).await.unwrap();
+        let run = drive(&bench.engine, 0, 40, 8).await.unwrap();
+        assert_eq!(run.latencies.len(), 40);
+        assert_eq!(bench.engine.metrics().activity_attempts, 200);
+        let again = drive(&bench.engine, 40, 3, 1).await.unwrap();
+        assert_eq!(again.latencies.len(), 3);
+        bench.close().await.unwrap();
+    }
+}
