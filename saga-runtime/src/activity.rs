@@ -82,13 +82,31 @@ pub struct RetryPolicy {
     /// Total attempts, the first included (1 = no retry).
     pub max_attempts: u32,
     /// Delay before the second attempt.
+    #[serde(rename = "initial_interval_ms", with = "millis")]
     pub initial_interval: Duration,
     /// Factor between consecutive delays.
     pub backoff_coefficient: f64,
     /// Cap on one delay.
+    #[serde(rename = "maximum_interval_ms", with = "millis")]
     pub maximum_interval: Duration,
     /// Error kinds that never retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub non_retryable_kinds: Vec<String>,
+}
+
+/// Durations as whole milliseconds: compact in every scheduled event.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 impl RetryPolicy {
@@ -216,11 +234,12 @@ pub trait DynActivity: Send + Sync {
     fn options(&self) -> ActivityOptions;
     /// The compensation's type id.
     fn compensation(&self) -> Option<&'static str>;
-    /// Runs one attempt on an encoded input.
+    /// Runs one attempt on an encoded input (JSON text: decoded straight into the
+    /// activity's input type).
     fn execute_dyn(
         &self,
         ctx: ActivityContext,
-        input: serde_json::Value,
+        input: Box<serde_json::value::RawValue>,
     ) -> BoxFuture<'static, Result<serde_json::Value, ActivityError>>;
 }
 
@@ -239,10 +258,10 @@ impl<A: Activity> DynActivity for Erased<A> {
     fn execute_dyn(
         &self,
         ctx: ActivityContext,
-        input: serde_json::Value,
+        input: Box<serde_json::value::RawValue>,
     ) -> BoxFuture<'static, Result<serde_json::Value, ActivityError>> {
         Box::pin(async move {
-            let input: A::Input = serde_json::from_value(input).map_err(|e| {
+            let input: A::Input = serde_json::from_str(input.get()).map_err(|e| {
                 ActivityError::non_retryable(format!(
                     "input of `{}` does not decode: {e}",
                     A::TYPE_ID

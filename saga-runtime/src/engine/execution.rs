@@ -218,8 +218,9 @@ fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 fn attr<T: serde::de::DeserializeOwned>(e: &HistoryEvent, key: &str) -> Result<T> {
-    let v = e.attributes.get(key).cloned().unwrap_or(Value::Null);
-    serde_json::from_value(v).map_err(|err| {
+    // Deserialized straight from the borrowed tree: no clone of the attribute.
+    let v = e.attributes.get(key).unwrap_or(&Value::Null);
+    T::deserialize(v).map_err(|err| {
         Error::new(
             ErrorKind::Codec,
             format!(
@@ -1199,7 +1200,7 @@ fn policy(env: &Env<'_>, activity_type: &str) -> (RetryPolicy, Option<u64>) {
 }
 
 fn scheduled_attrs(pa: &PendingActivity, attempt: u32) -> Value {
-    json!({
+    let mut attrs = json!({
         "seq": pa.seq,
         "slot": pa.slot,
         "activity_type": pa.activity_type,
@@ -1207,7 +1208,13 @@ fn scheduled_attrs(pa: &PendingActivity, attempt: u32) -> Value {
         "attempt": attempt,
         "max_attempts": pa.retry.max_attempts,
         "retry": pa.retry,
-        "timeout_ms": pa.timeout_ms,
-        "compensates": pa.compensates,
-    })
+    });
+    // Absent rather than null: smaller histories, same meaning when read back.
+    if let Some(ms) = pa.timeout_ms {
+        attrs["timeout_ms"] = json!(ms);
+    }
+    if let Some(step) = pa.compensates {
+        attrs["compensates"] = json!(step);
+    }
+    attrs
 }

@@ -57,7 +57,8 @@ struct ActivityTask {
     seq: u64,
     attempt: u32,
     activity_type: String,
-    input: Value,
+    /// Kept as JSON text: the worker decodes it straight into the activity's type.
+    input: Box<serde_json::value::RawValue>,
     timeout_ms: Option<u64>,
     /// The execution's trace id, so the activity's span joins its trace.
     trace_id: String,
@@ -103,6 +104,15 @@ struct ChildStart {
 
 /// How often a conflicting append is retried before giving up.
 const MAX_CONFLICT_RETRIES: u32 = 1000;
+
+/// A JSON value as JSON text (`null` when absent).
+fn raw(v: Option<&Value>) -> Box<serde_json::value::RawValue> {
+    match serde_json::value::to_raw_value(v.unwrap_or(&Value::Null)) {
+        Ok(r) => r,
+        // A `Value` always serializes; keep the compiler and the reader honest anyway.
+        Err(_) => serde_json::value::to_raw_value(&()).unwrap_or_default(),
+    }
+}
 
 fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
     t + TimeDelta::milliseconds(ms.min(i64::MAX as u64) as i64)
@@ -465,7 +475,7 @@ impl Inner {
                         seq: e.attr_u64("seq").unwrap_or_default(),
                         attempt: e.attr_u64("attempt").unwrap_or(1) as u32,
                         activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
-                        input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                        input: raw(e.attributes.get("input")),
                         timeout_ms: e.attr_u64("timeout_ms"),
                         trace_id: e.trace_id.clone(),
                     };
@@ -970,7 +980,7 @@ impl Inner {
     async fn execute(
         &self,
         ctx: ActivityContext,
-        input: Value,
+        input: Box<serde_json::value::RawValue>,
         timeout_ms: Option<u64>,
         span: Option<tracing::Span>,
     ) -> std::result::Result<Value, Option<ActivityError>> {
@@ -1029,7 +1039,7 @@ impl Inner {
             attempt = task.attempt
         );
         let result = self
-            .execute(ctx, task.input.clone(), task.timeout_ms, Some(span))
+            .execute(ctx, task.input, task.timeout_ms, Some(span))
             .await;
         let finished = self.clock.now();
         let (event_type, attributes) = match result {
@@ -1090,7 +1100,7 @@ impl Inner {
                 seq: pa.seq,
                 attempt: pa.attempt,
                 activity_type: pa.activity_type.clone(),
-                input: pa.input.clone(),
+                input: raw(Some(&pa.input)),
                 timeout_ms: pa.timeout_ms,
                 trace_id: exec.s.trace_id.clone(),
             };
@@ -1255,7 +1265,7 @@ impl Inner {
                 activity_type: run.activity_type.clone(),
             };
             let r = self
-                .execute(ctx, run.input.clone(), run.timeout_ms, None)
+                .execute(ctx, raw(Some(&run.input)), run.timeout_ms, None)
                 .await;
             let failure = match &r {
                 Ok(_) => None,
