@@ -40,6 +40,9 @@ pub(crate) struct Decision {
     pub(crate) event_type: EventType,
     pub(crate) attributes: Value,
     pub(crate) is_retry: bool,
+    /// For a scheduled activity, the typed state its event folds into: live, the fold
+    /// takes it as is instead of parsing it back out of `attributes`.
+    pub(crate) scheduled: Option<Box<PendingActivity>>,
 }
 
 /// An activity attempt scheduled and not yet finished.
@@ -401,7 +404,15 @@ impl Execution {
         while let Some(d) = self.decisions.pop_front() {
             let e = self.event(d.event_type, d.attributes, d.is_retry, at);
             self.s.version += 1;
-            self.apply_decision(env, &e)?;
+            match d.scheduled {
+                Some(pa) => {
+                    // What `apply_decision` does for this event, without re-parsing it.
+                    self.s.tracker.track_step(&e);
+                    self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
+                    self.s.activities.insert(pa.seq, *pa);
+                }
+                None => self.apply_decision(env, &e)?,
+            }
             out.push(e);
         }
         Ok(())
@@ -458,6 +469,29 @@ impl Execution {
             event_type,
             attributes,
             is_retry: false,
+            scheduled: None,
+        });
+    }
+
+    /// Decides `ActivityTaskScheduled` for attempt `pa.attempt` of `pa`.
+    fn decide_schedule(
+        &mut self,
+        pa: PendingActivity,
+        compensation: Option<&str>,
+        retry_of: Option<u32>,
+    ) {
+        let mut attributes = scheduled_attrs(&pa);
+        if let Some(c) = compensation {
+            attributes["compensation"] = json!(c);
+        }
+        if let Some(previous) = retry_of {
+            attributes["retry_of"] = json!(previous);
+        }
+        self.decisions.push_back(Decision {
+            event_type: EventType::ActivityTaskScheduled,
+            attributes,
+            is_retry: retry_of.is_some(),
+            scheduled: Some(Box::new(pa)),
         });
     }
 
@@ -601,13 +635,13 @@ impl Execution {
                         let Some(pa) = self.s.activities.get(&seq).cloned() else {
                             return Ok(());
                         };
-                        let mut attrs = scheduled_attrs(&pa, pa.attempt + 1);
-                        attrs["retry_of"] = json!(pa.attempt);
-                        self.decisions.push_back(Decision {
-                            event_type: EventType::ActivityTaskScheduled,
-                            attributes: attrs,
-                            is_retry: true,
-                        });
+                        let previous = pa.attempt;
+                        let next = PendingActivity {
+                            attempt: previous + 1,
+                            backing_off: false,
+                            ..pa
+                        };
+                        self.decide_schedule(next, None, Some(previous));
                         Ok(())
                     }
                     TimerKind::SignalTimeout => {
@@ -998,7 +1032,7 @@ impl Execution {
                     local: false,
                 };
                 self.s.next_seq += 1;
-                self.decide(EventType::ActivityTaskScheduled, scheduled_attrs(&pa, 1));
+                self.decide_schedule(pa, None, None);
                 Ok(())
             }
             None => {
@@ -1110,9 +1144,7 @@ impl Execution {
                     backing_off: false,
                     local: false,
                 };
-                let mut attrs = scheduled_attrs(&pa, 1);
-                attrs["compensation"] = json!(compensation);
-                self.decide(EventType::ActivityTaskScheduled, attrs);
+                self.decide_schedule(pa, compensation, None);
                 None
             }
             Command::StartTimer { duration } => {
@@ -1199,13 +1231,13 @@ fn policy(env: &Env<'_>, activity_type: &str) -> (RetryPolicy, Option<u64>) {
     }
 }
 
-fn scheduled_attrs(pa: &PendingActivity, attempt: u32) -> Value {
+fn scheduled_attrs(pa: &PendingActivity) -> Value {
     let mut attrs = json!({
         "seq": pa.seq,
         "slot": pa.slot,
         "activity_type": pa.activity_type,
         "input": pa.input,
-        "attempt": attempt,
+        "attempt": pa.attempt,
         "max_attempts": pa.retry.max_attempts,
         "retry": pa.retry,
     });
