@@ -26,9 +26,13 @@ pub use saga_runtime;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod common;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PgSignalDispatcher, PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 

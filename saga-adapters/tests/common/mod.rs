@@ -152,3 +152,102 @@ pub mod held {
         }
     }
 }
+
+#[cfg(feature = "postgres")]
+pub mod pg {
+    //! Test isolation on PostgreSQL: every test gets its own schema, dropped at the end
+    //! (also when the test fails). A missing server fails the test when `CI` is set,
+    //! and skips it (with the reason printed) otherwise.
+
+    use std::future::Future;
+    use std::panic::{resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use futures_util::FutureExt;
+    use saga_adapters::PostgresConfig;
+    use sqlx::{Connection, PgConnection};
+
+    /// `DATABASE_URL`, or the development and CI server.
+    pub fn url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A schema name no other run uses.
+    pub fn unique_schema() -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!(
+            "saga_test_{nanos:x}_{:x}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// An admin connection, or `None` (skip) when the server is down and CI is unset.
+    pub async fn admin() -> Option<PgConnection> {
+        let url = url();
+        match PgConnection::connect(&url).await {
+            Ok(c) => Some(c),
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("PostgreSQL at {url} is required (CI is set) but unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: PostgreSQL at {url} is unreachable ({e}); \
+                     start it or set DATABASE_URL (with CI set this test fails)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The store settings for `schema`: a small pool, and an acquire timeout long
+    /// enough for tokio's paused clock (which jumps ahead when the runtime idles).
+    pub fn config(schema: &str) -> PostgresConfig {
+        PostgresConfig {
+            max_connections: 6,
+            acquire_timeout: Duration::from_secs(24 * 3600),
+            ..PostgresConfig::new(url()).schema(schema)
+        }
+    }
+
+    /// Runs `f` with a fresh schema's settings, then drops the schema.
+    pub async fn with_schema<Fut>(f: impl FnOnce(PostgresConfig) -> Fut)
+    where
+        Fut: Future<Output = ()>,
+    {
+        let Some(mut admin) = admin().await else {
+            return;
+        };
+        let schema = unique_schema();
+        let outcome = AssertUnwindSafe(f(config(&schema))).catch_unwind().await;
+        let dropped = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&mut admin)
+            .await;
+        if let Err(e) = dropped {
+            eprintln!("could not drop test schema {schema}: {e}");
+        }
+        if let Err(panic) = outcome {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Runs one statement in `schema` through its own connection (as an operator with
+    /// `psql` would); returns the rows changed.
+    pub async fn exec(schema: &str, sql: &str) -> u64 {
+        let mut conn = PgConnection::connect(&url()).await.expect("connect");
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .expect("set search_path");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+            .rows_affected()
+    }
+}
