@@ -101,3 +101,65 @@ async fn corrupted_snapshot_falls_back() {
     })
     .await;
 }
+
+/// Group commit: commits in flight at once share transactions, and a stale commit in a
+/// batch fails alone while the others of its batch land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_and_isolates_stale_commits() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::EventStore;
+
+    let store = store().await;
+    let event = |id: &SagaId, n: u64| {
+        let t = if n == 0 {
+            EventType::WorkflowExecutionStarted
+        } else {
+            EventType::SignalReceived
+        };
+        let attrs = serde_json::json!({"workflow_type": "gc", "n": n});
+        HistoryEvent::new(id.clone(), n, t, chrono::Utc::now(), attrs, "t".into())
+    };
+    let contested = SagaId::new("contested");
+    store
+        .append(&contested, 0, vec![event(&contested, 0)])
+        .await
+        .unwrap();
+    let before = store.stats();
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let store = store.clone();
+        let contested = contested.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 4 == 0 {
+                // All at version 1: one wins, the others are stale.
+                let e = event(&contested, 1);
+                (i, store.append(&contested, 1, vec![e]).await)
+            } else {
+                let id = SagaId::new(format!("gc-{i}"));
+                let e = event(&id, 0);
+                (i, store.append(&id, 0, vec![e]).await)
+            }
+        }));
+    }
+    let (mut won, mut lost) = (0, 0);
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match (i % 4 == 0, r) {
+            (true, Ok(_)) => won += 1,
+            (true, Err(e)) if e.is_conflict() => lost += 1,
+            (false, Ok(v)) => assert_eq!(v, 1),
+            (_, other) => panic!("commit {i}: {other:?}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 49));
+    assert_eq!(store.version(&contested).await.unwrap(), 2);
+    let after = store.stats();
+    let commits = after.commits - before.commits;
+    let transactions = after.transactions - before.transactions;
+    assert_eq!(commits, 151, "{after:?}");
+    assert!(
+        transactions < commits && after.batched_writes > before.batched_writes,
+        "concurrent commits share transactions: {commits} commits in {transactions} \
+         transactions"
+    );
+}
