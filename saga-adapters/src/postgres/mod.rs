@@ -141,13 +141,29 @@ fn check_schema(schema: &str) -> Result<()> {
     }
 }
 
+/// Maps an error of the store: a lost or refused connection, an exhausted pool or a
+/// server shutting down carries `code=unavailable` (the outage an operator must see;
+/// the pool reconnects on the next call).
 pub(crate) fn unavailable(what: &str, e: sqlx::Error) -> Error {
-    let kind = ErrorKind::EventStore;
-    let mut err = db_error(kind, what, e);
-    if err.kind == kind {
-        err = err.with("code", "unavailable_or_failed");
+    let down = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("57P01") | Some("57P02") | Some("57P03")
+        ),
+        _ => false,
+    };
+    let err = db_error(ErrorKind::EventStore, what, e);
+    if down {
+        err.with("code", "unavailable")
+    } else {
+        err
     }
-    err
 }
 
 impl PostgresStore {

@@ -1,0 +1,211 @@
+//! What a workflow step costs on each store: steps/s with 100 sagas in flight, SQL
+//! statements and transactions per step (from the store's own counters), next to the
+//! raw commit rate of the same database (single-row insert + commit).
+//!
+//!     cargo run --release -p saga-adapters --example step_cost -- [workflows] [in_flight]
+//!
+//! The workload is saga-5: five sequential no-op activities per workflow (the `chain`
+//! fixture). PostgreSQL is `DATABASE_URL` or `postgres://postgres@127.0.0.1:5432/test`,
+//! in a schema of its own, dropped at the end. For the numbers of record use saga-bench.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use saga_adapters::{
+    PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreStats, Synchronous,
+};
+use saga_runtime::conformance::engine::builder;
+use saga_runtime::conformance::fixtures::chain;
+use saga_runtime::engine::SagaEngine;
+use saga_runtime::port::WorkflowStore;
+use sqlx::{ConnectOptions, Connection, Executor};
+
+const STEPS: u32 = 5;
+
+async fn run<S: WorkflowStore + Clone>(
+    label: &str,
+    store: S,
+    stats: impl Fn() -> StoreStats,
+    workflows: usize,
+    in_flight: usize,
+    raw: f64,
+) {
+    let engine = Arc::new(
+        builder(store)
+            .concurrency(in_flight.max(4))
+            .timer_poll_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("engine"),
+    );
+    let before = stats();
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (engine, next) = (engine.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= workflows {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    let run = engine
+                        .start::<chain>(format!("w-{in_flight}-{i}"), STEPS)
+                        .await
+                        .expect("start");
+                    run.result().await.expect("result");
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = stats();
+    let steps = (workflows * STEPS as usize) as f64;
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    println!(
+        "{label:<22} in_flight={in_flight:<3} {:>8.0} steps/s {:>7.0} wf/s  p50={:>6.1?}  \
+         {:.2} statements/step  {:.3} transactions/step  {:.2} commits/step  raw={raw:.0} commits/s  ratio={:.2}",
+        steps / elapsed,
+        workflows as f64 / elapsed,
+        p50,
+        (after.statements - before.statements) as f64 / steps,
+        (after.transactions - before.transactions) as f64 / steps,
+        (after.commits - before.commits) as f64 / steps,
+        steps / elapsed / raw,
+    );
+    if let Ok(engine) = Arc::try_unwrap(engine) {
+        SagaEngine::shutdown(engine).await;
+    }
+}
+
+/// Single-row insert + commit, one connection (SQLite serializes writers anyway).
+async fn raw_sqlite(sync: Synchronous, n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            Synchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            Synchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        })
+        .connect()
+        .await
+        .unwrap();
+    conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        sqlx::query("INSERT INTO raw (v) VALUES (?)")
+            .bind(format!("row-{i}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Single-row insert + commit from `CLIENTS` concurrent connections (PostgreSQL here
+/// allows 100 connections in all, a few of them reserved).
+const CLIENTS: usize = 90;
+
+async fn raw_postgres(url: &str, schema: &str, n: usize) -> f64 {
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    admin
+        .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+        .await
+        .unwrap();
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let opts = opts.options([("search_path", schema)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CLIENTS as u32)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    pool.execute("CREATE TABLE raw (id bigserial PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..n / CLIENTS {
+                    sqlx::query("INSERT INTO raw (v) VALUES ($1)")
+                        .bind(format!("row-{w}-{i}"))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let workflows = args.first().copied().unwrap_or(2_000);
+    let in_flight = args.get(1).copied().unwrap_or(100);
+    for sync in [Synchronous::Normal, Synchronous::Full] {
+        let raw = raw_sqlite(sync, 5_000).await;
+        for c in [in_flight, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = SqliteConfig {
+                synchronous: sync,
+                ..SqliteConfig::default()
+            };
+            let store = SqliteStore::open_with(dir.path().join("saga.db"), config)
+                .await
+                .unwrap();
+            let n = if c == 1 { workflows / 10 } else { workflows };
+            let s = store.clone();
+            run(
+                &format!("sqlite {sync:?}"),
+                store,
+                move || s.stats(),
+                n,
+                c,
+                raw,
+            )
+            .await;
+        }
+    }
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("saga_bench_{}", std::process::id());
+    let raw = raw_postgres(&url, &schema, 20_000).await;
+    for c in [in_flight, 1] {
+        let store = PostgresStore::connect_with(PostgresConfig {
+            max_connections: 32,
+            ..PostgresConfig::new(&url).schema(&schema)
+        })
+        .await
+        .unwrap();
+        let n = if c == 1 { workflows / 10 } else { workflows };
+        let s = store.clone();
+        run("postgres", store, move || s.stats(), n, c, raw).await;
+    }
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    admin
+        .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+        .await
+        .unwrap();
+}
