@@ -164,6 +164,16 @@ async fn main() {
         .collect();
     let workflows = args.first().copied().unwrap_or(2_000);
     let in_flight = args.get(1).copied().unwrap_or(100);
+    // The engine alone, for scale (no statements, no raw rate: ratio is steps/s).
+    run(
+        "memory",
+        saga_runtime::adapter::memory::InMemoryStore::new(),
+        StoreStats::default,
+        workflows,
+        in_flight,
+        1.0,
+    )
+    .await;
     for sync in [Synchronous::Normal, Synchronous::Full] {
         let raw = raw_sqlite(sync, 5_000).await;
         for c in [in_flight, 1] {

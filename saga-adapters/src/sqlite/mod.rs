@@ -40,13 +40,16 @@
 //! queued while the previous transaction was committing and runs them in one
 //! `BEGIN IMMEDIATE .. COMMIT`, each request keeping its own outcome. With a hundred
 //! workflow tasks in flight they share one fsync. A workflow-task commit costs two
-//! statements (the version check, the event insert) plus one per kind of timer change,
-//! plus the batch's `BEGIN`/`COMMIT`; [`SqliteStore::stats`] counts them. Reads use a
-//! small pool of read connections, which WAL lets run beside the writer.
+//! statements (the version check, the event insert), sent to SQLite as one program
+//! (`program.rs`), plus a marker and one statement per kind of timer change or
+//! snapshot when it has them, plus its share of the batch's `BEGIN`/`COMMIT`;
+//! [`SqliteStore::stats`] counts them. Reads use a small pool of read connections,
+//! which WAL lets run beside the writer.
 //!
 //! The file can be shared with other processes (the CLI, a second engine): writers
 //! take SQLite's write lock with `BEGIN IMMEDIATE` and wait up to `busy_timeout` for it.
 
+mod program;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -32,6 +32,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteQueryResult, SqliteRow};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::program::{Program, Role};
 use super::{from_us, to_us, Stats};
 use crate::common::{
     category_name, db_error, exec_change, fold_summary, status_name, summary_from_row,
@@ -117,6 +118,14 @@ async fn run(
     stats: Arc<Stats>,
     max_batch: usize,
 ) {
+    // The markers of multi-part commits in a program (see `program.rs`).
+    if let Err(e) =
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS saga_applied (i INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+    {
+        tracing::error!(error = %e, "SQLite writer cannot create its temp table");
+    }
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -130,13 +139,7 @@ async fn run(
             conn: &mut conn,
             stats: &stats,
         };
-        if batch.len() == 1 {
-            if let Some(r) = batch.pop() {
-                w.alone(r).await;
-            }
-        } else {
-            w.batch(std::mem::take(&mut batch)).await;
-        }
+        w.batch(std::mem::take(&mut batch)).await;
     }
     let _ = conn.close().await;
 }
@@ -215,46 +218,125 @@ impl Writer<'_> {
         let _ = r.reply.send(result);
     }
 
-    /// Several requests in one transaction (the group commit).
+    /// Several requests in one transaction (the group commit): each commit as one
+    /// program (one call), other requests statement by statement. If any statement
+    /// fails, the transaction is rolled back and each request runs alone.
     async fn batch(&mut self, batch: Vec<Request>) {
-        if let Err(e) = self.begin().await {
-            for r in batch {
-                let _ = r.reply.send(Err(Error::new(e.kind, e.message.clone())));
-            }
-            return;
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        if batch.len() > 1 {
+            self.stats
+                .batched
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
-        self.stats
-            .batched
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let mut results = Vec::with_capacity(batch.len());
-        for r in &batch {
-            match self.apply(&r.op).await {
-                Ok(reply) => results.push(Ok(reply)),
-                Err(Failure::Refused(e)) => results.push(Err(e)),
-                Err(Failure::Broken(e)) => {
-                    tracing::debug!(error = %e, "a write broke the batch; retrying each alone");
-                    self.rollback().await;
-                    for r in batch {
-                        self.alone(r).await;
+        let mut results: Vec<Option<Result<Reply>>> = batch.iter().map(|_| None).collect();
+        let mut stale = Vec::new();
+        if let Err(e) = self.exec(sqlx::query("BEGIN IMMEDIATE")).await {
+            let e = db_error(ErrorKind::EventStore, "begin a SQLite transaction", e);
+            return self.fall_back(batch, e).await;
+        }
+        for (i, r) in batch.iter().enumerate() {
+            if let Op::Commit(c) = &r.op {
+                if let Err(e) = validate_append(&c.saga_id, c.expected_version, &c.events) {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+                if Program::accepts(c) {
+                    let mut program = Program::new();
+                    program.add_commit(i, c);
+                    program.finish();
+                    let run = self.run_program(program, &batch, &mut results, &mut stale);
+                    if let Err(e) = run.await {
+                        return self.fall_back(batch, e).await;
                     }
-                    return;
+                    continue;
+                }
+            }
+            match self.apply(&r.op).await {
+                Ok(reply) => results[i] = Some(Ok(reply)),
+                Err(Failure::Refused(e)) => results[i] = Some(Err(e)),
+                Err(Failure::Broken(e)) => return self.fall_back(batch, e).await,
+            }
+        }
+        if let Err(e) = self.exec(sqlx::query("COMMIT")).await {
+            let e = db_error(ErrorKind::EventStore, "commit a SQLite transaction", e);
+            return self.fall_back(batch, e).await;
+        }
+        for i in stale {
+            if let Op::Commit(c) = &batch[i].op {
+                let actual = self.current_version(&c.saga_id).await.unwrap_or(0);
+                results[i] = Some(Err(Error::conflict(
+                    c.saga_id.as_str(),
+                    c.expected_version,
+                    actual,
+                )));
+            }
+        }
+        for (r, result) in batch.into_iter().zip(results) {
+            let result = result.unwrap_or_else(|| {
+                Err(Error::new(
+                    ErrorKind::Unknown,
+                    "a write got no answer: this is a bug in saga-adapters",
+                ))
+            });
+            let _ = r.reply.send(result);
+        }
+    }
+
+    /// Runs `program` in one call; records the outcome of each of its commits.
+    async fn run_program(
+        &mut self,
+        p: Program,
+        batch: &[Request],
+        results: &mut [Option<Result<Reply>>],
+        stale: &mut Vec<usize>,
+    ) -> Result<()> {
+        use futures_util::TryStreamExt;
+        self.stats
+            .statements
+            .fetch_add(p.len() as u64, Ordering::Relaxed);
+        let mut applied = vec![false; batch.len()];
+        {
+            // `Executor::fetch_many`: the SQLite driver runs every statement of the text,
+            // binding the arguments in order, and reports each statement's end.
+            let query = sqlx::query_with(&p.sql, p.args);
+            let mut stream = sqlx::Executor::fetch_many(&mut *self.conn, query);
+            let mut statement = 0;
+            while let Some(item) = stream
+                .try_next()
+                .await
+                .map_err(|e| db_error(ErrorKind::EventStore, "run a write batch", e))?
+            {
+                match item {
+                    sqlx::Either::Right(_) => {
+                        if let Some(Role::Check(i)) = p.roles.get(statement) {
+                            applied[*i] = true;
+                        }
+                    }
+                    sqlx::Either::Left(_) => statement += 1,
                 }
             }
         }
-        match self.commit().await {
-            Ok(()) => {
-                for (r, result) in batch.into_iter().zip(results) {
-                    let _ = r.reply.send(result);
+        for i in p.commits {
+            if applied[i] {
+                if let Op::Commit(c) = &batch[i].op {
+                    let v = c.expected_version + c.events.len() as u64;
+                    results[i] = Some(Ok(Reply::Version(v)));
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
+            } else {
+                stale.push(i);
             }
-            Err(e) => {
-                self.rollback().await;
-                for r in batch {
-                    let _ = r.reply.send(Err(
-                        Error::new(e.kind, e.message.clone()).with("code", "commit_failed")
-                    ));
-                }
-            }
+        }
+        Ok(())
+    }
+
+    /// A statement of the batch failed: roll back, then run each request alone so each
+    /// gets its own answer.
+    async fn fall_back(&mut self, batch: Vec<Request>, cause: Error) {
+        tracing::debug!(error = %cause, "a write broke the batch; retrying each alone");
+        let _ = self.exec(sqlx::query("ROLLBACK")).await;
+        for r in batch {
+            self.alone(r).await;
         }
     }
 
@@ -647,22 +729,7 @@ fn search_json(attrs: Option<&BTreeMap<String, Value>>) -> String {
     }
 }
 
-fn push_placeholders(sql: &mut String, n: usize) {
-    for i in 0..n {
-        sql.push_str(if i == 0 { "?" } else { ", ?" });
-    }
-}
-
-fn push_rows(sql: &mut String, rows: usize, columns: usize) {
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        push_placeholders(sql, columns);
-        sql.push(')');
-    }
-}
+use super::program::{push_placeholders, push_rows};
 
 /// Sends `op` to the writer and waits for its outcome.
 pub(super) async fn call(tx: &mpsc::UnboundedSender<Request>, op: Op) -> Result<Reply> {
