@@ -204,7 +204,10 @@ async fn main() {
     let raw = raw_postgres(&url, &schema, 20_000).await;
     for c in [in_flight, 1] {
         let store = PostgresStore::connect_with(PostgresConfig {
-            max_connections: 32,
+            max_connections: std::env::var("PG_POOL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(32),
             ..PostgresConfig::new(&url).schema(&schema)
         })
         .await
