@@ -6,7 +6,9 @@
 //!
 //! The workload is saga-5: five sequential no-op activities per workflow (the `chain`
 //! fixture). PostgreSQL is `DATABASE_URL` or `postgres://postgres@127.0.0.1:5432/test`,
-//! in a schema of its own, dropped at the end. For the numbers of record use saga-bench.
+//! in a schema of its own, dropped at the end (`PG_POOL` sets the pool size, default
+//! 32). Then the time to load one execution for replay (snapshot + the events after
+//! it) at history lengths up to 51 200 events. For the numbers of record use saga-bench.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +158,59 @@ async fn raw_postgres(url: &str, schema: &str, n: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Time to load one execution for replay (newest snapshot + the events after it) at
+/// growing history lengths, with a snapshot every 100 events as the engine takes them.
+async fn load_time<S: WorkflowStore>(label: &str, store: S) {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::{HistoryReplayer, StoreReplayer};
+    let store: Arc<S> = Arc::new(store);
+    let replayer = StoreReplayer::new(store.clone());
+    for len in [100u64, 800, 6_400, 51_200] {
+        let id = SagaId::new(format!("replay-{len}"));
+        let mut v = 0;
+        while v < len {
+            let n = (len - v).min(500);
+            let events = (v..v + n)
+                .map(|i| {
+                    let t = if i == 0 {
+                        EventType::WorkflowExecutionStarted
+                    } else {
+                        EventType::ActivityTaskCompleted
+                    };
+                    let attrs = serde_json::json!({"workflow_type": "chain", "seq": i,
+                        "output": {"order_id": "order-456", "amount": 99.99}});
+                    HistoryEvent::new(id.clone(), i, t, chrono::Utc::now(), attrs, "t".into())
+                })
+                .collect();
+            v = store.append(&id, v, events).await.unwrap();
+        }
+        // The newest snapshot 50 events back (the engine snapshots every 100).
+        let state = vec![b'x'; 2_000];
+        let snap = saga_runtime::snapshot::seal(
+            id.clone(),
+            len - 51,
+            "json",
+            state,
+            true,
+            chrono::Utc::now(),
+        );
+        store.save_snapshot(snap, 5).await.unwrap();
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let loaded = replayer.load(&id).await.unwrap();
+            times.push(t.elapsed());
+            assert_eq!(loaded.events.len(), 50);
+        }
+        times.sort();
+        println!(
+            "{label:<22} load for replay, history {len:>6} events: p50={:?} p99={:?}",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args()
@@ -216,6 +271,11 @@ async fn main() {
         let s = store.clone();
         run("postgres", store, move || s.stats(), n, c, raw).await;
     }
+    let store = PostgresStore::connect_with(PostgresConfig::new(&url).schema(&schema))
+        .await
+        .unwrap();
+    load_time("postgres", store).await;
+    load_time("sqlite", SqliteStore::open_temporary().await.unwrap()).await;
     let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
     admin
         .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
