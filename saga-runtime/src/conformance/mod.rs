@@ -46,11 +46,13 @@ pub mod fixtures;
 pub mod signal_dispatcher;
 pub mod task_queue;
 pub mod timer_store;
+pub mod workflow_store;
 
 pub use event_store::run_all_event_store;
 pub use signal_dispatcher::run_all_signal_dispatcher;
 pub use task_queue::run_all_task_queue;
 pub use timer_store::run_all_timer_store;
+pub use workflow_store::run_all_workflow_store;
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};

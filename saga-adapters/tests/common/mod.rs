@@ -1,0 +1,253 @@
+//! Helpers shared by the adapter tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+
+/// Runs `f` to completion on a fresh runtime in another thread and returns its output:
+/// lets a synchronous callback (the corruption hook of a scenario) run async SQL while
+/// the test's own runtime is blocked in it.
+pub fn block_on_side<T: Send>(f: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("side runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("side thread")
+    })
+}
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    use std::path::Path;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
+
+    /// Runs one statement on the database file at `path` through its own connection
+    /// (as an operator with the `sqlite3` shell would); returns the rows changed.
+    pub async fn exec(path: &Path, sql: &str) -> u64 {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("open the SQLite file");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+            .rows_affected()
+    }
+
+    /// Reads one text column of the first row of `sql`.
+    pub async fn text(path: &Path, sql: &str) -> Option<String> {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(path)
+            .connect()
+            .await
+            .expect("open the SQLite file");
+        sqlx::query_scalar(sql)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
+}
+
+pub mod held {
+    //! `Held<S>`: a store whose every call holds tokio's paused clock.
+    //!
+    //! On a paused clock (`start_paused = true`) tokio advances time whenever the
+    //! runtime has nothing to do, and waiting for a database counts as nothing to do:
+    //! while a commit waits for its fsync, the in-memory parts of the engine (queue
+    //! fetch timeouts, the timer loop) let virtual time run ahead by minutes, and a
+    //! 60 s sleep can fire before a signal sent "at once" is recorded. Tokio holds the
+    //! clock while a blocking-pool task runs, so each call here runs beside a blocking
+    //! task that lasts exactly as long as the call. (On a multi-threaded runtime the
+    //! clock is not paused and this costs one blocking-pool handoff.)
+
+    use std::future::Future;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use saga_runtime::domain::{HistoryEvent, SagaId};
+    use saga_runtime::port::{
+        Commit, EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord, TimerStore,
+        WorkflowStore,
+    };
+    use saga_runtime::Result;
+
+    /// Wraps a store so that its calls hold the paused clock.
+    #[derive(Clone, Debug)]
+    pub struct Held<S>(pub S);
+
+    async fn hold<F: Future>(f: F) -> F::Output {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let guard = tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
+        let out = f.await;
+        drop(done);
+        let _ = guard.await;
+        out
+    }
+
+    #[async_trait]
+    impl<S: EventStore> EventStore for Held<S> {
+        async fn append(&self, id: &SagaId, v: u64, events: Vec<HistoryEvent>) -> Result<u64> {
+            hold(self.0.append(id, v, events)).await
+        }
+        async fn history_from(&self, id: &SagaId, from: u64) -> Result<Vec<HistoryEvent>> {
+            hold(self.0.history_from(id, from)).await
+        }
+        async fn version(&self, id: &SagaId) -> Result<u64> {
+            hold(self.0.version(id)).await
+        }
+        async fn save_snapshot(&self, s: Snapshot, max: u32) -> Result<()> {
+            hold(self.0.save_snapshot(s, max)).await
+        }
+        async fn latest_snapshot(&self, id: &SagaId) -> Result<Option<Snapshot>> {
+            hold(self.0.latest_snapshot(id)).await
+        }
+        async fn snapshots(&self, id: &SagaId) -> Result<Vec<Snapshot>> {
+            hold(self.0.snapshots(id)).await
+        }
+        async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
+            hold(self.0.list_executions(f)).await
+        }
+    }
+
+    #[async_trait]
+    impl<S: TimerStore> TimerStore for Held<S> {
+        async fn create(&self, t: TimerRecord) -> Result<()> {
+            hold(self.0.create(t)).await
+        }
+        async fn claim_due(
+            &self,
+            now: DateTime<Utc>,
+            limit: usize,
+            lease: Duration,
+        ) -> Result<Vec<TimerRecord>> {
+            hold(self.0.claim_due(now, limit, lease)).await
+        }
+        async fn complete(&self, id: &str) -> Result<()> {
+            hold(self.0.complete(id)).await
+        }
+        async fn cancel(&self, id: &str) -> Result<bool> {
+            hold(self.0.cancel(id)).await
+        }
+        async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>> {
+            hold(self.0.next_fire_at()).await
+        }
+    }
+
+    #[async_trait]
+    impl<S: WorkflowStore> WorkflowStore for Held<S> {
+        async fn commit(&self, c: Commit) -> Result<u64> {
+            hold(self.0.commit(c)).await
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub mod pg {
+    //! Test isolation on PostgreSQL: every test gets its own schema, dropped at the end
+    //! (also when the test fails). A missing server fails the test when `CI` is set,
+    //! and skips it (with the reason printed) otherwise.
+
+    use std::future::Future;
+    use std::panic::{resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use futures_util::FutureExt;
+    use saga_adapters::PostgresConfig;
+    use sqlx::{Connection, PgConnection};
+
+    /// `DATABASE_URL`, or the development and CI server.
+    pub fn url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A schema name no other run uses.
+    pub fn unique_schema() -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!(
+            "saga_test_{nanos:x}_{:x}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// An admin connection, or `None` (skip) when the server is down and CI is unset.
+    pub async fn admin() -> Option<PgConnection> {
+        let url = url();
+        match PgConnection::connect(&url).await {
+            Ok(c) => Some(c),
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("PostgreSQL at {url} is required (CI is set) but unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: PostgreSQL at {url} is unreachable ({e}); \
+                     start it or set DATABASE_URL (with CI set this test fails)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The store settings for `schema`: a small pool, and an acquire timeout long
+    /// enough for tokio's paused clock (which jumps ahead when the runtime idles).
+    pub fn config(schema: &str) -> PostgresConfig {
+        PostgresConfig {
+            max_connections: 6,
+            acquire_timeout: Duration::from_secs(24 * 3600),
+            ..PostgresConfig::new(url()).schema(schema)
+        }
+    }
+
+    /// Runs `f` with a fresh schema's settings, then drops the schema.
+    pub async fn with_schema<Fut>(f: impl FnOnce(PostgresConfig) -> Fut)
+    where
+        Fut: Future<Output = ()>,
+    {
+        let Some(mut admin) = admin().await else {
+            return;
+        };
+        let schema = unique_schema();
+        let outcome = AssertUnwindSafe(f(config(&schema))).catch_unwind().await;
+        let dropped = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&mut admin)
+            .await;
+        if let Err(e) = dropped {
+            eprintln!("could not drop test schema {schema}: {e}");
+        }
+        if let Err(panic) = outcome {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Runs one statement in `schema` through its own connection (as an operator with
+    /// `psql` would); returns the rows changed.
+    pub async fn exec(schema: &str, sql: &str) -> u64 {
+        let mut conn = PgConnection::connect(&url()).await.expect("connect");
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .expect("set search_path");
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+            .rows_affected()
+    }
+}
