@@ -234,6 +234,11 @@ async fn postgres_restart_while_sagas_run_loses_nothing() {
         !engine.health().await.is_healthy(),
         "health reports the outage"
     );
+    assert!(
+        engine.metrics().store_errors >= 1,
+        "the outage is counted: {:?}",
+        engine.metrics()
+    );
 
     cluster.start();
     for id in &ids[N / 2..] {

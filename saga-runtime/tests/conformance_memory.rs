@@ -75,3 +75,8 @@ async fn timer_store_suite_passes_twice_among_unrelated_timers() {
 async fn signal_dispatcher_in_memory() {
     conformance::run_all_signal_dispatcher(&InMemorySignalDispatcher::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_store_in_memory_store() {
+    conformance::run_all_workflow_store(&Arc::new(InMemoryStore::new())).await;
+}

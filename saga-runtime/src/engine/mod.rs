@@ -57,6 +57,7 @@ struct Counters {
     activity_attempts: AtomicU64,
     dropped_tasks: AtomicU64,
     workflow_task_failures: AtomicU64,
+    store_errors: AtomicU64,
 }
 
 /// A copy of the engine's counters.
@@ -78,6 +79,8 @@ pub struct EngineMetrics {
     pub dropped_tasks: u64,
     /// Workflow tasks that failed (replay mismatch, fingerprint, decode).
     pub workflow_task_failures: u64,
+    /// Calls to the event or timer store that failed (an outage shows here first).
+    pub store_errors: u64,
 }
 
 /// What `describe` reports about one execution.
@@ -603,6 +606,7 @@ impl SagaEngine {
             activity_attempts: get(&c.activity_attempts),
             dropped_tasks: get(&c.dropped_tasks),
             workflow_task_failures: get(&c.workflow_task_failures),
+            store_errors: get(&c.store_errors),
         }
     }
 

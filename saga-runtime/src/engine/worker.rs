@@ -240,9 +240,32 @@ impl Inner {
         self.fold(saga_id, None, &loaded.events)
     }
 
+    /// Counts a failed store call (event or timer store): the outage metric.
+    fn note(&self, e: &Error) {
+        if matches!(e.kind, ErrorKind::EventStore | ErrorKind::TimerStore) {
+            self.counter(&self.counters.store_errors);
+        }
+    }
+
     /// The one path by which an execution changes. `make` builds the inputs from the
     /// current state, or returns `None` when the input no longer applies.
     pub(super) async fn process<F>(
+        &self,
+        saga_id: &SagaId,
+        create: bool,
+        make: F,
+    ) -> Result<Processed>
+    where
+        F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
+    {
+        let r = self.process_once(saga_id, create, make).await;
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r
+    }
+
+    async fn process_once<F>(
         &self,
         saga_id: &SagaId,
         create: bool,
@@ -258,9 +281,7 @@ impl Inner {
             let fresh = guard.is_none();
             if fresh {
                 let exec = if create {
-                    if self.store.version(saga_id).await? > 0 {
-                        return Err(Error::already_started(saga_id.as_str()));
-                    }
+                    // No read first: the commit at version 0 conflicts if the id is taken.
                     Execution::new(saga_id.clone())
                 } else {
                     self.load(saga_id).await?
@@ -620,6 +641,7 @@ impl Inner {
 
             if let Err(e) = r {
                 // The events are durable; recovery re-drives what this step missed.
+                self.note(&e);
                 tracing::warn!(saga_id = %saga_id, error = %e, "effect failed after append");
             }
         }
@@ -1153,6 +1175,7 @@ impl Inner {
             {
                 Ok(ts) => ts,
                 Err(e) => {
+                    self.note(&e);
                     tracing::warn!(error = %e, "timer claim failed");
                     Vec::new()
                 }
