@@ -95,24 +95,7 @@ macro_rules! paused {
     )*};
 }
 
-paused!(
-    order_saga_completes,
-    order_saga_step3_fails_compensates_lifo,
-    failed_step_without_effect_is_not_compensated,
-    failing_compensation_ends_failed,
-    retries_with_backoff,
-    activity_timeout,
-    workflow_timeout,
-    sleep,
-    signals,
-    cancel_compensates,
-    bad_input,
-    crash_and_recover,
-    crash_loses_queue_and_recovers,
-    snapshots_taken_and_used,
-    replay_detects_changed_code,
-    snapshot_restores_with_every_codec,
-);
+saga_runtime::for_each_paused_scenario!(paused);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_race() {

@@ -1192,3 +1192,45 @@ pub async fn stale_writer_conflicts_and_retries<S: ScenarioStore>(store: S) {
     );
     a.verify_replay("stale").await.unwrap();
 }
+
+/// Calls the macro `$m` with the names of every scenario meant for tokio's paused
+/// clock: the one list each store's test file expands, so a new scenario runs on
+/// every adapter.
+///
+/// ```ignore
+/// macro_rules! paused { ($($name:ident),*) => {$(
+///     #[tokio::test(start_paused = true)]
+///     async fn $name() { scenario::$name(MyStore::new()).await }
+/// )*} }
+/// saga_runtime::for_each_paused_scenario!(paused);
+/// ```
+/// (`two_workers_race` needs a multi-thread runtime and `corrupted_snapshot_falls_back`
+/// a store-specific corruption: each store's tests call those two themselves.)
+#[macro_export]
+macro_rules! for_each_paused_scenario {
+    ($m:ident) => {
+        $m!(
+            order_saga_completes,
+            order_saga_step3_fails_compensates_lifo,
+            failed_step_without_effect_is_not_compensated,
+            failing_compensation_ends_failed,
+            retries_with_backoff,
+            activity_timeout,
+            workflow_timeout,
+            sleep,
+            signals,
+            cancel_compensates,
+            bad_input,
+            crash_and_recover,
+            crash_loses_queue_and_recovers,
+            snapshots_taken_and_used,
+            replay_detects_changed_code,
+            snapshot_restores_with_every_codec,
+            parallel_steps,
+            local_activity,
+            child_workflows,
+            recorded_values_replay,
+            stale_writer_conflicts_and_retries
+        );
+    };
+}
