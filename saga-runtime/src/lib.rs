@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+#[doc(hidden)]
+pub mod __private;
 pub mod activity;
 pub mod adapter;
 pub mod codec;

@@ -13,3 +13,7 @@ pub use crate::workflow::{
     WorkflowContext, WorkflowOptions,
 };
 pub use std::time::Duration;
+
+/// The attribute macros (`activity` is also the registration fn above: a fn and an
+/// attribute macro live in different namespaces).
+pub use saga_macros::{activity, deterministic, workflow};

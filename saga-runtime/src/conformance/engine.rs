@@ -1197,7 +1197,7 @@ pub async fn stale_writer_conflicts_and_retries<S: ScenarioStore>(store: S) {
 /// clock: the one list each store's test file expands, so a new scenario runs on
 /// every adapter.
 ///
-/// ```ignore
+/// ```text
 /// macro_rules! paused { ($($name:ident),*) => {$(
 ///     #[tokio::test(start_paused = true)]
 ///     async fn $name() { scenario::$name(MyStore::new()).await }

@@ -1,0 +1,89 @@
+//! Names derived from the user's identifiers: type ids, state enum and variant names.
+
+use heck::{ToKebabCase, ToUpperCamelCase};
+
+/// `reserve_inventory` → `reserve-inventory` (the default `TYPE_ID`).
+pub(crate) fn type_id(ident: &syn::Ident) -> String {
+    unraw(ident).to_kebab_case()
+}
+
+/// `order_saga` → `OrderSaga`; `"approval"` → `Approval`. Empty or non-identifier
+/// text gives `fallback`.
+pub(crate) fn camel(text: &str, fallback: &str) -> String {
+    let c = text.to_upper_camel_case();
+    let c: String = c
+        .chars()
+        .filter(|ch| ch.is_alphanumeric() || *ch == '_')
+        .collect();
+    match c.chars().next() {
+        Some(first) if first.is_alphabetic() => c,
+        Some(_) => format!("{fallback}{c}"),
+        None => fallback.to_owned(),
+    }
+}
+
+/// The identifier's text without a `r#` prefix.
+pub(crate) fn unraw(ident: &syn::Ident) -> String {
+    let s = ident.to_string();
+    s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+}
+
+/// Parses a duration literal: `"30s"`, `"500ms"`, `"5m"`, `"1h30m"`, `"2d"`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("expected a number at `{rest}`"));
+        }
+        let n: u128 = rest[..digits].parse().map_err(|e| format!("{e}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = rest[unit_len..].trim_start();
+        let ms = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(format!("`{n}` needs a unit (ms, s, m, h, d)")),
+            other => return Err(format!("unknown unit `{other}` (ms, s, m, h, d)")),
+        };
+        total_ms += n * ms;
+    }
+    u64::try_from(total_ms)
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| "duration too large".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn case_conversions() {
+        let id: syn::Ident = syn::parse_quote!(r#reserve_inventory);
+        assert_eq!(type_id(&id), "reserve-inventory");
+        assert_eq!(camel("charge_payment", "X"), "ChargePayment");
+        assert_eq!(camel("order.approved", "Signal"), "OrderApproved");
+        assert_eq!(camel("42", "Signal"), "Signal42");
+        assert_eq!(camel("", "Signal"), "Signal");
+    }
+}
