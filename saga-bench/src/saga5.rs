@@ -375,4 +375,19 @@ mod tests {
         assert_eq!(again.latencies.len(), 3);
         bench.close().await.unwrap();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_every_step_is_counted_in_statements() {
+        let s = Settings {
+            backend: "sqlite",
+            ..settings()
+        };
+        let bench = Bench::new(&s, 8).await.unwrap();
+        let before = bench.stats();
+        let mut run = drive(&bench.engine, 0, 20, 8).await.unwrap();
+        run.per_step = per_step(before, bench.stats(), 20 * STEPS);
+        let (statements, _, commits) = run.per_step.unwrap();
+        assert!(statements > 0.0 && commits > 0.0, "{:?}", run.per_step);
+        bench.close().await.unwrap();
+    }
 }
