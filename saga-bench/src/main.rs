@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p saga-bench -- <scenario> --backend <memory|sqlite|postgres|postgres+nats> \
-//!     [--workflows N] [--concurrency C] [--codec json|postcard|bincode] [--json]
+//!     [--workflows N] [--concurrency C] [--codec json|postcard|bincode] [--json] \
+//!     [--sync normal|full] [--database-url URL] [--pg-pool N]
 //! ```
+//!
+//! On `sqlite` and `postgres` every timed run uses a new store (a temporary file, or a
+//! schema of its own that is dropped afterwards), and `saga-5` reports its figures against
+//! the raw single-row insert + commit rate of the same database (`baseline`).
 //!
 //! Every scenario runs on a multi-thread tokio runtime with two workers (the machines
 //! this project runs on have two cores). Results and how they were produced are in
@@ -17,9 +22,11 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backend;
 mod baseline;
 mod codec;
 mod parked;
+mod rawcommit;
 mod replay;
 mod report;
 mod saga5;
@@ -28,6 +35,7 @@ mod workflows;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use saga_adapters::Synchronous;
 use saga_runtime::codec::AnyCodec;
 
 use crate::report::Reporter;
@@ -80,6 +88,37 @@ struct Cli {
     /// saga-5 only: run just this part (to profile one of them).
     #[arg(long, value_enum)]
     only: Option<Part>,
+
+    /// SQLite only: `PRAGMA synchronous` of the store and of the raw-commit baseline
+    /// (WAL mode either way).
+    #[arg(long, value_enum, default_value_t = SyncArg::Normal)]
+    sync: SyncArg,
+
+    /// PostgreSQL only: the database; each run works in a schema of its own and drops
+    /// it afterwards.
+    #[arg(long, default_value = backend::DEFAULT_DATABASE_URL)]
+    database_url: String,
+
+    /// PostgreSQL only: pooled connections of the engine's store.
+    #[arg(long, default_value_t = backend::DEFAULT_PG_POOL)]
+    pg_pool: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SyncArg {
+    /// fsync at WAL checkpoints only.
+    Normal,
+    /// fsync the WAL at every commit.
+    Full,
+}
+
+impl From<SyncArg> for Synchronous {
+    fn from(s: SyncArg) -> Synchronous {
+        match s {
+            SyncArg::Normal => Synchronous::Normal,
+            SyncArg::Full => Synchronous::Full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,6 +200,12 @@ pub(crate) struct Settings {
     pub(crate) workers: Option<usize>,
     pub(crate) repeat: usize,
     pub(crate) only: Option<Part>,
+    /// SQLite's `PRAGMA synchronous`.
+    pub(crate) sync: Synchronous,
+    /// PostgreSQL's url.
+    pub(crate) database_url: String,
+    /// PostgreSQL pool size of the engine's store.
+    pub(crate) pg_pool: u32,
 }
 
 impl Settings {
@@ -173,14 +218,24 @@ impl Settings {
     pub(crate) fn runs(&self, part: Part) -> bool {
         self.only.is_none_or(|p| p == part)
     }
+
+    /// Whether the backend is a database (not the in-memory store).
+    pub(crate) fn durable(&self) -> bool {
+        self.backend != "memory"
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.backend != Backend::Memory {
+    if cli.backend == Backend::PostgresNats {
         eprintln!(
-            "saga-bench: backend `{}` is not available yet (only `memory` is); it arrives with its adapter",
-            cli.backend.name()
+            "saga-bench: backend `postgres+nats` is not available yet (memory, sqlite and postgres are); it arrives with the NATS task queue"
+        );
+        return ExitCode::from(2);
+    }
+    if cli.backend != Backend::Memory && cli.scenario == Scenario::Parked {
+        eprintln!(
+            "saga-bench: `parked` measures process memory and runs on `--backend memory` only"
         );
         return ExitCode::from(2);
     }
@@ -193,6 +248,9 @@ fn main() -> ExitCode {
         workers: cli.workers,
         repeat: cli.repeat.max(1),
         only: cli.only,
+        sync: cli.sync.into(),
+        database_url: cli.database_url,
+        pg_pool: cli.pg_pool,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -218,6 +276,7 @@ fn main() -> ExitCode {
 async fn run(scenario: Scenario, s: &Settings, out: &mut Reporter) -> BenchResult {
     match scenario {
         Scenario::Saga5 => saga5::run(s, out).await,
+        Scenario::Baseline if s.durable() => rawcommit::run(s, out).await,
         Scenario::Baseline => baseline::run(s, out).await,
         Scenario::Replay => replay::run(s, out).await,
         Scenario::Parked => parked::run(s, out).await,
@@ -225,7 +284,9 @@ async fn run(scenario: Scenario, s: &Settings, out: &mut Reporter) -> BenchResul
         Scenario::All => {
             saga5::run(s, out).await?;
             replay::run(s, out).await?;
-            parked::run(s, out).await?;
+            if !s.durable() {
+                parked::run(s, out).await?;
+            }
             codec::run(s, out)
         }
     }

@@ -16,6 +16,7 @@ use saga_runtime::engine::SagaEngine;
 use saga_runtime::port::EventStore;
 use saga_runtime::snapshot::SnapshotConfig;
 
+use crate::backend::Store;
 use crate::report::{ms, percentile, round, Measurement, Reporter};
 use crate::workflows::{echo, long_chain};
 use crate::{BenchResult, Settings};
@@ -25,6 +26,9 @@ const LENGTHS: [u64; 10] = [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600
 
 /// Timed loads per length and mode (per `--repeat`).
 const LOADS_PER_REPEAT: usize = 3;
+
+/// The same on a database, with snapshots.
+const DURABLE_LOADS_PER_REPEAT: usize = 10;
 
 /// How long building one history may take before the run is declared stuck.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -84,8 +88,56 @@ fn median(samples: &mut [Duration]) -> Duration {
     percentile(samples, 0.5).unwrap_or_default()
 }
 
-/// Measures every length in one mode.
+/// Copies execution `id` (its events and snapshots) from `from` to `to`, in appends of
+/// at most 500 events.
+async fn copy(from: &InMemoryStore, to: &dyn EventStore, id: &SagaId) -> BenchResult {
+    let events = from.history_from(id, 0).await?;
+    let mut version = to.version(id).await?;
+    for chunk in events.chunks(500) {
+        version = to.append(id, version, chunk.to_vec()).await?;
+    }
+    let mut snapshots = from.snapshots(id).await?;
+    snapshots.sort_by_key(|s| s.last_event_id);
+    for snapshot in snapshots {
+        to.save_snapshot(snapshot, 5).await?;
+    }
+    Ok(())
+}
+
+/// Measures every length in one mode. The histories are built on an in-memory engine;
+/// on a database they are then copied into a new store (a fresh file or schema), and
+/// the loads are timed on an engine over that store.
 async fn mode(s: &Settings, snapshots: bool, out: &mut Reporter) -> BenchResult {
+    let dest = if s.durable() {
+        let store = Store::open(s).await?;
+        let engine = store
+            .builder()
+            .workflow::<long_chain>()
+            .activities([activity::<echo>()])
+            .concurrency(2)
+            .codec(s.codec)
+            .snapshots(snapshot_config(snapshots))
+            .recover_on_start(false)
+            .build()
+            .await?;
+        Some((engine, store))
+    } else {
+        None
+    };
+    let result = measure(s, snapshots, dest.as_ref(), out).await;
+    if let Some((engine, store)) = dest {
+        engine.shutdown().await;
+        store.close().await?;
+    }
+    result
+}
+
+async fn measure(
+    s: &Settings,
+    snapshots: bool,
+    dest: Option<&(SagaEngine, Store)>,
+    out: &mut Reporter,
+) -> BenchResult {
     let store = InMemoryStore::new();
     let engine = SagaEngine::builder()
         .store(store.clone())
@@ -97,7 +149,18 @@ async fn mode(s: &Settings, snapshots: bool, out: &mut Reporter) -> BenchResult 
         .recover_on_start(false)
         .build()
         .await?;
-    let loads = s.repeat * LOADS_PER_REPEAT;
+    // On a database a load with snapshots takes about a millisecond and the server's
+    // noise dominates it: take more samples there.
+    let warm_up = if s.durable() {
+        2 * s.pg_pool as usize
+    } else {
+        0
+    };
+    let loads = if s.durable() && snapshots {
+        s.repeat * DURABLE_LOADS_PER_REPEAT
+    } else {
+        s.repeat * LOADS_PER_REPEAT
+    };
     for target in LENGTHS {
         let id = SagaId::new(format!("replay-{target}"));
         let built = Instant::now();
@@ -106,7 +169,20 @@ async fn mode(s: &Settings, snapshots: bool, out: &mut Reporter) -> BenchResult 
             .await?;
         wait_parked(&engine, &store, &id).await?;
         let built = built.elapsed();
+        let (engine, events): (&SagaEngine, &dyn EventStore) = match dest {
+            Some((engine, dest)) => {
+                copy(&store, dest.events(), &id).await?;
+                (engine, dest.events())
+            }
+            None => (&engine, &store),
+        };
 
+        // On a database, warm every pooled connection up first (each prepares the
+        // load's statements on first use), as in a long-running worker.
+        for _ in 0..warm_up {
+            engine.clear_cache();
+            engine.describe(id.clone()).await?;
+        }
         let mut load = Vec::with_capacity(loads);
         let mut history_len = 0;
         for _ in 0..loads {
@@ -120,23 +196,26 @@ async fn mode(s: &Settings, snapshots: bool, out: &mut Reporter) -> BenchResult 
             history_len = d.history_length;
         }
         // The store's part alone: what the replayer reads.
-        let snapshot = store.latest_snapshot(&id).await?;
+        let snapshot = events.latest_snapshot(&id).await?;
         let from = snapshot.as_ref().map_or(0, |s| s.last_event_id + 1);
         let mut fetch = Vec::with_capacity(loads);
         for _ in 0..loads {
             let t = Instant::now();
-            let snap = store.latest_snapshot(&id).await?;
-            let events = store.history_from(&id, from).await?;
+            let snap = events.latest_snapshot(&id).await?;
+            let events = events.history_from(&id, from).await?;
             fetch.push(t.elapsed());
             std::hint::black_box((snap, events));
         }
 
+        let load_p90 = percentile(&mut load, 0.9).unwrap_or_default();
         let load = median(&mut load);
         let replayed = history_len - from;
         let mut m = Measurement::new("replay", "load+rehydrate", s.backend, s.codec_name())
             .with("history_len", history_len)
             .with("snapshots", snapshots)
             .with("load_ms", ms(load))
+            .with("load_p90_ms", ms(load_p90))
+            .with("loads", loads as u64)
             .with("fetch_ms", ms(median(&mut fetch)))
             .with("replayed_events", replayed)
             .with("build_ms", round(built.as_secs_f64() * 1e3, 1))

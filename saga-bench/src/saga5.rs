@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use saga_adapters::StoreStats;
 use saga_runtime::activity::activity;
-use saga_runtime::adapter::memory::InMemoryStore;
 use saga_runtime::engine::SagaEngine;
 use tokio::task::JoinSet;
 
+use crate::backend::{per_step, sync_name, Store};
 use crate::baseline::{self, Variant, STEPS};
 use crate::report::{load_average, process_cpu, round, Measurement, Reporter};
 use crate::workflows::{saga_5, touch, Payload};
@@ -24,25 +25,35 @@ use crate::{BenchResult, Part, Settings};
 /// Workflows for the throughput figure: a few seconds at the target rate.
 pub(crate) const DEFAULT_WORKFLOWS: u64 = 20_000;
 
+/// Workflows for the throughput figure on a database (SQLite, PostgreSQL).
+pub(crate) const DURABLE_WORKFLOWS: u64 = 5_000;
+
 /// At most this many workflows for the latency figure (one at a time).
 const LATENCY_WORKFLOWS: u64 = 2_000;
+
+/// At most this many on a database (an fsync per commit makes each one take ms).
+const DURABLE_LATENCY_WORKFLOWS: u64 = 200;
 
 /// Engine worker loops: the engine's own default. The sweep in BENCHMARKS.md (1 to 100)
 /// showed no difference beyond the machine's noise.
 pub(crate) const DEFAULT_WORKERS: usize = 32;
 
-/// An in-memory engine running `saga-5`, with a handle on its store.
+/// On a database, one worker loop per workflow in flight (100): workflow tasks that
+/// commit at the same time share a transaction (group commit), as in `step_cost`.
+pub(crate) const DURABLE_WORKERS: usize = 100;
+
+/// An engine running `saga-5` on a fresh store of the selected backend.
 pub(crate) struct Bench {
     pub(crate) engine: Arc<SagaEngine>,
-    store: InMemoryStore,
+    store: Store,
 }
 
 impl Bench {
-    /// A new engine with `workers` worker loops.
+    /// A new engine with `workers` worker loops, on a new, empty store.
     pub(crate) async fn new(s: &Settings, workers: usize) -> BenchResult<Bench> {
-        let store = InMemoryStore::new();
-        let engine = SagaEngine::builder()
-            .store(store.clone())
+        let store = Store::open(s).await?;
+        let engine = store
+            .builder()
             .workflow::<saga_5>()
             .activities([activity::<touch>()])
             .concurrency(workers)
@@ -56,20 +67,19 @@ impl Bench {
         })
     }
 
-    /// Stops the workers, then frees the histories on a thread of its own
-    /// (`bench-teardown`) and waits for it. Dropping the engine instead would free them
-    /// on a runtime thread whenever its aborted workers are next polled: during the
-    /// next timed run, and under the engine's name in a profile.
+    /// The store's statement counters (durable backends).
+    pub(crate) fn stats(&self) -> Option<StoreStats> {
+        self.store.stats()
+    }
+
+    /// Stops the workers, then frees the store (see [`Store::close`]): the in-memory
+    /// histories on a thread of their own (`bench-teardown`), as dropping the engine
+    /// instead would free them on a runtime thread during the next timed run.
     pub(crate) async fn close(self) -> BenchResult {
         let Bench { engine, store } = self;
         let engine = Arc::into_inner(engine).ok_or("the engine is still shared")?;
         engine.shutdown().await;
-        std::thread::Builder::new()
-            .name("bench-teardown".into())
-            .spawn(move || drop(store))?
-            .join()
-            .map_err(|_| "freeing the store panicked")?;
-        Ok(())
+        store.close().await
     }
 }
 
@@ -79,6 +89,8 @@ pub(crate) struct Run {
     pub(crate) latencies: Vec<Duration>,
     /// CPU time the process used meanwhile (both runtime threads).
     pub(crate) cpu: Option<Duration>,
+    /// Statements, transactions and commits per step (durable backends).
+    pub(crate) per_step: Option<(f64, f64, f64)>,
 }
 
 impl Run {
@@ -88,7 +100,13 @@ impl Run {
 
     /// Adds `cpu_util` (CPU-seconds per second: at most 2 on two cores) and
     /// `steps_per_cpu_sec` to `m`.
-    fn cpu_fields(&self, m: Measurement) -> Measurement {
+    fn cpu_fields(&self, mut m: Measurement) -> Measurement {
+        if let Some((statements, transactions, commits)) = self.per_step {
+            m = m
+                .with("statements_per_step", round(statements, 3))
+                .with("transactions_per_step", round(transactions, 3))
+                .with("commits_per_step", round(commits, 3));
+        }
         match self.cpu {
             Some(cpu) if !cpu.is_zero() => m
                 .with(
@@ -163,6 +181,7 @@ pub(crate) async fn drive(
         elapsed,
         latencies,
         cpu,
+        per_step: None,
     })
 }
 
@@ -175,7 +194,10 @@ async fn throughput(s: &Settings, n: u64, c: u64, workers: usize) -> BenchResult
     let mut runs = Vec::with_capacity(s.repeat);
     for _ in 0..s.repeat {
         let bench = Bench::new(s, workers).await?;
-        runs.push(drive(&bench.engine, 0, n, c).await?);
+        let before = bench.stats();
+        let mut run = drive(&bench.engine, 0, n, c).await?;
+        run.per_step = per_step(before, bench.stats(), n * STEPS);
+        runs.push(run);
         bench.close().await?;
     }
     runs.sort_by(|a, b| a.steps_per_sec().total_cmp(&b.steps_per_sec()));
@@ -200,7 +222,9 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
     let bench = Bench::new(s, workers).await?;
     let warm_up = (n / 10).max(1);
     drive(&bench.engine, 0, warm_up, 1).await?;
+    let before = bench.stats();
     let mut run = drive(&bench.engine, warm_up, n, 1).await?;
+    run.per_step = per_step(before, bench.stats(), n * STEPS);
     bench.close().await?;
     let steps = run.steps_per_sec();
     let mean = run.elapsed / n.max(1) as u32;
@@ -219,10 +243,22 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
 
 /// The `saga-5` scenario.
 pub(crate) async fn run(s: &Settings, out: &mut Reporter) -> BenchResult {
-    let n = s.workflows.unwrap_or(DEFAULT_WORKFLOWS);
+    let durable = s.durable();
+    let n = s.workflows.unwrap_or(if durable {
+        DURABLE_WORKFLOWS
+    } else {
+        DEFAULT_WORKFLOWS
+    });
     let c = s.concurrency.unwrap_or(100);
-    let workers = s.workers.unwrap_or(DEFAULT_WORKERS);
+    let workers = s.workers.unwrap_or(if durable {
+        DURABLE_WORKERS
+    } else {
+        DEFAULT_WORKERS
+    });
     let mut lines = Vec::new();
+    if durable {
+        return run_durable(s, out, n, c, workers).await;
+    }
     if s.runs(Part::Baseline) {
         eprintln!(
             "saga-5: baselines ({} workflows, {c} in flight)",
@@ -262,6 +298,53 @@ pub(crate) async fn run(s: &Settings, out: &mut Reporter) -> BenchResult {
     Ok(())
 }
 
+/// `saga-5` on a database: the raw commit rate of the same database with the same
+/// durability (the baseline), throughput against it, latency at concurrency 1.
+async fn run_durable(
+    s: &Settings,
+    out: &mut Reporter,
+    n: u64,
+    c: u64,
+    workers: usize,
+) -> BenchResult {
+    let mut lines = Vec::new();
+    let mut raw = None;
+    if s.runs(Part::Baseline) {
+        eprintln!(
+            "saga-5: raw commit rate ({} writers)",
+            crate::rawcommit::WRITERS
+        );
+        let m = crate::rawcommit::measurement("saga-5", s).await?;
+        raw = m.steps_per_sec;
+        lines.push(m);
+    }
+    let tag = |m: Measurement| {
+        if s.backend == "sqlite" {
+            m.with("synchronous", sync_name(s.sync))
+        } else {
+            m.with("pg_pool", s.pg_pool)
+        }
+    };
+    if s.runs(Part::Throughput) {
+        eprintln!("saga-5: throughput ({n} workflows, {c} in flight, {workers} workers)");
+        let mut m = tag(throughput(s, n, c, workers).await?);
+        if let Some(raw) = raw {
+            m = m.against(raw);
+        }
+        lines.push(m);
+    }
+    if s.runs(Part::Latency) {
+        let n = n.min(DURABLE_LATENCY_WORKFLOWS);
+        eprintln!("saga-5: latency ({n} workflows, one at a time)");
+        lines.push(tag(latency(s, n, workers).await?));
+    }
+    for m in lines {
+        out.emit(m);
+    }
+    out.flush("saga-5: five sequential no-op activities");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +359,9 @@ mod tests {
             workers: None,
             repeat: 1,
             only: None,
+            sync: saga_adapters::Synchronous::Normal,
+            database_url: crate::backend::DEFAULT_DATABASE_URL.into(),
+            pg_pool: 4,
         }
     }
 
@@ -287,6 +373,21 @@ mod tests {
         assert_eq!(bench.engine.metrics().activity_attempts, 200);
         let again = drive(&bench.engine, 40, 3, 1).await.unwrap();
         assert_eq!(again.latencies.len(), 3);
+        bench.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_every_step_is_counted_in_statements() {
+        let s = Settings {
+            backend: "sqlite",
+            ..settings()
+        };
+        let bench = Bench::new(&s, 8).await.unwrap();
+        let before = bench.stats();
+        let mut run = drive(&bench.engine, 0, 20, 8).await.unwrap();
+        run.per_step = per_step(before, bench.stats(), 20 * STEPS);
+        let (statements, _, commits) = run.per_step.unwrap();
+        assert!(statements > 0.0 && commits > 0.0, "{:?}", run.per_step);
         bench.close().await.unwrap();
     }
 }

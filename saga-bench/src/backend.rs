@@ -1,0 +1,169 @@
+//! The durable backends: a fresh, isolated store per timed run, its statement counters,
+//! and clean-up.
+//!
+//! - `sqlite`: a new database file in a temporary directory (removed on close), WAL,
+//!   with `PRAGMA synchronous` from `--sync` (`normal` or `full`).
+//! - `postgres`: a new schema `saga_bench_<pid>_<n>` on `--database-url` (default
+//!   `postgres://postgres@127.0.0.1:5432/test`), dropped on close.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use saga_adapters::{
+    PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreStats, Synchronous,
+};
+use saga_runtime::adapter::memory::InMemoryStore;
+use saga_runtime::engine::{SagaEngine, SagaEngineBuilder};
+use saga_runtime::port::EventStore;
+use sqlx::{Connection, Executor};
+
+use crate::{BenchResult, Settings};
+
+/// The default PostgreSQL of this project's machines (trust auth).
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Pooled connections of the engine's `PostgresStore` (as `step_cost` uses).
+pub(crate) const DEFAULT_PG_POOL: u32 = 32;
+
+/// The name of a `--sync` setting.
+pub(crate) fn sync_name(sync: Synchronous) -> &'static str {
+    match sync {
+        Synchronous::Normal => "normal",
+        Synchronous::Full => "full",
+    }
+}
+
+/// A schema of this process's own: `saga_bench_<pid>_<n>`.
+pub(crate) fn fresh_schema() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "saga_bench_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Drops `schema` and everything in it.
+pub(crate) async fn drop_schema(url: &str, schema: &str) -> BenchResult {
+    let mut admin = sqlx::PgConnection::connect(url).await?;
+    admin
+        .execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
+/// One store of the selected backend.
+pub(crate) enum Store {
+    Memory(InMemoryStore),
+    Sqlite {
+        store: SqliteStore,
+        dir: tempfile::TempDir,
+    },
+    Postgres {
+        store: Box<PostgresStore>,
+        schema: String,
+        url: String,
+    },
+}
+
+impl Store {
+    /// A new, empty store of `s.backend`.
+    pub(crate) async fn open(s: &Settings) -> BenchResult<Store> {
+        match s.backend {
+            "memory" => Ok(Store::Memory(InMemoryStore::new())),
+            "sqlite" => {
+                let dir = tempfile::Builder::new().prefix("saga-bench-").tempdir()?;
+                let config = SqliteConfig {
+                    synchronous: s.sync,
+                    ..SqliteConfig::default()
+                };
+                let store = SqliteStore::open_with(dir.path().join("saga.db"), config).await?;
+                Ok(Store::Sqlite { store, dir })
+            }
+            "postgres" => {
+                let schema = fresh_schema();
+                let store = PostgresStore::connect_with(PostgresConfig {
+                    max_connections: s.pg_pool,
+                    ..PostgresConfig::new(&s.database_url).schema(&schema)
+                })
+                .await?;
+                Ok(Store::Postgres {
+                    store: Box::new(store),
+                    schema,
+                    url: s.database_url.clone(),
+                })
+            }
+            other => Err(format!("backend `{other}` has no store here").into()),
+        }
+    }
+
+    /// The store as an event store.
+    pub(crate) fn events(&self) -> &dyn EventStore {
+        match self {
+            Store::Memory(m) => m,
+            Store::Sqlite { store, .. } => store,
+            Store::Postgres { store, .. } => store.as_ref(),
+        }
+    }
+
+    /// A builder of an engine on this store.
+    pub(crate) fn builder(&self) -> SagaEngineBuilder {
+        let builder = SagaEngine::builder();
+        match self {
+            Store::Memory(m) => builder.store(m.clone()),
+            Store::Sqlite { store, .. } => builder.store(store.clone()),
+            Store::Postgres { store, .. } => builder.store(PostgresStore::clone(store)),
+        }
+    }
+
+    /// Statements and transactions so far (`None` for the in-memory store).
+    pub(crate) fn stats(&self) -> Option<StoreStats> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Sqlite { store, .. } => Some(store.stats()),
+            Store::Postgres { store, .. } => Some(store.stats()),
+        }
+    }
+
+    /// Frees the store: the in-memory histories on a thread of their own
+    /// (`bench-teardown`), the SQLite directory, the PostgreSQL schema.
+    pub(crate) async fn close(self) -> BenchResult {
+        match self {
+            Store::Memory(store) => {
+                std::thread::Builder::new()
+                    .name("bench-teardown".into())
+                    .spawn(move || drop(store))?
+                    .join()
+                    .map_err(|_| "freeing the store panicked")?;
+                Ok(())
+            }
+            Store::Sqlite { store, dir } => {
+                drop(store);
+                // The writer thread closes the file when its channel closes.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                dir.close()?;
+                Ok(())
+            }
+            Store::Postgres { store, schema, url } => {
+                store.pool().close().await;
+                drop(store);
+                drop_schema(&url, &schema).await
+            }
+        }
+    }
+}
+
+/// Statements, transactions and commits per step between two readings.
+pub(crate) fn per_step(
+    before: Option<StoreStats>,
+    after: Option<StoreStats>,
+    steps: u64,
+) -> Option<(f64, f64, f64)> {
+    let (b, a) = (before?, after?);
+    let steps = steps.max(1) as f64;
+    Some((
+        (a.statements - b.statements) as f64 / steps,
+        (a.transactions - b.transactions) as f64 / steps,
+        (a.commits - b.commits) as f64 / steps,
+    ))
+}

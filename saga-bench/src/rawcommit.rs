@@ -1,0 +1,232 @@
+//! The raw commit rate of a durable backend, the physical reference for its saga-5
+//! figures: single-row `INSERT` + commit (autocommit), 100 concurrent writer tasks, the
+//! same durability settings as the store, for a fixed time.
+//!
+//! - SQLite: a new file in WAL mode with the same `PRAGMA synchronous`. SQLite admits one
+//!   writer at a time, so the 100 writers share one connection (a sqlx pool of 1):
+//!   every insert is its own transaction and its own commit, as in `step_cost`.
+//! - PostgreSQL: a schema of its own (dropped afterwards), `synchronous_commit` as the
+//!   server has it (on here); the 100 writers share a pool of [`PG_RAW_CONNECTIONS`]
+//!   connections (the server allows 100 in all, 3 reserved, and other sessions use some).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use saga_adapters::Synchronous;
+use sqlx::Executor;
+use tokio::task::JoinSet;
+
+use crate::backend::{drop_schema, fresh_schema, sync_name};
+use crate::report::{load_average, median, round, Measurement, Reporter};
+use crate::{BenchResult, Settings};
+
+/// Concurrent writer tasks.
+pub(crate) const WRITERS: u64 = 100;
+
+/// PostgreSQL connections the writers share.
+pub(crate) const PG_RAW_CONNECTIONS: u32 = 80;
+
+/// How long each timed run inserts.
+const RUN: Duration = Duration::from_secs(3);
+
+/// `WRITERS` tasks each calling `insert` (one row, one commit) until `RUN` is over;
+/// commits per second.
+async fn hammer<F, Fut>(insert: F) -> BenchResult<f64>
+where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), sqlx::Error>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut writers = JoinSet::new();
+    let started = Instant::now();
+    for w in 0..WRITERS {
+        let (insert, stop, done) = (insert.clone(), stop.clone(), done.clone());
+        writers.spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                insert(format!("row-{w}-{i}")).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            Ok::<(), sqlx::Error>(())
+        });
+    }
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(joined) = writers.join_next().await {
+        joined??;
+    }
+    let elapsed = started.elapsed();
+    Ok(done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+}
+
+/// One timed run on a new SQLite file.
+async fn sqlite_run(sync: Synchronous) -> BenchResult<f64> {
+    let dir = tempfile::Builder::new()
+        .prefix("saga-bench-raw-")
+        .tempdir()?;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            Synchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            Synchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(5));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    pool.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .await?;
+    let p = pool.clone();
+    let rate = hammer(move |v| {
+        let p = p.clone();
+        async move {
+            sqlx::query("INSERT INTO raw (v) VALUES (?)")
+                .bind(v)
+                .execute(&p)
+                .await
+                .map(drop)
+        }
+    })
+    .await?;
+    pool.close().await;
+    dir.close()?;
+    Ok(rate)
+}
+
+/// For comparison with `step_cost`: one connection inserting in a loop (no pool, no
+/// concurrency), on a new SQLite file; commits per second over `RUN`.
+async fn sqlite_sequential(sync: Synchronous) -> BenchResult<f64> {
+    use sqlx::ConnectOptions;
+    let dir = tempfile::Builder::new()
+        .prefix("saga-bench-raw-")
+        .tempdir()?;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            Synchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            Synchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        })
+        .connect()
+        .await?;
+    conn.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .await?;
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < RUN {
+        sqlx::query("INSERT INTO raw (v) VALUES (?)")
+            .bind(format!("row-{i}"))
+            .execute(&mut conn)
+            .await?;
+        i += 1;
+    }
+    let rate = i as f64 / started.elapsed().as_secs_f64();
+    sqlx::Connection::close(conn).await?;
+    dir.close()?;
+    Ok(rate)
+}
+
+/// One timed run in a new PostgreSQL schema.
+async fn postgres_run(url: &str) -> BenchResult<f64> {
+    let schema = fresh_schema();
+    let result = async {
+        let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
+        admin
+            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+            .await?;
+        sqlx::Connection::close(admin).await?;
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let options = options.options([("search_path", schema.as_str())]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(PG_RAW_CONNECTIONS)
+            .min_connections(PG_RAW_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        pool.execute("CREATE TABLE raw (id bigserial PRIMARY KEY, v text NOT NULL)")
+            .await?;
+        let p = pool.clone();
+        let rate = hammer(move |v| {
+            let p = p.clone();
+            async move {
+                sqlx::query("INSERT INTO raw (v) VALUES ($1)")
+                    .bind(v)
+                    .execute(&p)
+                    .await
+                    .map(drop)
+            }
+        })
+        .await;
+        pool.close().await;
+        rate
+    }
+    .await;
+    drop_schema(url, &schema).await?;
+    result
+}
+
+/// The median commits/s of `repeat` runs after a warm-up, and each run's.
+pub(crate) async fn commits_per_sec(s: &Settings) -> BenchResult<(f64, Vec<f64>)> {
+    let once = || async {
+        match s.backend {
+            "sqlite" => sqlite_run(s.sync).await,
+            "postgres" => postgres_run(&s.database_url).await,
+            other => Err(format!("backend `{other}` has no raw commit rate").into()),
+        }
+    };
+    once().await?; // warm-up (page cache, WAL files, server buffers)
+    let mut runs = Vec::with_capacity(s.repeat);
+    for _ in 0..s.repeat {
+        runs.push(once().await?);
+    }
+    let shown = runs.iter().map(|r| round(*r, 0)).collect();
+    Ok((median(&mut runs), shown))
+}
+
+/// The raw-commit measurement, under `scenario`.
+pub(crate) async fn measurement(scenario: &'static str, s: &Settings) -> BenchResult<Measurement> {
+    let (rate, runs) = commits_per_sec(s).await?;
+    let mut m = Measurement::new(scenario, "baseline-commit", s.backend, s.codec_name())
+        .with("commits_per_sec", round(rate, 0))
+        .with("runs_commits_per_sec", runs)
+        .with("writers", WRITERS)
+        .with("load_avg", load_average());
+    if s.backend == "sqlite" {
+        let sequential = sqlite_sequential(s.sync).await?;
+        m = m
+            .with("synchronous", sync_name(s.sync))
+            .with("connections", 1)
+            .with("sequential_commits_per_sec", round(sequential, 0));
+    } else {
+        let mut admin: sqlx::PgConnection = sqlx::Connection::connect(&s.database_url).await?;
+        let (sync,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(&mut admin)
+            .await?;
+        sqlx::Connection::close(admin).await?;
+        m = m
+            .with("synchronous_commit", sync)
+            .with("connections", PG_RAW_CONNECTIONS);
+    }
+    m.concurrency = Some(WRITERS);
+    // One commit is the reference for one step.
+    m.steps_per_sec = Some(round(rate, 0));
+    Ok(m.against(rate))
+}
+
+/// The `baseline` scenario on a durable backend.
+pub(crate) async fn run(s: &Settings, out: &mut Reporter) -> BenchResult {
+    eprintln!(
+        "baseline: raw single-row insert + commit, {WRITERS} writers, {} runs of {RUN:?}",
+        s.repeat
+    );
+    out.emit(measurement("baseline", s).await?);
+    out.flush("baseline: raw single-row insert + commit rate");
+    Ok(())
+}
