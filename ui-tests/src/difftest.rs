@@ -2,7 +2,7 @@
 //!
 //! [`generate`] writes many random workflow bodies in the supported subset (nested
 //! branches and loops, early returns, `?` on checkpoints and on plain values, handled
-//! activity failures, sleeps, `let x = if ..` values). `tests/difftest.rs` (checked in,
+//! activity failures, sleeps, `let x = if ..` values). `tests/difftest.rs` (its bodies checked in under `tests/generated/`,
 //! kept up to date by `tests/difftest_fresh.rs`; regenerate with
 //! `cargo run -p ui-tests --bin gen-difftest`) compiles each body twice: as a plain
 //! async fn against a [`Plain`] context, and through `#[workflow]`. [`compare`] runs
@@ -59,12 +59,12 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// The context the plain async fn version runs against: it records each command and
-/// answers from the script.
+/// answers from the script. Its methods take `&self`, so that `ctx.join((..))` can
+/// hold several calls at once, as with a real workflow context.
 pub struct Plain {
     seed: u64,
-    calls: usize,
-    /// Every command, in the order issued.
-    pub trace: Vec<Command>,
+    calls: std::cell::Cell<usize>,
+    trace: std::cell::RefCell<Vec<Command>>,
 }
 
 impl Plain {
@@ -72,28 +72,108 @@ impl Plain {
     pub fn new(seed: u64) -> Self {
         Plain {
             seed,
-            calls: 0,
-            trace: Vec::new(),
+            calls: std::cell::Cell::new(0),
+            trace: std::cell::RefCell::new(Vec::new()),
         }
     }
 
+    fn call(&self) -> usize {
+        let n = self.calls.get();
+        self.calls.set(n + 1);
+        n
+    }
+
     /// Like `ctx.activity(f, input)`.
-    pub async fn activity<F>(&mut self, _f: F, input: u64) -> Result<u64, ActivityError> {
+    pub async fn activity<F>(&self, _f: F, input: u64) -> Result<u64, ActivityError> {
         let name = std::any::type_name::<F>()
             .rsplit("::")
             .next()
             .unwrap_or_default();
-        self.trace.push(Command::ScheduleActivity {
+        self.trace.borrow_mut().push(Command::ScheduleActivity {
             activity_type: name.to_owned(),
             input: serde_json::json!(input),
         });
-        self.calls += 1;
-        outcome(self.seed, self.calls - 1, name, input)
+        outcome(self.seed, self.call(), name, input)
     }
 
     /// Like `ctx.sleep(d)`.
-    pub async fn sleep(&mut self, duration: Duration) {
-        self.trace.push(Command::sleep(duration));
+    pub async fn sleep(&self, duration: Duration) {
+        self.trace.borrow_mut().push(Command::sleep(duration));
+        self.call();
+    }
+
+    /// Like `ctx.signal::<u64>(name)`; `.timeout(d)` bounds the wait.
+    pub fn signal<T>(&self, name: &'static str) -> PlainSignal<'_, T> {
+        PlainSignal {
+            ctx: self,
+            name,
+            timeout: None,
+            payload: std::marker::PhantomData,
+        }
+    }
+
+    /// Like `ctx.join((a, b))`: both calls are issued, in order, before either result
+    /// is used.
+    pub async fn join<A, B>(&self, (a, b): (A, B)) -> (A::Output, B::Output)
+    where
+        A: std::future::Future,
+        B: std::future::Future,
+    {
+        let a = a.await;
+        let b = b.await;
+        (a, b)
+    }
+}
+
+/// A signal wait of the plain version.
+pub struct PlainSignal<'a, T> {
+    ctx: &'a Plain,
+    name: &'static str,
+    timeout: Option<Duration>,
+    payload: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> PlainSignal<'_, T> {
+    /// Gives up after `d`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> std::future::IntoFuture for PlainSignal<'_, T> {
+    type Output = Result<T, SignalError>;
+    type IntoFuture = std::future::Ready<Self::Output>;
+    fn into_future(self) -> Self::IntoFuture {
+        self.ctx
+            .trace
+            .borrow_mut()
+            .push(Command::signal(self.name, self.timeout));
+        let call = self.ctx.call();
+        std::future::ready(
+            match signal_outcome(self.ctx.seed, call, self.timeout.is_some()) {
+                Some(v) => {
+                    serde_json::from_value(serde_json::json!(v)).map_err(|e| SignalError::Decode {
+                        name: self.name.to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+                None => Err(SignalError::TimedOut {
+                    name: self.name.to_owned(),
+                }),
+            },
+        )
+    }
+}
+
+/// The scripted payload of the `call`-th call if it is a signal wait (`None`: it
+/// times out, which only a wait with a timeout can).
+pub fn signal_outcome(seed: u64, call: usize, has_timeout: bool) -> Option<u64> {
+    let h = splitmix(seed.wrapping_mul(31) ^ (call as u64) ^ 0x5151);
+    if has_timeout && h.is_multiple_of(3) {
+        None
+    } else {
+        Some(h % 50)
     }
 }
 
@@ -101,7 +181,8 @@ impl Plain {
 pub type Outcome = (Result<u64, String>, Vec<Command>);
 
 /// Runs the lowered machine against the script, round-tripping the state through a
-/// codec (in turn) at every checkpoint.
+/// codec (in turn) at every checkpoint. A suspension with several commands (a join)
+/// is woken once per command, in order.
 pub fn run_machine<W>(input: u64, seed: u64) -> Outcome
 where
     W: Workflow<Input = u64, Output = u64, Error = SagaError>,
@@ -109,6 +190,7 @@ where
     let mut state = W::start(input);
     let mut wake = Wake::Start;
     let mut trace = Vec::new();
+    let mut pending: std::collections::VecDeque<Wake> = std::collections::VecDeque::new();
     let mut calls = 0;
     for k in 0.. {
         let mut ctx = WorkflowContext::new(SagaId::new("diff"), chrono::DateTime::UNIX_EPOCH);
@@ -116,28 +198,42 @@ where
             Transition::Complete(v) => return (Ok(v), trace),
             Transition::Fail(e) => return (Err(e.to_string()), trace),
             Transition::Suspend { state: s, commands } => {
-                assert_eq!(commands.len(), 1, "one command per checkpoint");
                 let codec = AnyCodec::ALL[k % AnyCodec::ALL.len()];
                 let bytes = codec.encode(&s).expect("state encodes");
                 state = codec.decode(&bytes).expect("state decodes");
-                let command = commands.into_iter().next().expect("a command");
-                trace.push(command.clone());
-                wake = match command {
-                    Command::ScheduleActivity {
-                        activity_type,
-                        input,
-                    } => {
-                        let input = input.as_u64().expect("a u64 input");
-                        calls += 1;
-                        Wake::Activity {
-                            slot: 0,
-                            result: outcome(seed, calls - 1, &activity_type, input)
-                                .map(|v| serde_json::json!(v)),
+                assert!(
+                    commands.is_empty() || pending.is_empty(),
+                    "new commands while waiting"
+                );
+                for (slot, command) in commands.into_iter().enumerate() {
+                    let slot = slot as u32;
+                    trace.push(command.clone());
+                    calls += 1;
+                    pending.push_back(match command {
+                        Command::ScheduleActivity {
+                            activity_type,
+                            input,
+                        } => {
+                            let input = input.as_u64().expect("a u64 input");
+                            Wake::Activity {
+                                slot,
+                                result: outcome(seed, calls - 1, &activity_type, input)
+                                    .map(|v| serde_json::json!(v)),
+                            }
                         }
-                    }
-                    Command::StartTimer { .. } => Wake::Timer { slot: 0 },
-                    other => panic!("unexpected command {other:?}"),
-                };
+                        Command::StartTimer { .. } => Wake::Timer { slot },
+                        Command::WaitSignal { name, timeout } => Wake::Signal {
+                            slot,
+                            payload: signal_outcome(seed, calls - 1, timeout.is_some())
+                                .map(|v| serde_json::json!(v)),
+                            name,
+                        },
+                        other => panic!("unexpected command {other:?}"),
+                    });
+                }
+                wake = pending
+                    .pop_front()
+                    .expect("suspended with nothing to wait for");
             }
         }
     }
@@ -157,7 +253,7 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 impl Plain {
     /// The plain run's outcome: its result and the commands it issued.
     pub fn outcome(self, result: Result<u64, SagaError>) -> Outcome {
-        (result.map_err(|e| e.to_string()), self.trace)
+        (result.map_err(|e| e.to_string()), self.trace.into_inner())
     }
 }
 
@@ -219,7 +315,7 @@ impl Gen {
     fn stmt(&mut self, out: &mut String, indent: usize, depth: usize, loops: usize) {
         let pad = " ".repeat(indent);
         let nested = depth < 2 && self.budget > 0;
-        let kind = self.below(if nested { 14 } else { 8 });
+        let kind = self.below(if nested { 16 } else { 10 });
         match kind {
             0 | 1 => {
                 let v = self.fresh("v");
@@ -273,7 +369,32 @@ impl Gen {
                     );
                 }
             }
-            8 | 9 => {
+            8 => {
+                let (a, i) = (self.activity(), self.input());
+                let (b, j) = (self.activity(), self.input());
+                let (r, q) = (self.fresh("r"), self.fresh("r"));
+                let _ = writeln!(
+                    out,
+                    "{pad}let ({r}, {q}) = ctx.join((ctx.activity({a}, {i}), ctx.activity({b}, {j}))).await;\n{pad}acc += {r}.unwrap_or(1);\n{pad}if let Ok(v) = {q} {{\n{pad}    acc += v;\n{pad}}}"
+                );
+            }
+            9 => {
+                let name = ["go", "more", "stop"][self.below(3) as usize];
+                if self.below(2) == 0 {
+                    let _ = writeln!(
+                        out,
+                        "{pad}match ctx.signal::<u64>(\"{name}\").timeout(Duration::from_secs({})).await {{\n{pad}    Ok(v) => acc += v,\n{pad}    Err(_) => acc += 2,\n{pad}}}",
+                        1 + self.below(100)
+                    );
+                } else {
+                    let g = self.fresh("g");
+                    let _ = writeln!(
+                        out,
+                        "{pad}let {g}: u64 = ctx.signal(\"{name}\").await?;\n{pad}acc += {g};"
+                    );
+                }
+            }
+            10 | 11 => {
                 self.budget -= 1;
                 let c = self.cond();
                 let _ = writeln!(out, "{pad}if {c} {{");
@@ -284,7 +405,7 @@ impl Gen {
                 }
                 let _ = writeln!(out, "{pad}}}");
             }
-            10 => {
+            12 => {
                 self.budget -= 1;
                 let i = self.fresh("i");
                 let k = 1 + self.below(3);
@@ -295,7 +416,7 @@ impl Gen {
                 self.block(out, indent + 4, depth + 1, loops + 1);
                 let _ = writeln!(out, "{pad}}}");
             }
-            11 => {
+            13 => {
                 self.budget -= 1;
                 let j = self.fresh("j");
                 let k = 1 + self.below(3);
@@ -303,7 +424,7 @@ impl Gen {
                 self.block(out, indent + 4, depth + 1, loops + 1);
                 let _ = writeln!(out, "{pad}}}");
             }
-            12 => {
+            14 => {
                 self.budget -= 1;
                 let i = self.fresh("i");
                 let l = self.fresh("'l");
@@ -341,7 +462,7 @@ impl Gen {
 /// How many bodies the checked-in test holds.
 pub const BODIES: usize = 200;
 
-/// The text of `tests/difftest.rs`.
+/// The text of `tests/generated/difftest_bodies.rs`.
 pub fn generate() -> String {
     let mut g = Gen {
         rng: 0x5a6a_2024,
@@ -349,10 +470,8 @@ pub fn generate() -> String {
         budget: 0,
     };
     let mut out = String::from(
-        "//! GENERATED by `cargo run -p ui-tests --bin gen-difftest` from\n\
-         //! `ui_tests::difftest::generate`: do not edit. Each body is compiled twice, as a\n\
-         //! plain async fn and through `#[workflow]`, and both must agree.\n\
-         #![allow(unused_mut, unused_variables, unreachable_code, clippy::all)]\n\n\
+        "// GENERATED by `cargo run -p ui-tests --bin gen-difftest` from\n\
+         // `ui_tests::difftest::generate`: do not edit (included by `tests/difftest.rs`).\n\n\
          use saga_runtime::prelude::*;\n\
          use ui_tests::difftest::{block_on, checked, compare, other, run_machine, step, Plain};\n\n",
     );

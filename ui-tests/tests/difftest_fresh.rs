@@ -2,9 +2,9 @@
 
 #[test]
 fn generated_difftest_is_up_to_date() {
-    let checked_in = include_str!("difftest.rs");
+    let checked_in = include_str!("generated/difftest_bodies.rs");
     assert!(
         checked_in == ui_tests::difftest::generate(),
-        "tests/difftest.rs is stale: run `cargo run -p ui-tests --bin gen-difftest`"
+        "tests/generated/difftest_bodies.rs is stale: run `cargo run -p ui-tests --bin gen-difftest`"
     );
 }

@@ -1,7 +1,8 @@
-//! Writes `tests/difftest.rs` (the differential test's generated bodies).
+//! Writes `tests/generated/difftest_bodies.rs` (the differential test's bodies).
 
 fn main() -> std::io::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/difftest.rs");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/generated/difftest_bodies.rs");
     std::fs::write(&path, ui_tests::difftest::generate())?;
     println!(
         "wrote {} bodies to {}",
