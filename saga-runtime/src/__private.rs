@@ -1,6 +1,7 @@
 //! Support for the code `saga-macros` generates. Not a public API: nothing here is
 //! covered by semver, and user code should not name it.
 
+pub use chrono;
 pub use serde;
 
 use crate::activity::{Activity, ActivityError};
@@ -66,5 +67,41 @@ pub fn activity_error<E: Into<ActivityError>>(e: E) -> ActivityError {
 pub fn timer(wake: crate::workflow::Wake) {
     if let Err(e) = wake.timer() {
         panic!("this is a bug in the engine: {e}");
+    }
+}
+
+/// The stored state of a `for` over `a..=b` with a checkpoint in its body. serde
+/// encodes a `RangeInclusive` without its "exhausted" flag, so after the last item a
+/// decoded range would yield it again; `done` keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InclusiveCursor<T> {
+    /// The remaining range.
+    pub range: std::ops::RangeInclusive<T>,
+    /// True once the last item was yielded.
+    pub done: bool,
+}
+
+impl<T> InclusiveCursor<T> {
+    /// A cursor at the start of `range`.
+    pub fn new(range: std::ops::RangeInclusive<T>) -> Self {
+        InclusiveCursor { range, done: false }
+    }
+}
+
+impl<T> Iterator for InclusiveCursor<T>
+where
+    std::ops::RangeInclusive<T>: Iterator<Item = T>,
+    T: PartialOrd,
+{
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.done {
+            return None;
+        }
+        let item = self.range.next();
+        if item.is_none() || self.range.is_empty() {
+            self.done = true;
+        }
+        item
     }
 }

@@ -1,19 +1,136 @@
 //! The manual's order saga: reserve inventory → charge payment → approval signal →
-//! ship order, each step with its compensation. Runs two executions on the engine —
-//! one that completes and one whose carrier rejects the shipment, so its three
-//! compensations run last-in first-out — printing every event as it is recorded.
+//! ship order, each step with its compensation, written with `#[activity]` and
+//! `#[workflow]`. Runs two executions on the engine — one that completes and one whose
+//! carrier rejects the shipment, so its three compensations run last-in first-out —
+//! printing every event as it is recorded, then the final status.
 //!
 //! Run: `cargo run -p examples --bin order_saga`
-//!
-//! The workflow is the hand-written state machine from
-//! `saga_runtime::conformance::fixtures` (the shape `#[workflow]` will generate).
 
 use std::time::Duration;
 
-use saga_runtime::activity::activity;
 use saga_runtime::adapter::memory::InMemoryStore;
-use saga_runtime::conformance::fixtures::*;
 use saga_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub amount_cents: u64,
+    /// Wait for an `approval` signal after charging.
+    pub needs_approval: bool,
+    /// The carrier rejects the shipment after the label was created.
+    pub carrier_rejects: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order_id: String,
+    pub reservation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRequest {
+    pub order_id: String,
+    pub amount_cents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub order_id: String,
+    pub payment_id: String,
+    pub amount_cents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub order_id: String,
+    pub tracking: String,
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub granted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub reservation: Reservation,
+    pub payment: Payment,
+    pub shipment: Shipment,
+}
+
+#[activity(compensate = release_inventory)]
+async fn reserve_inventory(
+    ctx: ActivityContext,
+    order: Order,
+) -> Result<Reservation, ActivityError> {
+    Ok(Reservation {
+        reservation_id: format!("res-{}", ctx.idempotency_key()),
+        order_id: order.id,
+    })
+}
+
+#[activity]
+async fn release_inventory(_reservation: Reservation) -> Result<(), ActivityError> {
+    Ok(())
+}
+
+#[activity(compensate = refund_payment, retry = RetryPolicy::exponential(5), timeout = "30s")]
+async fn charge_payment(ctx: ActivityContext, p: PaymentRequest) -> Result<Payment, ActivityError> {
+    Ok(Payment {
+        payment_id: format!("pay-{}", ctx.idempotency_key()),
+        order_id: p.order_id,
+        amount_cents: p.amount_cents,
+    })
+}
+
+#[activity]
+async fn refund_payment(_payment: Payment) -> Result<(), ActivityError> {
+    Ok(())
+}
+
+#[activity(compensate = cancel_shipment)]
+async fn ship_order(order: Order) -> Result<Shipment, ActivityError> {
+    Ok(Shipment {
+        tracking: format!("trk-{}", order.id),
+        order_id: order.id,
+        accepted: !order.carrier_rejects,
+    })
+}
+
+#[activity]
+async fn cancel_shipment(_shipment: Shipment) -> Result<(), ActivityError> {
+    Ok(())
+}
+
+#[workflow]
+async fn order_saga(ctx: &mut WorkflowContext, order: Order) -> Result<Receipt, SagaError> {
+    let reservation = ctx.activity(reserve_inventory, order.clone()).await?;
+    let request = PaymentRequest {
+        order_id: order.id.clone(),
+        amount_cents: order.amount_cents,
+    };
+    let payment = ctx.activity(charge_payment, request).await?;
+    if order.needs_approval {
+        let approval: Approval = ctx
+            .signal("approval")
+            .timeout(Duration::from_secs(3600))
+            .await?;
+        if !approval.granted {
+            return Err(SagaError::rejected("not approved")); // compensations run, LIFO
+        }
+    }
+    let shipment = ctx.activity(ship_order, order).await?;
+    if !shipment.accepted {
+        return Err(SagaError::rejected("carrier rejected the shipment"));
+    }
+    Ok(Receipt {
+        reservation,
+        payment,
+        shipment,
+    })
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -31,8 +148,12 @@ async fn main() -> Result<(), Error> {
         .build()
         .await?;
 
-    let mut happy = Order::new("order-42");
-    happy.needs_approval = true;
+    let happy = Order {
+        id: "order-42".into(),
+        amount_cents: 4_200,
+        needs_approval: true,
+        carrier_rejects: false,
+    };
     let run = engine.start::<order_saga>("order-42", happy).await?;
     // The approval may come before or after the saga waits for it.
     engine
@@ -45,8 +166,12 @@ async fn main() -> Result<(), Error> {
         receipt.shipment.tracking, receipt.payment.payment_id
     );
 
-    let mut rejected = Order::new("order-43");
-    rejected.carrier_rejects = true;
+    let rejected = Order {
+        id: "order-43".into(),
+        amount_cents: 1_000,
+        needs_approval: false,
+        carrier_rejects: true,
+    };
     let run = engine.start::<order_saga>("order-43", rejected).await?;
     follow(&engine, "order-43").await?;
     match run.result().await {

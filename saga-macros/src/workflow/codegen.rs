@@ -295,6 +295,7 @@ impl Machine<'_, '_> {
     fn resume(&self) -> TokenStream {
         let state = &self.state;
         let ctx = &self.sig.ctx;
+        let ctx_ty = self.sig.ctx_ty;
         let s = mixed("__state");
         let w = mixed("__wake");
         let start_pats: Vec<TokenStream> = self.start.iter().map(|f| self.field_pat(f)).collect();
@@ -347,6 +348,7 @@ impl Machine<'_, '_> {
         quote! {
             #[allow(
                 unreachable_code,
+                unused_labels,
                 unused_mut,
                 unused_assignments,
                 unused_variables,
@@ -355,7 +357,7 @@ impl Machine<'_, '_> {
             )]
             fn resume(
                 #s: Self::State,
-                #ctx: &mut ::saga_runtime::workflow::WorkflowContext,
+                #ctx: #ctx_ty,
                 #w: ::saga_runtime::workflow::Wake,
             ) -> ::saga_runtime::workflow::Transition<Self> {
                 let _ = &#ctx;
@@ -368,7 +370,14 @@ impl Machine<'_, '_> {
 
     fn stmts(&self, stmts: &[Stmt<'_>]) -> TokenStream {
         let mut out = TokenStream::new();
-        for s in stmts {
+        for (i, s) in stmts.iter().enumerate() {
+            if i + 1 == stmts.len()
+                && matches!(s, Stmt::If { .. } | Stmt::Match { .. } | Stmt::Block { .. })
+            {
+                // A block's tail construct keeps giving its value.
+                out.extend(self.construct_expr(s));
+                break;
+            }
             out.extend(self.stmt(s));
             if let Stmt::Await { .. } = s {
                 // The segment ends here: what follows runs in the checkpoint's own arm
@@ -384,10 +393,9 @@ impl Machine<'_, '_> {
         quote!({ #inner })
     }
 
-    fn stmt(&self, s: &Stmt<'_>) -> TokenStream {
+    /// An `if`, `match` or block construct as an expression (no `;`).
+    fn construct_expr(&self, s: &Stmt<'_>) -> TokenStream {
         match s {
-            Stmt::Plain(p) => plain(p.node),
-            Stmt::Await { cp, .. } => self.suspend(*cp),
             Stmt::If { cond, then, els } => {
                 let cond = self.cond(cond);
                 let then = self.block(then);
@@ -395,7 +403,7 @@ impl Machine<'_, '_> {
                     let b = self.block(b);
                     quote!(else #b)
                 });
-                quote!(if #cond #then #els;)
+                quote!(if #cond #then #els)
             }
             Stmt::Match { scrutinee, arms } => {
                 let scrut = match scrutinee {
@@ -407,7 +415,33 @@ impl Machine<'_, '_> {
                     let body = self.block(&a.body);
                     quote!(#pat => #body)
                 });
-                quote!(match #scrut { #(#arms)* };)
+                quote!(match #scrut { #(#arms)* })
+            }
+            Stmt::Block { label, block } => {
+                let b = self.block(block);
+                quote!(#label #b)
+            }
+            _ => unreachable!("this is a bug in saga-macros: not an if, match or block"),
+        }
+    }
+
+    fn stmt(&self, s: &Stmt<'_>) -> TokenStream {
+        match s {
+            Stmt::Plain(p) => plain(p.node),
+            Stmt::Await { cp, .. } => self.suspend(*cp),
+            Stmt::If { .. } | Stmt::Match { .. } | Stmt::Block { .. } => {
+                let e = self.construct_expr(s);
+                quote!(#e;)
+            }
+            Stmt::Value(r) => match r {
+                Returned::Expr { expr, .. } => rewrite_expr(expr),
+                Returned::Temp(t) => self.var(*t).to_token_stream(),
+            },
+            Stmt::Bind { local, value, .. } => {
+                let pat = &local.pat;
+                let e = self.construct_expr(value);
+                let diverge = diverge(local);
+                quote!(let #pat = #e #diverge;)
             }
             Stmt::Loop {
                 label, kind, body, ..
@@ -434,10 +468,6 @@ impl Machine<'_, '_> {
                     }
                 }
             }
-            Stmt::Block { label, block } => {
-                let b = self.block(block);
-                quote!(#label #b;)
-            }
             Stmt::Return(r, span) => {
                 let v = match r {
                     Returned::Expr { expr, .. } => rewrite_expr(expr),
@@ -453,20 +483,22 @@ impl Machine<'_, '_> {
             unreachable!("this is a bug in saga-macros: a cursor without its expression")
         };
         let e = rewrite_expr(expr);
-        let is_range = matches!(strip(expr), syn::Expr::Range(_));
         let ty = self
             .fields
             .iter()
             .flatten()
             .find(|f| f.var == cursor)
             .map(|f| &f.ty);
-        let init = if is_range {
-            e
-        } else {
-            quote!(::saga_runtime::__private::Cursor::new(#e))
+        let init = match strip(expr) {
+            syn::Expr::Range(r) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => e,
+            syn::Expr::Range(_) => quote!(::saga_runtime::__private::InclusiveCursor::new(#e)),
+            _ => quote!(::saga_runtime::__private::Cursor::new(#e)),
         };
         match ty {
-            Some(ty) => quote!({ let __c: #ty = #init; __c }),
+            Some(ty) => {
+                let c = mixed("__saga_cursor");
+                quote!({ let #c: #ty = #init; #c })
+            }
             None => init,
         }
     }
@@ -530,12 +562,24 @@ impl Machine<'_, '_> {
                 } else {
                     quote!(activity)
                 };
+                let span = input.span();
                 let input = rewrite_expr(input);
-                quote_spanned!(input.span()=> #cmd::#f::<#handle>(&(#input)))
+                let v = mixed("__saga_input");
+                // Typed first, so a wrong input reads "expected `In`, found `X`" at the
+                // user's expression.
+                quote_spanned! {span=> {
+                    let #v: <#handle as ::saga_runtime::activity::Activity>::Input = #input;
+                    #cmd::#f::<#handle>(&#v)
+                }}
             }
             Call::Child { handle, input } => {
+                let span = input.span();
                 let input = rewrite_expr(input);
-                quote_spanned!(input.span()=> #cmd::child::<#handle>(::core::option::Option::None, &(#input)))
+                let v = mixed("__saga_input");
+                quote_spanned! {span=> {
+                    let #v: <#handle as ::saga_runtime::workflow::Workflow>::Input = #input;
+                    #cmd::child::<#handle>(::core::option::Option::None, &#v)
+                }}
             }
             Call::Sleep { duration } => {
                 let d = rewrite_expr(duration);
@@ -725,9 +769,12 @@ impl Machine<'_, '_> {
                     });
                 quote!(let #pat = #value #diverge;)
             }
-            Bind::Assign { place, .. } => {
+            Bind::Assign { place, op, .. } => {
                 let place = rewrite_expr(place);
-                quote!(#place = #value;)
+                match op {
+                    Some(op) => quote!(#place #op #value;),
+                    None => quote!(#place = #value;),
+                }
             }
             Bind::Temp(t) => {
                 let t = self.var(*t);
@@ -737,21 +784,88 @@ impl Machine<'_, '_> {
     }
 
     /// The code of `cp`'s arm: wake, bind, then everything after it.
+    ///
+    /// The stored bindings are restored where they were declared: a binding declared
+    /// inside a loop body is handed to the first (resumed) iteration through a
+    /// one-shot `Option`, so that the borrow checker sees it moved at most once, as it
+    /// was in the user's loop; the woken value likewise.
     fn continuation(&self, cp: usize) -> TokenStream {
         let path = find(&self.body.block, cp)
             .expect("this is a bug in saga-macros: a checkpoint outside the body");
-        let (block, idx) = *path
-            .last()
-            .expect("this is a bug in saga-macros: empty path");
+        let k = path.len() - 1;
+        let (block, idx) = path[k];
         let Stmt::Await { bind, .. } = &block.stmts[idx] else {
             unreachable!("this is a bug in saga-macros: the path does not end at the checkpoint")
         };
-        let mut code = self.wake_value(cp);
-        code.extend(self.bind(bind));
+        // Where each stored binding is restored: the innermost loop level at or above
+        // its declaration (0: the top of the arm).
+        let is_loop = |j: usize| {
+            j > 0
+                && matches!(
+                    inner(&path[j - 1].0.stmts[path[j - 1].1]),
+                    Stmt::Loop { .. }
+                )
+        };
+        let point = |level: usize| (1..=level).rev().find(|j| is_loop(*j)).unwrap_or(0);
+        let mut keep: Vec<Vec<TokenStream>> = vec![Vec::new(); k + 1];
+        let mut keep_vals: Vec<Vec<TokenStream>> = vec![Vec::new(); k + 1];
+        for f in &self.fields[cp] {
+            let level = declared_level(&path, f.var).unwrap_or(0);
+            let p = point(level);
+            if p > 0 {
+                let ident = self.var(f.var);
+                keep[p].push(self.field_pat(f));
+                keep_vals[p].push(quote!(#ident));
+            }
+        }
+        let value = mixed("__value");
+        let value_point = point(k);
+        if value_point > 0 {
+            keep[value_point].push(quote!(#value));
+            keep_vals[value_point].push(quote!(#value));
+        }
+        let holder = |j: usize| mixed(&format!("__saga_keep{j}"));
+        let mut top = self.wake_value(cp);
+        for j in 1..=k {
+            if !keep[j].is_empty() {
+                let h = holder(j);
+                let vals = &keep_vals[j];
+                top.extend(quote!(let mut #h = ::core::option::Option::Some((#(#vals,)*));));
+            }
+        }
+        let restore = |j: usize| -> TokenStream {
+            if keep[j].is_empty() {
+                return quote!();
+            }
+            let h = holder(j);
+            let pats = &keep[j];
+            quote! {
+                let (#(#pats,)*) = match #h.take() {
+                    ::core::option::Option::Some(__saga_kept) => __saga_kept,
+                    ::core::option::Option::None => ::core::unreachable!(),
+                };
+            }
+        };
+        let mut code = self.bind(bind);
         code.extend(self.stmts(&block.stmts[idx + 1..]));
-        for (block, idx) in path[..path.len() - 1].iter().rev() {
-            let wrapped = match &block.stmts[*idx] {
-                Stmt::If { .. } | Stmt::Match { .. } => quote!({ #code }),
+        for j in (1..=k).rev() {
+            let (block, idx) = path[j - 1];
+            let wrapped = match &block.stmts[idx] {
+                Stmt::Bind { local, value, .. } => {
+                    let pat = &local.pat;
+                    let diverge = diverge(local);
+                    match &**value {
+                        Stmt::Block { label, .. } => quote!(let #pat = #label { #code } #diverge;),
+                        _ => quote!(let #pat = { #code } #diverge;),
+                    }
+                }
+                Stmt::If { .. } | Stmt::Match { .. } if idx + 1 == block.stmts.len() => {
+                    quote!({ #code })
+                }
+                Stmt::Block { label, .. } if idx + 1 == block.stmts.len() => {
+                    quote!(#label { #code })
+                }
+                Stmt::If { .. } | Stmt::Match { .. } => quote!({ #code };),
                 Stmt::Block { label, .. } => quote!(#label { #code };),
                 Stmt::Loop {
                     label, kind, body, ..
@@ -760,11 +874,13 @@ impl Machine<'_, '_> {
                     self.flags.set(n + 1);
                     let flag = mixed(&format!("__saga_resumed{n}"));
                     let iteration = self.iteration(kind, body);
+                    let restore = restore(j);
                     quote! {
                         let mut #flag = true;
                         #label loop {
                             if #flag {
                                 #flag = false;
+                                #restore
                                 #code
                             } else {
                                 #iteration
@@ -777,13 +893,89 @@ impl Machine<'_, '_> {
             code = wrapped;
             code.extend(self.stmts(&block.stmts[idx + 1..]));
         }
-        code
+        top.extend(code);
+        top
     }
+}
+
+/// `else { .. }` of a `let .. else`.
+fn diverge(local: &syn::Local) -> Option<TokenStream> {
+    local
+        .init
+        .as_ref()
+        .and_then(|i| i.diverge.as_ref())
+        .map(|(_, e)| {
+            let e = rewrite_expr(e);
+            quote!(else #e)
+        })
+}
+
+/// `let x = if ..` binds through the construct inside.
+fn inner<'s, 'a>(s: &'s Stmt<'a>) -> &'s Stmt<'a> {
+    match s {
+        Stmt::Bind { value, .. } => value,
+        other => other,
+    }
+}
+
+/// The level (index into `path`) of the block that declares `var`.
+fn declared_level(path: &[(&Block<'_>, usize)], var: VarId) -> Option<usize> {
+    for (j, (block, _)) in path.iter().enumerate() {
+        let mut here: Vec<VarId> = Vec::new();
+        for s in &block.stmts {
+            match s {
+                Stmt::Plain(p) => here.extend(&p.defs),
+                Stmt::Await {
+                    bind: Bind::Let { vars, .. },
+                    ..
+                } => here.extend(vars),
+                Stmt::Await {
+                    bind: Bind::Temp(t),
+                    ..
+                } => here.push(*t),
+                Stmt::Loop {
+                    kind: LoopKind::For { cursor, .. },
+                    ..
+                } => here.push(*cursor),
+                Stmt::Bind { vars, .. } => here.extend(vars),
+                _ => {}
+            }
+        }
+        if j > 0 {
+            let (outer, idx) = path[j - 1];
+            match inner(&outer.stmts[idx]) {
+                Stmt::If {
+                    cond: Cond::Let { vars, .. },
+                    ..
+                } => here.extend(vars),
+                Stmt::Match { arms, .. } => {
+                    for a in arms {
+                        if std::ptr::eq(&a.body, *block) {
+                            here.extend(&a.vars);
+                        }
+                    }
+                }
+                Stmt::Loop {
+                    kind: LoopKind::For { vars, .. } | LoopKind::WhileLet { vars, .. },
+                    ..
+                } => here.extend(vars),
+                _ => {}
+            }
+        }
+        if here.contains(&var) {
+            return Some(j);
+        }
+    }
+    None
 }
 
 /// The blocks and statement indexes from the body down to checkpoint `cp`.
 pub(crate) fn find<'b, 'a>(block: &'b Block<'a>, cp: CpId) -> Option<Vec<(&'b Block<'a>, usize)>> {
     for (i, s) in block.stmts.iter().enumerate() {
+        let s = match s {
+            Stmt::Bind { value, .. } => &**value,
+            other => other,
+        };
         let children: Vec<&Block<'a>> = match s {
             Stmt::Await { cp: c, .. } if *c == cp => return Some(vec![(block, i)]),
             Stmt::If { then, els, .. } => std::iter::once(then).chain(els.as_ref()).collect(),

@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use proc_macro2::{TokenStream, TokenTree};
-use quote::ToTokens;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 
@@ -170,7 +169,8 @@ impl Checker<'_> {
             segments = resolved;
         }
         if let Some(rule) = rule_for(&segments) {
-            let written = crate::workflow::ir::squash(&path.to_token_stream().to_string());
+            let written: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let written = written.join("::");
             self.cx.error_spanned_by(
                 path,
                 format!(

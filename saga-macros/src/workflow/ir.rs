@@ -56,6 +56,8 @@ pub(crate) enum Origin<'a> {
     Cursor(&'a syn::Expr),
     /// A generated temporary holding a checkpoint's value (`match ctx.x(..).await`).
     Temp(CpId),
+    /// `let x = if/match/{..}` with a checkpoint inside, without an annotation.
+    Value,
 }
 
 /// A statement of the supported subset.
@@ -88,6 +90,15 @@ pub(crate) enum Stmt<'a> {
     },
     /// The body's value (its tail, or `return`).
     Return(Returned<'a>, Span),
+    /// The tail value of a branch of a `let x = if/match/{..}` construct.
+    Value(Returned<'a>),
+    /// `let <pat> = <construct>;` where the construct (`If`, `Match` or `Block`)
+    /// has a checkpoint inside and gives its value through `Value` tails.
+    Bind {
+        local: &'a syn::Local,
+        vars: Vec<VarId>,
+        value: Box<Stmt<'a>>,
+    },
 }
 
 /// A statement without a checkpoint.
@@ -132,11 +143,11 @@ pub(crate) enum Bind<'a> {
         local: &'a syn::Local,
         vars: Vec<VarId>,
     },
-    /// `<place> = ctx.x(..).await;`
+    /// `<place> = ctx.x(..).await;` or `<place> += ctx.x(..).await;`
     Assign {
         place: &'a syn::Expr,
+        op: Option<&'a syn::BinOp>,
         uses: Vec<VarId>,
-        defs: Vec<VarId>,
     },
     /// A generated temporary (match scrutinee, `if` condition, returned value).
     Temp(VarId),

@@ -147,7 +147,7 @@ impl Lower {
                 let (uses, defs): (&[VarId], Vec<VarId>) = match bind {
                     Bind::Discard => (&[], Vec::new()),
                     Bind::Let { vars, .. } => (&[], vars.clone()),
-                    Bind::Assign { uses, defs, .. } => (uses, defs.clone()),
+                    Bind::Assign { uses, .. } => (uses, Vec::new()),
                     Bind::Temp(t) => (&[], vec![*t]),
                 };
                 self.op(r, uses, &defs);
@@ -260,6 +260,18 @@ impl Lower {
                 }
                 None => self.block(block, cur, body),
             },
+            Stmt::Value(r) => {
+                match r {
+                    Returned::Expr { uses, .. } => self.op(cur, uses, &[]),
+                    Returned::Temp(t) => self.op(cur, &[*t], &[]),
+                }
+                Some(cur)
+            }
+            Stmt::Bind { vars, value, .. } => {
+                let end = self.stmt(value, cur, body)?;
+                self.op(end, &[], vars);
+                Some(end)
+            }
             Stmt::Return(r, _) => {
                 match r {
                     Returned::Expr { uses, .. } => self.op(cur, uses, &[]),

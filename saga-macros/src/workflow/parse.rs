@@ -29,6 +29,8 @@ pub(crate) struct Args {
 pub(crate) struct Signature<'a> {
     pub(crate) item: &'a syn::ItemFn,
     pub(crate) ctx: syn::Ident,
+    /// `&mut WorkflowContext` as written (so the user's import of it is used).
+    pub(crate) ctx_ty: &'a syn::Type,
     /// The input parameter (`None`: the workflow's input is `()`).
     pub(crate) input: Option<(&'a syn::PatIdent, &'a syn::Type)>,
     pub(crate) output: syn::Type,
@@ -83,7 +85,7 @@ pub(crate) fn signature<'a>(cx: &Ctxt, item: &'a syn::ItemFn) -> Option<Signatur
     let ctx = match params.next() {
         Some(syn::FnArg::Typed(pt)) if is_ctx_type(&pt.ty) => match &*pt.pat {
             syn::Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
-                Some(pi.ident.clone())
+                Some((pi.ident.clone(), &*pt.ty))
             }
             other => {
                 cx.error_spanned_by(
@@ -138,9 +140,11 @@ pub(crate) fn signature<'a>(cx: &Ctxt, item: &'a syn::ItemFn) -> Option<Signatur
             return None;
         }
     };
+    let (ctx, ctx_ty) = ctx?;
     Some(Signature {
         item,
-        ctx: ctx?,
+        ctx,
+        ctx_ty,
         input,
         output,
         error,
@@ -170,13 +174,24 @@ pub(crate) fn body<'a>(cx: &Ctxt, sig: &Signature<'a>) -> Body<'a> {
     let param = sig
         .input
         .map(|(pi, ty)| p.declare(&pi.ident, pi.mutability.is_some(), Origin::Param(ty)));
-    let block = p.block(&sig.item.block, true);
+    let block = p.block(&sig.item.block, Tail::Return);
     Body {
         block,
         vars: p.vars,
         checkpoints: p.checkpoints,
         param,
     }
+}
+
+/// What a block's tail expression is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tail {
+    /// Discarded (statement position).
+    Stmt,
+    /// The workflow's result.
+    Return,
+    /// The value of an enclosing `let x = if/match/{..}`.
+    Value,
 }
 
 /// Why an `.await` is where it is.
@@ -416,6 +431,13 @@ impl<'ast> Visit<'ast> for Scan {
         }
         syn::visit::visit_expr_method_call(self, e);
     }
+    fn visit_expr_await(&mut self, e: &'ast syn::ExprAwait) {
+        // An awaited checkpoint in the wrong place is reported as such, not as
+        // "not awaited".
+        let before = self.unawaited.len();
+        syn::visit::visit_expr_await(self, e);
+        self.unawaited.truncate(before);
+    }
     fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
         self.closure_depth += 1;
         syn::visit::visit_expr_closure(self, e);
@@ -634,19 +656,21 @@ impl<'a> Parser<'a, '_> {
         out
     }
 
-    fn block(&mut self, b: &'a syn::Block, ret: bool) -> Block<'a> {
+    fn block(&mut self, b: &'a syn::Block, mode: Tail) -> Block<'a> {
         self.with_scope(|p| {
             let mut out = Vec::new();
-            p.stmts(&b.stmts, ret, &mut out);
+            p.stmts(&b.stmts, mode, &mut out);
             Block { stmts: out }
         })
     }
 
-    fn stmts(&mut self, stmts: &'a [syn::Stmt], ret: bool, out: &mut Vec<Stmt<'a>>) {
+    fn stmts(&mut self, stmts: &'a [syn::Stmt], mode: Tail, out: &mut Vec<Stmt<'a>>) {
         for (i, stmt) in stmts.iter().enumerate() {
             let last = i + 1 == stmts.len();
             match stmt {
-                syn::Stmt::Expr(e, None) if last && ret => self.tail(e, out),
+                syn::Stmt::Expr(e, None) if last && mode != Tail::Stmt => {
+                    self.tail_expr(e, mode, out)
+                }
                 _ => self.stmt(stmt, out),
             }
         }
@@ -676,7 +700,7 @@ impl<'a> Parser<'a, '_> {
             PlainNode::Stmt(s) => self.scan(|v| v.visit_stmt(s)),
             PlainNode::Expr(e) => self.scan(|v| v.visit_expr(e)),
         };
-        let mut uses = self.resolve_all(&scan.names);
+        let uses = self.resolve_all(&scan.names);
         let mut defs = Vec::new();
         let mut falls_through = true;
         let expr = match node {
@@ -695,20 +719,9 @@ impl<'a> Parser<'a, '_> {
                     falls_through = false
                 }
                 syn::Expr::Macro(m) if is_diverging_macro(&m.mac) => falls_through = false,
-                // `x = e`: overwrites `x` (a definition, not a use).
-                syn::Expr::Assign(a) => {
-                    if let syn::Expr::Path(p) = &*a.left {
-                        if let Some(id) = p
-                            .path
-                            .get_ident()
-                            .and_then(|i| self.resolve(&i.to_string()))
-                        {
-                            let right = self.uses_of_expr(&a.right);
-                            uses = right;
-                            defs.push(id);
-                        }
-                    }
-                }
+                // `x = e` overwrites `x`, but is not a kill for liveness: the
+                // re-emitted assignment needs `x` declared in every segment that
+                // reaches it, so a stored `x` stays stored.
                 _ => {}
             }
         }
@@ -767,6 +780,42 @@ impl<'a> Parser<'a, '_> {
                 cp,
                 bind: Bind::Let { local, vars },
             });
+        } else if matches!(
+            &*init.expr,
+            syn::Expr::Loop(_) | syn::Expr::While(_) | syn::Expr::ForLoop(_)
+        ) && has_await(&init.expr)
+        {
+            self.cx.error_spanned_by(
+                &init.expr,
+                "a loop with a checkpoint inside cannot give a value; declare the variable before the loop and assign it inside",
+            );
+        } else if matches!(
+            &*init.expr,
+            syn::Expr::If(_) | syn::Expr::Match(_) | syn::Expr::Block(_)
+        ) && has_await(&init.expr)
+        {
+            // `let x = match .. { .. => ctx.a(..).await?, .. };`: the construct gives
+            // the value through its branches' tails.
+            let mut stmts = Vec::new();
+            self.construct(&init.expr, Tail::Value, &mut stmts);
+            let Some(value) = stmts.pop() else { return };
+            out.extend(stmts);
+            let mut vars = Vec::new();
+            for b in bindings(&local.pat) {
+                let origin = if b.by_ref {
+                    Origin::Ref
+                } else if let Some(ty) = b.ty {
+                    Origin::Annotated(ty)
+                } else {
+                    Origin::Value
+                };
+                vars.push(self.declare(b.ident, b.mutable, origin));
+            }
+            out.push(Stmt::Bind {
+                local,
+                vars,
+                value: Box::new(value),
+            });
         } else {
             self.no_await(AwaitPlace::Nested, |f| f.visit_expr(&init.expr));
             out.push(self.plain(PlainNode::Stmt(stmt)));
@@ -785,46 +834,49 @@ impl<'a> Parser<'a, '_> {
             return;
         }
         match e {
-            syn::Expr::Assign(a) => {
-                let Some((base, tried)) = awaited(&a.right) else {
-                    self.no_await(AwaitPlace::Nested, |f| f.visit_expr(e));
-                    return;
-                };
-                self.no_await(AwaitPlace::Nested, |f| f.visit_expr(&a.left));
-                let mut uses = self.uses_of_expr(&a.left);
-                let mut defs = Vec::new();
-                if let syn::Expr::Path(p) = &*a.left {
-                    if let Some(id) = p
-                        .path
-                        .get_ident()
-                        .and_then(|i| self.resolve(&i.to_string()))
-                    {
-                        uses.clear();
-                        defs.push(id);
-                    }
-                }
-                if let Some(cp) = self.checkpoint(&a.right, base, tried) {
-                    out.push(Stmt::Await {
-                        cp,
-                        bind: Bind::Assign {
-                            place: &a.left,
-                            uses,
-                            defs,
-                        },
-                    });
-                }
+            syn::Expr::Assign(a) => self.assign_await(e, &a.left, &a.right, None, out),
+            syn::Expr::Binary(b) if is_compound_assign(&b.op) => {
+                self.assign_await(e, &b.left, &b.right, Some(&b.op), out)
             }
             syn::Expr::Return(r) => match r.expr.as_deref() {
                 Some(v) => self.returned(v, r.return_token.span, out),
                 None => self.no_await(AwaitPlace::Nested, |f| f.visit_expr(e)),
             },
             syn::Expr::If(_) | syn::Expr::Match(_) | syn::Expr::Block(_) => {
-                self.construct(e, false, out)
+                self.construct(e, Tail::Stmt, out)
             }
             syn::Expr::Loop(_) | syn::Expr::While(_) | syn::Expr::ForLoop(_) => {
-                self.construct(e, false, out)
+                self.construct(e, Tail::Stmt, out)
             }
             _ => self.no_await(AwaitPlace::Nested, |f| f.visit_expr(e)),
+        }
+    }
+
+    /// `place = ctx.x(..).await?` or `place += ctx.x(..).await?`.
+    fn assign_await(
+        &mut self,
+        e: &'a syn::Expr,
+        left: &'a syn::Expr,
+        right: &'a syn::Expr,
+        op: Option<&'a syn::BinOp>,
+        out: &mut Vec<Stmt<'a>>,
+    ) {
+        let Some((base, tried)) = awaited(right) else {
+            self.no_await(AwaitPlace::Nested, |f| f.visit_expr(e));
+            return;
+        };
+        self.no_await(AwaitPlace::Nested, |f| f.visit_expr(left));
+        // The place is read (a compound assignment) or must exist (a plain one): a use.
+        let uses = self.uses_of_expr(left);
+        if let Some(cp) = self.checkpoint(right, base, tried) {
+            out.push(Stmt::Await {
+                cp,
+                bind: Bind::Assign {
+                    place: left,
+                    op,
+                    uses,
+                },
+            });
         }
     }
 
@@ -846,34 +898,64 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    /// The body's tail: its value is the workflow's result.
-    fn tail(&mut self, e: &'a syn::Expr, out: &mut Vec<Stmt<'a>>) {
+    /// A block's tail expression: the workflow's result (`Return`), the value of an
+    /// enclosing `let x = if/match/{..}` (`Value`), or discarded (`Stmt`).
+    fn tail_expr(&mut self, e: &'a syn::Expr, mode: Tail, out: &mut Vec<Stmt<'a>>) {
         match e {
             syn::Expr::If(_) | syn::Expr::Match(_) | syn::Expr::Block(_) if has_await(e) => {
-                self.construct(e, true, out)
+                self.construct(e, mode, out)
             }
             syn::Expr::Loop(_) | syn::Expr::While(_) | syn::Expr::ForLoop(_) if has_await(e) => {
-                self.construct(e, false, out)
+                if mode == Tail::Value {
+                    self.cx.error_spanned_by(e, "a loop with a checkpoint inside cannot give a value; assign a variable inside it instead");
+                } else {
+                    self.construct(e, Tail::Stmt, out)
+                }
             }
-            _ => self.returned(e, e.span(), out),
+            _ => match mode {
+                Tail::Return => self.returned(e, e.span(), out),
+                Tail::Value => {
+                    if let Some((base, tried)) = awaited(e) {
+                        if let Some(cp) = self.checkpoint(e, base, tried) {
+                            let t = self.temp(cp);
+                            out.push(Stmt::Await {
+                                cp,
+                                bind: Bind::Temp(t),
+                            });
+                            out.push(Stmt::Value(Returned::Temp(t)));
+                        }
+                    } else {
+                        self.no_await(AwaitPlace::Nested, |f| f.visit_expr(e));
+                        let uses = self.uses_of_expr(e);
+                        out.push(Stmt::Value(Returned::Expr { expr: e, uses }));
+                    }
+                }
+                Tail::Stmt => {
+                    if has_await(e) {
+                        self.expr_stmt(e, out);
+                    } else {
+                        out.push(self.plain(PlainNode::Expr(e)));
+                    }
+                }
+            },
         }
     }
 
-    /// `if`, `match`, loops and blocks with a checkpoint inside. `ret`: the construct
+    /// `if`, `match`, loops and blocks with a checkpoint inside. `mode`: what the construct
     /// is the body's tail, so its branches' tails are the result.
-    fn construct(&mut self, e: &'a syn::Expr, ret: bool, out: &mut Vec<Stmt<'a>>) {
+    fn construct(&mut self, e: &'a syn::Expr, mode: Tail, out: &mut Vec<Stmt<'a>>) {
         match e {
-            syn::Expr::If(i) => self.if_(i, ret, out),
-            syn::Expr::Match(m) => self.match_(m, ret, out),
+            syn::Expr::If(i) => self.if_(i, mode, out),
+            syn::Expr::Match(m) => self.match_(m, mode, out),
             syn::Expr::Block(b) => {
-                let block = self.block(&b.block, ret);
+                let block = self.block(&b.block, mode);
                 out.push(Stmt::Block {
                     label: b.label.as_ref(),
                     block,
                 });
             }
             syn::Expr::Loop(l) => {
-                let body = self.block(&l.body, false);
+                let body = self.block(&l.body, Tail::Stmt);
                 out.push(Stmt::Loop {
                     label: l.label.as_ref(),
                     kind: LoopKind::Loop,
@@ -886,7 +968,7 @@ impl<'a> Parser<'a, '_> {
                     let uses = self.uses_of_expr(&l.expr);
                     self.with_scope(|p| {
                         let vars = p.pattern_vars(&l.pat);
-                        let body = p.block(&w.body, false);
+                        let body = p.block(&w.body, Tail::Stmt);
                         (
                             LoopKind::WhileLet {
                                 pat: &l.pat,
@@ -904,7 +986,7 @@ impl<'a> Parser<'a, '_> {
                             expr: &w.cond,
                             uses,
                         },
-                        self.block(&w.body, false),
+                        self.block(&w.body, Tail::Stmt),
                     )
                 };
                 out.push(Stmt::Loop {
@@ -931,7 +1013,7 @@ impl<'a> Parser<'a, '_> {
                         };
                         vars.push(p.declare(b.ident, b.mutable, origin));
                     }
-                    (vars, p.block(&f.body, false))
+                    (vars, p.block(&f.body, Tail::Stmt))
                 });
                 out.push(Stmt::Loop {
                     label: f.label.as_ref(),
@@ -963,7 +1045,7 @@ impl<'a> Parser<'a, '_> {
             .collect()
     }
 
-    fn if_(&mut self, i: &'a syn::ExprIf, ret: bool, out: &mut Vec<Stmt<'a>>) {
+    fn if_(&mut self, i: &'a syn::ExprIf, mode: Tail, out: &mut Vec<Stmt<'a>>) {
         let (cond, pat_scope) = match &*i.cond {
             syn::Expr::Let(l) => {
                 self.no_await(AwaitPlace::Nested, |f| f.visit_expr(&l.expr));
@@ -977,7 +1059,7 @@ impl<'a> Parser<'a, '_> {
                             cp,
                             bind: Bind::Temp(t),
                         });
-                        let (then, els) = self.branches(i, ret);
+                        let (then, els) = self.branches(i, mode);
                         out.push(Stmt::If {
                             cond: Cond::Temp(t),
                             then,
@@ -1007,38 +1089,32 @@ impl<'a> Parser<'a, '_> {
                 uses: self.uses_of_expr(&i.cond),
             },
         };
-        let then = self.block(&i.then_branch, ret);
+        let then = self.block(&i.then_branch, mode);
         if pat_scope {
             self.scopes.pop();
         }
-        let els = self.else_branch(i, ret);
+        let els = self.else_branch(i, mode);
         out.push(Stmt::If { cond, then, els });
     }
 
-    fn branches(&mut self, i: &'a syn::ExprIf, ret: bool) -> (Block<'a>, Option<Block<'a>>) {
-        let then = self.block(&i.then_branch, ret);
-        (then, self.else_branch(i, ret))
+    fn branches(&mut self, i: &'a syn::ExprIf, mode: Tail) -> (Block<'a>, Option<Block<'a>>) {
+        let then = self.block(&i.then_branch, mode);
+        (then, self.else_branch(i, mode))
     }
 
-    fn else_branch(&mut self, i: &'a syn::ExprIf, ret: bool) -> Option<Block<'a>> {
+    fn else_branch(&mut self, i: &'a syn::ExprIf, mode: Tail) -> Option<Block<'a>> {
         let (_, els) = i.else_branch.as_ref()?;
         Some(match &**els {
-            syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block, ret),
+            syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block, mode),
             other => self.with_scope(|p| {
                 let mut stmts = Vec::new();
-                if ret {
-                    p.tail(other, &mut stmts);
-                } else if has_await(other) {
-                    p.construct(other, false, &mut stmts);
-                } else {
-                    stmts.push(p.plain(PlainNode::Expr(other)));
-                }
+                p.tail_expr(other, mode, &mut stmts);
                 Block { stmts }
             }),
         })
     }
 
-    fn match_(&mut self, m: &'a syn::ExprMatch, ret: bool, out: &mut Vec<Stmt<'a>>) {
+    fn match_(&mut self, m: &'a syn::ExprMatch, mode: Tail, out: &mut Vec<Stmt<'a>>) {
         let scrutinee = if let Some((base, tried)) = awaited(&m.expr) {
             let Some(cp) = self.checkpoint(&m.expr, base, tried) else {
                 return;
@@ -1066,16 +1142,10 @@ impl<'a> Parser<'a, '_> {
             let (vars, body) = self.with_scope(|p| {
                 let vars = p.pattern_vars(&arm.pat);
                 let body = match &*arm.body {
-                    syn::Expr::Block(b) if b.label.is_none() => p.block(&b.block, ret),
+                    syn::Expr::Block(b) if b.label.is_none() => p.block(&b.block, mode),
                     other => {
                         let mut stmts = Vec::new();
-                        if ret {
-                            p.tail(other, &mut stmts);
-                        } else if has_await(other) {
-                            p.expr_stmt(other, &mut stmts);
-                        } else {
-                            stmts.push(p.plain(PlainNode::Expr(other)));
-                        }
+                        p.tail_expr(other, mode, &mut stmts);
                         Block { stmts }
                     }
                 };
@@ -1199,7 +1269,7 @@ impl<'a> Parser<'a, '_> {
                 None
             }
             Ok(call) => Some(CpKind::JoinAll {
-                iter: &map.receiver,
+                iter: strip_parens(&map.receiver),
                 pat: &closure.inputs[0],
                 call,
             }),
@@ -1331,6 +1401,30 @@ pub(crate) fn call_exprs<'a>(c: &Call<'a>, f: &mut impl FnMut(&'a syn::Expr)) {
             }
         }
     }
+}
+
+fn strip_parens(e: &syn::Expr) -> &syn::Expr {
+    match e {
+        syn::Expr::Paren(p) => strip_parens(&p.expr),
+        other => other,
+    }
+}
+
+fn is_compound_assign(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
 }
 
 fn is_diverging_macro(m: &syn::Macro) -> bool {

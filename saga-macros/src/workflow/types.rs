@@ -248,7 +248,7 @@ impl Types<'_, '_> {
             Origin::Checkpoint(cp) | Origin::Temp(cp) => {
                 checkpoint_ty(&body.checkpoints[*cp]).map_or(Ty::Unknown, Ty::Known)
             }
-            Origin::Pattern => Ty::Unknown,
+            Origin::Pattern | Origin::Value => Ty::Unknown,
             Origin::Ref => Ty::Borrow("a `ref` binding"),
             Origin::Cursor(e) => match self.cursor(e) {
                 Some((cursor, _)) => Ty::Known(cursor),
@@ -278,7 +278,9 @@ impl Types<'_, '_> {
                 };
                 let cursor = match r.limits {
                     syn::RangeLimits::HalfOpen(_) => parse_quote!(::core::ops::Range<#item>),
-                    syn::RangeLimits::Closed(_) => parse_quote!(::core::ops::RangeInclusive<#item>),
+                    syn::RangeLimits::Closed(_) => {
+                        parse_quote!(::saga_runtime::__private::InclusiveCursor<#item>)
+                    }
                 };
                 Some((cursor, item))
             }
@@ -311,6 +313,18 @@ impl Types<'_, '_> {
             },
             syn::Expr::Reference(_) => Ty::Borrow("it is initialised with a reference"),
             syn::Expr::Cast(c) => Ty::Known((*c.ty).clone()),
+            syn::Expr::MethodCall(mc) if is_path(&mc.receiver, &self.ctx) => {
+                match mc.method.to_string().as_str() {
+                    "now" => Ty::Known(parse_quote!(
+                        ::saga_runtime::__private::chrono::DateTime<
+                            ::saga_runtime::__private::chrono::Utc,
+                        >
+                    )),
+                    "random" => Ty::Known(parse_quote!(u64)),
+                    "uuid" => Ty::Known(parse_quote!(::std::string::String)),
+                    _ => Ty::Unknown,
+                }
+            }
             syn::Expr::MethodCall(mc) => match mc.method.to_string().as_str() {
                 "clone" | "to_owned" | "into_iter" if mc.args.is_empty() => {
                     self.infer(&mc.receiver)
@@ -375,6 +389,10 @@ impl Types<'_, '_> {
         let name = ident.to_string();
         self.body.vars.iter().rposition(|v| v.ident == name)
     }
+}
+
+fn is_path(e: &syn::Expr, name: &str) -> bool {
+    matches!(e, syn::Expr::Path(p) if p.path.is_ident(name))
 }
 
 fn strip(e: &syn::Expr) -> &syn::Expr {

@@ -1,0 +1,11 @@
+use saga_runtime::prelude::*;
+use ui_tests::acts::double;
+
+#[workflow]
+async fn flow(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
+    let pending = ctx.activity(double, n);
+    let _ = pending;
+    Ok(n)
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use saga_runtime::prelude::*;
+use ui_tests::acts::double;
+
+#[workflow]
+async fn flow(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
+    #[nondeterministic]
+    let t = std::time::Instant::now();
+    let _ = t;
+    ctx.activity(double, n).await
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use saga_runtime::prelude::*;
+use ui_tests::acts::double;
+
+#[workflow]
+async fn flow(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
+    std::thread::sleep(Duration::from_secs(1));
+    ctx.activity(double, n).await
+}
+
+fn main() {}
