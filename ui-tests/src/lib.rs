@@ -238,6 +238,7 @@ async fn carry_out(
                 attempt: 1,
                 activity_type: activity_type.clone(),
             };
+            let input = serde_json::value::to_raw_value(&input).expect("a JSON value encodes");
             Wake::Activity {
                 slot,
                 result: activity.execute_dyn(ctx, input).await,
