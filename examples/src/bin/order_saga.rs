@@ -5,10 +5,15 @@
 //! printing every event as it is recorded, then the final status.
 //!
 //! Run: `cargo run -p examples --bin order_saga`
+//!
+//! Executions are stored in `saga.db` (SQLite, the embedded default), created on the
+//! first run; every run lists the executions earlier runs left there. Set `SAGA_DB` to
+//! use another file.
 
 use std::time::Duration;
 
-use saga_runtime::adapter::memory::InMemoryStore;
+use saga_adapters::SqliteStore;
+use saga_runtime::port::{EventStore, ExecutionFilter};
 use saga_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -134,8 +139,32 @@ async fn order_saga(ctx: &mut WorkflowContext, order: Order) -> Result<Receipt, 
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    let path = std::env::var("SAGA_DB").unwrap_or_else(|_| "saga.db".to_owned());
+    let store = SqliteStore::open(&path).await?;
+    let earlier = store.list_executions(&ExecutionFilter::default()).await?;
+    println!("{path}: {} execution(s) from earlier runs", earlier.len());
+    for e in &earlier {
+        println!(
+            "  {:<14} {:<11} {} events, started {}",
+            e.saga_id,
+            e.status.name(),
+            e.version,
+            e.started_at
+        );
+    }
+    // Execution ids end in the run's number: one past the highest so far keeps them
+    // unique in the file.
+    let run_no = earlier
+        .iter()
+        .filter_map(|e| e.saga_id.as_str().rsplit('-').next()?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let (ok_id, rejected_id) = (format!("order-42-{run_no}"), format!("order-43-{run_no}"));
+    println!();
+
     let engine = SagaEngine::builder()
-        .store(InMemoryStore::new())
+        .store(store)
         .workflow::<order_saga>()
         .activities([
             activity::<reserve_inventory>(),
@@ -149,17 +178,17 @@ async fn main() -> Result<(), Error> {
         .await?;
 
     let happy = Order {
-        id: "order-42".into(),
+        id: ok_id.clone(),
         amount_cents: 4_200,
         needs_approval: true,
         carrier_rejects: false,
     };
-    let run = engine.start::<order_saga>("order-42", happy).await?;
+    let run = engine.start::<order_saga>(ok_id.as_str(), happy).await?;
     // The approval may come before or after the saga waits for it.
     engine
-        .signal("order-42", "approval", Approval { granted: true })
+        .signal(ok_id.as_str(), "approval", Approval { granted: true })
         .await?;
-    follow(&engine, "order-42").await?;
+    follow(&engine, &ok_id).await?;
     let receipt = run.result().await?;
     println!(
         "receipt: shipment {} for payment {}\n",
@@ -167,16 +196,18 @@ async fn main() -> Result<(), Error> {
     );
 
     let rejected = Order {
-        id: "order-43".into(),
+        id: rejected_id.clone(),
         amount_cents: 1_000,
         needs_approval: false,
         carrier_rejects: true,
     };
-    let run = engine.start::<order_saga>("order-43", rejected).await?;
-    follow(&engine, "order-43").await?;
+    let run = engine
+        .start::<order_saga>(rejected_id.as_str(), rejected)
+        .await?;
+    follow(&engine, &rejected_id).await?;
     match run.result().await {
-        Ok(_) => println!("unexpected: order-43 completed"),
-        Err(e) => println!("order-43 did not complete: {e}"),
+        Ok(_) => println!("unexpected: {rejected_id} completed"),
+        Err(e) => println!("{rejected_id} did not complete: {e}"),
     }
     Ok(())
 }
@@ -193,7 +224,7 @@ async fn follow(engine: &SagaEngine, saga_id: &str) -> Result<(), Error> {
                 .or_else(|| e.attr_str("reason"))
                 .unwrap_or("");
             println!(
-                "{saga_id:>9} #{:<3} {:<34} {what}",
+                "{saga_id:>11} #{:<3} {:<34} {what}",
                 e.event_id,
                 e.event_type.name()
             );
@@ -201,10 +232,10 @@ async fn follow(engine: &SagaEngine, saga_id: &str) -> Result<(), Error> {
         printed = history.len();
         let d = engine.describe(saga_id).await?;
         if d.closed_at.is_some() {
-            println!("{saga_id:>9} final status: {}", d.status);
+            println!("{saga_id:>11} final status: {}", d.status);
             if !d.compensations_done.is_empty() {
                 println!(
-                    "{saga_id:>9} compensations (in order): {}",
+                    "{saga_id:>11} compensations (in order): {}",
                     d.compensations_done.join(", ")
                 );
             }

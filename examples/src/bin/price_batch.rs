@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo run -p examples --bin price_batch`
 
-use saga_runtime::adapter::memory::InMemoryStore;
+use saga_adapters::SqliteStore;
+use saga_runtime::port::{EventStore, ExecutionFilter};
 use saga_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -87,8 +88,21 @@ async fn price_batch(ctx: &mut WorkflowContext, cart: Cart) -> Result<Invoice, S
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    // The embedded default store, shared with the order saga example (`SAGA_DB`).
+    let path = std::env::var("SAGA_DB").unwrap_or_else(|_| "saga.db".to_owned());
+    let store = SqliteStore::open(&path).await?;
+    let filter = ExecutionFilter {
+        workflow_type: Some(<price_batch as Workflow>::TYPE_ID.to_owned()),
+        ..Default::default()
+    };
+    let earlier = store.list_executions(&filter).await?.len();
+    // Fresh ids on every run over the same file.
+    let (first, second) = (
+        format!("cart-{}", earlier + 1),
+        format!("cart-{}", earlier + 2),
+    );
     let engine = SagaEngine::builder()
-        .store(InMemoryStore::new())
+        .store(store)
         .workflow::<price_batch>()
         .activities([
             activity::<price_line>(),
@@ -118,12 +132,12 @@ async fn main() -> Result<(), Error> {
         ],
     };
     let invoice = engine
-        .start::<price_batch>("cart-1", cart)
+        .start::<price_batch>(first.as_str(), cart)
         .await?
         .result()
         .await?;
-    println!("cart-1: {invoice:?}");
-    for e in engine.history("cart-1").await? {
+    println!("{first}: {invoice:?}");
+    for e in engine.history(first.as_str()).await? {
         println!("  #{:<3} {}", e.event_id, e.event_type.name());
     }
     let cart = Cart {
@@ -134,17 +148,17 @@ async fn main() -> Result<(), Error> {
         }],
     };
     match engine
-        .start::<price_batch>("cart-2", cart)
+        .start::<price_batch>(second.as_str(), cart)
         .await?
         .result()
         .await
     {
-        Ok(i) => println!("cart-2: unexpected {i:?}"),
-        Err(e) => println!("cart-2 did not complete: {e}"),
+        Ok(i) => println!("{second}: unexpected {i:?}"),
+        Err(e) => println!("{second} did not complete: {e}"),
     }
     println!(
-        "cart-2 final status: {}",
-        engine.describe("cart-2").await?.status
+        "{second} final status: {}",
+        engine.describe(second.as_str()).await?.status
     );
     Ok(())
 }
