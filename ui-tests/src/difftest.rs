@@ -269,6 +269,8 @@ pub fn compare(name: &str, input: u64, seed: u64, machine: Outcome, plain: Outco
 
 struct Gen {
     rng: u64,
+    /// Labels of the enclosing labelled loops.
+    labels: Vec<String>,
     vars: usize,
     budget: usize,
 }
@@ -315,7 +317,7 @@ impl Gen {
     fn stmt(&mut self, out: &mut String, indent: usize, depth: usize, loops: usize) {
         let pad = " ".repeat(indent);
         let nested = depth < 2 && self.budget > 0;
-        let kind = self.below(if nested { 16 } else { 10 });
+        let kind = self.below(if nested { 22 } else { 10 });
         match kind {
             0 | 1 => {
                 let v = self.fresh("v");
@@ -353,7 +355,17 @@ impl Gen {
                 );
             }
             7 => {
-                if loops > 0 && self.below(2) == 0 {
+                if !self.labels.is_empty() && self.below(3) == 0 {
+                    let c = self.cond();
+                    let pick = self.below(self.labels.len() as u64) as usize;
+                    let l = self.labels[pick].clone();
+                    let jump = if self.below(2) == 0 {
+                        "continue"
+                    } else {
+                        "break"
+                    };
+                    let _ = writeln!(out, "{pad}if {c} {{\n{pad}    {jump} {l};\n{pad}}}");
+                } else if loops > 0 && self.below(2) == 0 {
                     let c = self.cond();
                     let jump = if self.below(2) == 0 {
                         "continue"
@@ -433,8 +445,77 @@ impl Gen {
                     out,
                     "{pad}let mut {i}: u64 = 0;\n{pad}{l}: loop {{\n{pad}    {i} += 1;\n{pad}    if {i} > {k} {{\n{pad}        break {l};\n{pad}    }}"
                 );
+                self.labels.push(l);
+                self.block(out, indent + 4, depth + 1, loops + 1);
+                self.labels.pop();
+                let _ = writeln!(out, "{pad}}}");
+            }
+            16 => {
+                self.budget -= 1;
+                let _ = writeln!(out, "{pad}match acc % 3 {{\n{pad}    0 => {{");
+                self.block(out, indent + 8, depth + 1, loops);
+                let _ = writeln!(
+                    out,
+                    "{pad}    }}\n{pad}    1 => acc += 1,\n{pad}    _ => {{"
+                );
+                self.block(out, indent + 8, depth + 1, loops);
+                let _ = writeln!(out, "{pad}    }}\n{pad}}}");
+            }
+            17 => {
+                self.budget -= 1;
+                let b = self.fresh("'b");
+                let c = self.cond();
+                let _ = writeln!(out, "{pad}{b}: {{");
+                // Unlabelled `break`/`continue` may not stand directly in a labelled block.
+                let saved = std::mem::take(&mut self.labels);
+                self.stmt(out, indent + 4, depth + 1, 0);
+                let _ = writeln!(
+                    out,
+                    "{pad}    if {c} {{\n{pad}        break {b};\n{pad}    }}"
+                );
+                self.block(out, indent + 4, depth + 1, 0);
+                self.labels = saved;
+                let _ = writeln!(out, "{pad}}}");
+            }
+            18 => {
+                self.budget -= 1;
+                let x = self.fresh("x");
+                let y = self.fresh("y");
+                let (a, i) = (self.activity(), self.input());
+                let (b, j) = (self.activity(), self.input());
+                let _ = writeln!(
+                    out,
+                    "{pad}let {x}: u64 = match acc % 3 {{\n{pad}    0 => ctx.activity({a}, {i}).await?,\n{pad}    1 => {{\n{pad}        let {y}: u64 = ctx.activity({b}, {j}).await?;\n{pad}        {y} + 1\n{pad}    }}\n{pad}    _ => acc / 3,\n{pad}}};\n{pad}acc += {x};"
+                );
+            }
+            19 => {
+                self.budget -= 1;
+                let list = self.fresh("list");
+                let item = self.fresh("item");
+                let _ = writeln!(
+                    out,
+                    "{pad}let mut {list}: Vec<u64> = vec![acc % 5, 3];\n{pad}while let Some({item}) = {list}.pop() {{\n{pad}    acc += {item};"
+                );
                 self.block(out, indent + 4, depth + 1, loops + 1);
                 let _ = writeln!(out, "{pad}}}");
+            }
+            20 => {
+                self.budget -= 1;
+                let items = self.fresh("items");
+                let it = self.fresh("it");
+                let _ = writeln!(
+                    out,
+                    "{pad}let {items}: Vec<u64> = vec![acc % 7, 2];\n{pad}for {it} in {items} {{\n{pad}    acc += {it};"
+                );
+                self.block(out, indent + 4, depth + 1, loops + 1);
+                let _ = writeln!(out, "{pad}}}");
+            }
+            21 => {
+                let w = self.fresh("w");
+                let _ = writeln!(
+                    out,
+                    "{pad}let Some({w}) = ctx.signal::<Option<u64>>(\"w\").await? else {{\n{pad}    return Ok(acc + 1000);\n{pad}}};\n{pad}acc += {w};"
+                );
             }
             _ => {
                 self.budget -= 1;
@@ -464,8 +545,15 @@ pub const BODIES: usize = 200;
 
 /// The text of `tests/generated/difftest_bodies.rs`.
 pub fn generate() -> String {
+    generate_with(0x5a6a_2024, BODIES)
+}
+
+/// `count` bodies from `seed` (other seeds: `gen-difftest --seed N --count N --out F`,
+/// to explore beyond what CI runs).
+pub fn generate_with(seed: u64, count: usize) -> String {
     let mut g = Gen {
-        rng: 0x5a6a_2024,
+        labels: Vec::new(),
+        rng: seed,
         vars: 0,
         budget: 0,
     };
@@ -475,7 +563,7 @@ pub fn generate() -> String {
          use saga_runtime::prelude::*;\n\
          use ui_tests::difftest::{block_on, checked, compare, other, run_machine, step, Plain};\n\n",
     );
-    for i in 0..BODIES {
+    for i in 0..count {
         let body = g.body();
         let _ = write!(
             out,
@@ -484,7 +572,7 @@ pub fn generate() -> String {
         );
     }
     out.push_str("#[test]\nfn lowered_machines_match_plain_async_fns() {\n");
-    for i in 0..BODIES {
+    for i in 0..count {
         let _ = writeln!(out, "    w{i}::check();");
     }
     out.push_str("}\n");

@@ -52,6 +52,7 @@ pub(crate) struct Machine<'m, 'a> {
     pub(crate) sig: &'m Signature<'a>,
     pub(crate) args: &'m Args,
     pub(crate) body: &'m Body<'a>,
+    pub(crate) cfg: &'m super::lower::Cfg,
     pub(crate) start: Vec<Field>,
     pub(crate) fields: Vec<Vec<Field>>,
     pub(crate) variants: Vec<syn::Ident>,
@@ -846,6 +847,7 @@ impl Machine<'_, '_> {
                 };
             }
         };
+        let reach = self.cfg.reachable_in_segment(self.cfg.resume[cp]);
         let mut code = self.bind(bind);
         code.extend(self.stmts(&block.stmts[idx + 1..]));
         for j in (1..=k).rev() {
@@ -891,7 +893,18 @@ impl Machine<'_, '_> {
                 _ => unreachable!("this is a bug in saga-macros: a path through a plain statement"),
             };
             code = wrapped;
-            code.extend(self.stmts(&block.stmts[idx + 1..]));
+            // Only what this segment can reach: code after a construct it always
+            // leaves (by `return`, `break`, a suspension..) would name bindings the
+            // arm never restored.
+            if self.cfg.after_reachable(&block.stmts[idx], &reach) {
+                code.extend(self.stmts(&block.stmts[idx + 1..]));
+            } else {
+                // rustc cannot see that the resumed iteration always suspends; the
+                // CFG can.
+                code.extend(quote!(::core::unreachable!(
+                    "this is a bug in saga-macros: control reached code its analysis found unreachable"
+                )));
+            }
         }
         top.extend(code);
         top
@@ -1072,4 +1085,29 @@ impl VisitMut for Rewrite {
         }
     }
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        // `format!("{}", x?)`: macro arguments are tokens to syn; when they read as
+        // comma-separated expressions, rewrite them like any other code.
+        let has = |t: &TokenStream| {
+            t.clone().into_iter().any(|tt| match tt {
+                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+                proc_macro2::TokenTree::Ident(i) => i == "return",
+                proc_macro2::TokenTree::Group(g) => {
+                    let inner = g.stream().to_string();
+                    inner.contains('?') || inner.contains("return")
+                }
+                proc_macro2::TokenTree::Literal(_) => false,
+            })
+        };
+        if !has(&m.tokens) {
+            return;
+        }
+        let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+        if let Ok(mut args) = syn::parse::Parser::parse2(parser, m.tokens.clone()) {
+            for a in args.iter_mut() {
+                self.visit_expr_mut(a);
+            }
+            m.tokens = args.to_token_stream();
+        }
+    }
 }

@@ -2,6 +2,18 @@
 //! field names and types, and each checkpoint's kind, callee and variant. Any change
 //! to what is stored, or to what is awaited where, changes it; an execution started
 //! under another fingerprint is refused by the engine (never resumed wrongly).
+//!
+//! ```text
+//! workflow order-saga
+//! variant Start order: Order;
+//! variant ReserveInventory order: Order;
+//! variant ChargePayment order: Order; reservation: <reserve_inventory as ..>::Output;
+//! checkpoint 0 Activity reserve_inventory true ReserveInventory
+//! ...                                   → sha-256 → "order-saga:e897df6a4a67e36b"
+//! ```
+//!
+//! Plain code between checkpoints is not part of it: a change there that stores the
+//! same locals and awaits the same things replays the same history.
 
 use quote::ToTokens;
 use sha2::{Digest, Sha256};

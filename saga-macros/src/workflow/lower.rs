@@ -46,6 +46,34 @@ pub(crate) struct Cfg {
     pub(crate) entry: BbId,
     /// Per checkpoint: the block that starts when it wakes.
     pub(crate) resume: Vec<BbId>,
+    /// Per statement (by address): the block control reaches after it, if any.
+    pub(crate) after: std::collections::HashMap<usize, BbId>,
+}
+
+impl Cfg {
+    /// The blocks a segment starting at `from` can run through before it suspends
+    /// (segment code after a suspension belongs to another arm).
+    pub(crate) fn reachable_in_segment(&self, from: BbId) -> Vec<bool> {
+        let mut seen = vec![false; self.blocks.len()];
+        let mut stack = vec![from];
+        while let Some(b) = stack.pop() {
+            if std::mem::replace(&mut seen[b], true) {
+                continue;
+            }
+            if self.blocks[b].suspends.is_none() {
+                stack.extend(self.blocks[b].succs.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// True if control can get past statement `s` within the segment whose blocks
+    /// are `reach`.
+    pub(crate) fn after_reachable(&self, s: &Stmt<'_>, reach: &[bool]) -> bool {
+        self.after
+            .get(&(s as *const Stmt<'_> as usize))
+            .is_some_and(|bb| reach[*bb])
+    }
 }
 
 struct Target {
@@ -56,6 +84,7 @@ struct Target {
 }
 
 struct Lower {
+    after: std::collections::HashMap<usize, BbId>,
     blocks: Vec<Bb>,
     targets: Vec<Target>,
     resume: Vec<Option<BbId>>,
@@ -63,6 +92,7 @@ struct Lower {
 
 pub(crate) fn lower(body: &Body<'_>) -> Cfg {
     let mut l = Lower {
+        after: std::collections::HashMap::new(),
         blocks: Vec::new(),
         targets: Vec::new(),
         resume: vec![None; body.checkpoints.len()],
@@ -78,6 +108,7 @@ pub(crate) fn lower(body: &Body<'_>) -> Cfg {
         blocks: l.blocks,
         entry,
         resume,
+        after: l.after,
     }
 }
 
@@ -127,6 +158,14 @@ impl Lower {
     }
 
     fn stmt(&mut self, s: &Stmt<'_>, cur: BbId, body: &Body<'_>) -> Option<BbId> {
+        let after = self.stmt_inner(s, cur, body);
+        if let Some(a) = after {
+            self.after.insert(s as *const Stmt<'_> as usize, a);
+        }
+        after
+    }
+
+    fn stmt_inner(&mut self, s: &Stmt<'_>, cur: BbId, body: &Body<'_>) -> Option<BbId> {
         match s {
             Stmt::Plain(p) => {
                 self.op(cur, &p.uses, &p.defs);
@@ -139,10 +178,15 @@ impl Lower {
             }
             Stmt::Await { cp, bind } => {
                 let checkpoint = &body.checkpoints[*cp];
-                self.op(cur, &checkpoint.uses, &[]);
-                self.blocks[cur].suspends = Some(*cp);
+                // The suspension gets a block of its own: `cur` may already jump
+                // elsewhere (a `break` in a plain statement before it), and a
+                // suspending block's only successor is the checkpoint's resume block.
+                let at = self.new_block();
+                self.edge(cur, at);
+                self.op(at, &checkpoint.uses, &[]);
+                self.blocks[at].suspends = Some(*cp);
                 let r = self.new_block();
-                self.edge(cur, r);
+                self.edge(at, r);
                 self.resume[*cp] = Some(r);
                 let (uses, defs): (&[VarId], Vec<VarId>) = match bind {
                     Bind::Discard => (&[], Vec::new()),

@@ -69,6 +69,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         sig: &sig,
         args: &args,
         body: &body,
+        cfg: &cfg,
         start,
         fields,
         variants,

@@ -414,13 +414,6 @@ impl<'ast> Visit<'ast> for Scan {
     }
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         self.tokens(m.tokens.clone());
-        let name = m.path.segments.last().map(|s| s.ident.to_string());
-        if matches!(
-            name.as_deref(),
-            Some("panic" | "unreachable" | "todo" | "unimplemented")
-        ) {
-            // Diverges: handled by `falls_through`.
-        }
     }
     fn visit_expr_method_call(&mut self, e: &'ast syn::ExprMethodCall) {
         if let syn::Expr::Path(p) = &*e.receiver {

@@ -6,6 +6,15 @@
 //! a typed `Vec<T>` (stored as a cursor). Anything else stored is an error on the
 //! binding that names the checkpoint and shows the annotation to add. A borrow may not
 //! live across a checkpoint.
+//!
+//! ```text
+//! async fn f(ctx: &mut WorkflowContext, order: Order) -> ..   order: Order (parameter)
+//!     let r = ctx.activity(reserve, order.clone()).await?;     r: <reserve as Activity>::Output
+//!     let n: u32 = 3;                                          n: u32 (annotation)
+//!     let s = format!("{n}");                                  s: String (initializer)
+//!     for i in 0u64..n as u64 { ctx.sleep(..).await; }         cursor: Range<u64>, i: u64
+//!     let v = Vec::new();  ctx.sleep(..).await;  v.len()       error: annotate `v`
+//! ```
 
 use std::collections::BTreeSet;
 

@@ -10,49 +10,71 @@ mod w0 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 82 + 9).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            let g3: u64 = ctx.signal("go").await?;
-            acc += g3;
-            let x4: u64 = if acc % 2 == 0 {
-                ctx.activity(other, acc % 94 + 1).await?
-            } else {
-                acc / 2
+        ctx.sleep(Duration::from_secs(36)).await;
+        if acc % 5 == 0 {
+            let v1: u64 = ctx.activity(step, acc % 95 + 7).await?;
+            acc += v1;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 3 {
+                    break 'l3;
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 94 + 2), ctx.activity(step, acc % 69 + 5))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+            }
+        } else {
+            let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
             };
-            acc += x4;
-            let v5: u64 = ctx.activity(step, acc % 69 + 8).await?;
-            acc += v5;
+            acc += w6;
         }
-        if acc % 4 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        let q7: u64 = checked(acc)?;
+        acc += q7 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 82 + 9).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            let g3: u64 = ctx.signal("go").await?;
-            acc += g3;
-            let x4: u64 = if acc % 2 == 0 {
-                ctx.activity(other, acc % 94 + 1).await?
-            } else {
-                acc / 2
+        ctx.sleep(Duration::from_secs(36)).await;
+        if acc % 5 == 0 {
+            let v1: u64 = ctx.activity(step, acc % 95 + 7).await?;
+            acc += v1;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 3 {
+                    break 'l3;
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 94 + 2), ctx.activity(step, acc % 69 + 5))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+            }
+        } else {
+            let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
             };
-            acc += x4;
-            let v5: u64 = ctx.activity(step, acc % 69 + 8).await?;
-            acc += v5;
+            acc += w6;
         }
-        if acc % 4 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        let q7: u64 = checked(acc)?;
+        acc += q7 % 5;
         Ok(acc)
     }
 
@@ -71,39 +93,31 @@ mod w1 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..1 {
-            acc += j1;
-            for j2 in 0u64..3 {
-                acc += j2;
-                acc += ctx.activity(step, acc % 91 + 7).await?;
-                if acc % 4 == 1 {
-                    continue;
-                }
-                match ctx.activity(step, acc % 83 + 7).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
+        let v1: u64 = ctx.activity(other, acc % 67 + 7).await?;
+        acc += v1;
+        let mut i2: u64 = 0;
+        while i2 < 1 {
+            i2 += 1;
+            let v3: u64 = ctx.activity(other, acc % 66 + 3).await?;
+            acc += v3;
         }
+        let g4: u64 = ctx.signal("more").await?;
+        acc += g4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..1 {
-            acc += j1;
-            for j2 in 0u64..3 {
-                acc += j2;
-                acc += ctx.activity(step, acc % 91 + 7).await?;
-                if acc % 4 == 1 {
-                    continue;
-                }
-                match ctx.activity(step, acc % 83 + 7).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
+        let v1: u64 = ctx.activity(other, acc % 67 + 7).await?;
+        acc += v1;
+        let mut i2: u64 = 0;
+        while i2 < 1 {
+            i2 += 1;
+            let v3: u64 = ctx.activity(other, acc % 66 + 3).await?;
+            acc += v3;
         }
+        let g4: u64 = ctx.signal("more").await?;
+        acc += g4;
         Ok(acc)
     }
 
@@ -122,93 +136,29 @@ mod w2 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 50 + 1).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            if acc % 2 == 0 {
-                return Ok(acc);
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 60 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 94 + 0).await?;
+                y2 + 1
             }
-            match ctx.activity(other, acc % 75 + 1).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(15)).await;
-        }
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 2 {
-                    break 'l5;
-                }
-                match ctx.activity(step, acc % 55 + 6).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                if acc % 3 == 0 {
-                    return Ok(acc);
-                }
-                if acc % 4 == 0 {
-                    break;
-                }
-            }
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let v7: u64 = ctx.activity(other, acc % 54 + 1).await?;
-                acc += v7;
-            }
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 50 + 1).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            if acc % 2 == 0 {
-                return Ok(acc);
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 60 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 94 + 0).await?;
+                y2 + 1
             }
-            match ctx.activity(other, acc % 75 + 1).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(15)).await;
-        }
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 2 {
-                    break 'l5;
-                }
-                match ctx.activity(step, acc % 55 + 6).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                if acc % 3 == 0 {
-                    return Ok(acc);
-                }
-                if acc % 4 == 0 {
-                    break;
-                }
-            }
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let v7: u64 = ctx.activity(other, acc % 54 + 1).await?;
-                acc += v7;
-            }
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -227,17 +177,23 @@ mod w3 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        acc += ctx.activity(other, acc % 57 + 9).await?;
+        let x1: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 77 + 3).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        acc += ctx.activity(other, acc % 57 + 9).await?;
+        let x1: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 77 + 3).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -256,78 +212,74 @@ mod w4 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            let v1: u64 = ctx.activity(step, acc % 90 + 3).await?;
-            acc += v1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                if acc % 3 == 1 {
-                    return Ok(acc);
+        let v1: u64 = ctx.activity(other, acc % 51 + 4).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 53 + 9).await?;
+        acc += v2;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        if acc % 4 == 1 {
+            for j4 in 0u64..2 {
+                acc += j4;
+                acc += ctx.activity(other, acc % 88 + 9).await?;
+            }
+        } else {
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 51 + 1).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 64 + 5).await?;
+                    y6 + 1
                 }
-            }
-            let v3: u64 = ctx.activity(step, acc % 53 + 6).await?;
-            acc += v3;
-        }
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            if acc % 4 == 0 {
-                break;
-            }
-            let x5: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 50 + 2).await?
-            } else {
-                acc / 2
+                _ => acc / 3,
             };
             acc += x5;
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 62 + 3), ctx.activity(step, acc % 67 + 5))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        match ctx.activity(step, acc % 62 + 1).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        for j7 in 0u64..2 {
+            acc += j7;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let g8: u64 = ctx.signal("more").await?;
+            acc += g8;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            let v1: u64 = ctx.activity(step, acc % 90 + 3).await?;
-            acc += v1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                if acc % 3 == 1 {
-                    return Ok(acc);
+        let v1: u64 = ctx.activity(other, acc % 51 + 4).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 53 + 9).await?;
+        acc += v2;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        if acc % 4 == 1 {
+            for j4 in 0u64..2 {
+                acc += j4;
+                acc += ctx.activity(other, acc % 88 + 9).await?;
+            }
+        } else {
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 51 + 1).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 64 + 5).await?;
+                    y6 + 1
                 }
-            }
-            let v3: u64 = ctx.activity(step, acc % 53 + 6).await?;
-            acc += v3;
-        }
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            if acc % 4 == 0 {
-                break;
-            }
-            let x5: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 50 + 2).await?
-            } else {
-                acc / 2
+                _ => acc / 3,
             };
             acc += x5;
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 62 + 3), ctx.activity(step, acc % 67 + 5))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        match ctx.activity(step, acc % 62 + 1).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        for j7 in 0u64..2 {
+            acc += j7;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let g8: u64 = ctx.signal("more").await?;
+            acc += g8;
         }
         Ok(acc)
     }
@@ -347,84 +299,16 @@ mod w5 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 83 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 0 {
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 79 + 1), ctx.activity(other, acc % 79 + 4))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            for j4 in 0u64..1 {
-                acc += j4;
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-            }
-            let v7: u64 = ctx.activity(step, acc % 82 + 5).await?;
-            acc += v7;
-        }
-        let mut i8: u64 = 0;
-        while i8 < 2 {
-            i8 += 1;
-            let v9: u64 = ctx.activity(other, acc % 53 + 3).await?;
-            acc += v9;
-            let (r10, r11) = ctx.join((ctx.activity(step, acc % 57 + 6), ctx.activity(step, acc % 84 + 8))).await;
-            acc += r10.unwrap_or(1);
-            if let Ok(v) = r11 {
-                acc += v;
-            }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 83 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 0 {
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 79 + 1), ctx.activity(other, acc % 79 + 4))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            for j4 in 0u64..1 {
-                acc += j4;
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-            }
-            let v7: u64 = ctx.activity(step, acc % 82 + 5).await?;
-            acc += v7;
-        }
-        let mut i8: u64 = 0;
-        while i8 < 2 {
-            i8 += 1;
-            let v9: u64 = ctx.activity(other, acc % 53 + 3).await?;
-            acc += v9;
-            let (r10, r11) = ctx.join((ctx.activity(step, acc % 57 + 6), ctx.activity(step, acc % 84 + 8))).await;
-            acc += r10.unwrap_or(1);
-            if let Ok(v) = r11 {
-                acc += v;
-            }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -446,30 +330,17 @@ mod w6 {
         let mut acc: u64 = input;
         let q1: u64 = checked(acc)?;
         acc += q1 % 5;
-        match ctx.activity(step, acc % 58 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        let v3: u64 = ctx.activity(step, acc % 69 + 3).await?;
+        acc += v3;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 72 + 4), ctx.activity(step, acc % 69 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        ctx.sleep(Duration::from_secs(29)).await;
-        for j2 in 0u64..2 {
-            acc += j2;
-            if acc % 5 == 0 {
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 57 + 1), ctx.activity(other, acc % 82 + 1))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
-                    acc += v;
-                }
-            }
-            let v5: u64 = ctx.activity(other, acc % 64 + 7).await?;
-            acc += v5;
-            for j6 in 0u64..2 {
-                acc += j6;
-                let v7: u64 = ctx.activity(step, acc % 98 + 6).await?;
-                acc += v7;
-            }
-        }
-        let q8: u64 = checked(acc)?;
-        acc += q8 % 5;
         Ok(acc)
     }
 
@@ -477,30 +348,17 @@ mod w6 {
         let mut acc: u64 = input;
         let q1: u64 = checked(acc)?;
         acc += q1 % 5;
-        match ctx.activity(step, acc % 58 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        let v3: u64 = ctx.activity(step, acc % 69 + 3).await?;
+        acc += v3;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 72 + 4), ctx.activity(step, acc % 69 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        ctx.sleep(Duration::from_secs(29)).await;
-        for j2 in 0u64..2 {
-            acc += j2;
-            if acc % 5 == 0 {
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 57 + 1), ctx.activity(other, acc % 82 + 1))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
-                    acc += v;
-                }
-            }
-            let v5: u64 = ctx.activity(other, acc % 64 + 7).await?;
-            acc += v5;
-            for j6 in 0u64..2 {
-                acc += j6;
-                let v7: u64 = ctx.activity(step, acc % 98 + 6).await?;
-                acc += v7;
-            }
-        }
-        let q8: u64 = checked(acc)?;
-        acc += q8 % 5;
         Ok(acc)
     }
 
@@ -519,43 +377,21 @@ mod w7 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 73 + 3).await?;
-        acc += v1;
-        let x2: u64 = if acc % 5 == 1 {
-            ctx.activity(step, acc % 59 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        for j3 in 0u64..3 {
-            acc += j3;
-            if acc % 5 == 0 {
-                continue;
-            }
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 75 + 9), ctx.activity(step, acc % 83 + 0))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        let q4: u64 = checked(acc)?;
-        acc += q4 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 73 + 3).await?;
-        acc += v1;
-        let x2: u64 = if acc % 5 == 1 {
-            ctx.activity(step, acc % 59 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        for j3 in 0u64..3 {
-            acc += j3;
-            if acc % 5 == 0 {
-                continue;
-            }
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 75 + 9), ctx.activity(step, acc % 83 + 0))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        let q4: u64 = checked(acc)?;
-        acc += q4 % 5;
         Ok(acc)
     }
 
@@ -574,21 +410,51 @@ mod w8 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 79 + 4).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 72 + 8).await?;
-        acc += v2;
-        acc += ctx.activity(step, acc % 99 + 8).await?;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            match ctx.activity(step, acc % 67 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 74 + 3), ctx.activity(step, acc % 83 + 9))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 79 + 4).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 72 + 8).await?;
-        acc += v2;
-        acc += ctx.activity(step, acc % 99 + 8).await?;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            match ctx.activity(step, acc % 67 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 74 + 3), ctx.activity(step, acc % 83 + 9))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
         Ok(acc)
     }
 
@@ -607,19 +473,81 @@ mod w9 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 77 + 0).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 74 + 2).await?;
-        acc += v2;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let q2: u64 = checked(acc)?;
+            acc += q2 % 5;
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                let v5: u64 = ctx.activity(other, acc % 79 + 4).await?;
+                acc += v5;
+            }
+            if acc % 5 == 0 {
+                break;
+            }
+        }
+        let v6: u64 = ctx.activity(step, acc % 66 + 6).await?;
+        acc += v6;
+        'b7: {
+            let mut list8: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item9) = list8.pop() {
+                acc += item9;
+                acc += ctx.activity(step, acc % 92 + 0).await?;
+            }
+            if acc % 3 == 0 {
+                break 'b7;
+            }
+            match ctx.activity(step, acc % 58 + 9).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 77 + 0).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 74 + 2).await?;
-        acc += v2;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let q2: u64 = checked(acc)?;
+            acc += q2 % 5;
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                let v5: u64 = ctx.activity(other, acc % 79 + 4).await?;
+                acc += v5;
+            }
+            if acc % 5 == 0 {
+                break;
+            }
+        }
+        let v6: u64 = ctx.activity(step, acc % 66 + 6).await?;
+        acc += v6;
+        'b7: {
+            let mut list8: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item9) = list8.pop() {
+                acc += item9;
+                acc += ctx.activity(step, acc % 92 + 0).await?;
+            }
+            if acc % 3 == 0 {
+                break 'b7;
+            }
+            match ctx.activity(step, acc % 58 + 9).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
@@ -638,35 +566,97 @@ mod w10 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 80 + 7).await?;
+        let v1: u64 = ctx.activity(step, acc % 98 + 8).await?;
         acc += v1;
-        acc += ctx.activity(step, acc % 77 + 8).await?;
-        if acc % 5 == 0 {
-            return Ok(acc);
-        }
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(6)).await {
+        match ctx.activity(step, acc % 68 + 9).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 2,
+            Err(_) => acc += 1,
         }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        if acc % 4 == 0 {
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 78 + 6), ctx.activity(step, acc % 61 + 8))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            let mut i4: u64 = 0;
+            while i4 < 2 {
+                i4 += 1;
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+        } else {
+            match ctx.activity(step, acc % 59 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(27)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+        }
+        let mut i7: u64 = 0;
+        'l8: loop {
+            i7 += 1;
+            if i7 > 1 {
+                break 'l8;
+            }
+            match ctx.activity(step, acc % 85 + 3).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        let v9: u64 = ctx.activity(step, acc % 59 + 7).await?;
+        acc += v9;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 80 + 7).await?;
+        let v1: u64 = ctx.activity(step, acc % 98 + 8).await?;
         acc += v1;
-        acc += ctx.activity(step, acc % 77 + 8).await?;
-        if acc % 5 == 0 {
-            return Ok(acc);
-        }
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(6)).await {
+        match ctx.activity(step, acc % 68 + 9).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 2,
+            Err(_) => acc += 1,
         }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        if acc % 4 == 0 {
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 78 + 6), ctx.activity(step, acc % 61 + 8))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            let mut i4: u64 = 0;
+            while i4 < 2 {
+                i4 += 1;
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+        } else {
+            match ctx.activity(step, acc % 59 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(27)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+        }
+        let mut i7: u64 = 0;
+        'l8: loop {
+            i7 += 1;
+            if i7 > 1 {
+                break 'l8;
+            }
+            match ctx.activity(step, acc % 85 + 3).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        let v9: u64 = ctx.activity(step, acc % 59 + 7).await?;
+        acc += v9;
         Ok(acc)
     }
 
@@ -685,79 +675,15 @@ mod w11 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 79 + 2).await?;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(other, acc % 97 + 9).await?;
-            acc += v3;
-        }
-        if acc % 4 == 0 {
-            if acc % 5 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v4: u64 = ctx.activity(step, acc % 98 + 9).await?;
-            acc += v4;
-            let v5: u64 = ctx.activity(step, acc % 94 + 4).await?;
-            acc += v5;
-        } else {
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v6: u64 = ctx.activity(other, acc % 76 + 1).await?;
-            acc += v6;
-            if acc % 4 == 1 {
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-                let q8: u64 = checked(acc)?;
-                acc += q8 % 5;
-            }
-        }
+        let v1: u64 = ctx.activity(other, acc % 89 + 6).await?;
+        acc += v1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 79 + 2).await?;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(other, acc % 97 + 9).await?;
-            acc += v3;
-        }
-        if acc % 4 == 0 {
-            if acc % 5 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v4: u64 = ctx.activity(step, acc % 98 + 9).await?;
-            acc += v4;
-            let v5: u64 = ctx.activity(step, acc % 94 + 4).await?;
-            acc += v5;
-        } else {
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v6: u64 = ctx.activity(other, acc % 76 + 1).await?;
-            acc += v6;
-            if acc % 4 == 1 {
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-                let q8: u64 = checked(acc)?;
-                acc += q8 % 5;
-            }
-        }
+        let v1: u64 = ctx.activity(other, acc % 89 + 6).await?;
+        acc += v1;
         Ok(acc)
     }
 
@@ -776,42 +702,96 @@ mod w12 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            return Ok(acc);
+        acc += ctx.activity(step, acc % 72 + 2).await?;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 79 + 4), ctx.activity(other, acc % 99 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 3 == 1 {
-            let g1: u64 = ctx.signal("go").await?;
-            acc += g1;
-        } else {
-            match ctx.activity(step, acc % 79 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        if acc % 4 == 1 {
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 63 + 9), ctx.activity(other, acc % 80 + 7))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
             }
-            acc += ctx.activity(step, acc % 86 + 2).await?;
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 82 + 9).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(other, acc % 61 + 0).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
+        }
+        acc += ctx.activity(step, acc % 77 + 8).await?;
+        match acc % 3 {
+            0 => {
+                match acc % 3 {
+                    0 => {
+                        let g7: u64 = ctx.signal("go").await?;
+                        acc += g7;
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        acc += ctx.activity(step, acc % 87 + 9).await?;
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            return Ok(acc);
+        acc += ctx.activity(step, acc % 72 + 2).await?;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 79 + 4), ctx.activity(other, acc % 99 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 3 == 1 {
-            let g1: u64 = ctx.signal("go").await?;
-            acc += g1;
-        } else {
-            match ctx.activity(step, acc % 79 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        if acc % 4 == 1 {
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 63 + 9), ctx.activity(other, acc % 80 + 7))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
             }
-            acc += ctx.activity(step, acc % 86 + 2).await?;
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 82 + 9).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(other, acc % 61 + 0).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
+        }
+        acc += ctx.activity(step, acc % 77 + 8).await?;
+        match acc % 3 {
+            0 => {
+                match acc % 3 {
+                    0 => {
+                        let g7: u64 = ctx.signal("go").await?;
+                        acc += g7;
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        acc += ctx.activity(step, acc % 87 + 9).await?;
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
         Ok(acc)
     }
@@ -831,37 +811,25 @@ mod w13 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            if acc % 5 == 1 {
-                match ctx.activity(step, acc % 74 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        if acc % 2 == 0 {
-            return Ok(acc);
-        }
-        let v1: u64 = ctx.activity(other, acc % 58 + 0).await?;
-        acc += v1;
+        let x1: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 80 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        ctx.sleep(Duration::from_secs(30)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            if acc % 5 == 1 {
-                match ctx.activity(step, acc % 74 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        if acc % 2 == 0 {
-            return Ok(acc);
-        }
-        let v1: u64 = ctx.activity(other, acc % 58 + 0).await?;
-        acc += v1;
+        let x1: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 80 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        ctx.sleep(Duration::from_secs(30)).await;
         Ok(acc)
     }
 
@@ -880,95 +848,13 @@ mod w14 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(other, acc % 71 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        while i2 < 2 {
-            i2 += 1;
-            for j3 in 0u64..3 {
-                acc += j3;
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 84 + 1), ctx.activity(other, acc % 84 + 4))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                if acc % 3 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.activity(step, acc % 96 + 6).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
-        let (r6, r7) = ctx.join((ctx.activity(other, acc % 74 + 2), ctx.activity(step, acc % 93 + 1))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        if acc % 3 == 1 {
-            acc += ctx.activity(step, acc % 63 + 2).await?;
-        } else {
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let g8: u64 = ctx.signal("go").await?;
-            acc += g8;
-        }
+        acc += ctx.activity(other, acc % 77 + 8).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(other, acc % 71 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        while i2 < 2 {
-            i2 += 1;
-            for j3 in 0u64..3 {
-                acc += j3;
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 84 + 1), ctx.activity(other, acc % 84 + 4))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                if acc % 3 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.activity(step, acc % 96 + 6).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
-        let (r6, r7) = ctx.join((ctx.activity(other, acc % 74 + 2), ctx.activity(step, acc % 93 + 1))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        if acc % 3 == 1 {
-            acc += ctx.activity(step, acc % 63 + 2).await?;
-        } else {
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let g8: u64 = ctx.signal("go").await?;
-            acc += g8;
-        }
+        acc += ctx.activity(other, acc % 77 + 8).await?;
         Ok(acc)
     }
 
@@ -987,80 +873,70 @@ mod w15 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        } else {
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 2 == 1 {
-                    return Ok(acc);
+        let v1: u64 = ctx.activity(step, acc % 94 + 4).await?;
+        acc += v1;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
+        if acc % 3 == 0 {
+            if acc % 4 == 0 {
+                match ctx.activity(other, acc % 97 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let x2: u64 = if acc % 2 == 1 {
-                ctx.activity(step, acc % 56 + 6).await?
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             } else {
-                acc / 2
-            };
-            acc += x2;
-            acc += ctx.activity(step, acc % 63 + 8).await?;
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
-        for j3 in 0u64..3 {
-            acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 80 + 9), ctx.activity(step, acc % 80 + 9))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+        let x4: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 52 + 0).await?,
+            1 => {
+                let y5: u64 = ctx.activity(other, acc % 80 + 2).await?;
+                y5 + 1
             }
-            if acc % 4 == 1 {
-                return Ok(acc);
-            }
-            let v6: u64 = ctx.activity(step, acc % 67 + 3).await?;
-            acc += v6;
+            _ => acc / 3,
+        };
+        acc += x4;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        } else {
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 2 == 1 {
-                    return Ok(acc);
+        let v1: u64 = ctx.activity(step, acc % 94 + 4).await?;
+        acc += v1;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
+        if acc % 3 == 0 {
+            if acc % 4 == 0 {
+                match ctx.activity(other, acc % 97 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let x2: u64 = if acc % 2 == 1 {
-                ctx.activity(step, acc % 56 + 6).await?
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             } else {
-                acc / 2
-            };
-            acc += x2;
-            acc += ctx.activity(step, acc % 63 + 8).await?;
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
-        for j3 in 0u64..3 {
-            acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 80 + 9), ctx.activity(step, acc % 80 + 9))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+        let x4: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 52 + 0).await?,
+            1 => {
+                let y5: u64 = ctx.activity(other, acc % 80 + 2).await?;
+                y5 + 1
             }
-            if acc % 4 == 1 {
-                return Ok(acc);
-            }
-            let v6: u64 = ctx.activity(step, acc % 67 + 3).await?;
-            acc += v6;
+            _ => acc / 3,
+        };
+        acc += x4;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -1080,35 +956,29 @@ mod w16 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            acc += ctx.activity(other, acc % 70 + 7).await?;
-        }
-        let v1: u64 = ctx.activity(step, acc % 61 + 7).await?;
-        acc += v1;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 8), ctx.activity(other, acc % 95 + 8))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let v4: u64 = ctx.activity(step, acc % 63 + 8).await?;
-        acc += v4;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 70 + 6).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 87 + 9).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            acc += ctx.activity(other, acc % 70 + 7).await?;
-        }
-        let v1: u64 = ctx.activity(step, acc % 61 + 7).await?;
-        acc += v1;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 8), ctx.activity(other, acc % 95 + 8))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let v4: u64 = ctx.activity(step, acc % 63 + 8).await?;
-        acc += v4;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 70 + 6).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 87 + 9).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -1127,28 +997,92 @@ mod w17 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 85 + 2).await?;
-        acc += v1;
-        let g2: u64 = ctx.signal("more").await?;
-        acc += g2;
-        let (r3, r4) = ctx.join((ctx.activity(step, acc % 67 + 6), ctx.activity(step, acc % 62 + 4))).await;
-        acc += r3.unwrap_or(1);
-        if let Ok(v) = r4 {
-            acc += v;
+        if acc % 2 == 0 {
+            let v1: u64 = ctx.activity(other, acc % 80 + 7).await?;
+            acc += v1;
+        }
+        let mut i2: u64 = 0;
+        'l3: loop {
+            i2 += 1;
+            if i2 > 2 {
+                break 'l3;
+            }
+            if acc % 3 == 0 {
+                let v4: u64 = ctx.activity(step, acc % 55 + 4).await?;
+                acc += v4;
+            } else {
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(41)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 70 + 0), ctx.activity(other, acc % 71 + 0))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+            }
+            let items7: Vec<u64> = vec![acc % 7, 2];
+            for it8 in items7 {
+                acc += it8;
+                match ctx.activity(step, acc % 54 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let (r9, r10) = ctx.join((ctx.activity(other, acc % 84 + 1), ctx.activity(other, acc % 84 + 4))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+            }
+        }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 85 + 2).await?;
-        acc += v1;
-        let g2: u64 = ctx.signal("more").await?;
-        acc += g2;
-        let (r3, r4) = ctx.join((ctx.activity(step, acc % 67 + 6), ctx.activity(step, acc % 62 + 4))).await;
-        acc += r3.unwrap_or(1);
-        if let Ok(v) = r4 {
-            acc += v;
+        if acc % 2 == 0 {
+            let v1: u64 = ctx.activity(other, acc % 80 + 7).await?;
+            acc += v1;
+        }
+        let mut i2: u64 = 0;
+        'l3: loop {
+            i2 += 1;
+            if i2 > 2 {
+                break 'l3;
+            }
+            if acc % 3 == 0 {
+                let v4: u64 = ctx.activity(step, acc % 55 + 4).await?;
+                acc += v4;
+            } else {
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(41)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 70 + 0), ctx.activity(other, acc % 71 + 0))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+            }
+            let items7: Vec<u64> = vec![acc % 7, 2];
+            for it8 in items7 {
+                acc += it8;
+                match ctx.activity(step, acc % 54 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let (r9, r10) = ctx.join((ctx.activity(other, acc % 84 + 1), ctx.activity(other, acc % 84 + 4))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+            }
+        }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -1168,70 +1102,76 @@ mod w18 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            if acc % 5 == 1 {
-                break;
-            }
-            let (r3, r4) = ctx.join((ctx.activity(other, acc % 54 + 9), ctx.activity(other, acc % 78 + 5))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            if acc % 5 == 0 {
-                let v5: u64 = ctx.activity(other, acc % 84 + 8).await?;
-                acc += v5;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(4)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+        if acc % 2 == 1 {
+            let mut i1: u64 = 0;
+            'l2: loop {
+                i1 += 1;
+                if i1 > 3 {
+                    break 'l2;
                 }
-            } else {
-                ctx.sleep(Duration::from_secs(6)).await;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+                match ctx.activity(other, acc % 65 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w4;
+        } else {
+            match ctx.activity(step, acc % 72 + 4).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
             }
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 93 + 8), ctx.activity(step, acc % 62 + 5))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
+        let v5: u64 = ctx.activity(other, acc % 72 + 5).await?;
+        acc += v5;
+        match ctx.activity(other, acc % 71 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            if acc % 5 == 1 {
-                break;
-            }
-            let (r3, r4) = ctx.join((ctx.activity(other, acc % 54 + 9), ctx.activity(other, acc % 78 + 5))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            if acc % 5 == 0 {
-                let v5: u64 = ctx.activity(other, acc % 84 + 8).await?;
-                acc += v5;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(4)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+        if acc % 2 == 1 {
+            let mut i1: u64 = 0;
+            'l2: loop {
+                i1 += 1;
+                if i1 > 3 {
+                    break 'l2;
                 }
-            } else {
-                ctx.sleep(Duration::from_secs(6)).await;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+                match ctx.activity(other, acc % 65 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w4;
+        } else {
+            match ctx.activity(step, acc % 72 + 4).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
             }
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 93 + 8), ctx.activity(step, acc % 62 + 5))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
+        let v5: u64 = ctx.activity(other, acc % 72 + 5).await?;
+        acc += v5;
+        match ctx.activity(other, acc % 71 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -1251,47 +1191,101 @@ mod w19 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
-        ctx.sleep(Duration::from_secs(13)).await;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let g5: u64 = ctx.signal("go").await?;
-                acc += g5;
+        if acc % 5 == 1 {
+            acc += ctx.activity(other, acc % 76 + 8).await?;
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(85)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
+        } else {
+            let mut i1: u64 = 0;
+            while i1 < 1 {
+                i1 += 1;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(63)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w2;
         }
-        let v6: u64 = ctx.activity(other, acc % 88 + 6).await?;
-        acc += v6;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        let v4: u64 = ctx.activity(step, acc % 78 + 7).await?;
+        acc += v4;
+        if acc % 2 == 0 {
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                let g7: u64 = ctx.signal("more").await?;
+                acc += g7;
+                ctx.sleep(Duration::from_secs(4)).await;
+                acc += ctx.activity(other, acc % 56 + 4).await?;
+            }
+            acc += ctx.activity(other, acc % 70 + 7).await?;
+        }
+        let q8: u64 = checked(acc)?;
+        acc += q8 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
-        ctx.sleep(Duration::from_secs(13)).await;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let g5: u64 = ctx.signal("go").await?;
-                acc += g5;
+        if acc % 5 == 1 {
+            acc += ctx.activity(other, acc % 76 + 8).await?;
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(85)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
+        } else {
+            let mut i1: u64 = 0;
+            while i1 < 1 {
+                i1 += 1;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(63)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w2;
         }
-        let v6: u64 = ctx.activity(other, acc % 88 + 6).await?;
-        acc += v6;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        let v4: u64 = ctx.activity(step, acc % 78 + 7).await?;
+        acc += v4;
+        if acc % 2 == 0 {
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                let g7: u64 = ctx.signal("more").await?;
+                acc += g7;
+                ctx.sleep(Duration::from_secs(4)).await;
+                acc += ctx.activity(other, acc % 56 + 4).await?;
+            }
+            acc += ctx.activity(other, acc % 70 + 7).await?;
+        }
+        let q8: u64 = checked(acc)?;
+        acc += q8 % 5;
         Ok(acc)
     }
 
@@ -1310,111 +1304,69 @@ mod w20 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let (r2, r3) = ctx.join((ctx.activity(other, acc % 50 + 8), ctx.activity(other, acc % 91 + 4))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-        }
-        let mut i4: u64 = 0;
-        'l5: loop {
-            i4 += 1;
-            if i4 > 2 {
-                break 'l5;
-            }
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 2 {
-                    break 'l7;
-                }
-                let v8: u64 = ctx.activity(other, acc % 84 + 0).await?;
-                acc += v8;
-                if acc % 4 == 1 {
-                    continue;
-                }
-                if acc % 4 == 0 && acc % 7 == 3 {
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        for j2 in 0u64..1 {
+            acc += j2;
+            let mut i3: u64 = 0;
+            while i3 < 3 {
+                i3 += 1;
+                if acc % 2 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            let (r9, r10) = ctx.join((ctx.activity(other, acc % 95 + 2), ctx.activity(other, acc % 68 + 1))).await;
-            acc += r9.unwrap_or(1);
-            if let Ok(v) = r10 {
-                acc += v;
-            }
+            let x4: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 67 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
+            let x5: u64 = if acc % 4 == 1 {
+                ctx.activity(step, acc % 93 + 8).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
         }
-        let mut i11: u64 = 0;
-        while i11 < 1 {
-            i11 += 1;
-            acc += ctx.activity(step, acc % 95 + 6).await?;
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-        }
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(21)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let v12: u64 = ctx.activity(other, acc % 67 + 1).await?;
-        acc += v12;
+        ctx.sleep(Duration::from_secs(8)).await;
+        let q6: u64 = checked(acc)?;
+        acc += q6 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let (r2, r3) = ctx.join((ctx.activity(other, acc % 50 + 8), ctx.activity(other, acc % 91 + 4))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-        }
-        let mut i4: u64 = 0;
-        'l5: loop {
-            i4 += 1;
-            if i4 > 2 {
-                break 'l5;
-            }
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 2 {
-                    break 'l7;
-                }
-                let v8: u64 = ctx.activity(other, acc % 84 + 0).await?;
-                acc += v8;
-                if acc % 4 == 1 {
-                    continue;
-                }
-                if acc % 4 == 0 && acc % 7 == 3 {
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        for j2 in 0u64..1 {
+            acc += j2;
+            let mut i3: u64 = 0;
+            while i3 < 3 {
+                i3 += 1;
+                if acc % 2 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            let (r9, r10) = ctx.join((ctx.activity(other, acc % 95 + 2), ctx.activity(other, acc % 68 + 1))).await;
-            acc += r9.unwrap_or(1);
-            if let Ok(v) = r10 {
-                acc += v;
-            }
+            let x4: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 67 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
+            let x5: u64 = if acc % 4 == 1 {
+                ctx.activity(step, acc % 93 + 8).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
         }
-        let mut i11: u64 = 0;
-        while i11 < 1 {
-            i11 += 1;
-            acc += ctx.activity(step, acc % 95 + 6).await?;
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-        }
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(21)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let v12: u64 = ctx.activity(other, acc % 67 + 1).await?;
-        acc += v12;
+        ctx.sleep(Duration::from_secs(8)).await;
+        let q6: u64 = checked(acc)?;
+        acc += q6 % 5;
         Ok(acc)
     }
 
@@ -1433,33 +1385,47 @@ mod w21 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 60 + 0), ctx.activity(step, acc % 50 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 96 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 63 + 1).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        if acc % 5 == 1 {
+            return Ok(acc);
         }
-        let v3: u64 = ctx.activity(other, acc % 52 + 0).await?;
-        acc += v3;
-        if acc % 5 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 74 + 3).await?;
-            acc += v4;
-        }
+        let x3: u64 = if acc % 2 == 0 {
+            ctx.activity(other, acc % 89 + 0).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 60 + 0), ctx.activity(step, acc % 50 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 96 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 63 + 1).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        if acc % 5 == 1 {
+            return Ok(acc);
         }
-        let v3: u64 = ctx.activity(other, acc % 52 + 0).await?;
-        acc += v3;
-        if acc % 5 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 74 + 3).await?;
-            acc += v4;
-        }
+        let x3: u64 = if acc % 2 == 0 {
+            ctx.activity(other, acc % 89 + 0).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
@@ -1478,20 +1444,52 @@ mod w22 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 53 + 9), ctx.activity(step, acc % 50 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        match ctx.activity(step, acc % 69 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        acc += ctx.activity(other, acc % 90 + 4).await?;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 84 + 0).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(step, acc % 69 + 5).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+        }
+        if acc % 4 == 1 {
+            return Ok(acc);
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 53 + 9), ctx.activity(step, acc % 50 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        match ctx.activity(step, acc % 69 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        acc += ctx.activity(other, acc % 90 + 4).await?;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 84 + 0).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(step, acc % 69 + 5).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+        }
+        if acc % 4 == 1 {
+            return Ok(acc);
         }
         Ok(acc)
     }
@@ -1511,30 +1509,126 @@ mod w23 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        match acc % 3 {
+            0 => {
+                let mut i2: u64 = 0;
+                'l3: loop {
+                    i2 += 1;
+                    if i2 > 2 {
+                        break 'l3;
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(41)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
+                ctx.sleep(Duration::from_secs(22)).await;
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                'b5: {
+                    let (r6, r7) = ctx.join((ctx.activity(step, acc % 89 + 4), ctx.activity(other, acc % 80 + 0))).await;
+                    acc += r6.unwrap_or(1);
+                    if let Ok(v) = r7 {
+                        acc += v;
+                    }
+                    if acc % 3 == 1 {
+                        break 'b5;
+                    }
+                    let v8: u64 = ctx.activity(other, acc % 68 + 1).await?;
+                    acc += v8;
+                }
+            }
         }
-        if acc % 4 == 0 {
-            return Ok(acc);
+        if acc % 4 == 1 {
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 56 + 0), ctx.activity(other, acc % 84 + 0))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+            ctx.sleep(Duration::from_secs(19)).await;
+        } else {
+            acc += ctx.activity(step, acc % 50 + 0).await?;
+            let (r11, r12) = ctx.join((ctx.activity(other, acc % 95 + 2), ctx.activity(other, acc % 68 + 1))).await;
+            acc += r11.unwrap_or(1);
+            if let Ok(v) = r12 {
+                acc += v;
+            }
         }
-        match ctx.activity(step, acc % 90 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let (r13, r14) = ctx.join((ctx.activity(other, acc % 58 + 2), ctx.activity(step, acc % 95 + 6))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        match acc % 3 {
+            0 => {
+                let mut i2: u64 = 0;
+                'l3: loop {
+                    i2 += 1;
+                    if i2 > 2 {
+                        break 'l3;
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(41)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
+                ctx.sleep(Duration::from_secs(22)).await;
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                'b5: {
+                    let (r6, r7) = ctx.join((ctx.activity(step, acc % 89 + 4), ctx.activity(other, acc % 80 + 0))).await;
+                    acc += r6.unwrap_or(1);
+                    if let Ok(v) = r7 {
+                        acc += v;
+                    }
+                    if acc % 3 == 1 {
+                        break 'b5;
+                    }
+                    let v8: u64 = ctx.activity(other, acc % 68 + 1).await?;
+                    acc += v8;
+                }
+            }
         }
-        if acc % 4 == 0 {
-            return Ok(acc);
+        if acc % 4 == 1 {
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 56 + 0), ctx.activity(other, acc % 84 + 0))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+            ctx.sleep(Duration::from_secs(19)).await;
+        } else {
+            acc += ctx.activity(step, acc % 50 + 0).await?;
+            let (r11, r12) = ctx.join((ctx.activity(other, acc % 95 + 2), ctx.activity(other, acc % 68 + 1))).await;
+            acc += r11.unwrap_or(1);
+            if let Ok(v) = r12 {
+                acc += v;
+            }
         }
-        match ctx.activity(step, acc % 90 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let (r13, r14) = ctx.join((ctx.activity(other, acc % 58 + 2), ctx.activity(step, acc % 95 + 6))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -1554,64 +1648,108 @@ mod w24 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            acc += ctx.activity(step, acc % 88 + 1).await?;
-            let x1: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 64 + 9).await?
-            } else {
-                acc / 2
-            };
-            acc += x1;
-            let v2: u64 = ctx.activity(step, acc % 50 + 9).await?;
-            acc += v2;
-        } else {
-            let v3: u64 = ctx.activity(step, acc % 78 + 9).await?;
-            acc += v3;
+        if acc % 5 == 1 {
+            return Ok(acc);
         }
-        let mut i4: u64 = 0;
-        while i4 < 3 {
-            i4 += 1;
-            if acc % 2 == 1 {
-                let v5: u64 = ctx.activity(step, acc % 50 + 2).await?;
-                acc += v5;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(other, acc % 50 + 7).await?;
+                acc += v1;
+                'b2: {
+                    let (r3, r4) = ctx.join((ctx.activity(other, acc % 60 + 7), ctx.activity(step, acc % 71 + 4))).await;
+                    acc += r3.unwrap_or(1);
+                    if let Ok(v) = r4 {
+                        acc += v;
+                    }
+                    if acc % 4 == 0 {
+                        break 'b2;
+                    }
+                    acc += ctx.activity(step, acc % 70 + 5).await?;
+                }
+                if acc % 2 == 1 {
+                    if acc % 5 == 1 {
+                        return Ok(acc);
+                    }
+                    let v5: u64 = ctx.activity(other, acc % 84 + 3).await?;
+                    acc += v5;
+                    match ctx.signal::<u64>("more").timeout(Duration::from_secs(28)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
             }
-            acc += ctx.activity(step, acc % 76 + 8).await?;
-            ctx.sleep(Duration::from_secs(26)).await;
+            1 => acc += 1,
+            _ => {
+                if acc % 5 == 0 {
+                    acc += ctx.activity(step, acc % 70 + 0).await?;
+                    let g6: u64 = ctx.signal("more").await?;
+                    acc += g6;
+                }
+            }
         }
         if acc % 2 == 0 {
             return Ok(acc);
+        }
+        match ctx.activity(other, acc % 91 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            acc += ctx.activity(step, acc % 88 + 1).await?;
-            let x1: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 64 + 9).await?
-            } else {
-                acc / 2
-            };
-            acc += x1;
-            let v2: u64 = ctx.activity(step, acc % 50 + 9).await?;
-            acc += v2;
-        } else {
-            let v3: u64 = ctx.activity(step, acc % 78 + 9).await?;
-            acc += v3;
+        if acc % 5 == 1 {
+            return Ok(acc);
         }
-        let mut i4: u64 = 0;
-        while i4 < 3 {
-            i4 += 1;
-            if acc % 2 == 1 {
-                let v5: u64 = ctx.activity(step, acc % 50 + 2).await?;
-                acc += v5;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(other, acc % 50 + 7).await?;
+                acc += v1;
+                'b2: {
+                    let (r3, r4) = ctx.join((ctx.activity(other, acc % 60 + 7), ctx.activity(step, acc % 71 + 4))).await;
+                    acc += r3.unwrap_or(1);
+                    if let Ok(v) = r4 {
+                        acc += v;
+                    }
+                    if acc % 4 == 0 {
+                        break 'b2;
+                    }
+                    acc += ctx.activity(step, acc % 70 + 5).await?;
+                }
+                if acc % 2 == 1 {
+                    if acc % 5 == 1 {
+                        return Ok(acc);
+                    }
+                    let v5: u64 = ctx.activity(other, acc % 84 + 3).await?;
+                    acc += v5;
+                    match ctx.signal::<u64>("more").timeout(Duration::from_secs(28)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
             }
-            acc += ctx.activity(step, acc % 76 + 8).await?;
-            ctx.sleep(Duration::from_secs(26)).await;
+            1 => acc += 1,
+            _ => {
+                if acc % 5 == 0 {
+                    acc += ctx.activity(step, acc % 70 + 0).await?;
+                    let g6: u64 = ctx.signal("more").await?;
+                    acc += g6;
+                }
+            }
         }
         if acc % 2 == 0 {
             return Ok(acc);
+        }
+        match ctx.activity(other, acc % 91 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -1631,89 +1769,53 @@ mod w25 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            if acc % 4 == 1 {
-                let v2: u64 = ctx.activity(step, acc % 83 + 1).await?;
-                acc += v2;
-            } else {
-                let v3: u64 = ctx.activity(step, acc % 98 + 5).await?;
-                acc += v3;
-                let v4: u64 = ctx.activity(step, acc % 70 + 8).await?;
-                acc += v4;
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-            }
-            if acc % 2 == 0 {
-                let g5: u64 = ctx.signal("go").await?;
-                acc += g5;
-            }
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let v1: u64 = ctx.activity(step, acc % 72 + 0).await?;
+        acc += v1;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let g6: u64 = ctx.signal("more").await?;
-        acc += g6;
-        for j7 in 0u64..3 {
-            acc += j7;
-            match ctx.activity(step, acc % 54 + 3).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        ctx.sleep(Duration::from_secs(48)).await;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 62 + 5).await?,
+            1 => {
+                let y3: u64 = ctx.activity(step, acc % 76 + 0).await?;
+                y3 + 1
             }
-            if acc % 4 == 0 {
-                return Ok(acc);
-            }
-        }
-        match ctx.activity(step, acc % 54 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+            _ => acc / 3,
+        };
+        acc += x2;
+        let x4: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 50 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            if acc % 4 == 1 {
-                let v2: u64 = ctx.activity(step, acc % 83 + 1).await?;
-                acc += v2;
-            } else {
-                let v3: u64 = ctx.activity(step, acc % 98 + 5).await?;
-                acc += v3;
-                let v4: u64 = ctx.activity(step, acc % 70 + 8).await?;
-                acc += v4;
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-            }
-            if acc % 2 == 0 {
-                let g5: u64 = ctx.signal("go").await?;
-                acc += g5;
-            }
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let v1: u64 = ctx.activity(step, acc % 72 + 0).await?;
+        acc += v1;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let g6: u64 = ctx.signal("more").await?;
-        acc += g6;
-        for j7 in 0u64..3 {
-            acc += j7;
-            match ctx.activity(step, acc % 54 + 3).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        ctx.sleep(Duration::from_secs(48)).await;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 62 + 5).await?,
+            1 => {
+                let y3: u64 = ctx.activity(step, acc % 76 + 0).await?;
+                y3 + 1
             }
-            if acc % 4 == 0 {
-                return Ok(acc);
-            }
-        }
-        match ctx.activity(step, acc % 54 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+            _ => acc / 3,
+        };
+        acc += x2;
+        let x4: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 50 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
         Ok(acc)
     }
 
@@ -1732,68 +1834,84 @@ mod w26 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 70 + 7).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 2 {
-                    break 'l3;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            if acc % 5 == 1 {
+                if acc % 2 == 0 {
+                    return Ok(acc);
                 }
-                let v4: u64 = ctx.activity(step, acc % 70 + 3).await?;
-                acc += v4;
-                let (r5, r6) = ctx.join((ctx.activity(other, acc % 50 + 2), ctx.activity(step, acc % 92 + 7))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 66 + 2), ctx.activity(other, acc % 68 + 5))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
                     acc += v;
                 }
             }
-        }
-        let (r7, r8) = ctx.join((ctx.activity(step, acc % 92 + 2), ctx.activity(step, acc % 78 + 7))).await;
-        acc += r7.unwrap_or(1);
-        if let Ok(v) = r8 {
-            acc += v;
+            'b5: {
+                let v6: u64 = ctx.activity(step, acc % 77 + 0).await?;
+                acc += v6;
+                if acc % 2 == 1 {
+                    break 'b5;
+                }
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 61 + 5), ctx.activity(other, acc % 98 + 4))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 70 + 7).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 2 {
-                    break 'l3;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            if acc % 5 == 1 {
+                if acc % 2 == 0 {
+                    return Ok(acc);
                 }
-                let v4: u64 = ctx.activity(step, acc % 70 + 3).await?;
-                acc += v4;
-                let (r5, r6) = ctx.join((ctx.activity(other, acc % 50 + 2), ctx.activity(step, acc % 92 + 7))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 66 + 2), ctx.activity(other, acc % 68 + 5))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
                     acc += v;
                 }
             }
-        }
-        let (r7, r8) = ctx.join((ctx.activity(step, acc % 92 + 2), ctx.activity(step, acc % 78 + 7))).await;
-        acc += r7.unwrap_or(1);
-        if let Ok(v) = r8 {
-            acc += v;
+            'b5: {
+                let v6: u64 = ctx.activity(step, acc % 77 + 0).await?;
+                acc += v6;
+                if acc % 2 == 1 {
+                    break 'b5;
+                }
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 61 + 5), ctx.activity(other, acc % 98 + 4))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
         }
         Ok(acc)
     }
@@ -1813,39 +1931,23 @@ mod w27 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("stop").await?;
-        acc += g1;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(35)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
-        let v3: u64 = ctx.activity(step, acc % 68 + 0).await?;
-        acc += v3;
-        if acc % 4 == 0 {
-            let v4: u64 = ctx.activity(other, acc % 96 + 7).await?;
-            acc += v4;
-        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 88 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("stop").await?;
-        acc += g1;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(35)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
-        let v3: u64 = ctx.activity(step, acc % 68 + 0).await?;
-        acc += v3;
-        if acc % 4 == 0 {
-            let v4: u64 = ctx.activity(other, acc % 96 + 7).await?;
-            acc += v4;
-        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 88 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -1864,47 +1966,43 @@ mod w28 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 5 == 0 {
-            return Ok(acc);
-        }
-        if acc % 2 == 0 {
-            if acc % 2 == 1 {
-                return Ok(acc);
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 5 == 1 {
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
+            ctx.sleep(Duration::from_secs(11)).await;
         }
-        acc += ctx.activity(step, acc % 54 + 0).await?;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 74 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 5 == 0 {
-            return Ok(acc);
-        }
-        if acc % 2 == 0 {
-            if acc % 2 == 1 {
-                return Ok(acc);
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 5 == 1 {
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
+            ctx.sleep(Duration::from_secs(11)).await;
         }
-        acc += ctx.activity(step, acc % 54 + 0).await?;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 74 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
         Ok(acc)
     }
 
@@ -1923,65 +2021,35 @@ mod w29 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 52 + 4).await {
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        match ctx.activity(other, acc % 79 + 3).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(other, acc % 74 + 9).await?;
-        acc += v1;
-        if acc % 4 == 0 {
-            let x2: u64 = if acc % 2 == 0 {
-                ctx.activity(step, acc % 50 + 4).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
-            let v3: u64 = ctx.activity(step, acc % 80 + 7).await?;
-            acc += v3;
-        } else {
-            if acc % 3 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.activity(step, acc % 68 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 52 + 4).await {
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        match ctx.activity(other, acc % 79 + 3).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(other, acc % 74 + 9).await?;
-        acc += v1;
-        if acc % 4 == 0 {
-            let x2: u64 = if acc % 2 == 0 {
-                ctx.activity(step, acc % 50 + 4).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
-            let v3: u64 = ctx.activity(step, acc % 80 + 7).await?;
-            acc += v3;
-        } else {
-            if acc % 3 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.activity(step, acc % 68 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
         Ok(acc)
     }
 
@@ -2000,17 +2068,99 @@ mod w30 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 56 + 9).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 63 + 3).await?;
+        'b1: {
+            match ctx.activity(other, acc % 83 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 4 == 0 {
+                break 'b1;
+            }
+            let mut i2: u64 = 0;
+            while i2 < 2 {
+                i2 += 1;
+                acc += ctx.activity(step, acc % 56 + 5).await?;
+                acc += ctx.activity(step, acc % 91 + 8).await?;
+            }
+        }
+        for j3 in 0u64..1 {
+            acc += j3;
+            if acc % 5 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            'b4: {
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 {
+                    break 'b4;
+                }
+                let v5: u64 = ctx.activity(other, acc % 66 + 6).await?;
+                acc += v5;
+                acc += ctx.activity(step, acc % 70 + 6).await?;
+                ctx.sleep(Duration::from_secs(2)).await;
+            }
+            let g6: u64 = ctx.signal("go").await?;
+            acc += g6;
+        }
+        let (r7, r8) = ctx.join((ctx.activity(step, acc % 81 + 2), ctx.activity(other, acc % 84 + 6))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
+        match ctx.activity(step, acc % 52 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 56 + 9).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 63 + 3).await?;
+        'b1: {
+            match ctx.activity(other, acc % 83 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 4 == 0 {
+                break 'b1;
+            }
+            let mut i2: u64 = 0;
+            while i2 < 2 {
+                i2 += 1;
+                acc += ctx.activity(step, acc % 56 + 5).await?;
+                acc += ctx.activity(step, acc % 91 + 8).await?;
+            }
+        }
+        for j3 in 0u64..1 {
+            acc += j3;
+            if acc % 5 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            'b4: {
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 {
+                    break 'b4;
+                }
+                let v5: u64 = ctx.activity(other, acc % 66 + 6).await?;
+                acc += v5;
+                acc += ctx.activity(step, acc % 70 + 6).await?;
+                ctx.sleep(Duration::from_secs(2)).await;
+            }
+            let g6: u64 = ctx.signal("go").await?;
+            acc += g6;
+        }
+        let (r7, r8) = ctx.join((ctx.activity(step, acc % 81 + 2), ctx.activity(other, acc % 84 + 6))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
+        match ctx.activity(step, acc % 52 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
         Ok(acc)
     }
 
@@ -2029,57 +2179,33 @@ mod w31 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(14)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 54 + 0), ctx.activity(other, acc % 96 + 4))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        let g2: u64 = ctx.signal("more").await?;
-        acc += g2;
-        let v3: u64 = ctx.activity(other, acc % 69 + 8).await?;
-        acc += v3;
-        if acc % 3 == 1 {
-            match ctx.activity(step, acc % 54 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            acc += ctx.activity(step, acc % 56 + 9).await?;
-            for j4 in 0u64..3 {
-                acc += j4;
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-            }
-        }
+        let x3: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 99 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(14)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 54 + 0), ctx.activity(other, acc % 96 + 4))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        let g2: u64 = ctx.signal("more").await?;
-        acc += g2;
-        let v3: u64 = ctx.activity(other, acc % 69 + 8).await?;
-        acc += v3;
-        if acc % 3 == 1 {
-            match ctx.activity(step, acc % 54 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            acc += ctx.activity(step, acc % 56 + 9).await?;
-            for j4 in 0u64..3 {
-                acc += j4;
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-            }
-        }
+        let x3: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 99 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
@@ -2098,23 +2224,95 @@ mod w32 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 67 + 3), ctx.activity(step, acc % 83 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 61 + 1).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 88 + 4).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let v3: u64 = ctx.activity(other, acc % 60 + 6).await?;
+        acc += v3;
+        for j4 in 0u64..2 {
+            acc += j4;
+            let mut i5: u64 = 0;
+            while i5 < 2 {
+                i5 += 1;
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+                let v6: u64 = ctx.activity(step, acc % 84 + 7).await?;
+                acc += v6;
+                match ctx.activity(step, acc % 55 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            'b7: {
+                let v8: u64 = ctx.activity(step, acc % 69 + 6).await?;
+                acc += v8;
+                if acc % 2 == 1 {
+                    break 'b7;
+                }
+                acc += ctx.activity(step, acc % 63 + 3).await?;
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.activity(step, acc % 66 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
         }
-        ctx.sleep(Duration::from_secs(37)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 67 + 3), ctx.activity(step, acc % 83 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 61 + 1).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 88 + 4).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let v3: u64 = ctx.activity(other, acc % 60 + 6).await?;
+        acc += v3;
+        for j4 in 0u64..2 {
+            acc += j4;
+            let mut i5: u64 = 0;
+            while i5 < 2 {
+                i5 += 1;
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+                let v6: u64 = ctx.activity(step, acc % 84 + 7).await?;
+                acc += v6;
+                match ctx.activity(step, acc % 55 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            'b7: {
+                let v8: u64 = ctx.activity(step, acc % 69 + 6).await?;
+                acc += v8;
+                if acc % 2 == 1 {
+                    break 'b7;
+                }
+                acc += ctx.activity(step, acc % 63 + 3).await?;
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.activity(step, acc % 66 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
         }
-        ctx.sleep(Duration::from_secs(37)).await;
         Ok(acc)
     }
 
@@ -2133,73 +2331,29 @@ mod w33 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(36)).await;
-        match ctx.activity(step, acc % 67 + 2).await {
+        ctx.sleep(Duration::from_secs(56)).await;
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        match ctx.activity(other, acc % 78 + 1).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        for j1 in 0u64..3 {
-            acc += j1;
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 58 + 6), ctx.activity(step, acc % 79 + 7))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            match ctx.activity(other, acc % 55 + 2).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(2)).await;
-        }
-        if acc % 3 == 0 {
-            let g4: u64 = ctx.signal("more").await?;
-            acc += g4;
-            let mut i5: u64 = 0;
-            'l6: loop {
-                i5 += 1;
-                if i5 > 3 {
-                    break 'l6;
-                }
-                acc += ctx.activity(step, acc % 50 + 0).await?;
-                ctx.sleep(Duration::from_secs(16)).await;
-            }
-        }
+        ctx.sleep(Duration::from_secs(24)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(36)).await;
-        match ctx.activity(step, acc % 67 + 2).await {
+        ctx.sleep(Duration::from_secs(56)).await;
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        match ctx.activity(other, acc % 78 + 1).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        for j1 in 0u64..3 {
-            acc += j1;
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 58 + 6), ctx.activity(step, acc % 79 + 7))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            match ctx.activity(other, acc % 55 + 2).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(2)).await;
-        }
-        if acc % 3 == 0 {
-            let g4: u64 = ctx.signal("more").await?;
-            acc += g4;
-            let mut i5: u64 = 0;
-            'l6: loop {
-                i5 += 1;
-                if i5 > 3 {
-                    break 'l6;
-                }
-                acc += ctx.activity(step, acc % 50 + 0).await?;
-                ctx.sleep(Duration::from_secs(16)).await;
-            }
-        }
+        ctx.sleep(Duration::from_secs(24)).await;
         Ok(acc)
     }
 
@@ -2218,66 +2372,70 @@ mod w34 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 3 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        for j2 in 0u64..2 {
-            acc += j2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(step, acc % 59 + 4).await?;
-                acc += v5;
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 70 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 56 + 9).await?;
+                y2 + 1
             }
-            let q7: u64 = checked(acc)?;
-            acc += q7 % 5;
-            acc += ctx.activity(step, acc % 59 + 6).await?;
+            _ => acc / 3,
+        };
+        acc += x1;
+        match ctx.activity(step, acc % 54 + 4).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        acc += ctx.activity(step, acc % 67 + 1).await?;
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            match ctx.activity(step, acc % 65 + 6).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let (r5, r6) = ctx.join((ctx.activity(other, acc % 55 + 9), ctx.activity(step, acc % 67 + 2))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 3 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        for j2 in 0u64..2 {
-            acc += j2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(step, acc % 59 + 4).await?;
-                acc += v5;
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 70 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 56 + 9).await?;
+                y2 + 1
             }
-            let q7: u64 = checked(acc)?;
-            acc += q7 % 5;
-            acc += ctx.activity(step, acc % 59 + 6).await?;
+            _ => acc / 3,
+        };
+        acc += x1;
+        match ctx.activity(step, acc % 54 + 4).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        acc += ctx.activity(step, acc % 67 + 1).await?;
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            match ctx.activity(step, acc % 65 + 6).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let (r5, r6) = ctx.join((ctx.activity(other, acc % 55 + 9), ctx.activity(step, acc % 67 + 2))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
@@ -2297,40 +2455,34 @@ mod w35 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 69 + 3), ctx.activity(step, acc % 82 + 3))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let x3: u64 = if acc % 3 == 0 {
-            ctx.activity(other, acc % 51 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x3;
-        match ctx.activity(other, acc % 58 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += ctx.activity(step, acc % 84 + 4).await?;
+        acc += ctx.activity(step, acc % 91 + 9).await?;
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 4 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 87 + 2).await?;
+                acc += v2;
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 69 + 3), ctx.activity(step, acc % 82 + 3))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let x3: u64 = if acc % 3 == 0 {
-            ctx.activity(other, acc % 51 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x3;
-        match ctx.activity(other, acc % 58 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += ctx.activity(step, acc % 84 + 4).await?;
+        acc += ctx.activity(step, acc % 91 + 9).await?;
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 4 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 87 + 2).await?;
+                acc += v2;
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            }
         }
         Ok(acc)
     }
@@ -2350,41 +2502,75 @@ mod w36 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(32)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 89 + 7).await?
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 52 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 70 + 7).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let x3: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 59 + 9).await?
         } else {
             acc / 2
         };
-        acc += x1;
-        match ctx.activity(step, acc % 51 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += x3;
+        let x4: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 92 + 8).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
+        let mut i5: u64 = 0;
+        while i5 < 2 {
+            i5 += 1;
+            let q6: u64 = checked(acc)?;
+            acc += q6 % 5;
         }
-        ctx.sleep(Duration::from_secs(25)).await;
+        let (r7, r8) = ctx.join((ctx.activity(other, acc % 60 + 8), ctx.activity(step, acc % 97 + 9))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(32)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 89 + 7).await?
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 52 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 70 + 7).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let x3: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 59 + 9).await?
         } else {
             acc / 2
         };
-        acc += x1;
-        match ctx.activity(step, acc % 51 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += x3;
+        let x4: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 92 + 8).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
+        let mut i5: u64 = 0;
+        while i5 < 2 {
+            i5 += 1;
+            let q6: u64 = checked(acc)?;
+            acc += q6 % 5;
         }
-        ctx.sleep(Duration::from_secs(25)).await;
+        let (r7, r8) = ctx.join((ctx.activity(other, acc % 60 + 8), ctx.activity(step, acc % 97 + 9))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
         Ok(acc)
     }
 
@@ -2403,43 +2589,107 @@ mod w37 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 85 + 2).await?;
-        acc += v1;
-        match ctx.activity(step, acc % 86 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 2 == 0 {
-            for j2 in 0u64..1 {
-                acc += j2;
-                let v3: u64 = ctx.activity(step, acc % 62 + 0).await?;
-                acc += v3;
+        match acc % 3 {
+            0 => {
+                let mut i1: u64 = 0;
+                'l2: loop {
+                    i1 += 1;
+                    if i1 > 2 {
+                        break 'l2;
+                    }
+                    let q3: u64 = checked(acc)?;
+                    acc += q3 % 5;
+                }
+                for j4 in 0u64..3 {
+                    acc += j4;
+                    let g5: u64 = ctx.signal("more").await?;
+                    acc += g5;
+                    acc += ctx.activity(step, acc % 89 + 7).await?;
+                    let v6: u64 = ctx.activity(other, acc % 51 + 1).await?;
+                    acc += v6;
+                }
             }
-            let v4: u64 = ctx.activity(step, acc % 81 + 3).await?;
-            acc += v4;
+            1 => acc += 1,
+            _ => {
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let mut i8: u64 = 0;
+                'l9: loop {
+                    i8 += 1;
+                    if i8 > 1 {
+                        break 'l9;
+                    }
+                    match ctx.signal::<u64>("go").timeout(Duration::from_secs(32)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    match ctx.activity(other, acc % 90 + 1).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
         }
-        acc += ctx.activity(step, acc % 70 + 4).await?;
+        let g10: u64 = ctx.signal("stop").await?;
+        acc += g10;
+        acc += ctx.activity(step, acc % 65 + 7).await?;
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        acc += ctx.activity(other, acc % 62 + 5).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 85 + 2).await?;
-        acc += v1;
-        match ctx.activity(step, acc % 86 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 2 == 0 {
-            for j2 in 0u64..1 {
-                acc += j2;
-                let v3: u64 = ctx.activity(step, acc % 62 + 0).await?;
-                acc += v3;
+        match acc % 3 {
+            0 => {
+                let mut i1: u64 = 0;
+                'l2: loop {
+                    i1 += 1;
+                    if i1 > 2 {
+                        break 'l2;
+                    }
+                    let q3: u64 = checked(acc)?;
+                    acc += q3 % 5;
+                }
+                for j4 in 0u64..3 {
+                    acc += j4;
+                    let g5: u64 = ctx.signal("more").await?;
+                    acc += g5;
+                    acc += ctx.activity(step, acc % 89 + 7).await?;
+                    let v6: u64 = ctx.activity(other, acc % 51 + 1).await?;
+                    acc += v6;
+                }
             }
-            let v4: u64 = ctx.activity(step, acc % 81 + 3).await?;
-            acc += v4;
+            1 => acc += 1,
+            _ => {
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let mut i8: u64 = 0;
+                'l9: loop {
+                    i8 += 1;
+                    if i8 > 1 {
+                        break 'l9;
+                    }
+                    match ctx.signal::<u64>("go").timeout(Duration::from_secs(32)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    match ctx.activity(other, acc % 90 + 1).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
         }
-        acc += ctx.activity(step, acc % 70 + 4).await?;
+        let g10: u64 = ctx.signal("stop").await?;
+        acc += g10;
+        acc += ctx.activity(step, acc % 65 + 7).await?;
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        acc += ctx.activity(other, acc % 62 + 5).await?;
         Ok(acc)
     }
 
@@ -2458,87 +2708,103 @@ mod w38 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(62)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        if acc % 4 == 0 {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+        } else {
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 80 + 8), ctx.activity(other, acc % 60 + 3))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-        }
-        if acc % 3 == 1 {
-            let v4: u64 = ctx.activity(other, acc % 53 + 9).await?;
-            acc += v4;
-            let x5: u64 = if acc % 4 == 1 {
-                ctx.activity(step, acc % 84 + 0).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            if acc % 2 == 0 {
-                acc += ctx.activity(other, acc % 52 + 7).await?;
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 89 + 1), ctx.activity(step, acc % 99 + 2))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
+            let mut i4: u64 = 0;
+            while i4 < 2 {
+                i4 += 1;
+                if acc % 5 == 0 {
+                    continue;
                 }
-                let q8: u64 = checked(acc)?;
-                acc += q8 % 5;
+            }
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(other, acc % 61 + 6).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let v5: u64 = ctx.activity(step, acc % 69 + 3).await?;
+                    acc += v5;
+                    ctx.sleep(Duration::from_secs(11)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    match ctx.activity(step, acc % 87 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let g6: u64 = ctx.signal("stop").await?;
+                    acc += g6;
+                }
             }
         }
-        let v9: u64 = ctx.activity(other, acc % 62 + 2).await?;
-        acc += v9;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let items7: Vec<u64> = vec![acc % 7, 2];
+        for it8 in items7 {
+            acc += it8;
+            let v9: u64 = ctx.activity(step, acc % 76 + 4).await?;
+            acc += v9;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(62)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        if acc % 4 == 0 {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+        } else {
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 80 + 8), ctx.activity(other, acc % 60 + 3))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-        }
-        if acc % 3 == 1 {
-            let v4: u64 = ctx.activity(other, acc % 53 + 9).await?;
-            acc += v4;
-            let x5: u64 = if acc % 4 == 1 {
-                ctx.activity(step, acc % 84 + 0).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            if acc % 2 == 0 {
-                acc += ctx.activity(other, acc % 52 + 7).await?;
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 89 + 1), ctx.activity(step, acc % 99 + 2))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
+            let mut i4: u64 = 0;
+            while i4 < 2 {
+                i4 += 1;
+                if acc % 5 == 0 {
+                    continue;
                 }
-                let q8: u64 = checked(acc)?;
-                acc += q8 % 5;
+            }
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(other, acc % 61 + 6).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let v5: u64 = ctx.activity(step, acc % 69 + 3).await?;
+                    acc += v5;
+                    ctx.sleep(Duration::from_secs(11)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    match ctx.activity(step, acc % 87 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let g6: u64 = ctx.signal("stop").await?;
+                    acc += g6;
+                }
             }
         }
-        let v9: u64 = ctx.activity(other, acc % 62 + 2).await?;
-        acc += v9;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let items7: Vec<u64> = vec![acc % 7, 2];
+        for it8 in items7 {
+            acc += it8;
+            let v9: u64 = ctx.activity(step, acc % 76 + 4).await?;
+            acc += v9;
+        }
         Ok(acc)
     }
 
@@ -2557,23 +2823,75 @@ mod w39 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 83 + 8).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 64 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let g2: u64 = ctx.signal("go").await?;
+        acc += g2;
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            for j5 in 0u64..3 {
+                acc += j5;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(68)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(63)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                acc += ctx.activity(step, acc % 83 + 3).await?;
+            }
+            let v6: u64 = ctx.activity(other, acc % 85 + 6).await?;
+            acc += v6;
+            let (r7, r8) = ctx.join((ctx.activity(step, acc % 94 + 5), ctx.activity(step, acc % 69 + 9))).await;
+            acc += r7.unwrap_or(1);
+            if let Ok(v) = r8 {
+                acc += v;
+            }
         }
+        let Some(w9) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w9;
+        acc += ctx.activity(step, acc % 83 + 7).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 83 + 8).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 64 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let g2: u64 = ctx.signal("go").await?;
+        acc += g2;
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            for j5 in 0u64..3 {
+                acc += j5;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(68)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(63)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                acc += ctx.activity(step, acc % 83 + 3).await?;
+            }
+            let v6: u64 = ctx.activity(other, acc % 85 + 6).await?;
+            acc += v6;
+            let (r7, r8) = ctx.join((ctx.activity(step, acc % 94 + 5), ctx.activity(step, acc % 69 + 9))).await;
+            acc += r7.unwrap_or(1);
+            if let Ok(v) = r8 {
+                acc += v;
+            }
         }
+        let Some(w9) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w9;
+        acc += ctx.activity(step, acc % 83 + 7).await?;
         Ok(acc)
     }
 
@@ -2592,76 +2910,44 @@ mod w40 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(17)).await;
-        match ctx.activity(other, acc % 85 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(step, acc % 87 + 3).await?;
+        acc += v1;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        if acc % 3 == 1 {
-            acc += ctx.activity(step, acc % 87 + 3).await?;
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 3 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                ctx.sleep(Duration::from_secs(55)).await;
-                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(95)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-            }
-        }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
-        for j3 in 0u64..2 {
+        let x2: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 85 + 4).await?
+        } else {
+            acc / 2
+        };
+        acc += x2;
+        for j3 in 0u64..3 {
             acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 65 + 0), ctx.activity(other, acc % 74 + 5))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+            if acc % 5 == 0 {
+                return Ok(acc);
             }
-            let g6: u64 = ctx.signal("more").await?;
-            acc += g6;
-            let v7: u64 = ctx.activity(step, acc % 82 + 2).await?;
-            acc += v7;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(17)).await;
-        match ctx.activity(other, acc % 85 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(step, acc % 87 + 3).await?;
+        acc += v1;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        if acc % 3 == 1 {
-            acc += ctx.activity(step, acc % 87 + 3).await?;
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 3 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                ctx.sleep(Duration::from_secs(55)).await;
-                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(95)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-            }
-        }
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
-        for j3 in 0u64..2 {
+        let x2: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 85 + 4).await?
+        } else {
+            acc / 2
+        };
+        acc += x2;
+        for j3 in 0u64..3 {
             acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 65 + 0), ctx.activity(other, acc % 74 + 5))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+            if acc % 5 == 0 {
+                return Ok(acc);
             }
-            let g6: u64 = ctx.signal("more").await?;
-            acc += g6;
-            let v7: u64 = ctx.activity(step, acc % 82 + 2).await?;
-            acc += v7;
         }
         Ok(acc)
     }
@@ -2681,57 +2967,13 @@ mod w41 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 64 + 7).await?;
-        acc += v1;
-        let x2: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 63 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        for j3 in 0u64..2 {
-            acc += j3;
-            ctx.sleep(Duration::from_secs(30)).await;
-            let q4: u64 = checked(acc)?;
-            acc += q4 % 5;
-            if acc % 2 == 1 {
-                let v5: u64 = ctx.activity(step, acc % 64 + 2).await?;
-                acc += v5;
-                acc += ctx.activity(other, acc % 86 + 0).await?;
-                acc += ctx.activity(step, acc % 69 + 7).await?;
-            }
-        }
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        acc += ctx.activity(step, acc % 76 + 8).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 64 + 7).await?;
-        acc += v1;
-        let x2: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 63 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        for j3 in 0u64..2 {
-            acc += j3;
-            ctx.sleep(Duration::from_secs(30)).await;
-            let q4: u64 = checked(acc)?;
-            acc += q4 % 5;
-            if acc % 2 == 1 {
-                let v5: u64 = ctx.activity(step, acc % 64 + 2).await?;
-                acc += v5;
-                acc += ctx.activity(other, acc % 86 + 0).await?;
-                acc += ctx.activity(step, acc % 69 + 7).await?;
-            }
-        }
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        acc += ctx.activity(step, acc % 76 + 8).await?;
         Ok(acc)
     }
 
@@ -2750,77 +2992,29 @@ mod w42 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(26)).await;
-        match ctx.activity(step, acc % 54 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 80 + 3), ctx.activity(other, acc % 87 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 2 {
-                break 'l4;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 74 + 5).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 65 + 9).await?;
+                y2 + 1
             }
-            let x5: u64 = if acc % 3 == 0 {
-                ctx.activity(step, acc % 75 + 3).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
-            for j7 in 0u64..1 {
-                acc += j7;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v8: u64 = ctx.activity(other, acc % 66 + 7).await?;
-                acc += v8;
-            }
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(26)).await;
-        match ctx.activity(step, acc % 54 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 80 + 3), ctx.activity(other, acc % 87 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 2 {
-                break 'l4;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 74 + 5).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 65 + 9).await?;
+                y2 + 1
             }
-            let x5: u64 = if acc % 3 == 0 {
-                ctx.activity(step, acc % 75 + 3).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
-            for j7 in 0u64..1 {
-                acc += j7;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v8: u64 = ctx.activity(other, acc % 66 + 7).await?;
-                acc += v8;
-            }
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -2839,57 +3033,17 @@ mod w43 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 && acc % 7 == 3 {
+        if acc % 4 == 0 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(other, acc % 54 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        ctx.sleep(Duration::from_secs(7)).await;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v4: u64 = ctx.activity(step, acc % 80 + 1).await?;
-            acc += v4;
-        }
-        let v5: u64 = ctx.activity(other, acc % 63 + 2).await?;
-        acc += v5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 && acc % 7 == 3 {
+        if acc % 4 == 0 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(other, acc % 54 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        ctx.sleep(Duration::from_secs(7)).await;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            let v4: u64 = ctx.activity(step, acc % 80 + 1).await?;
-            acc += v4;
-        }
-        let v5: u64 = ctx.activity(other, acc % 63 + 2).await?;
-        acc += v5;
         Ok(acc)
     }
 
@@ -2908,39 +3062,99 @@ mod w44 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(8)).await;
-        for j1 in 0u64..3 {
-            acc += j1;
-            let (r2, r3) = ctx.join((ctx.activity(other, acc % 74 + 2), ctx.activity(step, acc % 87 + 0))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 3 {
+                break 'l2;
+            }
+            for j3 in 0u64..3 {
+                acc += j3;
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+            if acc % 5 == 1 {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                acc += ctx.activity(step, acc % 79 + 5).await?;
+                let v5: u64 = ctx.activity(step, acc % 64 + 2).await?;
+                acc += v5;
+            } else {
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+        }
+        if acc % 2 == 1 {
+            ctx.sleep(Duration::from_secs(8)).await;
+            ctx.sleep(Duration::from_secs(33)).await;
+        } else {
+            let g7: u64 = ctx.signal("more").await?;
+            acc += g7;
+            let v8: u64 = ctx.activity(step, acc % 88 + 2).await?;
+            acc += v8;
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 53 + 3), ctx.activity(step, acc % 86 + 2))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
                 acc += v;
             }
         }
-        let (r4, r5) = ctx.join((ctx.activity(other, acc % 93 + 8), ctx.activity(other, acc % 52 + 8))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
+        let v11: u64 = ctx.activity(step, acc % 99 + 9).await?;
+        acc += v11;
+        let q12: u64 = checked(acc)?;
+        acc += q12 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(8)).await;
-        for j1 in 0u64..3 {
-            acc += j1;
-            let (r2, r3) = ctx.join((ctx.activity(other, acc % 74 + 2), ctx.activity(step, acc % 87 + 0))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 3 {
+                break 'l2;
+            }
+            for j3 in 0u64..3 {
+                acc += j3;
+                if acc % 2 == 1 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+            if acc % 5 == 1 {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                acc += ctx.activity(step, acc % 79 + 5).await?;
+                let v5: u64 = ctx.activity(step, acc % 64 + 2).await?;
+                acc += v5;
+            } else {
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+        }
+        if acc % 2 == 1 {
+            ctx.sleep(Duration::from_secs(8)).await;
+            ctx.sleep(Duration::from_secs(33)).await;
+        } else {
+            let g7: u64 = ctx.signal("more").await?;
+            acc += g7;
+            let v8: u64 = ctx.activity(step, acc % 88 + 2).await?;
+            acc += v8;
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 53 + 3), ctx.activity(step, acc % 86 + 2))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
                 acc += v;
             }
         }
-        let (r4, r5) = ctx.join((ctx.activity(other, acc % 93 + 8), ctx.activity(other, acc % 52 + 8))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
+        let v11: u64 = ctx.activity(step, acc % 99 + 9).await?;
+        acc += v11;
+        let q12: u64 = checked(acc)?;
+        acc += q12 % 5;
         Ok(acc)
     }
 
@@ -2959,58 +3173,112 @@ mod w45 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 2 == 0 {
-                let v1: u64 = ctx.activity(other, acc % 77 + 0).await?;
-                acc += v1;
+        'b1: {
+            for j2 in 0u64..1 {
+                acc += j2;
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v3: u64 = ctx.activity(other, acc % 66 + 7).await?;
+                acc += v3;
             }
+            if acc % 3 == 0 {
+                break 'b1;
+            }
+            match ctx.activity(step, acc % 74 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            'b4: {
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    break 'b4;
+                }
+                let (r5, r6) = ctx.join((ctx.activity(other, acc % 74 + 6), ctx.activity(step, acc % 98 + 6))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+            }
+            let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w7;
         }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let x2: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 98 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 4 == 0 {
-            ctx.sleep(Duration::from_secs(21)).await;
-        } else {
-            acc += ctx.activity(step, acc % 69 + 6).await?;
-            acc += ctx.activity(step, acc % 56 + 4).await?;
-        }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        'b8: {
+            let v9: u64 = ctx.activity(other, acc % 63 + 2).await?;
+            acc += v9;
+            if acc % 4 == 1 {
+                break 'b8;
+            }
+            match ctx.activity(step, acc % 99 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 2 == 0 {
-                let v1: u64 = ctx.activity(other, acc % 77 + 0).await?;
-                acc += v1;
+        'b1: {
+            for j2 in 0u64..1 {
+                acc += j2;
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v3: u64 = ctx.activity(other, acc % 66 + 7).await?;
+                acc += v3;
             }
+            if acc % 3 == 0 {
+                break 'b1;
+            }
+            match ctx.activity(step, acc % 74 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            'b4: {
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    break 'b4;
+                }
+                let (r5, r6) = ctx.join((ctx.activity(other, acc % 74 + 6), ctx.activity(step, acc % 98 + 6))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+            }
+            let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w7;
         }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let x2: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 98 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 4 == 0 {
-            ctx.sleep(Duration::from_secs(21)).await;
-        } else {
-            acc += ctx.activity(step, acc % 69 + 6).await?;
-            acc += ctx.activity(step, acc % 56 + 4).await?;
-        }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        'b8: {
+            let v9: u64 = ctx.activity(other, acc % 63 + 2).await?;
+            acc += v9;
+            if acc % 4 == 1 {
+                break 'b8;
+            }
+            match ctx.activity(step, acc % 99 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
         }
         Ok(acc)
     }
@@ -3030,61 +3298,93 @@ mod w46 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 78 + 1), ctx.activity(step, acc % 74 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 3 {
+                break 'l2;
+            }
+            let v3: u64 = ctx.activity(other, acc % 74 + 2).await?;
+            acc += v3;
         }
-        let g3: u64 = ctx.signal("go").await?;
-        acc += g3;
-        for j4 in 0u64..2 {
-            acc += j4;
-            if acc % 5 == 0 {
-                ctx.sleep(Duration::from_secs(29)).await;
-            } else {
-                ctx.sleep(Duration::from_secs(57)).await;
-                let v5: u64 = ctx.activity(other, acc % 64 + 5).await?;
-                acc += v5;
-                let g6: u64 = ctx.signal("stop").await?;
-                acc += g6;
+        let items4: Vec<u64> = vec![acc % 7, 2];
+        for it5 in items4 {
+            acc += it5;
+            let x6: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 72 + 4).await?,
+                1 => {
+                    let y7: u64 = ctx.activity(other, acc % 94 + 6).await?;
+                    y7 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x6;
+            'b8: {
+                ctx.sleep(Duration::from_secs(41)).await;
+                if acc % 3 == 0 {
+                    break 'b8;
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 77 + 2), ctx.activity(step, acc % 98 + 8))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            match ctx.activity(step, acc % 90 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
             }
         }
+        ctx.sleep(Duration::from_secs(21)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 78 + 1), ctx.activity(step, acc % 74 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 3 {
+                break 'l2;
+            }
+            let v3: u64 = ctx.activity(other, acc % 74 + 2).await?;
+            acc += v3;
         }
-        let g3: u64 = ctx.signal("go").await?;
-        acc += g3;
-        for j4 in 0u64..2 {
-            acc += j4;
-            if acc % 5 == 0 {
-                ctx.sleep(Duration::from_secs(29)).await;
-            } else {
-                ctx.sleep(Duration::from_secs(57)).await;
-                let v5: u64 = ctx.activity(other, acc % 64 + 5).await?;
-                acc += v5;
-                let g6: u64 = ctx.signal("stop").await?;
-                acc += g6;
+        let items4: Vec<u64> = vec![acc % 7, 2];
+        for it5 in items4 {
+            acc += it5;
+            let x6: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 72 + 4).await?,
+                1 => {
+                    let y7: u64 = ctx.activity(other, acc % 94 + 6).await?;
+                    y7 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x6;
+            'b8: {
+                ctx.sleep(Duration::from_secs(41)).await;
+                if acc % 3 == 0 {
+                    break 'b8;
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 77 + 2), ctx.activity(step, acc % 98 + 8))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            match ctx.activity(step, acc % 90 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
             }
         }
+        ctx.sleep(Duration::from_secs(21)).await;
         Ok(acc)
     }
 
@@ -3103,35 +3403,53 @@ mod w47 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(other, acc % 64 + 6).await?;
-            acc += v2;
+        if acc % 2 == 0 {
+            acc += ctx.activity(step, acc % 54 + 6).await?;
+            let mut i1: u64 = 0;
+            while i1 < 3 {
+                i1 += 1;
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v2: u64 = ctx.activity(step, acc % 64 + 3).await?;
+                acc += v2;
+            }
+            acc += ctx.activity(step, acc % 97 + 2).await?;
+        } else {
+            match ctx.activity(other, acc % 73 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
         }
-        match ctx.activity(step, acc % 50 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let v3: u64 = ctx.activity(step, acc % 58 + 9).await?;
-        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(other, acc % 64 + 6).await?;
-            acc += v2;
+        if acc % 2 == 0 {
+            acc += ctx.activity(step, acc % 54 + 6).await?;
+            let mut i1: u64 = 0;
+            while i1 < 3 {
+                i1 += 1;
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v2: u64 = ctx.activity(step, acc % 64 + 3).await?;
+                acc += v2;
+            }
+            acc += ctx.activity(step, acc % 97 + 2).await?;
+        } else {
+            match ctx.activity(other, acc % 73 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
         }
-        match ctx.activity(step, acc % 50 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let v3: u64 = ctx.activity(step, acc % 58 + 9).await?;
-        acc += v3;
         Ok(acc)
     }
 
@@ -3150,25 +3468,139 @@ mod w48 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            let g1: u64 = ctx.signal("stop").await?;
-            acc += g1;
+        if acc % 4 == 0 {
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            acc += ctx.activity(step, acc % 55 + 9).await?;
+            match ctx.activity(step, acc % 55 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        } else {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            let q2: u64 = checked(acc)?;
+            acc += q2 % 5;
         }
-        let g2: u64 = ctx.signal("stop").await?;
-        acc += g2;
-        ctx.sleep(Duration::from_secs(57)).await;
+        match acc % 3 {
+            0 => {
+                let mut i3: u64 = 0;
+                'l4: loop {
+                    i3 += 1;
+                    if i3 > 1 {
+                        break 'l4;
+                    }
+                    let (r5, r6) = ctx.join((ctx.activity(step, acc % 66 + 3), ctx.activity(step, acc % 50 + 8))).await;
+                    acc += r5.unwrap_or(1);
+                    if let Ok(v) = r6 {
+                        acc += v;
+                    }
+                    let (r7, r8) = ctx.join((ctx.activity(step, acc % 58 + 9), ctx.activity(step, acc % 87 + 1))).await;
+                    acc += r7.unwrap_or(1);
+                    if let Ok(v) = r8 {
+                        acc += v;
+                    }
+                    let v9: u64 = ctx.activity(other, acc % 51 + 3).await?;
+                    acc += v9;
+                }
+                let Some(w10) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w10;
+            }
+            1 => acc += 1,
+            _ => {
+                for j11 in 0u64..3 {
+                    acc += j11;
+                    if acc % 5 == 1 {
+                        break;
+                    }
+                }
+                let q12: u64 = checked(acc)?;
+                acc += q12 % 5;
+            }
+        }
+        let (r13, r14) = ctx.join((ctx.activity(step, acc % 78 + 7), ctx.activity(step, acc % 90 + 1))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
+        }
+        let v15: u64 = ctx.activity(step, acc % 77 + 2).await?;
+        acc += v15;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(77)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            let g1: u64 = ctx.signal("stop").await?;
-            acc += g1;
+        if acc % 4 == 0 {
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            acc += ctx.activity(step, acc % 55 + 9).await?;
+            match ctx.activity(step, acc % 55 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        } else {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            let q2: u64 = checked(acc)?;
+            acc += q2 % 5;
         }
-        let g2: u64 = ctx.signal("stop").await?;
-        acc += g2;
-        ctx.sleep(Duration::from_secs(57)).await;
+        match acc % 3 {
+            0 => {
+                let mut i3: u64 = 0;
+                'l4: loop {
+                    i3 += 1;
+                    if i3 > 1 {
+                        break 'l4;
+                    }
+                    let (r5, r6) = ctx.join((ctx.activity(step, acc % 66 + 3), ctx.activity(step, acc % 50 + 8))).await;
+                    acc += r5.unwrap_or(1);
+                    if let Ok(v) = r6 {
+                        acc += v;
+                    }
+                    let (r7, r8) = ctx.join((ctx.activity(step, acc % 58 + 9), ctx.activity(step, acc % 87 + 1))).await;
+                    acc += r7.unwrap_or(1);
+                    if let Ok(v) = r8 {
+                        acc += v;
+                    }
+                    let v9: u64 = ctx.activity(other, acc % 51 + 3).await?;
+                    acc += v9;
+                }
+                let Some(w10) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w10;
+            }
+            1 => acc += 1,
+            _ => {
+                for j11 in 0u64..3 {
+                    acc += j11;
+                    if acc % 5 == 1 {
+                        break;
+                    }
+                }
+                let q12: u64 = checked(acc)?;
+                acc += q12 % 5;
+            }
+        }
+        let (r13, r14) = ctx.join((ctx.activity(step, acc % 78 + 7), ctx.activity(step, acc % 90 + 1))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
+        }
+        let v15: u64 = ctx.activity(step, acc % 77 + 2).await?;
+        acc += v15;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(77)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
         Ok(acc)
     }
 
@@ -3187,16 +3619,8 @@ mod w49 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 56 + 8).await?;
-        acc += v1;
-        let x2: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 90 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        acc += ctx.activity(step, acc % 77 + 2).await?;
-        match ctx.activity(step, acc % 82 + 6).await {
+        acc += ctx.activity(step, acc % 71 + 0).await?;
+        match ctx.activity(step, acc % 95 + 2).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
@@ -3205,16 +3629,8 @@ mod w49 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 56 + 8).await?;
-        acc += v1;
-        let x2: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 90 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        acc += ctx.activity(step, acc % 77 + 2).await?;
-        match ctx.activity(step, acc % 82 + 6).await {
+        acc += ctx.activity(step, acc % 71 + 0).await?;
+        match ctx.activity(step, acc % 95 + 2).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
@@ -3236,22 +3652,68 @@ mod w50 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 71 + 0).await?;
-        acc += v1;
-        match ctx.activity(step, acc % 95 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 62 + 3).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 54 + 4).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        acc += ctx.activity(other, acc % 51 + 4).await?;
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 90 + 5), ctx.activity(step, acc % 54 + 6))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        let items5: Vec<u64> = vec![acc % 7, 2];
+        for it6 in items5 {
+            acc += it6;
+            let items7: Vec<u64> = vec![acc % 7, 2];
+            for it8 in items7 {
+                acc += it8;
+                let v9: u64 = ctx.activity(step, acc % 56 + 8).await?;
+                acc += v9;
+                match ctx.activity(step, acc % 92 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 71 + 0).await?;
-        acc += v1;
-        match ctx.activity(step, acc % 95 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 62 + 3).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 54 + 4).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        acc += ctx.activity(other, acc % 51 + 4).await?;
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 90 + 5), ctx.activity(step, acc % 54 + 6))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        let items5: Vec<u64> = vec![acc % 7, 2];
+        for it6 in items5 {
+            acc += it6;
+            let items7: Vec<u64> = vec![acc % 7, 2];
+            for it8 in items7 {
+                acc += it8;
+                let v9: u64 = ctx.activity(step, acc % 56 + 8).await?;
+                acc += v9;
+                match ctx.activity(step, acc % 92 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
         }
         Ok(acc)
     }
@@ -3271,99 +3733,113 @@ mod w51 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 4 == 0 {
-            acc += ctx.activity(other, acc % 51 + 4).await?;
-        } else {
-            let (r1, r2) = ctx.join((ctx.activity(other, acc % 65 + 4), ctx.activity(other, acc % 74 + 0))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(other, acc % 75 + 2).await?;
+                acc += v1;
             }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
+            1 => acc += 1,
+            _ => {
+                if acc % 3 == 1 {
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 50 + 1), ctx.activity(step, acc % 54 + 8))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
+                    let v4: u64 = ctx.activity(other, acc % 56 + 9).await?;
+                    acc += v4;
+                    if acc % 3 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
                 }
-                if acc % 4 == 1 {
-                    continue;
-                }
-                acc += ctx.activity(step, acc % 93 + 6).await?;
-                let v5: u64 = ctx.activity(other, acc % 70 + 5).await?;
-                acc += v5;
             }
         }
-        let q6: u64 = checked(acc)?;
-        acc += q6 % 5;
-        if acc % 2 == 1 {
-            let mut i7: u64 = 0;
-            while i7 < 1 {
-                i7 += 1;
-                let v8: u64 = ctx.activity(step, acc % 63 + 4).await?;
-                acc += v8;
-                let (r9, r10) = ctx.join((ctx.activity(step, acc % 56 + 6), ctx.activity(step, acc % 55 + 3))).await;
+        match acc % 3 {
+            0 => {
+                let mut list5: Vec<u64> = vec![acc % 5, 3];
+                while let Some(item6) = list5.pop() {
+                    acc += item6;
+                    let q7: u64 = checked(acc)?;
+                    acc += q7 % 5;
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                }
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 73 + 3), ctx.activity(step, acc % 80 + 9))).await;
                 acc += r9.unwrap_or(1);
                 if let Ok(v) = r10 {
                     acc += v;
                 }
             }
-        } else {
-            if acc % 2 == 1 {
-                return Ok(acc);
+            1 => acc += 1,
+            _ => {
+                let v11: u64 = ctx.activity(other, acc % 88 + 3).await?;
+                acc += v11;
+                match ctx.activity(step, acc % 63 + 9).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
             }
         }
+        let v12: u64 = ctx.activity(step, acc % 90 + 5).await?;
+        acc += v12;
+        let g13: u64 = ctx.signal("more").await?;
+        acc += g13;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 4 == 0 {
-            acc += ctx.activity(other, acc % 51 + 4).await?;
-        } else {
-            let (r1, r2) = ctx.join((ctx.activity(other, acc % 65 + 4), ctx.activity(other, acc % 74 + 0))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(other, acc % 75 + 2).await?;
+                acc += v1;
             }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
+            1 => acc += 1,
+            _ => {
+                if acc % 3 == 1 {
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 50 + 1), ctx.activity(step, acc % 54 + 8))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
+                    let v4: u64 = ctx.activity(other, acc % 56 + 9).await?;
+                    acc += v4;
+                    if acc % 3 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
                 }
-                if acc % 4 == 1 {
-                    continue;
-                }
-                acc += ctx.activity(step, acc % 93 + 6).await?;
-                let v5: u64 = ctx.activity(other, acc % 70 + 5).await?;
-                acc += v5;
             }
         }
-        let q6: u64 = checked(acc)?;
-        acc += q6 % 5;
-        if acc % 2 == 1 {
-            let mut i7: u64 = 0;
-            while i7 < 1 {
-                i7 += 1;
-                let v8: u64 = ctx.activity(step, acc % 63 + 4).await?;
-                acc += v8;
-                let (r9, r10) = ctx.join((ctx.activity(step, acc % 56 + 6), ctx.activity(step, acc % 55 + 3))).await;
+        match acc % 3 {
+            0 => {
+                let mut list5: Vec<u64> = vec![acc % 5, 3];
+                while let Some(item6) = list5.pop() {
+                    acc += item6;
+                    let q7: u64 = checked(acc)?;
+                    acc += q7 % 5;
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                }
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 73 + 3), ctx.activity(step, acc % 80 + 9))).await;
                 acc += r9.unwrap_or(1);
                 if let Ok(v) = r10 {
                     acc += v;
                 }
             }
-        } else {
-            if acc % 2 == 1 {
-                return Ok(acc);
+            1 => acc += 1,
+            _ => {
+                let v11: u64 = ctx.activity(other, acc % 88 + 3).await?;
+                acc += v11;
+                match ctx.activity(step, acc % 63 + 9).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
             }
         }
+        let v12: u64 = ctx.activity(step, acc % 90 + 5).await?;
+        acc += v12;
+        let g13: u64 = ctx.signal("more").await?;
+        acc += g13;
         Ok(acc)
     }
 
@@ -3382,75 +3858,37 @@ mod w52 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 3 {
-                break 'l3;
-            }
-            let x4: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 69 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x4;
-            let mut i5: u64 = 0;
-            'l6: loop {
-                i5 += 1;
-                if i5 > 1 {
-                    break 'l6;
-                }
-                match ctx.activity(other, acc % 64 + 3).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        let x7: u64 = if acc % 3 == 1 {
-            ctx.activity(other, acc % 55 + 9).await?
-        } else {
-            acc / 2
+        let v1: u64 = ctx.activity(step, acc % 75 + 2).await?;
+        acc += v1;
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
         };
-        acc += x7;
+        acc += w2;
+        let (r3, r4) = ctx.join((ctx.activity(other, acc % 80 + 4), ctx.activity(other, acc % 99 + 1))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        ctx.sleep(Duration::from_secs(26)).await;
+        acc += ctx.activity(other, acc % 54 + 4).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 3 {
-                break 'l3;
-            }
-            let x4: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 69 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x4;
-            let mut i5: u64 = 0;
-            'l6: loop {
-                i5 += 1;
-                if i5 > 1 {
-                    break 'l6;
-                }
-                match ctx.activity(other, acc % 64 + 3).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        let x7: u64 = if acc % 3 == 1 {
-            ctx.activity(other, acc % 55 + 9).await?
-        } else {
-            acc / 2
+        let v1: u64 = ctx.activity(step, acc % 75 + 2).await?;
+        acc += v1;
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
         };
-        acc += x7;
+        acc += w2;
+        let (r3, r4) = ctx.join((ctx.activity(other, acc % 80 + 4), ctx.activity(other, acc % 99 + 1))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        ctx.sleep(Duration::from_secs(26)).await;
+        acc += ctx.activity(other, acc % 54 + 4).await?;
         Ok(acc)
     }
 
@@ -3469,38 +3907,18 @@ mod w53 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 84 + 3).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(step, acc % 79 + 4).await?;
-        acc += v2;
-        for j3 in 0u64..3 {
-            acc += j3;
-            acc += ctx.activity(other, acc % 91 + 7).await?;
-            for j4 in 0u64..2 {
-                acc += j4;
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-            }
+        match ctx.activity(step, acc % 93 + 6).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 84 + 3).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(step, acc % 79 + 4).await?;
-        acc += v2;
-        for j3 in 0u64..3 {
-            acc += j3;
-            acc += ctx.activity(other, acc % 91 + 7).await?;
-            for j4 in 0u64..2 {
-                acc += j4;
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-            }
+        match ctx.activity(step, acc % 93 + 6).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -3520,88 +3938,82 @@ mod w54 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 2 {
-                    break 'l2;
-                }
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 98 + 8), ctx.activity(step, acc % 95 + 0))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let mut i3: u64 = 0;
+            while i3 < 3 {
+                i3 += 1;
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 97 + 1))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
                     acc += v;
                 }
+                if acc % 4 == 0 {
+                    break;
+                }
             }
-            let x5: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 64 + 4).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            let x6: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 94 + 5).await?
+            let x6: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 65 + 8).await?
             } else {
                 acc / 2
             };
             acc += x6;
-        } else {
-            let v7: u64 = ctx.activity(step, acc % 55 + 2).await?;
-            acc += v7;
-            ctx.sleep(Duration::from_secs(1)).await;
         }
-        acc += ctx.activity(step, acc % 95 + 1).await?;
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(78)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        if acc % 2 == 1 {
+            acc += ctx.activity(step, acc % 50 + 2).await?;
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(78)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(6)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 2 {
-                    break 'l2;
-                }
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 98 + 8), ctx.activity(step, acc % 95 + 0))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let mut i3: u64 = 0;
+            while i3 < 3 {
+                i3 += 1;
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 97 + 1))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
                     acc += v;
                 }
+                if acc % 4 == 0 {
+                    break;
+                }
             }
-            let x5: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 64 + 4).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
-            let x6: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 94 + 5).await?
+            let x6: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 65 + 8).await?
             } else {
                 acc / 2
             };
             acc += x6;
-        } else {
-            let v7: u64 = ctx.activity(step, acc % 55 + 2).await?;
-            acc += v7;
-            ctx.sleep(Duration::from_secs(1)).await;
         }
-        acc += ctx.activity(step, acc % 95 + 1).await?;
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(78)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        if acc % 2 == 1 {
+            acc += ctx.activity(step, acc % 50 + 2).await?;
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(78)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(6)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -3621,78 +4033,112 @@ mod w55 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            let (r1, r2) = ctx.join((ctx.activity(step, acc % 79 + 7), ctx.activity(step, acc % 65 + 7))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
-            }
-        }
-        ctx.sleep(Duration::from_secs(9)).await;
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 3 {
-                break 'l4;
-            }
-            if acc % 3 == 1 {
-                let (r5, r6) = ctx.join((ctx.activity(other, acc % 90 + 9), ctx.activity(other, acc % 57 + 4))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
-                    acc += v;
-                }
-            }
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let v3: u64 = ctx.activity(step, acc % 97 + 5).await?;
+                acc += v3;
             }
         }
         if acc % 2 == 0 {
-            let v7: u64 = ctx.activity(step, acc % 80 + 8).await?;
-            acc += v7;
-            let v8: u64 = ctx.activity(step, acc % 88 + 4).await?;
-            acc += v8;
+            match ctx.activity(other, acc % 69 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let v4: u64 = ctx.activity(step, acc % 98 + 0).await?;
+            acc += v4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+        } else {
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 2 {
+                    break 'l7;
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            let (r8, r9) = ctx.join((ctx.activity(step, acc % 87 + 1), ctx.activity(step, acc % 80 + 8))).await;
+            acc += r8.unwrap_or(1);
+            if let Ok(v) = r9 {
+                acc += v;
+            }
+        }
+        let v10: u64 = ctx.activity(step, acc % 88 + 4).await?;
+        acc += v10;
+        match ctx.activity(other, acc % 69 + 8).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let (r11, r12) = ctx.join((ctx.activity(step, acc % 53 + 6), ctx.activity(step, acc % 86 + 3))).await;
+        acc += r11.unwrap_or(1);
+        if let Ok(v) = r12 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            let (r1, r2) = ctx.join((ctx.activity(step, acc % 79 + 7), ctx.activity(step, acc % 65 + 7))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
-            }
-        }
-        ctx.sleep(Duration::from_secs(9)).await;
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 3 {
-                break 'l4;
-            }
-            if acc % 3 == 1 {
-                let (r5, r6) = ctx.join((ctx.activity(other, acc % 90 + 9), ctx.activity(other, acc % 57 + 4))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
-                    acc += v;
-                }
-            }
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let v3: u64 = ctx.activity(step, acc % 97 + 5).await?;
+                acc += v3;
             }
         }
         if acc % 2 == 0 {
-            let v7: u64 = ctx.activity(step, acc % 80 + 8).await?;
-            acc += v7;
-            let v8: u64 = ctx.activity(step, acc % 88 + 4).await?;
-            acc += v8;
+            match ctx.activity(other, acc % 69 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let v4: u64 = ctx.activity(step, acc % 98 + 0).await?;
+            acc += v4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+        } else {
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 2 {
+                    break 'l7;
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            let (r8, r9) = ctx.join((ctx.activity(step, acc % 87 + 1), ctx.activity(step, acc % 80 + 8))).await;
+            acc += r8.unwrap_or(1);
+            if let Ok(v) = r9 {
+                acc += v;
+            }
+        }
+        let v10: u64 = ctx.activity(step, acc % 88 + 4).await?;
+        acc += v10;
+        match ctx.activity(other, acc % 69 + 8).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let (r11, r12) = ctx.join((ctx.activity(step, acc % 53 + 6), ctx.activity(step, acc % 86 + 3))).await;
+        acc += r11.unwrap_or(1);
+        if let Ok(v) = r12 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -3712,27 +4158,105 @@ mod w56 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 68 + 3).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 63 + 6).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        for j2 in 0u64..1 {
+            acc += j2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 63 + 7).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 82 + 7).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            if acc % 5 == 1 {
+                let (r5, r6) = ctx.join((ctx.activity(other, acc % 50 + 7), ctx.activity(step, acc % 80 + 1))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                if acc % 4 == 1 {
+                    break;
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            match ctx.activity(other, acc % 93 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
         }
-        let v2: u64 = ctx.activity(step, acc % 91 + 1).await?;
-        acc += v2;
+        let v7: u64 = ctx.activity(other, acc % 98 + 2).await?;
+        acc += v7;
+        let x8: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 93 + 7).await?,
+            1 => {
+                let y9: u64 = ctx.activity(other, acc % 67 + 9).await?;
+                y9 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x8;
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 68 + 3).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 63 + 6).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        for j2 in 0u64..1 {
+            acc += j2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 63 + 7).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 82 + 7).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            if acc % 5 == 1 {
+                let (r5, r6) = ctx.join((ctx.activity(other, acc % 50 + 7), ctx.activity(step, acc % 80 + 1))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                if acc % 4 == 1 {
+                    break;
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            match ctx.activity(other, acc % 93 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
         }
-        let v2: u64 = ctx.activity(step, acc % 91 + 1).await?;
-        acc += v2;
+        let v7: u64 = ctx.activity(other, acc % 98 + 2).await?;
+        acc += v7;
+        let x8: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 93 + 7).await?,
+            1 => {
+                let y9: u64 = ctx.activity(other, acc % 67 + 9).await?;
+                y9 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x8;
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
@@ -3751,29 +4275,71 @@ mod w57 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 75 + 3).await?;
-        acc += v1;
-        if acc % 2 == 0 && acc % 7 == 3 {
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        'b2: {
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            if acc % 5 == 0 {
+                break 'b2;
+            }
+            let mut list4: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item5) = list4.pop() {
+                acc += item5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(22)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+        }
+        let (r7, r8) = ctx.join((ctx.activity(other, acc % 71 + 9), ctx.activity(step, acc % 56 + 8))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 3 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let v2: u64 = ctx.activity(other, acc % 71 + 5).await?;
-        acc += v2;
-        let v3: u64 = ctx.activity(step, acc % 95 + 0).await?;
-        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 75 + 3).await?;
-        acc += v1;
-        if acc % 2 == 0 && acc % 7 == 3 {
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        'b2: {
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            if acc % 5 == 0 {
+                break 'b2;
+            }
+            let mut list4: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item5) = list4.pop() {
+                acc += item5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(22)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+        }
+        let (r7, r8) = ctx.join((ctx.activity(other, acc % 71 + 9), ctx.activity(step, acc % 56 + 8))).await;
+        acc += r7.unwrap_or(1);
+        if let Ok(v) = r8 {
+            acc += v;
+        }
+        ctx.sleep(Duration::from_secs(37)).await;
+        if acc % 3 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let v2: u64 = ctx.activity(other, acc % 71 + 5).await?;
-        acc += v2;
-        let v3: u64 = ctx.activity(step, acc % 95 + 0).await?;
-        acc += v3;
         Ok(acc)
     }
 
@@ -3792,33 +4358,21 @@ mod w58 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(other, acc % 76 + 5).await?;
+        let v1: u64 = ctx.activity(step, acc % 59 + 0).await?;
         acc += v1;
-        let x2: u64 = if acc % 5 == 0 {
-            ctx.activity(step, acc % 89 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
+        acc += ctx.activity(step, acc % 63 + 3).await?;
+        let v2: u64 = ctx.activity(other, acc % 76 + 1).await?;
+        acc += v2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(other, acc % 76 + 5).await?;
+        let v1: u64 = ctx.activity(step, acc % 59 + 0).await?;
         acc += v1;
-        let x2: u64 = if acc % 5 == 0 {
-            ctx.activity(step, acc % 89 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
+        acc += ctx.activity(step, acc % 63 + 3).await?;
+        let v2: u64 = ctx.activity(other, acc % 76 + 1).await?;
+        acc += v2;
         Ok(acc)
     }
 
@@ -3837,67 +4391,113 @@ mod w59 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 56 + 7).await?;
-        acc += v1;
-        if acc % 2 == 0 {
-            return Ok(acc);
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let v4: u64 = ctx.activity(other, acc % 50 + 5).await?;
+            acc += v4;
         }
-        for j2 in 0u64..3 {
-            acc += j2;
-            let x3: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 71 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-            if acc % 2 == 1 {
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 87 + 9), ctx.activity(other, acc % 96 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                let v6: u64 = ctx.activity(other, acc % 71 + 9).await?;
-                acc += v6;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        let v7: u64 = ctx.activity(other, acc % 93 + 6).await?;
-        acc += v7;
+        ctx.sleep(Duration::from_secs(41)).await;
+        match acc % 3 {
+            0 => {
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 51 + 1), ctx.activity(step, acc % 88 + 1))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let items9: Vec<u64> = vec![acc % 7, 2];
+                for it10 in items9 {
+                    acc += it10;
+                    match ctx.activity(other, acc % 56 + 0).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    match ctx.activity(other, acc % 60 + 6).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+                acc += ctx.activity(step, acc % 56 + 6).await?;
+                let (r11, r12) = ctx.join((ctx.activity(other, acc % 54 + 5), ctx.activity(other, acc % 79 + 2))).await;
+                acc += r11.unwrap_or(1);
+                if let Ok(v) = r12 {
+                    acc += v;
+                }
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 56 + 7).await?;
-        acc += v1;
-        if acc % 2 == 0 {
-            return Ok(acc);
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let v4: u64 = ctx.activity(other, acc % 50 + 5).await?;
+            acc += v4;
         }
-        for j2 in 0u64..3 {
-            acc += j2;
-            let x3: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 71 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-            if acc % 2 == 1 {
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 87 + 9), ctx.activity(other, acc % 96 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                let v6: u64 = ctx.activity(other, acc % 71 + 9).await?;
-                acc += v6;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        let v7: u64 = ctx.activity(other, acc % 93 + 6).await?;
-        acc += v7;
+        ctx.sleep(Duration::from_secs(41)).await;
+        match acc % 3 {
+            0 => {
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 51 + 1), ctx.activity(step, acc % 88 + 1))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let items9: Vec<u64> = vec![acc % 7, 2];
+                for it10 in items9 {
+                    acc += it10;
+                    match ctx.activity(other, acc % 56 + 0).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    match ctx.activity(other, acc % 60 + 6).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+                acc += ctx.activity(step, acc % 56 + 6).await?;
+                let (r11, r12) = ctx.join((ctx.activity(other, acc % 54 + 5), ctx.activity(other, acc % 79 + 2))).await;
+                acc += r11.unwrap_or(1);
+                if let Ok(v) = r12 {
+                    acc += v;
+                }
+            }
+        }
         Ok(acc)
     }
 
@@ -3916,29 +4516,43 @@ mod w60 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(77)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
         }
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(other, acc % 92 + 3).await?
+        let x4: u64 = if acc % 4 == 1 {
+            ctx.activity(step, acc % 92 + 3).await?
         } else {
             acc / 2
         };
-        acc += x1;
+        acc += x4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(77)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
         }
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(other, acc % 92 + 3).await?
+        let x4: u64 = if acc % 4 == 1 {
+            ctx.activity(step, acc % 92 + 3).await?
         } else {
             acc / 2
         };
-        acc += x1;
+        acc += x4;
         Ok(acc)
     }
 
@@ -3957,49 +4571,23 @@ mod w61 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 91 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let x2: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 64 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 2 == 0 {
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        match ctx.activity(step, acc % 99 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        let v3: u64 = ctx.activity(other, acc % 95 + 6).await?;
-        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 91 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let x2: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 64 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 2 == 0 {
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        match ctx.activity(step, acc % 99 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        let v3: u64 = ctx.activity(other, acc % 95 + 6).await?;
-        acc += v3;
         Ok(acc)
     }
 
@@ -4018,57 +4606,57 @@ mod w62 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 78 + 8).await?;
-        acc += v1;
-        for j2 in 0u64..3 {
-            acc += j2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
+        if acc % 4 == 1 {
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(87)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 1 {
-                    break 'l7;
-                }
-                let v8: u64 = ctx.activity(other, acc % 92 + 2).await?;
-                acc += v8;
+            if acc % 4 == 0 {
+                let v1: u64 = ctx.activity(step, acc % 58 + 8).await?;
+                acc += v1;
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
             }
+        } else {
+            let x3: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 70 + 3).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
         }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 78 + 8).await?;
-        acc += v1;
-        for j2 in 0u64..3 {
-            acc += j2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
+        if acc % 4 == 1 {
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(87)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 1 {
-                    break 'l7;
-                }
-                let v8: u64 = ctx.activity(other, acc % 92 + 2).await?;
-                acc += v8;
+            if acc % 4 == 0 {
+                let v1: u64 = ctx.activity(step, acc % 58 + 8).await?;
+                acc += v1;
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
             }
+        } else {
+            let x3: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 70 + 3).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
         }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
         Ok(acc)
     }
 
@@ -4087,19 +4675,115 @@ mod w63 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 52 + 4).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 79 + 2).await?;
-        acc += v2;
+        let mut i1: u64 = 0;
+        while i1 < 2 {
+            i1 += 1;
+            if acc % 4 == 0 {
+                acc += ctx.activity(other, acc % 68 + 6).await?;
+            } else {
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
+                let v3: u64 = ctx.activity(step, acc % 55 + 9).await?;
+                acc += v3;
+                let v4: u64 = ctx.activity(step, acc % 69 + 6).await?;
+                acc += v4;
+            }
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            if acc % 5 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        if acc % 2 == 0 {
+            return Ok(acc);
+        }
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 2 {
+                break 'l6;
+            }
+            let mut i7: u64 = 0;
+            while i7 < 3 {
+                i7 += 1;
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                match ctx.activity(step, acc % 84 + 0).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 4 == 0 {
+                return Ok(acc);
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+        }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 52 + 4).await?;
-        acc += v1;
-        let v2: u64 = ctx.activity(other, acc % 79 + 2).await?;
-        acc += v2;
+        let mut i1: u64 = 0;
+        while i1 < 2 {
+            i1 += 1;
+            if acc % 4 == 0 {
+                acc += ctx.activity(other, acc % 68 + 6).await?;
+            } else {
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
+                let v3: u64 = ctx.activity(step, acc % 55 + 9).await?;
+                acc += v3;
+                let v4: u64 = ctx.activity(step, acc % 69 + 6).await?;
+                acc += v4;
+            }
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            if acc % 5 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        if acc % 2 == 0 {
+            return Ok(acc);
+        }
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 2 {
+                break 'l6;
+            }
+            let mut i7: u64 = 0;
+            while i7 < 3 {
+                i7 += 1;
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                match ctx.activity(step, acc % 84 + 0).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 4 == 0 {
+                return Ok(acc);
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+        }
+        if acc % 3 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
@@ -4118,51 +4802,77 @@ mod w64 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(step, acc % 76 + 0).await?;
-            acc += v3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                if acc % 3 == 1 {
-                    continue;
-                }
-                if acc % 5 == 0 {
-                    break;
-                }
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        if acc % 3 == 1 {
+            let g2: u64 = ctx.signal("stop").await?;
+            acc += g2;
+        } else {
+            let mut list3: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item4) = list3.pop() {
+                acc += item4;
+                ctx.sleep(Duration::from_secs(48)).await;
             }
         }
-        let q5: u64 = checked(acc)?;
-        acc += q5 % 5;
+        'b5: {
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            if acc % 3 == 1 {
+                break 'b5;
+            }
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 1 {
+                    break 'l7;
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                acc += ctx.activity(step, acc % 73 + 7).await?;
+            }
+        }
+        acc += ctx.activity(step, acc % 64 + 1).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(step, acc % 76 + 0).await?;
-            acc += v3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                if acc % 3 == 1 {
-                    continue;
-                }
-                if acc % 5 == 0 {
-                    break;
-                }
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        if acc % 3 == 1 {
+            let g2: u64 = ctx.signal("stop").await?;
+            acc += g2;
+        } else {
+            let mut list3: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item4) = list3.pop() {
+                acc += item4;
+                ctx.sleep(Duration::from_secs(48)).await;
             }
         }
-        let q5: u64 = checked(acc)?;
-        acc += q5 % 5;
+        'b5: {
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            if acc % 3 == 1 {
+                break 'b5;
+            }
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 1 {
+                    break 'l7;
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                acc += ctx.activity(step, acc % 73 + 7).await?;
+            }
+        }
+        acc += ctx.activity(step, acc % 64 + 1).await?;
         Ok(acc)
     }
 
@@ -4181,24 +4891,17 @@ mod w65 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 51 + 7).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 3 {
-                    break 'l5;
-                }
-                let v6: u64 = ctx.activity(step, acc % 58 + 8).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 70 + 7), ctx.activity(other, acc % 61 + 7))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(83)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
         }
         Ok(acc)
@@ -4206,24 +4909,17 @@ mod w65 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 51 + 7).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 3 {
-                    break 'l5;
-                }
-                let v6: u64 = ctx.activity(step, acc % 58 + 8).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 70 + 7), ctx.activity(other, acc % 61 + 7))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let items3: Vec<u64> = vec![acc % 7, 2];
+        for it4 in items3 {
+            acc += it4;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(83)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
             }
         }
         Ok(acc)
@@ -4244,20 +4940,112 @@ mod w66 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(other, acc % 77 + 5), ctx.activity(other, acc % 67 + 0))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let g2: u64 = ctx.signal("go").await?;
+            acc += g2;
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 85 + 5), ctx.activity(step, acc % 77 + 3))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+            let mut i5: u64 = 0;
+            while i5 < 3 {
+                i5 += 1;
+                let v6: u64 = ctx.activity(other, acc % 88 + 2).await?;
+                acc += v6;
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 61 + 1).await?;
+        acc += v7;
+        let mut list8: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item9) = list8.pop() {
+            acc += item9;
+            match acc % 3 {
+                0 => {
+                    let v10: u64 = ctx.activity(step, acc % 80 + 8).await?;
+                    acc += v10;
+                    let q11: u64 = checked(acc)?;
+                    acc += q11 % 5;
+                    ctx.sleep(Duration::from_secs(5)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 0 {
+                        return Ok(acc);
+                    }
+                    match ctx.activity(step, acc % 86 + 0).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let (r12, r13) = ctx.join((ctx.activity(step, acc % 97 + 4), ctx.activity(step, acc % 64 + 2))).await;
+                    acc += r12.unwrap_or(1);
+                    if let Ok(v) = r13 {
+                        acc += v;
+                    }
+                }
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(12)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(other, acc % 77 + 5), ctx.activity(other, acc % 67 + 0))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let g2: u64 = ctx.signal("go").await?;
+            acc += g2;
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 85 + 5), ctx.activity(step, acc % 77 + 3))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+            let mut i5: u64 = 0;
+            while i5 < 3 {
+                i5 += 1;
+                let v6: u64 = ctx.activity(other, acc % 88 + 2).await?;
+                acc += v6;
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 61 + 1).await?;
+        acc += v7;
+        let mut list8: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item9) = list8.pop() {
+            acc += item9;
+            match acc % 3 {
+                0 => {
+                    let v10: u64 = ctx.activity(step, acc % 80 + 8).await?;
+                    acc += v10;
+                    let q11: u64 = checked(acc)?;
+                    acc += q11 % 5;
+                    ctx.sleep(Duration::from_secs(5)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 0 {
+                        return Ok(acc);
+                    }
+                    match ctx.activity(step, acc % 86 + 0).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let (r12, r13) = ctx.join((ctx.activity(step, acc % 97 + 4), ctx.activity(step, acc % 64 + 2))).await;
+                    acc += r12.unwrap_or(1);
+                    if let Ok(v) = r13 {
+                        acc += v;
+                    }
+                }
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(12)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
@@ -4277,67 +5065,91 @@ mod w67 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(59)).await;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 77 + 4), ctx.activity(step, acc % 72 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 2 {
+                    break 'l3;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(89)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                if acc % 3 == 1 {
+                    break;
+                }
+            }
+        }
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 74 + 5), ctx.activity(other, acc % 60 + 9))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
             acc += v;
         }
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
+        acc += ctx.activity(step, acc % 80 + 6).await?;
+        let items6: Vec<u64> = vec![acc % 7, 2];
+        for it7 in items6 {
+            acc += it7;
+            for j8 in 0u64..3 {
+                acc += j8;
+                match ctx.activity(step, acc % 59 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-                let v7: u64 = ctx.activity(step, acc % 55 + 9).await?;
-                acc += v7;
-                let v8: u64 = ctx.activity(step, acc % 69 + 6).await?;
-                acc += v8;
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            ctx.sleep(Duration::from_secs(60)).await;
         }
-        acc += ctx.activity(other, acc % 82 + 8).await?;
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(59)).await;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 77 + 4), ctx.activity(step, acc % 72 + 7))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 2 {
+                    break 'l3;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(89)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                if acc % 3 == 1 {
+                    break;
+                }
+            }
+        }
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 74 + 5), ctx.activity(other, acc % 60 + 9))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
             acc += v;
         }
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
+        acc += ctx.activity(step, acc % 80 + 6).await?;
+        let items6: Vec<u64> = vec![acc % 7, 2];
+        for it7 in items6 {
+            acc += it7;
+            for j8 in 0u64..3 {
+                acc += j8;
+                match ctx.activity(step, acc % 59 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-                let v7: u64 = ctx.activity(step, acc % 55 + 9).await?;
-                acc += v7;
-                let v8: u64 = ctx.activity(step, acc % 69 + 6).await?;
-                acc += v8;
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            ctx.sleep(Duration::from_secs(60)).await;
         }
-        acc += ctx.activity(other, acc % 82 + 8).await?;
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -4356,37 +5168,87 @@ mod w68 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(49)).await;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(other, acc % 65 + 6).await?
-        } else {
-            acc / 2
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 62 + 3).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 67 + 5).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
         };
         acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 84 + 0).await?;
-        acc += v2;
-        acc += ctx.activity(step, acc % 64 + 4).await?;
-        if acc % 4 == 1 {
-            return Ok(acc);
+        let q3: u64 = checked(acc)?;
+        acc += q3 % 5;
+        let mut list4: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item5) = list4.pop() {
+            acc += item5;
+            match ctx.activity(step, acc % 88 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let items6: Vec<u64> = vec![acc % 7, 2];
+            for it7 in items6 {
+                acc += it7;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+            }
+            let v9: u64 = ctx.activity(step, acc % 58 + 4).await?;
+            acc += v9;
         }
+        let v10: u64 = ctx.activity(other, acc % 65 + 5).await?;
+        acc += v10;
+        let x11: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 92 + 8).await?,
+            1 => {
+                let y12: u64 = ctx.activity(other, acc % 68 + 4).await?;
+                y12 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x11;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(49)).await;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(other, acc % 65 + 6).await?
-        } else {
-            acc / 2
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 62 + 3).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 67 + 5).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
         };
         acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 84 + 0).await?;
-        acc += v2;
-        acc += ctx.activity(step, acc % 64 + 4).await?;
-        if acc % 4 == 1 {
-            return Ok(acc);
+        let q3: u64 = checked(acc)?;
+        acc += q3 % 5;
+        let mut list4: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item5) = list4.pop() {
+            acc += item5;
+            match ctx.activity(step, acc % 88 + 7).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let items6: Vec<u64> = vec![acc % 7, 2];
+            for it7 in items6 {
+                acc += it7;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+            }
+            let v9: u64 = ctx.activity(step, acc % 58 + 4).await?;
+            acc += v9;
         }
+        let v10: u64 = ctx.activity(other, acc % 65 + 5).await?;
+        acc += v10;
+        let x11: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 92 + 8).await?,
+            1 => {
+                let y12: u64 = ctx.activity(other, acc % 68 + 4).await?;
+                y12 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x11;
         Ok(acc)
     }
 
@@ -4405,21 +5267,85 @@ mod w69 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(24)).await;
-        let v1: u64 = ctx.activity(other, acc % 69 + 5).await?;
-        acc += v1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 86 + 5), ctx.activity(step, acc % 80 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        for j3 in 0u64..2 {
+            acc += j3;
+            let mut list4: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item5) = list4.pop() {
+                acc += item5;
+                acc += ctx.activity(step, acc % 73 + 9).await?;
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            let g7: u64 = ctx.signal("go").await?;
+            acc += g7;
+        }
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 90 + 7), ctx.activity(step, acc % 95 + 4))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                acc += ctx.activity(step, acc % 97 + 1).await?;
+            }
+            1 => acc += 1,
+            _ => {
+                ctx.sleep(Duration::from_secs(23)).await;
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(24)).await;
-        let v1: u64 = ctx.activity(other, acc % 69 + 5).await?;
-        acc += v1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 86 + 5), ctx.activity(step, acc % 80 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        for j3 in 0u64..2 {
+            acc += j3;
+            let mut list4: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item5) = list4.pop() {
+                acc += item5;
+                acc += ctx.activity(step, acc % 73 + 9).await?;
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            let g7: u64 = ctx.signal("go").await?;
+            acc += g7;
+        }
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 90 + 7), ctx.activity(step, acc % 95 + 4))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                acc += ctx.activity(step, acc % 97 + 1).await?;
+            }
+            1 => acc += 1,
+            _ => {
+                ctx.sleep(Duration::from_secs(23)).await;
+            }
+        }
         Ok(acc)
     }
 
@@ -4438,66 +5364,112 @@ mod w70 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 84 + 5).await?;
-        for j1 in 0u64..1 {
-            acc += j1;
-            let x2: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 63 + 0).await?
+        'b1: {
+            let v2: u64 = ctx.activity(step, acc % 65 + 5).await?;
+            acc += v2;
+            if acc % 4 == 1 {
+                break 'b1;
+            }
+            if acc % 2 == 0 {
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(68)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
             } else {
-                acc / 2
-            };
-            acc += x2;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            let x4: u64 = if acc % 5 == 0 {
-                ctx.activity(other, acc % 58 + 6).await?
-            } else {
-                acc / 2
-            };
-            acc += x4;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                acc += ctx.activity(step, acc % 85 + 7).await?;
+            }
         }
-        let q5: u64 = checked(acc)?;
-        acc += q5 % 5;
-        if acc % 5 == 1 && acc % 7 == 3 {
+        if acc % 5 == 0 {
+            let v3: u64 = ctx.activity(step, acc % 92 + 3).await?;
+            acc += v3;
+            let g4: u64 = ctx.signal("more").await?;
+            acc += g4;
+            let mut list5: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item6) = list5.pop() {
+                acc += item6;
+                let v7: u64 = ctx.activity(step, acc % 60 + 2).await?;
+                acc += v7;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(54)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let v8: u64 = ctx.activity(step, acc % 86 + 2).await?;
+                acc += v8;
+            }
+        } else {
+            match ctx.activity(step, acc % 98 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 89 + 4), ctx.activity(step, acc % 79 + 0))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+        }
+        let v11: u64 = ctx.activity(other, acc % 71 + 1).await?;
+        acc += v11;
+        if acc % 4 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 64 + 1), ctx.activity(step, acc % 72 + 0))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 84 + 5).await?;
-        for j1 in 0u64..1 {
-            acc += j1;
-            let x2: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 63 + 0).await?
+        'b1: {
+            let v2: u64 = ctx.activity(step, acc % 65 + 5).await?;
+            acc += v2;
+            if acc % 4 == 1 {
+                break 'b1;
+            }
+            if acc % 2 == 0 {
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(68)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
             } else {
-                acc / 2
-            };
-            acc += x2;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            let x4: u64 = if acc % 5 == 0 {
-                ctx.activity(other, acc % 58 + 6).await?
-            } else {
-                acc / 2
-            };
-            acc += x4;
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                acc += ctx.activity(step, acc % 85 + 7).await?;
+            }
         }
-        let q5: u64 = checked(acc)?;
-        acc += q5 % 5;
-        if acc % 5 == 1 && acc % 7 == 3 {
+        if acc % 5 == 0 {
+            let v3: u64 = ctx.activity(step, acc % 92 + 3).await?;
+            acc += v3;
+            let g4: u64 = ctx.signal("more").await?;
+            acc += g4;
+            let mut list5: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item6) = list5.pop() {
+                acc += item6;
+                let v7: u64 = ctx.activity(step, acc % 60 + 2).await?;
+                acc += v7;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(54)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let v8: u64 = ctx.activity(step, acc % 86 + 2).await?;
+                acc += v8;
+            }
+        } else {
+            match ctx.activity(step, acc % 98 + 8).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            let (r9, r10) = ctx.join((ctx.activity(step, acc % 89 + 4), ctx.activity(step, acc % 79 + 0))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+        }
+        let v11: u64 = ctx.activity(other, acc % 71 + 1).await?;
+        acc += v11;
+        if acc % 4 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 64 + 1), ctx.activity(step, acc % 72 + 0))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
         }
         Ok(acc)
     }
@@ -4517,23 +5489,27 @@ mod w71 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 52 + 4).await?
+        let x1: u64 = if acc % 4 == 0 {
+            ctx.activity(other, acc % 91 + 7).await?
         } else {
             acc / 2
         };
         acc += x1;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 1 {
-            ctx.activity(step, acc % 52 + 4).await?
+        let x1: u64 = if acc % 4 == 0 {
+            ctx.activity(other, acc % 91 + 7).await?
         } else {
             acc / 2
         };
         acc += x1;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
         Ok(acc)
     }
 
@@ -4552,54 +5528,18 @@ mod w72 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 2 == 1 {
-                let (r1, r2) = ctx.join((ctx.activity(step, acc % 70 + 6), ctx.activity(step, acc % 55 + 9))).await;
-                acc += r1.unwrap_or(1);
-                if let Ok(v) = r2 {
-                    acc += v;
-                }
-                ctx.sleep(Duration::from_secs(24)).await;
-            } else {
-                let v3: u64 = ctx.activity(step, acc % 60 + 8).await?;
-                acc += v3;
-                acc += ctx.activity(step, acc % 54 + 1).await?;
-                let v4: u64 = ctx.activity(step, acc % 78 + 8).await?;
-                acc += v4;
-            }
-            let v5: u64 = ctx.activity(step, acc % 90 + 0).await?;
-            acc += v5;
-        } else {
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        match ctx.activity(step, acc % 73 + 9).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 2 == 1 {
-                let (r1, r2) = ctx.join((ctx.activity(step, acc % 70 + 6), ctx.activity(step, acc % 55 + 9))).await;
-                acc += r1.unwrap_or(1);
-                if let Ok(v) = r2 {
-                    acc += v;
-                }
-                ctx.sleep(Duration::from_secs(24)).await;
-            } else {
-                let v3: u64 = ctx.activity(step, acc % 60 + 8).await?;
-                acc += v3;
-                acc += ctx.activity(step, acc % 54 + 1).await?;
-                let v4: u64 = ctx.activity(step, acc % 78 + 8).await?;
-                acc += v4;
-            }
-            let v5: u64 = ctx.activity(step, acc % 90 + 0).await?;
-            acc += v5;
-        } else {
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        match ctx.activity(step, acc % 73 + 9).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -4619,100 +5559,74 @@ mod w73 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 92 + 3).await?;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 98 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 0 {
-            return Ok(acc);
-        }
-        if acc % 3 == 1 {
-            match ctx.activity(other, acc % 56 + 6).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        } else {
-            match ctx.activity(step, acc % 69 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            while i3 < 1 {
-                i3 += 1;
-                let v4: u64 = ctx.activity(step, acc % 87 + 7).await?;
-                acc += v4;
-                if acc % 4 == 0 {
-                    return Ok(acc);
+        for j1 in 0u64..2 {
+            acc += j1;
+            let items2: Vec<u64> = vec![acc % 7, 2];
+            for it3 in items2 {
+                acc += it3;
+                let g4: u64 = ctx.signal("go").await?;
+                acc += g4;
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 76 + 5), ctx.activity(other, acc % 75 + 7))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
                 }
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
             }
+            let v8: u64 = ctx.activity(step, acc % 76 + 0).await?;
+            acc += v8;
         }
-        for j5 in 0u64..3 {
-            acc += j5;
-            let v6: u64 = ctx.activity(step, acc % 96 + 2).await?;
-            acc += v6;
-            let v7: u64 = ctx.activity(step, acc % 86 + 3).await?;
-            acc += v7;
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 0 {
+            let v9: u64 = ctx.activity(step, acc % 55 + 5).await?;
+            acc += v9;
+        } else {
+            if acc % 2 == 0 {
+                let v10: u64 = ctx.activity(step, acc % 68 + 6).await?;
+                acc += v10;
             }
+            let v11: u64 = ctx.activity(other, acc % 61 + 1).await?;
+            acc += v11;
+        }
+        if acc % 5 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 92 + 3).await?;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 98 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 0 {
-            return Ok(acc);
-        }
-        if acc % 3 == 1 {
-            match ctx.activity(other, acc % 56 + 6).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        } else {
-            match ctx.activity(step, acc % 69 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            while i3 < 1 {
-                i3 += 1;
-                let v4: u64 = ctx.activity(step, acc % 87 + 7).await?;
-                acc += v4;
-                if acc % 4 == 0 {
-                    return Ok(acc);
+        for j1 in 0u64..2 {
+            acc += j1;
+            let items2: Vec<u64> = vec![acc % 7, 2];
+            for it3 in items2 {
+                acc += it3;
+                let g4: u64 = ctx.signal("go").await?;
+                acc += g4;
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 76 + 5), ctx.activity(other, acc % 75 + 7))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
                 }
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
             }
+            let v8: u64 = ctx.activity(step, acc % 76 + 0).await?;
+            acc += v8;
         }
-        for j5 in 0u64..3 {
-            acc += j5;
-            let v6: u64 = ctx.activity(step, acc % 96 + 2).await?;
-            acc += v6;
-            let v7: u64 = ctx.activity(step, acc % 86 + 3).await?;
-            acc += v7;
-            if acc % 3 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 0 {
+            let v9: u64 = ctx.activity(step, acc % 55 + 5).await?;
+            acc += v9;
+        } else {
+            if acc % 2 == 0 {
+                let v10: u64 = ctx.activity(step, acc % 68 + 6).await?;
+                acc += v10;
             }
+            let v11: u64 = ctx.activity(other, acc % 61 + 1).await?;
+            acc += v11;
+        }
+        if acc % 5 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -4732,57 +5646,63 @@ mod w74 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 57 + 9), ctx.activity(other, acc % 94 + 2))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        for j3 in 0u64..2 {
-            acc += j3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                let v5: u64 = ctx.activity(step, acc % 85 + 8).await?;
-                acc += v5;
-                if acc % 2 == 0 {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            for j3 in 0u64..3 {
+                acc += j3;
+                if acc % 2 == 1 {
+                    continue;
+                }
+                if acc % 5 == 0 {
                     break;
                 }
             }
-            let v6: u64 = ctx.activity(step, acc % 74 + 4).await?;
-            acc += v6;
-            let (r7, r8) = ctx.join((ctx.activity(step, acc % 95 + 8), ctx.activity(other, acc % 92 + 8))).await;
-            acc += r7.unwrap_or(1);
-            if let Ok(v) = r8 {
-                acc += v;
+        }
+        if acc % 3 == 1 {
+            if acc % 5 == 0 {
+                match ctx.activity(other, acc % 55 + 6).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 57 + 9), ctx.activity(other, acc % 94 + 2))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        for j3 in 0u64..2 {
-            acc += j3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                let v5: u64 = ctx.activity(step, acc % 85 + 8).await?;
-                acc += v5;
-                if acc % 2 == 0 {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            for j3 in 0u64..3 {
+                acc += j3;
+                if acc % 2 == 1 {
+                    continue;
+                }
+                if acc % 5 == 0 {
                     break;
                 }
             }
-            let v6: u64 = ctx.activity(step, acc % 74 + 4).await?;
-            acc += v6;
-            let (r7, r8) = ctx.join((ctx.activity(step, acc % 95 + 8), ctx.activity(other, acc % 92 + 8))).await;
-            acc += r7.unwrap_or(1);
-            if let Ok(v) = r8 {
-                acc += v;
+        }
+        if acc % 3 == 1 {
+            if acc % 5 == 0 {
+                match ctx.activity(other, acc % 55 + 6).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
         Ok(acc)
     }
 
@@ -4801,15 +5721,41 @@ mod w75 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 74 + 6).await?;
-        acc += v1;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let items2: Vec<u64> = vec![acc % 7, 2];
+            for it3 in items2 {
+                acc += it3;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
+            }
+        }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 74 + 6).await?;
-        acc += v1;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            let items2: Vec<u64> = vec![acc % 7, 2];
+            for it3 in items2 {
+                acc += it3;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
+            }
+        }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
         Ok(acc)
     }
 
@@ -4828,37 +5774,23 @@ mod w76 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let g3: u64 = ctx.signal("more").await?;
+            acc += g3;
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-        }
-        acc += ctx.activity(step, acc % 78 + 2).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let g3: u64 = ctx.signal("more").await?;
+            acc += g3;
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-        }
-        acc += ctx.activity(step, acc % 78 + 2).await?;
         Ok(acc)
     }
 
@@ -4877,62 +5809,52 @@ mod w77 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..3 {
-            acc += j1;
-            let g2: u64 = ctx.signal("more").await?;
-            acc += g2;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 83 + 3), ctx.activity(other, acc % 66 + 7))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        for j3 in 0u64..1 {
-            acc += j3;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
-                }
-                let v6: u64 = ctx.activity(step, acc % 87 + 8).await?;
-                acc += v6;
+        ctx.sleep(Duration::from_secs(9)).await;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        ctx.sleep(Duration::from_secs(10)).await;
+        let mut i4: u64 = 0;
+        'l5: loop {
+            i4 += 1;
+            if i4 > 2 {
+                break 'l5;
             }
-            for j7 in 0u64..2 {
-                acc += j7;
-                acc += ctx.activity(step, acc % 85 + 7).await?;
+            if acc % 4 == 1 {
+                return Ok(acc);
             }
-            let v8: u64 = ctx.activity(other, acc % 95 + 2).await?;
-            acc += v8;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..3 {
-            acc += j1;
-            let g2: u64 = ctx.signal("more").await?;
-            acc += g2;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 83 + 3), ctx.activity(other, acc % 66 + 7))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        for j3 in 0u64..1 {
-            acc += j3;
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
-                }
-                let v6: u64 = ctx.activity(step, acc % 87 + 8).await?;
-                acc += v6;
+        ctx.sleep(Duration::from_secs(9)).await;
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        ctx.sleep(Duration::from_secs(10)).await;
+        let mut i4: u64 = 0;
+        'l5: loop {
+            i4 += 1;
+            if i4 > 2 {
+                break 'l5;
             }
-            for j7 in 0u64..2 {
-                acc += j7;
-                acc += ctx.activity(step, acc % 85 + 7).await?;
+            if acc % 4 == 1 {
+                return Ok(acc);
             }
-            let v8: u64 = ctx.activity(other, acc % 95 + 2).await?;
-            acc += v8;
         }
         Ok(acc)
     }
@@ -4952,61 +5874,117 @@ mod w78 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 4 == 1 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 1 {
-                    break 'l2;
-                }
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-                acc += ctx.activity(other, acc % 67 + 2).await?;
-                if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 3 == 1 {
+            let items1: Vec<u64> = vec![acc % 7, 2];
+            for it2 in items1 {
+                acc += it2;
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            let g3: u64 = ctx.signal("go").await?;
-            acc += g3;
-            let g4: u64 = ctx.signal("stop").await?;
-            acc += g4;
+        } else {
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            let mut i4: u64 = 0;
+            while i4 < 3 {
+                i4 += 1;
+                if acc % 2 == 0 {
+                    continue;
+                }
+                let v5: u64 = ctx.activity(other, acc % 54 + 7).await?;
+                acc += v5;
+            }
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 51 + 1).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let v6: u64 = ctx.activity(other, acc % 93 + 9).await?;
+                    acc += v6;
+                }
+                1 => acc += 1,
+                _ => {
+                    let q7: u64 = checked(acc)?;
+                    acc += q7 % 5;
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                    let (r9, r10) = ctx.join((ctx.activity(step, acc % 94 + 8), ctx.activity(other, acc % 81 + 1))).await;
+                    acc += r9.unwrap_or(1);
+                    if let Ok(v) = r10 {
+                        acc += v;
+                    }
+                }
+            }
         }
-        acc += ctx.activity(step, acc % 93 + 3).await?;
-        acc += ctx.activity(step, acc % 77 + 2).await?;
+        let v11: u64 = ctx.activity(step, acc % 75 + 0).await?;
+        acc += v11;
+        acc += ctx.activity(step, acc % 55 + 7).await?;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(20)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        acc += ctx.activity(other, acc % 81 + 1).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 4 == 1 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 1 {
-                    break 'l2;
-                }
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-                acc += ctx.activity(other, acc % 67 + 2).await?;
-                if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 3 == 1 {
+            let items1: Vec<u64> = vec![acc % 7, 2];
+            for it2 in items1 {
+                acc += it2;
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            let g3: u64 = ctx.signal("go").await?;
-            acc += g3;
-            let g4: u64 = ctx.signal("stop").await?;
-            acc += g4;
+        } else {
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            let mut i4: u64 = 0;
+            while i4 < 3 {
+                i4 += 1;
+                if acc % 2 == 0 {
+                    continue;
+                }
+                let v5: u64 = ctx.activity(other, acc % 54 + 7).await?;
+                acc += v5;
+            }
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 51 + 1).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    let v6: u64 = ctx.activity(other, acc % 93 + 9).await?;
+                    acc += v6;
+                }
+                1 => acc += 1,
+                _ => {
+                    let q7: u64 = checked(acc)?;
+                    acc += q7 % 5;
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                    let (r9, r10) = ctx.join((ctx.activity(step, acc % 94 + 8), ctx.activity(other, acc % 81 + 1))).await;
+                    acc += r9.unwrap_or(1);
+                    if let Ok(v) = r10 {
+                        acc += v;
+                    }
+                }
+            }
         }
-        acc += ctx.activity(step, acc % 93 + 3).await?;
-        acc += ctx.activity(step, acc % 77 + 2).await?;
+        let v11: u64 = ctx.activity(step, acc % 75 + 0).await?;
+        acc += v11;
+        acc += ctx.activity(step, acc % 55 + 7).await?;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(20)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        acc += ctx.activity(other, acc % 81 + 1).await?;
         Ok(acc)
     }
 
@@ -5025,15 +6003,87 @@ mod w79 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("stop").await?;
-        acc += g1;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 2 == 0 {
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            } else {
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+            }
+            let v3: u64 = ctx.activity(step, acc % 93 + 8).await?;
+            acc += v3;
+            for j4 in 0u64..3 {
+                acc += j4;
+                match ctx.activity(step, acc % 86 + 6).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        }
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 3 {
+                break 'l6;
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        let g7: u64 = ctx.signal("stop").await?;
+        acc += g7;
+        acc += ctx.activity(other, acc % 87 + 1).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("stop").await?;
-        acc += g1;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 2 == 0 {
+                if acc % 3 == 1 {
+                    return Ok(acc);
+                }
+            } else {
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+            }
+            let v3: u64 = ctx.activity(step, acc % 93 + 8).await?;
+            acc += v3;
+            for j4 in 0u64..3 {
+                acc += j4;
+                match ctx.activity(step, acc % 86 + 6).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        }
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 3 {
+                break 'l6;
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        let g7: u64 = ctx.signal("stop").await?;
+        acc += g7;
+        acc += ctx.activity(other, acc % 87 + 1).await?;
         Ok(acc)
     }
 
@@ -5052,89 +6102,23 @@ mod w80 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(other, acc % 53 + 1).await?;
-            acc += v2;
-            if acc % 2 == 0 {
-                break;
-            }
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(9)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-        }
-        if acc % 3 == 1 {
-            match ctx.activity(step, acc % 50 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            for j3 in 0u64..2 {
-                acc += j3;
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(step, acc % 88 + 6).await?;
-                acc += v4;
-            }
-            if acc % 3 == 1 {
-                return Ok(acc);
-            }
+        let x1: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 82 + 6).await?
         } else {
-            let g5: u64 = ctx.signal("stop").await?;
-            acc += g5;
-            let x6: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 57 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x6;
-        }
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(other, acc % 53 + 1).await?;
-            acc += v2;
-            if acc % 2 == 0 {
-                break;
-            }
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(9)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-        }
-        if acc % 3 == 1 {
-            match ctx.activity(step, acc % 50 + 0).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            for j3 in 0u64..2 {
-                acc += j3;
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(step, acc % 88 + 6).await?;
-                acc += v4;
-            }
-            if acc % 3 == 1 {
-                return Ok(acc);
-            }
+        let x1: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 82 + 6).await?
         } else {
-            let g5: u64 = ctx.signal("stop").await?;
-            acc += g5;
-            let x6: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 57 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x6;
-        }
+            acc / 2
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -5153,40 +6137,70 @@ mod w81 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(31)).await;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 65 + 2).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 86 + 3).await?;
-        acc += v2;
-        let v3: u64 = ctx.activity(step, acc % 70 + 9).await?;
-        acc += v3;
-        match ctx.activity(other, acc % 64 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let x4: u64 = if acc % 5 == 0 {
+                ctx.activity(other, acc % 86 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
+            if acc % 5 == 1 {
+                return Ok(acc);
+            }
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
+        }
+        let v6: u64 = ctx.activity(step, acc % 82 + 0).await?;
+        acc += v6;
+        let g7: u64 = ctx.signal("stop").await?;
+        acc += g7;
+        'b8: {
+            let g9: u64 = ctx.signal("stop").await?;
+            acc += g9;
+            if acc % 4 == 1 {
+                break 'b8;
+            }
+            let v10: u64 = ctx.activity(step, acc % 97 + 6).await?;
+            acc += v10;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(31)).await;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 65 + 2).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 86 + 3).await?;
-        acc += v2;
-        let v3: u64 = ctx.activity(step, acc % 70 + 9).await?;
-        acc += v3;
-        match ctx.activity(other, acc % 64 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let x4: u64 = if acc % 5 == 0 {
+                ctx.activity(other, acc % 86 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
+            if acc % 5 == 1 {
+                return Ok(acc);
+            }
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
+        }
+        let v6: u64 = ctx.activity(step, acc % 82 + 0).await?;
+        acc += v6;
+        let g7: u64 = ctx.signal("stop").await?;
+        acc += g7;
+        'b8: {
+            let g9: u64 = ctx.signal("stop").await?;
+            acc += g9;
+            if acc % 4 == 1 {
+                break 'b8;
+            }
+            let v10: u64 = ctx.activity(step, acc % 97 + 6).await?;
+            acc += v10;
         }
         Ok(acc)
     }
@@ -5206,62 +6220,36 @@ mod w82 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            for j1 in 0u64..1 {
-                acc += j1;
-                let (r2, r3) = ctx.join((ctx.activity(step, acc % 65 + 8), ctx.activity(step, acc % 67 + 1))).await;
-                acc += r2.unwrap_or(1);
-                if let Ok(v) = r3 {
-                    acc += v;
-                }
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 59 + 8).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 85 + 8).await?;
+                y2 + 1
             }
-            match ctx.activity(other, acc % 51 + 5).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            let v5: u64 = ctx.activity(step, acc % 82 + 0).await?;
-            acc += v5;
-            let x6: u64 = if acc % 4 == 0 {
-                ctx.activity(step, acc % 90 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x6;
+            _ => acc / 3,
+        };
+        acc += x1;
+        match ctx.activity(step, acc % 53 + 5).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            for j1 in 0u64..1 {
-                acc += j1;
-                let (r2, r3) = ctx.join((ctx.activity(step, acc % 65 + 8), ctx.activity(step, acc % 67 + 1))).await;
-                acc += r2.unwrap_or(1);
-                if let Ok(v) = r3 {
-                    acc += v;
-                }
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 59 + 8).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 85 + 8).await?;
+                y2 + 1
             }
-            match ctx.activity(other, acc % 51 + 5).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-        }
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            let v5: u64 = ctx.activity(step, acc % 82 + 0).await?;
-            acc += v5;
-            let x6: u64 = if acc % 4 == 0 {
-                ctx.activity(step, acc % 90 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x6;
+            _ => acc / 3,
+        };
+        acc += x1;
+        match ctx.activity(step, acc % 53 + 5).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -5281,7 +6269,19 @@ mod w83 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 85 + 9).await {
+        acc += ctx.activity(other, acc % 88 + 3).await?;
+        let mut i1: u64 = 0;
+        while i1 < 3 {
+            i1 += 1;
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 98 + 6), ctx.activity(step, acc % 65 + 8))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            let g4: u64 = ctx.signal("go").await?;
+            acc += g4;
+        }
+        match ctx.activity(other, acc % 68 + 7).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
@@ -5290,7 +6290,19 @@ mod w83 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 85 + 9).await {
+        acc += ctx.activity(other, acc % 88 + 3).await?;
+        let mut i1: u64 = 0;
+        while i1 < 3 {
+            i1 += 1;
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 98 + 6), ctx.activity(step, acc % 65 + 8))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            let g4: u64 = ctx.signal("go").await?;
+            acc += g4;
+        }
+        match ctx.activity(other, acc % 68 + 7).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
@@ -5312,17 +6324,33 @@ mod w84 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        let v1: u64 = ctx.activity(step, acc % 87 + 9).await?;
+        acc += v1;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 88 + 3).await?,
+            1 => {
+                let y3: u64 = ctx.activity(other, acc % 83 + 6).await?;
+                y3 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+        let v1: u64 = ctx.activity(step, acc % 87 + 9).await?;
+        acc += v1;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 88 + 3).await?,
+            1 => {
+                let y3: u64 = ctx.activity(other, acc % 83 + 6).await?;
+                y3 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x2;
         Ok(acc)
     }
 
@@ -5341,73 +6369,71 @@ mod w85 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(step, acc % 76 + 3).await?;
-            acc += v3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(11)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 67 + 3), ctx.activity(step, acc % 61 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        if acc % 5 == 0 {
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 75 + 1).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 86 + 9).await?;
+                    y4 + 1
                 }
-            }
-            let v5: u64 = ctx.activity(other, acc % 54 + 3).await?;
-            acc += v5;
-        }
-        let mut i6: u64 = 0;
-        'l7: loop {
-            i6 += 1;
-            if i6 > 2 {
-                break 'l7;
-            }
-            let x8: u64 = if acc % 4 == 0 {
-                ctx.activity(other, acc % 93 + 8).await?
-            } else {
-                acc / 2
+                _ => acc / 3,
             };
-            acc += x8;
+            acc += x3;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+            ctx.sleep(Duration::from_secs(26)).await;
+        } else {
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
+        let q6: u64 = checked(acc)?;
+        acc += q6 % 5;
+        let g7: u64 = ctx.signal("go").await?;
+        acc += g7;
+        acc += ctx.activity(step, acc % 76 + 2).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let v3: u64 = ctx.activity(step, acc % 76 + 3).await?;
-            acc += v3;
-            for j4 in 0u64..3 {
-                acc += j4;
-                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(11)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 67 + 3), ctx.activity(step, acc % 61 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        if acc % 5 == 0 {
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 75 + 1).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 86 + 9).await?;
+                    y4 + 1
                 }
-            }
-            let v5: u64 = ctx.activity(other, acc % 54 + 3).await?;
-            acc += v5;
-        }
-        let mut i6: u64 = 0;
-        'l7: loop {
-            i6 += 1;
-            if i6 > 2 {
-                break 'l7;
-            }
-            let x8: u64 = if acc % 4 == 0 {
-                ctx.activity(other, acc % 93 + 8).await?
-            } else {
-                acc / 2
+                _ => acc / 3,
             };
-            acc += x8;
+            acc += x3;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+            ctx.sleep(Duration::from_secs(26)).await;
+        } else {
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
+        let q6: u64 = checked(acc)?;
+        acc += q6 % 5;
+        let g7: u64 = ctx.signal("go").await?;
+        acc += g7;
+        acc += ctx.activity(step, acc % 76 + 2).await?;
         Ok(acc)
     }
 
@@ -5426,61 +6452,103 @@ mod w86 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 76 + 3), ctx.activity(step, acc % 76 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let v3: u64 = ctx.activity(other, acc % 88 + 7).await?;
-        acc += v3;
-        match ctx.activity(other, acc % 82 + 6).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let mut i4: u64 = 0;
-        'l5: loop {
-            i4 += 1;
-            if i4 > 2 {
-                break 'l5;
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        if acc % 2 == 1 {
+            let mut i2: u64 = 0;
+            while i2 < 1 {
+                i2 += 1;
+                let v3: u64 = ctx.activity(step, acc % 98 + 1).await?;
+                acc += v3;
+                acc += ctx.activity(other, acc % 80 + 0).await?;
             }
-            if acc % 2 == 1 && acc % 7 == 3 {
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 69 + 7).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    ctx.sleep(Duration::from_secs(45)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 5 == 1 {
+                        return Ok(acc);
+                    }
+                    let v4: u64 = ctx.activity(step, acc % 74 + 4).await?;
+                    acc += v4;
+                }
+            }
+        } else {
+            match ctx.activity(step, acc % 80 + 6).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 5 == 0 && acc % 7 == 3 {
                 return Err(SagaError::rejected(format!("stop at {acc}")));
             }
-            let g6: u64 = ctx.signal("go").await?;
-            acc += g6;
-            let v7: u64 = ctx.activity(other, acc % 55 + 3).await?;
-            acc += v7;
         }
+        let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w5;
+        let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w6;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 76 + 3), ctx.activity(step, acc % 76 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let v3: u64 = ctx.activity(other, acc % 88 + 7).await?;
-        acc += v3;
-        match ctx.activity(other, acc % 82 + 6).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let mut i4: u64 = 0;
-        'l5: loop {
-            i4 += 1;
-            if i4 > 2 {
-                break 'l5;
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
+        if acc % 2 == 1 {
+            let mut i2: u64 = 0;
+            while i2 < 1 {
+                i2 += 1;
+                let v3: u64 = ctx.activity(step, acc % 98 + 1).await?;
+                acc += v3;
+                acc += ctx.activity(other, acc % 80 + 0).await?;
             }
-            if acc % 2 == 1 && acc % 7 == 3 {
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 69 + 7).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    ctx.sleep(Duration::from_secs(45)).await;
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 5 == 1 {
+                        return Ok(acc);
+                    }
+                    let v4: u64 = ctx.activity(step, acc % 74 + 4).await?;
+                    acc += v4;
+                }
+            }
+        } else {
+            match ctx.activity(step, acc % 80 + 6).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 5 == 0 && acc % 7 == 3 {
                 return Err(SagaError::rejected(format!("stop at {acc}")));
             }
-            let g6: u64 = ctx.signal("go").await?;
-            acc += g6;
-            let v7: u64 = ctx.activity(other, acc % 55 + 3).await?;
-            acc += v7;
         }
+        let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w5;
+        let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w6;
         Ok(acc)
     }
 
@@ -5499,46 +6567,28 @@ mod w87 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 3 {
-                    break 'l3;
-                }
-                if acc % 2 == 0 {
-                    continue;
-                }
-                let v4: u64 = ctx.activity(other, acc % 54 + 7).await?;
-                acc += v4;
-            }
-            let v5: u64 = ctx.activity(step, acc % 63 + 9).await?;
-            acc += v5;
+        let x1: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 79 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        if acc % 4 == 0 {
+            return Ok(acc);
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 3 {
-                    break 'l3;
-                }
-                if acc % 2 == 0 {
-                    continue;
-                }
-                let v4: u64 = ctx.activity(other, acc % 54 + 7).await?;
-                acc += v4;
-            }
-            let v5: u64 = ctx.activity(step, acc % 63 + 9).await?;
-            acc += v5;
+        let x1: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 79 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        if acc % 4 == 0 {
+            return Ok(acc);
         }
         Ok(acc)
     }
@@ -5558,27 +6608,105 @@ mod w88 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 59 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 88 + 3).await?;
-        acc += v2;
+        'b1: {
+            acc += ctx.activity(step, acc % 83 + 3).await?;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 63 + 8), ctx.activity(other, acc % 59 + 7))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            if acc % 2 == 1 {
+                ctx.sleep(Duration::from_secs(37)).await;
+            } else {
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 91 + 5))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(other, acc % 82 + 8).await?;
+                acc += v6;
+            }
+            let v7: u64 = ctx.activity(other, acc % 78 + 3).await?;
+            acc += v7;
+        }
+        let mut i8: u64 = 0;
+        while i8 < 1 {
+            i8 += 1;
+            for j9 in 0u64..3 {
+                acc += j9;
+                if acc % 2 == 0 {
+                    break;
+                }
+                acc += ctx.activity(other, acc % 55 + 3).await?;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(84)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+        }
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
+        let v10: u64 = ctx.activity(other, acc % 68 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 59 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let v2: u64 = ctx.activity(step, acc % 88 + 3).await?;
-        acc += v2;
+        'b1: {
+            acc += ctx.activity(step, acc % 83 + 3).await?;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 63 + 8), ctx.activity(other, acc % 59 + 7))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            if acc % 2 == 1 {
+                ctx.sleep(Duration::from_secs(37)).await;
+            } else {
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 91 + 5))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(other, acc % 82 + 8).await?;
+                acc += v6;
+            }
+            let v7: u64 = ctx.activity(other, acc % 78 + 3).await?;
+            acc += v7;
+        }
+        let mut i8: u64 = 0;
+        while i8 < 1 {
+            i8 += 1;
+            for j9 in 0u64..3 {
+                acc += j9;
+                if acc % 2 == 0 {
+                    break;
+                }
+                acc += ctx.activity(other, acc % 55 + 3).await?;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(84)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+        }
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
+        let v10: u64 = ctx.activity(other, acc % 68 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
@@ -5597,108 +6725,22 @@ mod w89 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            match ctx.activity(other, acc % 72 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            if acc % 5 == 1 {
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-            }
-            for j2 in 0u64..1 {
-                acc += j2;
-                match ctx.activity(step, acc % 58 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
-            }
-        }
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 4 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 84 + 2).await?;
-            acc += v4;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-        } else {
-            match ctx.activity(step, acc % 79 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(87)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
-        }
-        let (r7, r8) = ctx.join((ctx.activity(step, acc % 89 + 5), ctx.activity(other, acc % 62 + 9))).await;
-        acc += r7.unwrap_or(1);
-        if let Ok(v) = r8 {
-            acc += v;
+        let v1: u64 = ctx.activity(other, acc % 98 + 0).await?;
+        acc += v1;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(68)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            match ctx.activity(other, acc % 72 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            if acc % 5 == 1 {
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-            }
-            for j2 in 0u64..1 {
-                acc += j2;
-                match ctx.activity(step, acc % 58 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
-            }
-        }
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 4 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 84 + 2).await?;
-            acc += v4;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-        } else {
-            match ctx.activity(step, acc % 79 + 7).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(87)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
-        }
-        let (r7, r8) = ctx.join((ctx.activity(step, acc % 89 + 5), ctx.activity(other, acc % 62 + 9))).await;
-        acc += r7.unwrap_or(1);
-        if let Ok(v) = r8 {
-            acc += v;
+        let v1: u64 = ctx.activity(other, acc % 98 + 0).await?;
+        acc += v1;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(68)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
@@ -5718,19 +6760,45 @@ mod w90 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(38)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        let g1: u64 = ctx.signal("go").await?;
+        acc += g1;
+        if acc % 2 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
+        if acc % 3 == 1 {
+            return Ok(acc);
+        }
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 57 + 9).await?,
+            1 => {
+                let y3: u64 = ctx.activity(step, acc % 88 + 3).await?;
+                y3 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(38)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        let g1: u64 = ctx.signal("go").await?;
+        acc += g1;
+        if acc % 2 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
+        if acc % 3 == 1 {
+            return Ok(acc);
+        }
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 57 + 9).await?,
+            1 => {
+                let y3: u64 = ctx.activity(step, acc % 88 + 3).await?;
+                y3 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x2;
         Ok(acc)
     }
 
@@ -5749,17 +6817,43 @@ mod w91 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(16)).await;
-        let v1: u64 = ctx.activity(other, acc % 94 + 2).await?;
-        acc += v1;
+        let x1: u64 = if acc % 2 == 0 {
+            ctx.activity(other, acc % 68 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        match ctx.activity(step, acc % 80 + 4).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let q3: u64 = checked(acc)?;
+        acc += q3 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(16)).await;
-        let v1: u64 = ctx.activity(other, acc % 94 + 2).await?;
-        acc += v1;
+        let x1: u64 = if acc % 2 == 0 {
+            ctx.activity(other, acc % 68 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        match ctx.activity(step, acc % 80 + 4).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let q3: u64 = checked(acc)?;
+        acc += q3 % 5;
         Ok(acc)
     }
 
@@ -5778,67 +6872,87 @@ mod w92 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(32)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        if acc % 5 == 0 {
-            let q1: u64 = checked(acc)?;
-            acc += q1 % 5;
-        } else {
-            let x2: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 78 + 2).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
+        if acc % 5 == 1 {
+            let mut list1: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item2) = list1.pop() {
+                acc += item2;
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 78 + 4), ctx.activity(other, acc % 52 + 1))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
+                    acc += v;
                 }
-                if acc % 5 == 0 && acc % 7 == 3 {
+                acc += ctx.activity(step, acc % 86 + 2).await?;
+                if acc % 2 == 1 {
+                    continue;
+                }
+            }
+            ctx.sleep(Duration::from_secs(55)).await;
+        } else {
+            let v5: u64 = ctx.activity(other, acc % 55 + 2).await?;
+            acc += v5;
+            let mut list6: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item7) = list6.pop() {
+                acc += item7;
+                match ctx.activity(step, acc % 69 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-                let v5: u64 = ctx.activity(other, acc % 89 + 9).await?;
-                acc += v5;
-                acc += ctx.activity(step, acc % 62 + 7).await?;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
             }
         }
+        let x9: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 51 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x9;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(32)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        if acc % 5 == 0 {
-            let q1: u64 = checked(acc)?;
-            acc += q1 % 5;
-        } else {
-            let x2: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 78 + 2).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
+        if acc % 5 == 1 {
+            let mut list1: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item2) = list1.pop() {
+                acc += item2;
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 78 + 4), ctx.activity(other, acc % 52 + 1))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
+                    acc += v;
                 }
-                if acc % 5 == 0 && acc % 7 == 3 {
+                acc += ctx.activity(step, acc % 86 + 2).await?;
+                if acc % 2 == 1 {
+                    continue;
+                }
+            }
+            ctx.sleep(Duration::from_secs(55)).await;
+        } else {
+            let v5: u64 = ctx.activity(other, acc % 55 + 2).await?;
+            acc += v5;
+            let mut list6: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item7) = list6.pop() {
+                acc += item7;
+                match ctx.activity(step, acc % 69 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-                let v5: u64 = ctx.activity(other, acc % 89 + 9).await?;
-                acc += v5;
-                acc += ctx.activity(step, acc % 62 + 7).await?;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
             }
         }
+        let x9: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 51 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x9;
         Ok(acc)
     }
 
@@ -5857,19 +6971,93 @@ mod w93 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(29)).await;
-        if acc % 3 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 1 {
+            let x1: u64 = if acc % 2 == 1 {
+                ctx.activity(other, acc % 56 + 8).await?
+            } else {
+                acc / 2
+            };
+            acc += x1;
+            acc += ctx.activity(step, acc % 63 + 1).await?;
+        } else {
+            acc += ctx.activity(other, acc % 64 + 5).await?;
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 92 + 6), ctx.activity(other, acc % 70 + 2))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            'b4: {
+                let v5: u64 = ctx.activity(other, acc % 99 + 9).await?;
+                acc += v5;
+                if acc % 5 == 0 {
+                    break 'b4;
+                }
+                let (r6, r7) = ctx.join((ctx.activity(other, acc % 55 + 6), ctx.activity(step, acc % 88 + 4))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+            }
         }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(57)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let x8: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 64 + 5).await?,
+            1 => {
+                let y9: u64 = ctx.activity(step, acc % 88 + 1).await?;
+                y9 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x8;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(29)).await;
-        if acc % 3 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 1 {
+            let x1: u64 = if acc % 2 == 1 {
+                ctx.activity(other, acc % 56 + 8).await?
+            } else {
+                acc / 2
+            };
+            acc += x1;
+            acc += ctx.activity(step, acc % 63 + 1).await?;
+        } else {
+            acc += ctx.activity(other, acc % 64 + 5).await?;
+            let (r2, r3) = ctx.join((ctx.activity(other, acc % 92 + 6), ctx.activity(other, acc % 70 + 2))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            'b4: {
+                let v5: u64 = ctx.activity(other, acc % 99 + 9).await?;
+                acc += v5;
+                if acc % 5 == 0 {
+                    break 'b4;
+                }
+                let (r6, r7) = ctx.join((ctx.activity(other, acc % 55 + 6), ctx.activity(step, acc % 88 + 4))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+            }
         }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(57)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let x8: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 64 + 5).await?,
+            1 => {
+                let y9: u64 = ctx.activity(step, acc % 88 + 1).await?;
+                y9 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x8;
         Ok(acc)
     }
 
@@ -5888,16 +7076,38 @@ mod w94 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 2 == 0 {
+            if acc % 2 == 1 {
+                match ctx.activity(step, acc % 54 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        }
+        let v1: u64 = ctx.activity(step, acc % 57 + 4).await?;
+        acc += v1;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(54)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 2 == 0 {
+            if acc % 2 == 1 {
+                match ctx.activity(step, acc % 54 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        }
+        let v1: u64 = ctx.activity(step, acc % 57 + 4).await?;
+        acc += v1;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(54)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
@@ -5917,76 +7127,74 @@ mod w95 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 79 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 1 {
-            let v2: u64 = ctx.activity(other, acc % 98 + 6).await?;
-            acc += v2;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
+        match ctx.activity(other, acc % 89 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        acc += ctx.activity(other, acc % 82 + 3).await?;
-        if acc % 2 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 74 + 7).await?;
-            acc += v4;
-            for j5 in 0u64..2 {
-                acc += j5;
-                let (r6, r7) = ctx.join((ctx.activity(other, acc % 78 + 3), ctx.activity(step, acc % 54 + 8))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+        let v1: u64 = ctx.activity(step, acc % 90 + 6).await?;
+        acc += v1;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 90 + 6).await?,
+            1 => {
+                let y3: u64 = ctx.activity(other, acc % 89 + 2).await?;
+                y3 + 1
             }
-            let q8: u64 = checked(acc)?;
-            acc += q8 % 5;
+            _ => acc / 3,
+        };
+        acc += x2;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 83 + 8), ctx.activity(step, acc % 97 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 1 {
+            for j6 in 0u64..3 {
+                acc += j6;
+                let v7: u64 = ctx.activity(step, acc % 72 + 0).await?;
+                acc += v7;
+            }
+            let (r8, r9) = ctx.join((ctx.activity(step, acc % 70 + 7), ctx.activity(other, acc % 61 + 6))).await;
+            acc += r8.unwrap_or(1);
+            if let Ok(v) = r9 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 79 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 2 == 1 {
-            let v2: u64 = ctx.activity(other, acc % 98 + 6).await?;
-            acc += v2;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
+        match ctx.activity(other, acc % 89 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        acc += ctx.activity(other, acc % 82 + 3).await?;
-        if acc % 2 == 0 {
-            let v4: u64 = ctx.activity(step, acc % 74 + 7).await?;
-            acc += v4;
-            for j5 in 0u64..2 {
-                acc += j5;
-                let (r6, r7) = ctx.join((ctx.activity(other, acc % 78 + 3), ctx.activity(step, acc % 54 + 8))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+        let v1: u64 = ctx.activity(step, acc % 90 + 6).await?;
+        acc += v1;
+        let x2: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 90 + 6).await?,
+            1 => {
+                let y3: u64 = ctx.activity(other, acc % 89 + 2).await?;
+                y3 + 1
             }
-            let q8: u64 = checked(acc)?;
-            acc += q8 % 5;
+            _ => acc / 3,
+        };
+        acc += x2;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 83 + 8), ctx.activity(step, acc % 97 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        if acc % 5 == 1 {
+            for j6 in 0u64..3 {
+                acc += j6;
+                let v7: u64 = ctx.activity(step, acc % 72 + 0).await?;
+                acc += v7;
+            }
+            let (r8, r9) = ctx.join((ctx.activity(step, acc % 70 + 7), ctx.activity(other, acc % 61 + 6))).await;
+            acc += r8.unwrap_or(1);
+            if let Ok(v) = r9 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
@@ -6006,53 +7214,91 @@ mod w96 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            match ctx.activity(step, acc % 86 + 9).await {
+        ctx.sleep(Duration::from_secs(8)).await;
+        if acc % 3 == 1 {
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(53)).await {
                 Ok(v) => acc += v,
-                Err(_) => acc += 1,
+                Err(_) => acc += 2,
             }
-            let x1: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 67 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x1;
+            if acc % 4 == 0 {
+                let (r1, r2) = ctx.join((ctx.activity(step, acc % 59 + 4), ctx.activity(step, acc % 75 + 9))).await;
+                acc += r1.unwrap_or(1);
+                if let Ok(v) = r2 {
+                    acc += v;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(98)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
         } else {
-            if acc % 5 == 0 {
-                return Ok(acc);
+            for j3 in 0u64..3 {
+                acc += j3;
+                let v4: u64 = ctx.activity(other, acc % 53 + 2).await?;
+                acc += v4;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
             }
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 94 + 0).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 86 + 9).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
         }
-        if acc % 4 == 1 && acc % 7 == 3 {
+        if acc % 5 == 0 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let v2: u64 = ctx.activity(other, acc % 78 + 1).await?;
-        acc += v2;
+        ctx.sleep(Duration::from_secs(57)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            match ctx.activity(step, acc % 86 + 9).await {
+        ctx.sleep(Duration::from_secs(8)).await;
+        if acc % 3 == 1 {
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(53)).await {
                 Ok(v) => acc += v,
-                Err(_) => acc += 1,
+                Err(_) => acc += 2,
             }
-            let x1: u64 = if acc % 5 == 1 {
-                ctx.activity(other, acc % 67 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x1;
+            if acc % 4 == 0 {
+                let (r1, r2) = ctx.join((ctx.activity(step, acc % 59 + 4), ctx.activity(step, acc % 75 + 9))).await;
+                acc += r1.unwrap_or(1);
+                if let Ok(v) = r2 {
+                    acc += v;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(98)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
         } else {
-            if acc % 5 == 0 {
-                return Ok(acc);
+            for j3 in 0u64..3 {
+                acc += j3;
+                let v4: u64 = ctx.activity(other, acc % 53 + 2).await?;
+                acc += v4;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
             }
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 94 + 0).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 86 + 9).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
         }
-        if acc % 4 == 1 && acc % 7 == 3 {
+        if acc % 5 == 0 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let v2: u64 = ctx.activity(other, acc % 78 + 1).await?;
-        acc += v2;
+        ctx.sleep(Duration::from_secs(57)).await;
         Ok(acc)
     }
 
@@ -6071,88 +7317,104 @@ mod w97 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 2 {
-                    break 'l3;
+        'b1: {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 92 + 1), ctx.activity(step, acc % 63 + 3))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            if acc % 3 == 0 {
+                break 'b1;
+            }
+            ctx.sleep(Duration::from_secs(15)).await;
+            if acc % 2 == 1 {
+                if acc % 4 == 1 {
+                    return Ok(acc);
                 }
-                let v4: u64 = ctx.activity(step, acc % 63 + 0).await?;
-                acc += v4;
-                let v5: u64 = ctx.activity(other, acc % 68 + 3).await?;
-                acc += v5;
-                if acc % 5 == 1 && acc % 7 == 3 {
+            }
+            'b4: {
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-            }
-            if acc % 5 == 0 {
-                break;
+                if acc % 4 == 0 {
+                    break 'b4;
+                }
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+                let v6: u64 = ctx.activity(other, acc % 68 + 6).await?;
+                acc += v6;
             }
         }
-        for j6 in 0u64..1 {
-            acc += j6;
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let v9: u64 = ctx.activity(other, acc % 53 + 0).await?;
-                acc += v9;
+        let q7: u64 = checked(acc)?;
+        acc += q7 % 5;
+        for j8 in 0u64..3 {
+            acc += j8;
+            let g9: u64 = ctx.signal("more").await?;
+            acc += g9;
+            let (r10, r11) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 60 + 0))).await;
+            acc += r10.unwrap_or(1);
+            if let Ok(v) = r11 {
+                acc += v;
             }
-            let q10: u64 = checked(acc)?;
-            acc += q10 % 5;
-            ctx.sleep(Duration::from_secs(25)).await;
+        }
+        let v12: u64 = ctx.activity(step, acc % 56 + 2).await?;
+        acc += v12;
+        let (r13, r14) = ctx.join((ctx.activity(other, acc % 86 + 4), ctx.activity(step, acc % 59 + 6))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 2 {
-                    break 'l3;
+        'b1: {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 92 + 1), ctx.activity(step, acc % 63 + 3))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            if acc % 3 == 0 {
+                break 'b1;
+            }
+            ctx.sleep(Duration::from_secs(15)).await;
+            if acc % 2 == 1 {
+                if acc % 4 == 1 {
+                    return Ok(acc);
                 }
-                let v4: u64 = ctx.activity(step, acc % 63 + 0).await?;
-                acc += v4;
-                let v5: u64 = ctx.activity(other, acc % 68 + 3).await?;
-                acc += v5;
-                if acc % 5 == 1 && acc % 7 == 3 {
+            }
+            'b4: {
+                if acc % 3 == 1 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-            }
-            if acc % 5 == 0 {
-                break;
+                if acc % 4 == 0 {
+                    break 'b4;
+                }
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+                let v6: u64 = ctx.activity(other, acc % 68 + 6).await?;
+                acc += v6;
             }
         }
-        for j6 in 0u64..1 {
-            acc += j6;
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let v9: u64 = ctx.activity(other, acc % 53 + 0).await?;
-                acc += v9;
+        let q7: u64 = checked(acc)?;
+        acc += q7 % 5;
+        for j8 in 0u64..3 {
+            acc += j8;
+            let g9: u64 = ctx.signal("more").await?;
+            acc += g9;
+            let (r10, r11) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 60 + 0))).await;
+            acc += r10.unwrap_or(1);
+            if let Ok(v) = r11 {
+                acc += v;
             }
-            let q10: u64 = checked(acc)?;
-            acc += q10 % 5;
-            ctx.sleep(Duration::from_secs(25)).await;
+        }
+        let v12: u64 = ctx.activity(step, acc % 56 + 2).await?;
+        acc += v12;
+        let (r13, r14) = ctx.join((ctx.activity(other, acc % 86 + 4), ctx.activity(step, acc % 59 + 6))).await;
+        acc += r13.unwrap_or(1);
+        if let Ok(v) = r14 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -6172,51 +7434,111 @@ mod w98 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            if acc % 4 == 1 {
-                let (r1, r2) = ctx.join((ctx.activity(step, acc % 64 + 8), ctx.activity(other, acc % 60 + 8))).await;
-                acc += r1.unwrap_or(1);
-                if let Ok(v) = r2 {
+        match acc % 3 {
+            0 => {
+                match ctx.activity(step, acc % 82 + 9).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let v1: u64 = ctx.activity(other, acc % 75 + 1).await?;
+                acc += v1;
+                let x2: u64 = if acc % 5 == 0 {
+                    ctx.activity(step, acc % 76 + 4).await?
+                } else {
+                    acc / 2
+                };
+                acc += x2;
+            }
+            1 => acc += 1,
+            _ => {
+                let (r3, r4) = ctx.join((ctx.activity(other, acc % 56 + 2), ctx.activity(step, acc % 66 + 2))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
                     acc += v;
                 }
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
             }
         }
-        match ctx.activity(step, acc % 92 + 2).await {
+        let x5: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 51 + 5).await?,
+            1 => {
+                let y6: u64 = ctx.activity(step, acc % 82 + 8).await?;
+                y6 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x5;
+        let mut i7: u64 = 0;
+        while i7 < 1 {
+            i7 += 1;
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(69)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            if acc % 5 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let v8: u64 = ctx.activity(step, acc % 60 + 6).await?;
+            acc += v8;
+        }
+        match ctx.activity(step, acc % 64 + 0).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let g4: u64 = ctx.signal("stop").await?;
-        acc += g4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            if acc % 4 == 1 {
-                let (r1, r2) = ctx.join((ctx.activity(step, acc % 64 + 8), ctx.activity(other, acc % 60 + 8))).await;
-                acc += r1.unwrap_or(1);
-                if let Ok(v) = r2 {
+        match acc % 3 {
+            0 => {
+                match ctx.activity(step, acc % 82 + 9).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let v1: u64 = ctx.activity(other, acc % 75 + 1).await?;
+                acc += v1;
+                let x2: u64 = if acc % 5 == 0 {
+                    ctx.activity(step, acc % 76 + 4).await?
+                } else {
+                    acc / 2
+                };
+                acc += x2;
+            }
+            1 => acc += 1,
+            _ => {
+                let (r3, r4) = ctx.join((ctx.activity(other, acc % 56 + 2), ctx.activity(step, acc % 66 + 2))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
                     acc += v;
                 }
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
             }
         }
-        match ctx.activity(step, acc % 92 + 2).await {
+        let x5: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 51 + 5).await?,
+            1 => {
+                let y6: u64 = ctx.activity(step, acc % 82 + 8).await?;
+                y6 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x5;
+        let mut i7: u64 = 0;
+        while i7 < 1 {
+            i7 += 1;
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(69)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            if acc % 5 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let v8: u64 = ctx.activity(step, acc % 60 + 6).await?;
+            acc += v8;
+        }
+        match ctx.activity(step, acc % 64 + 0).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let g4: u64 = ctx.signal("stop").await?;
-        acc += g4;
         Ok(acc)
     }
 
@@ -6235,45 +7557,103 @@ mod w99 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(19)).await;
-        let v1: u64 = ctx.activity(other, acc % 70 + 4).await?;
-        acc += v1;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 91 + 5))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let x4: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 73 + 2).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
-        if acc % 2 == 1 {
+        if acc % 3 == 0 {
             return Ok(acc);
         }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(35)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        'b1: {
+            let x2: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 79 + 0).await?
+            } else {
+                acc / 2
+            };
+            acc += x2;
+            if acc % 5 == 1 {
+                break 'b1;
+            }
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 52 + 7), ctx.activity(other, acc % 69 + 2))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                let v7: u64 = ctx.activity(step, acc % 74 + 5).await?;
+                acc += v7;
+            }
+            if acc % 4 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            'b8: {
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+                if acc % 2 == 0 {
+                    break 'b8;
+                }
+                acc += ctx.activity(step, acc % 68 + 5).await?;
+                acc += ctx.activity(step, acc % 58 + 7).await?;
+            }
+        }
+        let v10: u64 = ctx.activity(other, acc % 78 + 5).await?;
+        acc += v10;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(19)).await;
-        let v1: u64 = ctx.activity(other, acc % 70 + 4).await?;
-        acc += v1;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 91 + 5))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let x4: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 73 + 2).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
-        if acc % 2 == 1 {
+        if acc % 3 == 0 {
             return Ok(acc);
         }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(35)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        'b1: {
+            let x2: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 79 + 0).await?
+            } else {
+                acc / 2
+            };
+            acc += x2;
+            if acc % 5 == 1 {
+                break 'b1;
+            }
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 52 + 7), ctx.activity(other, acc % 69 + 2))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                let v7: u64 = ctx.activity(step, acc % 74 + 5).await?;
+                acc += v7;
+            }
+            if acc % 4 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            'b8: {
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+                if acc % 2 == 0 {
+                    break 'b8;
+                }
+                acc += ctx.activity(step, acc % 68 + 5).await?;
+                acc += ctx.activity(step, acc % 58 + 7).await?;
+            }
+        }
+        let v10: u64 = ctx.activity(other, acc % 78 + 5).await?;
+        acc += v10;
         Ok(acc)
     }
 
@@ -6292,29 +7672,21 @@ mod w100 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        for j2 in 0u64..3 {
-            acc += j2;
+        if acc % 5 == 0 {
+            let x1: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 71 + 2).await?,
+                1 => {
+                    let y2: u64 = ctx.activity(other, acc % 55 + 1).await?;
+                    y2 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x1;
             let mut i3: u64 = 0;
-            'l4: loop {
+            while i3 < 2 {
                 i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(other, acc % 93 + 9).await?;
-                acc += v5;
-                match ctx.activity(other, acc % 83 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                acc += ctx.activity(other, acc % 90 + 0).await?;
+                let v4: u64 = ctx.activity(other, acc % 83 + 0).await?;
+                acc += v4;
             }
         }
         Ok(acc)
@@ -6322,29 +7694,21 @@ mod w100 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        for j2 in 0u64..3 {
-            acc += j2;
+        if acc % 5 == 0 {
+            let x1: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 71 + 2).await?,
+                1 => {
+                    let y2: u64 = ctx.activity(other, acc % 55 + 1).await?;
+                    y2 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x1;
             let mut i3: u64 = 0;
-            'l4: loop {
+            while i3 < 2 {
                 i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(other, acc % 93 + 9).await?;
-                acc += v5;
-                match ctx.activity(other, acc % 83 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                acc += ctx.activity(other, acc % 90 + 0).await?;
+                let v4: u64 = ctx.activity(other, acc % 83 + 0).await?;
+                acc += v4;
             }
         }
         Ok(acc)
@@ -6365,77 +7729,61 @@ mod w101 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            acc += ctx.activity(step, acc % 90 + 3).await?;
-        }
-        if acc % 4 == 1 {
-            if acc % 3 == 1 {
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-                match ctx.activity(step, acc % 80 + 9).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
+        ctx.sleep(Duration::from_secs(30)).await;
         if acc % 2 == 1 {
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w1;
+            let mut i2: u64 = 0;
+            while i2 < 2 {
+                i2 += 1;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             }
-        } else {
-            acc += ctx.activity(step, acc % 75 + 3).await?;
-            let v3: u64 = ctx.activity(step, acc % 76 + 6).await?;
-            acc += v3;
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+            let x4: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 94 + 3).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
         }
-        let v4: u64 = ctx.activity(other, acc % 57 + 8).await?;
-        acc += v4;
+        let v5: u64 = ctx.activity(step, acc % 94 + 8).await?;
+        acc += v5;
+        let v6: u64 = ctx.activity(step, acc % 56 + 5).await?;
+        acc += v6;
+        let v7: u64 = ctx.activity(other, acc % 64 + 0).await?;
+        acc += v7;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            acc += ctx.activity(step, acc % 90 + 3).await?;
-        }
-        if acc % 4 == 1 {
-            if acc % 3 == 1 {
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-                match ctx.activity(step, acc % 80 + 9).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
+        ctx.sleep(Duration::from_secs(30)).await;
         if acc % 2 == 1 {
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w1;
+            let mut i2: u64 = 0;
+            while i2 < 2 {
+                i2 += 1;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             }
-        } else {
-            acc += ctx.activity(step, acc % 75 + 3).await?;
-            let v3: u64 = ctx.activity(step, acc % 76 + 6).await?;
-            acc += v3;
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+            let x4: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 94 + 3).await?
+            } else {
+                acc / 2
+            };
+            acc += x4;
         }
-        let v4: u64 = ctx.activity(other, acc % 57 + 8).await?;
-        acc += v4;
+        let v5: u64 = ctx.activity(step, acc % 94 + 8).await?;
+        acc += v5;
+        let v6: u64 = ctx.activity(step, acc % 56 + 5).await?;
+        acc += v6;
+        let v7: u64 = ctx.activity(other, acc % 64 + 0).await?;
+        acc += v7;
         Ok(acc)
     }
 
@@ -6454,20 +7802,102 @@ mod w102 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 87 + 2).await?;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(37)).await {
+        match acc % 3 {
+            0 => {
+                let q1: u64 = checked(acc)?;
+                acc += q1 % 5;
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
+                let x3: u64 = if acc % 3 == 0 {
+                    ctx.activity(step, acc % 78 + 7).await?
+                } else {
+                    acc / 2
+                };
+                acc += x3;
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 {
+                    let q4: u64 = checked(acc)?;
+                    acc += q4 % 5;
+                    ctx.sleep(Duration::from_secs(13)).await;
+                    ctx.sleep(Duration::from_secs(55)).await;
+                } else {
+                    match ctx.activity(step, acc % 71 + 4).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    acc += ctx.activity(step, acc % 63 + 1).await?;
+                    acc += ctx.activity(other, acc % 79 + 8).await?;
+                }
+                if acc % 3 == 0 {
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    let (r5, r6) = ctx.join((ctx.activity(other, acc % 71 + 3), ctx.activity(step, acc % 89 + 5))).await;
+                    acc += r5.unwrap_or(1);
+                    if let Ok(v) = r6 {
+                        acc += v;
+                    }
+                }
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 55 + 0).await?;
+        acc += v7;
+        match ctx.activity(step, acc % 59 + 2).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 2,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 87 + 2).await?;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(37)).await {
+        match acc % 3 {
+            0 => {
+                let q1: u64 = checked(acc)?;
+                acc += q1 % 5;
+                let q2: u64 = checked(acc)?;
+                acc += q2 % 5;
+                let x3: u64 = if acc % 3 == 0 {
+                    ctx.activity(step, acc % 78 + 7).await?
+                } else {
+                    acc / 2
+                };
+                acc += x3;
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 {
+                    let q4: u64 = checked(acc)?;
+                    acc += q4 % 5;
+                    ctx.sleep(Duration::from_secs(13)).await;
+                    ctx.sleep(Duration::from_secs(55)).await;
+                } else {
+                    match ctx.activity(step, acc % 71 + 4).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    acc += ctx.activity(step, acc % 63 + 1).await?;
+                    acc += ctx.activity(other, acc % 79 + 8).await?;
+                }
+                if acc % 3 == 0 {
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    let (r5, r6) = ctx.join((ctx.activity(other, acc % 71 + 3), ctx.activity(step, acc % 89 + 5))).await;
+                    acc += r5.unwrap_or(1);
+                    if let Ok(v) = r6 {
+                        acc += v;
+                    }
+                }
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 55 + 0).await?;
+        acc += v7;
+        match ctx.activity(step, acc % 59 + 2).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 2,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -6487,27 +7917,33 @@ mod w103 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(13)).await;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 60 + 7), ctx.activity(other, acc % 92 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        if acc % 5 == 1 {
+            let (r1, r2) = ctx.join((ctx.activity(step, acc % 56 + 5), ctx.activity(step, acc % 59 + 1))).await;
+            acc += r1.unwrap_or(1);
+            if let Ok(v) = r2 {
+                acc += v;
+            }
+            let g3: u64 = ctx.signal("stop").await?;
+            acc += g3;
         }
-        let q3: u64 = checked(acc)?;
-        acc += q3 % 5;
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(13)).await;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 60 + 7), ctx.activity(other, acc % 92 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        if acc % 5 == 1 {
+            let (r1, r2) = ctx.join((ctx.activity(step, acc % 56 + 5), ctx.activity(step, acc % 59 + 1))).await;
+            acc += r1.unwrap_or(1);
+            if let Ok(v) = r2 {
+                acc += v;
+            }
+            let g3: u64 = ctx.signal("stop").await?;
+            acc += g3;
         }
-        let q3: u64 = checked(acc)?;
-        acc += q3 % 5;
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
         Ok(acc)
     }
 
@@ -6526,31 +7962,71 @@ mod w104 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 53 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let g2: u64 = ctx.signal("stop").await?;
+        let v1: u64 = ctx.activity(step, acc % 61 + 1).await?;
+        acc += v1;
+        let g2: u64 = ctx.signal("go").await?;
         acc += g2;
-        let v3: u64 = ctx.activity(step, acc % 86 + 1).await?;
-        acc += v3;
+        'b3: {
+            ctx.sleep(Duration::from_secs(27)).await;
+            if acc % 5 == 0 {
+                break 'b3;
+            }
+            let mut i4: u64 = 0;
+            'l5: loop {
+                i4 += 1;
+                if i4 > 1 {
+                    break 'l5;
+                }
+                let (r6, r7) = ctx.join((ctx.activity(step, acc % 60 + 5), ctx.activity(step, acc % 71 + 2))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let v8: u64 = ctx.activity(step, acc % 97 + 2).await?;
+                acc += v8;
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+            }
+        }
+        match ctx.activity(other, acc % 66 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 53 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let g2: u64 = ctx.signal("stop").await?;
+        let v1: u64 = ctx.activity(step, acc % 61 + 1).await?;
+        acc += v1;
+        let g2: u64 = ctx.signal("go").await?;
         acc += g2;
-        let v3: u64 = ctx.activity(step, acc % 86 + 1).await?;
-        acc += v3;
+        'b3: {
+            ctx.sleep(Duration::from_secs(27)).await;
+            if acc % 5 == 0 {
+                break 'b3;
+            }
+            let mut i4: u64 = 0;
+            'l5: loop {
+                i4 += 1;
+                if i4 > 1 {
+                    break 'l5;
+                }
+                let (r6, r7) = ctx.join((ctx.activity(step, acc % 60 + 5), ctx.activity(step, acc % 71 + 2))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let v8: u64 = ctx.activity(step, acc % 97 + 2).await?;
+                acc += v8;
+                let q9: u64 = checked(acc)?;
+                acc += q9 % 5;
+            }
+        }
+        match ctx.activity(other, acc % 66 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
         Ok(acc)
     }
 
@@ -6569,102 +8045,56 @@ mod w105 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let g2: u64 = ctx.signal("go").await?;
-        acc += g2;
-        if acc % 2 == 1 {
+        acc += ctx.activity(other, acc % 93 + 0).await?;
+        let v1: u64 = ctx.activity(step, acc % 82 + 7).await?;
+        acc += v1;
+        for j2 in 0u64..3 {
+            acc += j2;
             let mut i3: u64 = 0;
-            while i3 < 2 {
+            'l4: loop {
                 i3 += 1;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                if i3 > 1 {
+                    break 'l4;
                 }
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 87 + 3), ctx.activity(step, acc % 96 + 6))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
+                acc += ctx.activity(step, acc % 55 + 4).await?;
             }
-        } else {
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
         }
-        let x7: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 86 + 7).await?
+        let x5: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 87 + 4).await?
         } else {
             acc / 2
         };
-        acc += x7;
-        if acc % 4 == 1 {
-            let (r8, r9) = ctx.join((ctx.activity(other, acc % 82 + 9), ctx.activity(other, acc % 90 + 8))).await;
-            acc += r8.unwrap_or(1);
-            if let Ok(v) = r9 {
-                acc += v;
-            }
-            let q10: u64 = checked(acc)?;
-            acc += q10 % 5;
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        } else {
-            let v11: u64 = ctx.activity(step, acc % 56 + 6).await?;
-            acc += v11;
-            let v12: u64 = ctx.activity(step, acc % 64 + 5).await?;
-            acc += v12;
-            let g13: u64 = ctx.signal("stop").await?;
-            acc += g13;
+        acc += x5;
+        if acc % 2 == 1 {
+            return Ok(acc);
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let g2: u64 = ctx.signal("go").await?;
-        acc += g2;
-        if acc % 2 == 1 {
+        acc += ctx.activity(other, acc % 93 + 0).await?;
+        let v1: u64 = ctx.activity(step, acc % 82 + 7).await?;
+        acc += v1;
+        for j2 in 0u64..3 {
+            acc += j2;
             let mut i3: u64 = 0;
-            while i3 < 2 {
+            'l4: loop {
                 i3 += 1;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                if i3 > 1 {
+                    break 'l4;
                 }
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 87 + 3), ctx.activity(step, acc % 96 + 6))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
+                acc += ctx.activity(step, acc % 55 + 4).await?;
             }
-        } else {
-            let q6: u64 = checked(acc)?;
-            acc += q6 % 5;
         }
-        let x7: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 86 + 7).await?
+        let x5: u64 = if acc % 5 == 1 {
+            ctx.activity(step, acc % 87 + 4).await?
         } else {
             acc / 2
         };
-        acc += x7;
-        if acc % 4 == 1 {
-            let (r8, r9) = ctx.join((ctx.activity(other, acc % 82 + 9), ctx.activity(other, acc % 90 + 8))).await;
-            acc += r8.unwrap_or(1);
-            if let Ok(v) = r9 {
-                acc += v;
-            }
-            let q10: u64 = checked(acc)?;
-            acc += q10 % 5;
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        } else {
-            let v11: u64 = ctx.activity(step, acc % 56 + 6).await?;
-            acc += v11;
-            let v12: u64 = ctx.activity(step, acc % 64 + 5).await?;
-            acc += v12;
-            let g13: u64 = ctx.signal("stop").await?;
-            acc += g13;
+        acc += x5;
+        if acc % 2 == 1 {
+            return Ok(acc);
         }
         Ok(acc)
     }
@@ -6684,73 +8114,99 @@ mod w106 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 86 + 0), ctx.activity(other, acc % 78 + 9))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let mut i3: u64 = 0;
-        while i3 < 2 {
-            i3 += 1;
-            let q4: u64 = checked(acc)?;
-            acc += q4 % 5;
-            if acc % 3 == 1 {
-                ctx.sleep(Duration::from_secs(35)).await;
-                let v5: u64 = ctx.activity(other, acc % 56 + 3).await?;
-                acc += v5;
-            } else {
-                if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 2 == 0 {
+            if acc % 2 == 0 {
+                ctx.sleep(Duration::from_secs(5)).await;
+                let (r1, r2) = ctx.join((ctx.activity(step, acc % 57 + 1), ctx.activity(other, acc % 75 + 4))).await;
+                acc += r1.unwrap_or(1);
+                if let Ok(v) = r2 {
+                    acc += v;
+                }
+            }
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            acc += ctx.activity(step, acc % 90 + 6).await?;
-        }
-        if acc % 2 == 0 {
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let v7: u64 = ctx.activity(step, acc % 83 + 8).await?;
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                if acc % 3 == 1 {
+                    break;
+                }
+                let v7: u64 = ctx.activity(step, acc % 99 + 3).await?;
                 acc += v7;
-                let v8: u64 = ctx.activity(step, acc % 70 + 8).await?;
-                acc += v8;
             }
         }
+        let v8: u64 = ctx.activity(step, acc % 94 + 4).await?;
+        acc += v8;
+        let v9: u64 = ctx.activity(step, acc % 94 + 3).await?;
+        acc += v9;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let v10: u64 = ctx.activity(step, acc % 78 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 86 + 0), ctx.activity(other, acc % 78 + 9))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let mut i3: u64 = 0;
-        while i3 < 2 {
-            i3 += 1;
-            let q4: u64 = checked(acc)?;
-            acc += q4 % 5;
-            if acc % 3 == 1 {
-                ctx.sleep(Duration::from_secs(35)).await;
-                let v5: u64 = ctx.activity(other, acc % 56 + 3).await?;
-                acc += v5;
-            } else {
-                if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 2 == 0 {
+            if acc % 2 == 0 {
+                ctx.sleep(Duration::from_secs(5)).await;
+                let (r1, r2) = ctx.join((ctx.activity(step, acc % 57 + 1), ctx.activity(other, acc % 75 + 4))).await;
+                acc += r1.unwrap_or(1);
+                if let Ok(v) = r2 {
+                    acc += v;
+                }
+            }
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
             }
-            acc += ctx.activity(step, acc % 90 + 6).await?;
-        }
-        if acc % 2 == 0 {
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let v7: u64 = ctx.activity(step, acc % 83 + 8).await?;
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                if acc % 3 == 1 {
+                    break;
+                }
+                let v7: u64 = ctx.activity(step, acc % 99 + 3).await?;
                 acc += v7;
-                let v8: u64 = ctx.activity(step, acc % 70 + 8).await?;
-                acc += v8;
             }
         }
+        let v8: u64 = ctx.activity(step, acc % 94 + 4).await?;
+        acc += v8;
+        let v9: u64 = ctx.activity(step, acc % 94 + 3).await?;
+        acc += v9;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let v10: u64 = ctx.activity(step, acc % 78 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
@@ -6769,15 +8225,115 @@ mod w107 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(42)).await;
-        acc += ctx.activity(other, acc % 90 + 2).await?;
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 2 == 0 {
+                continue;
+            }
+            match ctx.activity(step, acc % 81 + 2).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 5 == 1 {
+                let v2: u64 = ctx.activity(step, acc % 60 + 5).await?;
+                acc += v2;
+                let v3: u64 = ctx.activity(other, acc % 74 + 6).await?;
+                acc += v3;
+                let v4: u64 = ctx.activity(step, acc % 65 + 0).await?;
+                acc += v4;
+            }
+        }
+        let (r5, r6) = ctx.join((ctx.activity(step, acc % 85 + 7), ctx.activity(step, acc % 80 + 8))).await;
+        acc += r5.unwrap_or(1);
+        if let Ok(v) = r6 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                acc += ctx.activity(other, acc % 78 + 8).await?;
+            }
+            1 => acc += 1,
+            _ => {
+                'b7: {
+                    match ctx.activity(step, acc % 69 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 2 == 1 {
+                        break 'b7;
+                    }
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                    let g9: u64 = ctx.signal("more").await?;
+                    acc += g9;
+                    if acc % 3 == 0 {
+                        return Ok(acc);
+                    }
+                }
+                acc += ctx.activity(step, acc % 80 + 2).await?;
+            }
+        }
+        let v10: u64 = ctx.activity(other, acc % 72 + 0).await?;
+        acc += v10;
+        let q11: u64 = checked(acc)?;
+        acc += q11 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(42)).await;
-        acc += ctx.activity(other, acc % 90 + 2).await?;
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 2 == 0 {
+                continue;
+            }
+            match ctx.activity(step, acc % 81 + 2).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 5 == 1 {
+                let v2: u64 = ctx.activity(step, acc % 60 + 5).await?;
+                acc += v2;
+                let v3: u64 = ctx.activity(other, acc % 74 + 6).await?;
+                acc += v3;
+                let v4: u64 = ctx.activity(step, acc % 65 + 0).await?;
+                acc += v4;
+            }
+        }
+        let (r5, r6) = ctx.join((ctx.activity(step, acc % 85 + 7), ctx.activity(step, acc % 80 + 8))).await;
+        acc += r5.unwrap_or(1);
+        if let Ok(v) = r6 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                acc += ctx.activity(other, acc % 78 + 8).await?;
+            }
+            1 => acc += 1,
+            _ => {
+                'b7: {
+                    match ctx.activity(step, acc % 69 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 2 == 1 {
+                        break 'b7;
+                    }
+                    let q8: u64 = checked(acc)?;
+                    acc += q8 % 5;
+                    let g9: u64 = ctx.signal("more").await?;
+                    acc += g9;
+                    if acc % 3 == 0 {
+                        return Ok(acc);
+                    }
+                }
+                acc += ctx.activity(step, acc % 80 + 2).await?;
+            }
+        }
+        let v10: u64 = ctx.activity(other, acc % 72 + 0).await?;
+        acc += v10;
+        let q11: u64 = checked(acc)?;
+        acc += q11 % 5;
         Ok(acc)
     }
 
@@ -6796,39 +8352,99 @@ mod w108 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
+        'b1: {
+            ctx.sleep(Duration::from_secs(15)).await;
+            if acc % 2 == 0 {
+                break 'b1;
             }
-            let v3: u64 = ctx.activity(step, acc % 91 + 8).await?;
-            acc += v3;
+            'b2: {
+                let v3: u64 = ctx.activity(step, acc % 73 + 2).await?;
+                acc += v3;
+                if acc % 5 == 0 {
+                    break 'b2;
+                }
+                let v4: u64 = ctx.activity(step, acc % 91 + 5).await?;
+                acc += v4;
+                match ctx.activity(step, acc % 90 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        let v4: u64 = ctx.activity(step, acc % 80 + 3).await?;
-        acc += v4;
+        ctx.sleep(Duration::from_secs(50)).await;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            let x7: u64 = if acc % 2 == 1 {
+                ctx.activity(step, acc % 65 + 0).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            ctx.sleep(Duration::from_secs(34)).await;
+        }
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 57 + 4), ctx.activity(other, acc % 91 + 7))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        let v10: u64 = ctx.activity(step, acc % 96 + 2).await?;
+        acc += v10;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
+        'b1: {
+            ctx.sleep(Duration::from_secs(15)).await;
+            if acc % 2 == 0 {
+                break 'b1;
             }
-            let v3: u64 = ctx.activity(step, acc % 91 + 8).await?;
-            acc += v3;
+            'b2: {
+                let v3: u64 = ctx.activity(step, acc % 73 + 2).await?;
+                acc += v3;
+                if acc % 5 == 0 {
+                    break 'b2;
+                }
+                let v4: u64 = ctx.activity(step, acc % 91 + 5).await?;
+                acc += v4;
+                match ctx.activity(step, acc % 90 + 4).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        let v4: u64 = ctx.activity(step, acc % 80 + 3).await?;
-        acc += v4;
+        ctx.sleep(Duration::from_secs(50)).await;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            let x7: u64 = if acc % 2 == 1 {
+                ctx.activity(step, acc % 65 + 0).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            ctx.sleep(Duration::from_secs(34)).await;
+        }
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 57 + 4), ctx.activity(other, acc % 91 + 7))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        let v10: u64 = ctx.activity(step, acc % 96 + 2).await?;
+        acc += v10;
         Ok(acc)
     }
 
@@ -6847,34 +8463,90 @@ mod w109 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 82 + 2).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 53 + 1).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            if acc % 3 == 1 {
+                acc += ctx.activity(step, acc % 97 + 4).await?;
+                if acc % 3 == 1 {
+                    break;
+                }
+            } else {
+                ctx.sleep(Duration::from_secs(42)).await;
+            }
+            if acc % 5 == 1 {
+                break;
+            }
         }
-        if acc % 2 == 0 {
-            return Ok(acc);
+        for j5 in 0u64..1 {
+            acc += j5;
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(30)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        acc += ctx.activity(other, acc % 91 + 8).await?;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let (r6, r7) = ctx.join((ctx.activity(step, acc % 55 + 5), ctx.activity(other, acc % 92 + 3))).await;
+        acc += r6.unwrap_or(1);
+        if let Ok(v) = r7 {
+            acc += v;
+        }
+        match ctx.activity(step, acc % 64 + 7).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 82 + 2).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 53 + 1).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            if acc % 3 == 1 {
+                acc += ctx.activity(step, acc % 97 + 4).await?;
+                if acc % 3 == 1 {
+                    break;
+                }
+            } else {
+                ctx.sleep(Duration::from_secs(42)).await;
+            }
+            if acc % 5 == 1 {
+                break;
+            }
         }
-        if acc % 2 == 0 {
-            return Ok(acc);
+        for j5 in 0u64..1 {
+            acc += j5;
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(30)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        acc += ctx.activity(other, acc % 91 + 8).await?;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let (r6, r7) = ctx.join((ctx.activity(step, acc % 55 + 5), ctx.activity(other, acc % 92 + 3))).await;
+        acc += r6.unwrap_or(1);
+        if let Ok(v) = r7 {
+            acc += v;
+        }
+        match ctx.activity(step, acc % 64 + 7).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
         Ok(acc)
     }
@@ -6894,13 +8566,133 @@ mod w110 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(20)).await;
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
+        if acc % 5 == 1 {
+            return Ok(acc);
+        }
+        match acc % 3 {
+            0 => {
+                'b3: {
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    if acc % 3 == 0 {
+                        break 'b3;
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(10)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    match ctx.activity(step, acc % 82 + 4).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let v4: u64 = ctx.activity(step, acc % 68 + 6).await?;
+                acc += v4;
+                acc += ctx.activity(step, acc % 59 + 6).await?;
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+        }
+        match acc % 3 {
+            0 => {
+                let g5: u64 = ctx.signal("stop").await?;
+                acc += g5;
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(step, acc % 87 + 8).await?;
+                acc += v6;
+                if acc % 4 == 1 {
+                    if acc % 2 == 0 {
+                        return Ok(acc);
+                    }
+                } else {
+                    let (r7, r8) = ctx.join((ctx.activity(other, acc % 69 + 3), ctx.activity(step, acc % 51 + 3))).await;
+                    acc += r7.unwrap_or(1);
+                    if let Ok(v) = r8 {
+                        acc += v;
+                    }
+                }
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(20)).await;
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let q2: u64 = checked(acc)?;
+        acc += q2 % 5;
+        if acc % 5 == 1 {
+            return Ok(acc);
+        }
+        match acc % 3 {
+            0 => {
+                'b3: {
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    if acc % 3 == 0 {
+                        break 'b3;
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(10)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    match ctx.activity(step, acc % 82 + 4).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let v4: u64 = ctx.activity(step, acc % 68 + 6).await?;
+                acc += v4;
+                acc += ctx.activity(step, acc % 59 + 6).await?;
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+        }
+        match acc % 3 {
+            0 => {
+                let g5: u64 = ctx.signal("stop").await?;
+                acc += g5;
+            }
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(step, acc % 87 + 8).await?;
+                acc += v6;
+                if acc % 4 == 1 {
+                    if acc % 2 == 0 {
+                        return Ok(acc);
+                    }
+                } else {
+                    let (r7, r8) = ctx.join((ctx.activity(other, acc % 69 + 3), ctx.activity(step, acc % 51 + 3))).await;
+                    acc += r7.unwrap_or(1);
+                    if let Ok(v) = r8 {
+                        acc += v;
+                    }
+                }
+            }
+        }
         Ok(acc)
     }
 
@@ -6919,123 +8711,21 @@ mod w111 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
+        let v1: u64 = ctx.activity(other, acc % 68 + 5).await?;
+        acc += v1;
+        if acc % 5 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 89 + 0), ctx.activity(step, acc % 80 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 4 == 0 {
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let g6: u64 = ctx.signal("more").await?;
-                acc += g6;
-            }
-            if acc % 5 == 0 {
-                return Ok(acc);
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 1 {
-                    break 'l8;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(other, acc % 58 + 2), ctx.activity(step, acc % 96 + 3))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-                match ctx.activity(step, acc % 69 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        } else {
-            if acc % 2 == 0 {
-                match ctx.activity(step, acc % 63 + 2).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let v11: u64 = ctx.activity(step, acc % 69 + 9).await?;
-                acc += v11;
-            }
-        }
-        let q12: u64 = checked(acc)?;
-        acc += q12 % 5;
-        let v13: u64 = ctx.activity(other, acc % 68 + 6).await?;
-        acc += v13;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 1 {
-            return Ok(acc);
+        let v1: u64 = ctx.activity(other, acc % 68 + 5).await?;
+        acc += v1;
+        if acc % 5 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 89 + 0), ctx.activity(step, acc % 80 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 4 == 0 {
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                if acc % 2 == 0 {
-                    return Ok(acc);
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let g6: u64 = ctx.signal("more").await?;
-                acc += g6;
-            }
-            if acc % 5 == 0 {
-                return Ok(acc);
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 1 {
-                    break 'l8;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(other, acc % 58 + 2), ctx.activity(step, acc % 96 + 3))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-                match ctx.activity(step, acc % 69 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        } else {
-            if acc % 2 == 0 {
-                match ctx.activity(step, acc % 63 + 2).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let v11: u64 = ctx.activity(step, acc % 69 + 9).await?;
-                acc += v11;
-            }
-        }
-        let q12: u64 = checked(acc)?;
-        acc += q12 % 5;
-        let v13: u64 = ctx.activity(other, acc % 68 + 6).await?;
-        acc += v13;
         Ok(acc)
     }
 
@@ -7054,104 +8744,20 @@ mod w112 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 50 + 9).await?;
-        acc += v1;
-        if acc % 5 == 0 {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let v3: u64 = ctx.activity(step, acc % 60 + 0).await?;
-            acc += v3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 56 + 2), ctx.activity(step, acc % 60 + 6))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
-            }
-        } else {
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let (r7, r8) = ctx.join((ctx.activity(other, acc % 75 + 1), ctx.activity(step, acc % 99 + 4))).await;
-                acc += r7.unwrap_or(1);
-                if let Ok(v) = r8 {
-                    acc += v;
-                }
-                match ctx.activity(step, acc % 64 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        if acc % 3 == 0 {
-            let v9: u64 = ctx.activity(step, acc % 72 + 0).await?;
-            acc += v9;
-            let x10: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 82 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x10;
-        } else {
-            if acc % 5 == 1 {
-                return Ok(acc);
-            }
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 78 + 6), ctx.activity(other, acc % 51 + 6))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 50 + 9).await?;
-        acc += v1;
-        if acc % 5 == 0 {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let v3: u64 = ctx.activity(step, acc % 60 + 0).await?;
-            acc += v3;
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 56 + 2), ctx.activity(step, acc % 60 + 6))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
-            }
-        } else {
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-            let mut i6: u64 = 0;
-            while i6 < 3 {
-                i6 += 1;
-                let (r7, r8) = ctx.join((ctx.activity(other, acc % 75 + 1), ctx.activity(step, acc % 99 + 4))).await;
-                acc += r7.unwrap_or(1);
-                if let Ok(v) = r8 {
-                    acc += v;
-                }
-                match ctx.activity(step, acc % 64 + 4).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            }
-        }
-        if acc % 3 == 0 {
-            let v9: u64 = ctx.activity(step, acc % 72 + 0).await?;
-            acc += v9;
-            let x10: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 82 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x10;
-        } else {
-            if acc % 5 == 1 {
-                return Ok(acc);
-            }
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 78 + 6), ctx.activity(other, acc % 51 + 6))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -7171,85 +8777,73 @@ mod w113 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            if acc % 4 == 1 {
-                if acc % 2 == 1 {
-                    return Ok(acc);
+        for j1 in 0u64..3 {
+            acc += j1;
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 74 + 9).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 69 + 0).await?;
+                    y3 + 1
                 }
-                let q2: u64 = checked(acc)?;
-                acc += q2 % 5;
-                let g3: u64 = ctx.signal("more").await?;
-                acc += g3;
-            }
-            let v4: u64 = ctx.activity(other, acc % 99 + 1).await?;
+                _ => acc / 3,
+            };
+            acc += x2;
+            let v4: u64 = ctx.activity(step, acc % 82 + 9).await?;
             acc += v4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
         }
-        let v5: u64 = ctx.activity(step, acc % 77 + 6).await?;
-        acc += v5;
-        let mut i6: u64 = 0;
-        while i6 < 3 {
-            i6 += 1;
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 1 {
-                    break 'l8;
-                }
-                match ctx.signal::<u64>("more").timeout(Duration::from_secs(3)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                ctx.sleep(Duration::from_secs(50)).await;
-            }
+        let mut list6: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item7) = list6.pop() {
+            acc += item7;
+            let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w8;
         }
-        acc += ctx.activity(step, acc % 56 + 4).await?;
+        let q9: u64 = checked(acc)?;
+        acc += q9 % 5;
+        acc += ctx.activity(step, acc % 59 + 6).await?;
+        let v10: u64 = ctx.activity(step, acc % 80 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
-        }
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            if acc % 4 == 1 {
-                if acc % 2 == 1 {
-                    return Ok(acc);
+        for j1 in 0u64..3 {
+            acc += j1;
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 74 + 9).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 69 + 0).await?;
+                    y3 + 1
                 }
-                let q2: u64 = checked(acc)?;
-                acc += q2 % 5;
-                let g3: u64 = ctx.signal("more").await?;
-                acc += g3;
-            }
-            let v4: u64 = ctx.activity(other, acc % 99 + 1).await?;
+                _ => acc / 3,
+            };
+            acc += x2;
+            let v4: u64 = ctx.activity(step, acc % 82 + 9).await?;
             acc += v4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
         }
-        let v5: u64 = ctx.activity(step, acc % 77 + 6).await?;
-        acc += v5;
-        let mut i6: u64 = 0;
-        while i6 < 3 {
-            i6 += 1;
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 1 {
-                    break 'l8;
-                }
-                match ctx.signal::<u64>("more").timeout(Duration::from_secs(3)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                ctx.sleep(Duration::from_secs(50)).await;
-            }
+        let mut list6: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item7) = list6.pop() {
+            acc += item7;
+            let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w8;
         }
-        acc += ctx.activity(step, acc % 56 + 4).await?;
+        let q9: u64 = checked(acc)?;
+        acc += q9 % 5;
+        acc += ctx.activity(step, acc % 59 + 6).await?;
+        let v10: u64 = ctx.activity(step, acc % 80 + 0).await?;
+        acc += v10;
         Ok(acc)
     }
 
@@ -7268,15 +8862,63 @@ mod w114 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 63 + 1).await?;
-        acc += v1;
+        match acc % 3 {
+            0 => {
+                let items1: Vec<u64> = vec![acc % 7, 2];
+                for it2 in items1 {
+                    acc += it2;
+                    if acc % 5 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    ctx.sleep(Duration::from_secs(33)).await;
+                }
+                ctx.sleep(Duration::from_secs(3)).await;
+                ctx.sleep(Duration::from_secs(51)).await;
+            }
+            1 => acc += 1,
+            _ => {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                ctx.sleep(Duration::from_secs(16)).await;
+                let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w4;
+            }
+        }
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 63 + 1).await?;
-        acc += v1;
+        match acc % 3 {
+            0 => {
+                let items1: Vec<u64> = vec![acc % 7, 2];
+                for it2 in items1 {
+                    acc += it2;
+                    if acc % 5 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    ctx.sleep(Duration::from_secs(33)).await;
+                }
+                ctx.sleep(Duration::from_secs(3)).await;
+                ctx.sleep(Duration::from_secs(51)).await;
+            }
+            1 => acc += 1,
+            _ => {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                ctx.sleep(Duration::from_secs(16)).await;
+                let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w4;
+            }
+        }
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
         Ok(acc)
     }
 
@@ -7296,8 +8938,13 @@ mod w115 {
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
         if acc % 2 == 1 {
-            return Ok(acc);
+            match ctx.activity(step, acc % 84 + 9).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            acc += ctx.activity(step, acc % 83 + 7).await?;
         }
+        acc += ctx.activity(step, acc % 82 + 8).await?;
         let q1: u64 = checked(acc)?;
         acc += q1 % 5;
         Ok(acc)
@@ -7306,8 +8953,13 @@ mod w115 {
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
         if acc % 2 == 1 {
-            return Ok(acc);
+            match ctx.activity(step, acc % 84 + 9).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            acc += ctx.activity(step, acc % 83 + 7).await?;
         }
+        acc += ctx.activity(step, acc % 82 + 8).await?;
         let q1: u64 = checked(acc)?;
         acc += q1 % 5;
         Ok(acc)
@@ -7328,91 +8980,61 @@ mod w116 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(step, acc % 97 + 8).await?;
-                acc += v5;
-            }
+        if acc % 4 == 1 {
+            return Ok(acc);
         }
-        let x6: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 62 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x6;
-        if acc % 5 == 0 {
-            ctx.sleep(Duration::from_secs(41)).await;
-            ctx.sleep(Duration::from_secs(34)).await;
-        } else {
-            let g7: u64 = ctx.signal("stop").await?;
-            acc += g7;
-            match ctx.activity(step, acc % 93 + 5).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(35)).await;
-        }
-        if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 3 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        ctx.sleep(Duration::from_secs(34)).await;
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let mut list3: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item4) = list3.pop() {
+                acc += item4;
+                let v5: u64 = ctx.activity(other, acc % 60 + 4).await?;
+                acc += v5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w7;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            if acc % 2 == 1 {
-                return Ok(acc);
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 2 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(step, acc % 97 + 8).await?;
-                acc += v5;
-            }
+        if acc % 4 == 1 {
+            return Ok(acc);
         }
-        let x6: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 62 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x6;
-        if acc % 5 == 0 {
-            ctx.sleep(Duration::from_secs(41)).await;
-            ctx.sleep(Duration::from_secs(34)).await;
-        } else {
-            let g7: u64 = ctx.signal("stop").await?;
-            acc += g7;
-            match ctx.activity(step, acc % 93 + 5).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            ctx.sleep(Duration::from_secs(35)).await;
-        }
-        if acc % 5 == 0 && acc % 7 == 3 {
+        if acc % 3 == 1 && acc % 7 == 3 {
             return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        ctx.sleep(Duration::from_secs(34)).await;
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let mut list3: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item4) = list3.pop() {
+                acc += item4;
+                let v5: u64 = ctx.activity(other, acc % 60 + 4).await?;
+                acc += v5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w7;
+        }
         Ok(acc)
     }
 
@@ -7431,64 +9053,30 @@ mod w117 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            return Ok(acc);
+        let v1: u64 = ctx.activity(step, acc % 99 + 8).await?;
+        acc += v1;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        if acc % 2 == 0 {
-            let mut i1: u64 = 0;
-            while i1 < 2 {
-                i1 += 1;
-                let q2: u64 = checked(acc)?;
-                acc += q2 % 5;
-                if acc % 4 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-            }
-            acc += ctx.activity(step, acc % 70 + 6).await?;
-        }
-        for j3 in 0u64..1 {
-            acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(other, acc % 94 + 7), ctx.activity(other, acc % 65 + 8))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
-            }
-            acc += ctx.activity(other, acc % 62 + 7).await?;
+        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 5), ctx.activity(step, acc % 84 + 2))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            return Ok(acc);
+        let v1: u64 = ctx.activity(step, acc % 99 + 8).await?;
+        acc += v1;
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        if acc % 2 == 0 {
-            let mut i1: u64 = 0;
-            while i1 < 2 {
-                i1 += 1;
-                let q2: u64 = checked(acc)?;
-                acc += q2 % 5;
-                if acc % 4 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-            }
-            acc += ctx.activity(step, acc % 70 + 6).await?;
-        }
-        for j3 in 0u64..1 {
-            acc += j3;
-            let (r4, r5) = ctx.join((ctx.activity(other, acc % 94 + 7), ctx.activity(other, acc % 65 + 8))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
-            }
-            acc += ctx.activity(other, acc % 62 + 7).await?;
+        let (r2, r3) = ctx.join((ctx.activity(step, acc % 52 + 5), ctx.activity(step, acc % 84 + 2))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -7508,75 +9096,81 @@ mod w118 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 73 + 3).await?;
-        ctx.sleep(Duration::from_secs(35)).await;
-        let v1: u64 = ctx.activity(step, acc % 63 + 1).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-            }
-            if acc % 5 == 1 {
-                let (r6, r7) = ctx.join((ctx.activity(other, acc % 71 + 3), ctx.activity(step, acc % 89 + 5))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 3 == 0 {
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 90 + 3), ctx.activity(step, acc % 74 + 6))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
                     acc += v;
                 }
-                let v8: u64 = ctx.activity(step, acc % 71 + 5).await?;
-                acc += v8;
             } else {
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                let v4: u64 = ctx.activity(other, acc % 61 + 3).await?;
+                acc += v4;
+                ctx.sleep(Duration::from_secs(57)).await;
             }
+            let x5: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 97 + 1).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
         }
-        let v9: u64 = ctx.activity(step, acc % 79 + 5).await?;
-        acc += v9;
+        let x6: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 70 + 5).await?,
+            1 => {
+                let y7: u64 = ctx.activity(other, acc % 70 + 4).await?;
+                y7 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x6;
+        let v8: u64 = ctx.activity(other, acc % 80 + 8).await?;
+        acc += v8;
+        ctx.sleep(Duration::from_secs(31)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 73 + 3).await?;
-        ctx.sleep(Duration::from_secs(35)).await;
-        let v1: u64 = ctx.activity(step, acc % 63 + 1).await?;
-        acc += v1;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-            }
-            if acc % 5 == 1 {
-                let (r6, r7) = ctx.join((ctx.activity(other, acc % 71 + 3), ctx.activity(step, acc % 89 + 5))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
+        for j1 in 0u64..2 {
+            acc += j1;
+            if acc % 3 == 0 {
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 90 + 3), ctx.activity(step, acc % 74 + 6))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
                     acc += v;
                 }
-                let v8: u64 = ctx.activity(step, acc % 71 + 5).await?;
-                acc += v8;
             } else {
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                let v4: u64 = ctx.activity(other, acc % 61 + 3).await?;
+                acc += v4;
+                ctx.sleep(Duration::from_secs(57)).await;
             }
+            let x5: u64 = if acc % 3 == 0 {
+                ctx.activity(step, acc % 97 + 1).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
         }
-        let v9: u64 = ctx.activity(step, acc % 79 + 5).await?;
-        acc += v9;
+        let x6: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 70 + 5).await?,
+            1 => {
+                let y7: u64 = ctx.activity(other, acc % 70 + 4).await?;
+                y7 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x6;
+        let v8: u64 = ctx.activity(other, acc % 80 + 8).await?;
+        acc += v8;
+        ctx.sleep(Duration::from_secs(31)).await;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
@@ -7595,73 +9189,29 @@ mod w119 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 75 + 7), ctx.activity(other, acc % 81 + 7))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
+        if acc % 3 == 0 {
+            return Ok(acc);
         }
-        acc += ctx.activity(other, acc % 73 + 4).await?;
-        let mut i4: u64 = 0;
-        while i4 < 2 {
-            i4 += 1;
-            let g5: u64 = ctx.signal("go").await?;
-            acc += g5;
-            let v6: u64 = ctx.activity(other, acc % 89 + 3).await?;
-            acc += v6;
-            let mut i7: u64 = 0;
-            while i7 < 2 {
-                i7 += 1;
-                let (r8, r9) = ctx.join((ctx.activity(step, acc % 81 + 7), ctx.activity(step, acc % 86 + 0))).await;
-                acc += r8.unwrap_or(1);
-                if let Ok(v) = r9 {
-                    acc += v;
-                }
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                acc += ctx.activity(other, acc % 98 + 7).await?;
-            }
+        match ctx.signal::<u64>("more").timeout(Duration::from_secs(33)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
-        let v10: u64 = ctx.activity(step, acc % 95 + 2).await?;
-        acc += v10;
+        let v1: u64 = ctx.activity(step, acc % 60 + 6).await?;
+        acc += v1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 75 + 7), ctx.activity(other, acc % 81 + 7))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
+        if acc % 3 == 0 {
+            return Ok(acc);
         }
-        acc += ctx.activity(other, acc % 73 + 4).await?;
-        let mut i4: u64 = 0;
-        while i4 < 2 {
-            i4 += 1;
-            let g5: u64 = ctx.signal("go").await?;
-            acc += g5;
-            let v6: u64 = ctx.activity(other, acc % 89 + 3).await?;
-            acc += v6;
-            let mut i7: u64 = 0;
-            while i7 < 2 {
-                i7 += 1;
-                let (r8, r9) = ctx.join((ctx.activity(step, acc % 81 + 7), ctx.activity(step, acc % 86 + 0))).await;
-                acc += r8.unwrap_or(1);
-                if let Ok(v) = r9 {
-                    acc += v;
-                }
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                acc += ctx.activity(other, acc % 98 + 7).await?;
-            }
+        match ctx.signal::<u64>("more").timeout(Duration::from_secs(33)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
-        let v10: u64 = ctx.activity(step, acc % 95 + 2).await?;
-        acc += v10;
+        let v1: u64 = ctx.activity(step, acc % 60 + 6).await?;
+        acc += v1;
         Ok(acc)
     }
 
@@ -7680,27 +9230,61 @@ mod w120 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let x2: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 90 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
+        let v1: u64 = ctx.activity(step, acc % 72 + 8).await?;
+        acc += v1;
+        let (r2, r3) = ctx.join((ctx.activity(step, acc % 94 + 1), ctx.activity(step, acc % 88 + 5))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
+            acc += v;
+        }
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(94)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        'b4: {
+            let x5: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 65 + 7).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
+            if acc % 2 == 0 {
+                break 'b4;
+            }
+            if acc % 4 == 0 {
+                return Ok(acc);
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let x2: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 90 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
+        let v1: u64 = ctx.activity(step, acc % 72 + 8).await?;
+        acc += v1;
+        let (r2, r3) = ctx.join((ctx.activity(step, acc % 94 + 1), ctx.activity(step, acc % 88 + 5))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
+            acc += v;
+        }
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(94)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        'b4: {
+            let x5: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 65 + 7).await?
+            } else {
+                acc / 2
+            };
+            acc += x5;
+            if acc % 2 == 0 {
+                break 'b4;
+            }
+            if acc % 4 == 0 {
+                return Ok(acc);
+            }
+        }
         Ok(acc)
     }
 
@@ -7719,52 +9303,36 @@ mod w121 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            if acc % 5 == 0 {
+                return Ok(acc);
             }
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 90 + 5), ctx.activity(other, acc % 87 + 3))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            let v4: u64 = ctx.activity(step, acc % 87 + 4).await?;
-            acc += v4;
-        }
-        let v5: u64 = ctx.activity(step, acc % 89 + 9).await?;
-        acc += v5;
-        acc += ctx.activity(step, acc % 60 + 0).await?;
-        if acc % 2 == 0 {
-            return Ok(acc);
+            let x3: u64 = if acc % 5 == 1 {
+                ctx.activity(other, acc % 71 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            if acc % 5 == 0 {
+                return Ok(acc);
             }
-            let (r2, r3) = ctx.join((ctx.activity(step, acc % 90 + 5), ctx.activity(other, acc % 87 + 3))).await;
-            acc += r2.unwrap_or(1);
-            if let Ok(v) = r3 {
-                acc += v;
-            }
-            let v4: u64 = ctx.activity(step, acc % 87 + 4).await?;
-            acc += v4;
-        }
-        let v5: u64 = ctx.activity(step, acc % 89 + 9).await?;
-        acc += v5;
-        acc += ctx.activity(step, acc % 60 + 0).await?;
-        if acc % 2 == 0 {
-            return Ok(acc);
+            let x3: u64 = if acc % 5 == 1 {
+                ctx.activity(other, acc % 71 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
         }
         Ok(acc)
     }
@@ -7784,23 +9352,21 @@ mod w122 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 57 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 57 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        if acc % 4 == 1 {
+            return Ok(acc);
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
         Ok(acc)
     }
 
@@ -7819,16 +9385,48 @@ mod w123 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        'b1: {
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 51 + 8).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 96 + 1).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let v4: u64 = ctx.activity(step, acc % 77 + 1).await?;
+            acc += v4;
+            acc += ctx.activity(other, acc % 68 + 6).await?;
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        'b1: {
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 51 + 8).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 96 + 1).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let v4: u64 = ctx.activity(step, acc % 77 + 1).await?;
+            acc += v4;
+            acc += ctx.activity(other, acc % 68 + 6).await?;
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
         }
         Ok(acc)
     }
@@ -7848,13 +9446,113 @@ mod w124 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(45)).await;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let (r3, r4) = ctx.join((ctx.activity(step, acc % 71 + 8), ctx.activity(other, acc % 76 + 7))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+        }
+        let mut list5: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item6) = list5.pop() {
+            acc += item6;
+            let mut list7: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item8) = list7.pop() {
+                acc += item8;
+                match ctx.activity(step, acc % 88 + 0).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let (r9, r10) = ctx.join((ctx.activity(other, acc % 91 + 6), ctx.activity(step, acc % 75 + 6))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            'b11: {
+                let q12: u64 = checked(acc)?;
+                acc += q12 % 5;
+                if acc % 2 == 0 {
+                    break 'b11;
+                }
+                let (r13, r14) = ctx.join((ctx.activity(other, acc % 90 + 1), ctx.activity(step, acc % 79 + 6))).await;
+                acc += r13.unwrap_or(1);
+                if let Ok(v) = r14 {
+                    acc += v;
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+            }
+        }
+        let v15: u64 = ctx.activity(step, acc % 50 + 0).await?;
+        acc += v15;
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        let v16: u64 = ctx.activity(other, acc % 58 + 4).await?;
+        acc += v16;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(45)).await;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let (r3, r4) = ctx.join((ctx.activity(step, acc % 71 + 8), ctx.activity(other, acc % 76 + 7))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+        }
+        let mut list5: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item6) = list5.pop() {
+            acc += item6;
+            let mut list7: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item8) = list7.pop() {
+                acc += item8;
+                match ctx.activity(step, acc % 88 + 0).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let (r9, r10) = ctx.join((ctx.activity(other, acc % 91 + 6), ctx.activity(step, acc % 75 + 6))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+            'b11: {
+                let q12: u64 = checked(acc)?;
+                acc += q12 % 5;
+                if acc % 2 == 0 {
+                    break 'b11;
+                }
+                let (r13, r14) = ctx.join((ctx.activity(other, acc % 90 + 1), ctx.activity(step, acc % 79 + 6))).await;
+                acc += r13.unwrap_or(1);
+                if let Ok(v) = r14 {
+                    acc += v;
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
+            }
+        }
+        let v15: u64 = ctx.activity(step, acc % 50 + 0).await?;
+        acc += v15;
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        let v16: u64 = ctx.activity(other, acc % 58 + 4).await?;
+        acc += v16;
         Ok(acc)
     }
 
@@ -7873,33 +9571,119 @@ mod w125 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(7)).await;
-        ctx.sleep(Duration::from_secs(19)).await;
         let mut i1: u64 = 0;
-        while i1 < 1 {
+        'l2: loop {
             i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 72 + 7).await?;
-            acc += v2;
+            if i1 > 3 {
+                break 'l2;
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        let v3: u64 = ctx.activity(step, acc % 73 + 5).await?;
-        acc += v3;
-        ctx.sleep(Duration::from_secs(59)).await;
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 79 + 2), ctx.activity(other, acc % 72 + 2))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        let (r5, r6) = ctx.join((ctx.activity(step, acc % 59 + 6), ctx.activity(step, acc % 74 + 8))).await;
+        acc += r5.unwrap_or(1);
+        if let Ok(v) = r6 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w7;
+                let v8: u64 = ctx.activity(step, acc % 61 + 9).await?;
+                acc += v8;
+            }
+            1 => acc += 1,
+            _ => {
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 93 + 0), ctx.activity(other, acc % 82 + 6))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+                let v11: u64 = ctx.activity(step, acc % 92 + 6).await?;
+                acc += v11;
+            }
+        }
+        'b12: {
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            if acc % 5 == 0 {
+                break 'b12;
+            }
+            let x13: u64 = if acc % 2 == 0 {
+                ctx.activity(other, acc % 58 + 5).await?
+            } else {
+                acc / 2
+            };
+            acc += x13;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(7)).await;
-        ctx.sleep(Duration::from_secs(19)).await;
         let mut i1: u64 = 0;
-        while i1 < 1 {
+        'l2: loop {
             i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 72 + 7).await?;
-            acc += v2;
+            if i1 > 3 {
+                break 'l2;
+            }
+            if acc % 3 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        let v3: u64 = ctx.activity(step, acc % 73 + 5).await?;
-        acc += v3;
-        ctx.sleep(Duration::from_secs(59)).await;
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 79 + 2), ctx.activity(other, acc % 72 + 2))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
+        }
+        let (r5, r6) = ctx.join((ctx.activity(step, acc % 59 + 6), ctx.activity(step, acc % 74 + 8))).await;
+        acc += r5.unwrap_or(1);
+        if let Ok(v) = r6 {
+            acc += v;
+        }
+        match acc % 3 {
+            0 => {
+                let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w7;
+                let v8: u64 = ctx.activity(step, acc % 61 + 9).await?;
+                acc += v8;
+            }
+            1 => acc += 1,
+            _ => {
+                let (r9, r10) = ctx.join((ctx.activity(step, acc % 93 + 0), ctx.activity(other, acc % 82 + 6))).await;
+                acc += r9.unwrap_or(1);
+                if let Ok(v) = r10 {
+                    acc += v;
+                }
+                let v11: u64 = ctx.activity(step, acc % 92 + 6).await?;
+                acc += v11;
+            }
+        }
+        'b12: {
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            if acc % 5 == 0 {
+                break 'b12;
+            }
+            let x13: u64 = if acc % 2 == 0 {
+                ctx.activity(other, acc % 58 + 5).await?
+            } else {
+                acc / 2
+            };
+            acc += x13;
+        }
         Ok(acc)
     }
 
@@ -7918,89 +9702,17 @@ mod w126 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(42)).await;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 81 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 5 == 1 {
+        if acc % 3 == 0 {
             return Ok(acc);
         }
-        if acc % 2 == 0 {
-            if acc % 2 == 0 {
-                let v2: u64 = ctx.activity(step, acc % 83 + 2).await?;
-                acc += v2;
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 81 + 2))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
-                    acc += v;
-                }
-                let v5: u64 = ctx.activity(step, acc % 73 + 5).await?;
-                acc += v5;
-            } else {
-                let v6: u64 = ctx.activity(step, acc % 81 + 0).await?;
-                acc += v6;
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let v9: u64 = ctx.activity(step, acc % 60 + 5).await?;
-                acc += v9;
-            }
-        }
-        ctx.sleep(Duration::from_secs(51)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(42)).await;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 81 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 5 == 1 {
+        if acc % 3 == 0 {
             return Ok(acc);
         }
-        if acc % 2 == 0 {
-            if acc % 2 == 0 {
-                let v2: u64 = ctx.activity(step, acc % 83 + 2).await?;
-                acc += v2;
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 62 + 5), ctx.activity(step, acc % 81 + 2))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
-                    acc += v;
-                }
-                let v5: u64 = ctx.activity(step, acc % 73 + 5).await?;
-                acc += v5;
-            } else {
-                let v6: u64 = ctx.activity(step, acc % 81 + 0).await?;
-                acc += v6;
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let v9: u64 = ctx.activity(step, acc % 60 + 5).await?;
-                acc += v9;
-            }
-        }
-        ctx.sleep(Duration::from_secs(51)).await;
         Ok(acc)
     }
 
@@ -8019,43 +9731,15 @@ mod w127 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            if acc % 4 == 1 {
-                return Ok(acc);
-            }
-        }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        let x1: u64 = if acc % 5 == 1 {
-            ctx.activity(step, acc % 96 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        let g1: u64 = ctx.signal("go").await?;
+        acc += g1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            if acc % 4 == 1 {
-                return Ok(acc);
-            }
-        }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
-        let x1: u64 = if acc % 5 == 1 {
-            ctx.activity(step, acc % 96 + 9).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        let g1: u64 = ctx.signal("go").await?;
+        acc += g1;
         Ok(acc)
     }
 
@@ -8074,15 +9758,29 @@ mod w128 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 52 + 2).await?;
-        acc += v1;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(22)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
+        if acc % 4 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 52 + 2).await?;
-        acc += v1;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(22)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
+        if acc % 4 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -8101,30 +9799,48 @@ mod w129 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 90 + 9).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 96 + 9).await?;
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        match ctx.activity(step, acc % 90 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            acc += ctx.activity(other, acc % 55 + 5).await?;
+            if acc % 3 == 0 {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+            } else {
+                let v4: u64 = ctx.activity(step, acc % 81 + 9).await?;
+                acc += v4;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+            }
+            let v6: u64 = ctx.activity(step, acc % 62 + 7).await?;
+            acc += v6;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 90 + 9).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 96 + 9).await?;
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        match ctx.activity(step, acc % 90 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            acc += ctx.activity(other, acc % 55 + 5).await?;
+            if acc % 3 == 0 {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+            } else {
+                let v4: u64 = ctx.activity(step, acc % 81 + 9).await?;
+                acc += v4;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
+            }
+            let v6: u64 = ctx.activity(step, acc % 62 + 7).await?;
+            acc += v6;
         }
         Ok(acc)
     }
@@ -8144,105 +9860,129 @@ mod w130 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 50 + 3).await?;
-        if acc % 2 == 1 {
-            ctx.sleep(Duration::from_secs(56)).await;
-            ctx.sleep(Duration::from_secs(18)).await;
-            let mut i1: u64 = 0;
-            while i1 < 1 {
-                i1 += 1;
-                let v2: u64 = ctx.activity(step, acc % 99 + 9).await?;
+        'b1: {
+            if acc % 3 == 0 {
+                let v2: u64 = ctx.activity(step, acc % 83 + 0).await?;
                 acc += v2;
-                let v3: u64 = ctx.activity(other, acc % 74 + 9).await?;
-                acc += v3;
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 60 + 3), ctx.activity(step, acc % 92 + 7))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
+                    acc += v;
+                }
+            } else {
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
             }
-        } else {
-            ctx.sleep(Duration::from_secs(16)).await;
             if acc % 5 == 1 {
-                return Ok(acc);
+                break 'b1;
             }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(24)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+            let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w6;
+            let x7: u64 = if acc % 4 == 1 {
+                ctx.activity(other, acc % 70 + 7).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 65 + 2).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    let (r8, r9) = ctx.join((ctx.activity(other, acc % 61 + 5), ctx.activity(step, acc % 93 + 6))).await;
+                    acc += r8.unwrap_or(1);
+                    if let Ok(v) = r9 {
+                        acc += v;
+                    }
+                    let v10: u64 = ctx.activity(other, acc % 77 + 9).await?;
+                    acc += v10;
+                }
             }
         }
-        let x4: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 67 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
-        if acc % 2 == 0 {
-            let v5: u64 = ctx.activity(step, acc % 96 + 5).await?;
-            acc += v5;
-            acc += ctx.activity(step, acc % 61 + 3).await?;
-            let v6: u64 = ctx.activity(step, acc % 93 + 3).await?;
-            acc += v6;
-        } else {
-            let (r7, r8) = ctx.join((ctx.activity(step, acc % 94 + 7), ctx.activity(step, acc % 91 + 3))).await;
-            acc += r7.unwrap_or(1);
-            if let Ok(v) = r8 {
-                acc += v;
-            }
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            ctx.sleep(Duration::from_secs(10)).await;
+        let v11: u64 = ctx.activity(step, acc % 62 + 8).await?;
+        acc += v11;
+        match ctx.activity(other, acc % 94 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        let v9: u64 = ctx.activity(step, acc % 98 + 7).await?;
-        acc += v9;
+        let (r12, r13) = ctx.join((ctx.activity(step, acc % 64 + 6), ctx.activity(step, acc % 65 + 3))).await;
+        acc += r12.unwrap_or(1);
+        if let Ok(v) = r13 {
+            acc += v;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 50 + 3).await?;
-        if acc % 2 == 1 {
-            ctx.sleep(Duration::from_secs(56)).await;
-            ctx.sleep(Duration::from_secs(18)).await;
-            let mut i1: u64 = 0;
-            while i1 < 1 {
-                i1 += 1;
-                let v2: u64 = ctx.activity(step, acc % 99 + 9).await?;
+        'b1: {
+            if acc % 3 == 0 {
+                let v2: u64 = ctx.activity(step, acc % 83 + 0).await?;
                 acc += v2;
-                let v3: u64 = ctx.activity(other, acc % 74 + 9).await?;
-                acc += v3;
+                let (r3, r4) = ctx.join((ctx.activity(step, acc % 60 + 3), ctx.activity(step, acc % 92 + 7))).await;
+                acc += r3.unwrap_or(1);
+                if let Ok(v) = r4 {
+                    acc += v;
+                }
+            } else {
+                let q5: u64 = checked(acc)?;
+                acc += q5 % 5;
             }
-        } else {
-            ctx.sleep(Duration::from_secs(16)).await;
             if acc % 5 == 1 {
-                return Ok(acc);
+                break 'b1;
             }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(24)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+            let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w6;
+            let x7: u64 = if acc % 4 == 1 {
+                ctx.activity(other, acc % 70 + 7).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 65 + 2).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    let (r8, r9) = ctx.join((ctx.activity(other, acc % 61 + 5), ctx.activity(step, acc % 93 + 6))).await;
+                    acc += r8.unwrap_or(1);
+                    if let Ok(v) = r9 {
+                        acc += v;
+                    }
+                    let v10: u64 = ctx.activity(other, acc % 77 + 9).await?;
+                    acc += v10;
+                }
             }
         }
-        let x4: u64 = if acc % 4 == 0 {
-            ctx.activity(step, acc % 67 + 1).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
-        if acc % 2 == 0 {
-            let v5: u64 = ctx.activity(step, acc % 96 + 5).await?;
-            acc += v5;
-            acc += ctx.activity(step, acc % 61 + 3).await?;
-            let v6: u64 = ctx.activity(step, acc % 93 + 3).await?;
-            acc += v6;
-        } else {
-            let (r7, r8) = ctx.join((ctx.activity(step, acc % 94 + 7), ctx.activity(step, acc % 91 + 3))).await;
-            acc += r7.unwrap_or(1);
-            if let Ok(v) = r8 {
-                acc += v;
-            }
-            if acc % 4 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            ctx.sleep(Duration::from_secs(10)).await;
+        let v11: u64 = ctx.activity(step, acc % 62 + 8).await?;
+        acc += v11;
+        match ctx.activity(other, acc % 94 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        let v9: u64 = ctx.activity(step, acc % 98 + 7).await?;
-        acc += v9;
+        let (r12, r13) = ctx.join((ctx.activity(step, acc % 64 + 6), ctx.activity(step, acc % 65 + 3))).await;
+        acc += r12.unwrap_or(1);
+        if let Ok(v) = r13 {
+            acc += v;
+        }
         Ok(acc)
     }
 
@@ -8261,75 +10001,29 @@ mod w131 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            let v1: u64 = ctx.activity(step, acc % 74 + 9).await?;
-            acc += v1;
-        } else {
-            match ctx.activity(step, acc % 88 + 2).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 94 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 95 + 0).await?;
+                y2 + 1
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        let v2: u64 = ctx.activity(other, acc % 59 + 8).await?;
-        acc += v2;
-        let mut i3: u64 = 0;
-        while i3 < 2 {
-            i3 += 1;
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(26)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let v4: u64 = ctx.activity(step, acc % 58 + 9).await?;
-            acc += v4;
-        }
-        let (r5, r6) = ctx.join((ctx.activity(step, acc % 59 + 3), ctx.activity(step, acc % 82 + 4))).await;
-        acc += r5.unwrap_or(1);
-        if let Ok(v) = r6 {
-            acc += v;
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 0 {
-            let v1: u64 = ctx.activity(step, acc % 74 + 9).await?;
-            acc += v1;
-        } else {
-            match ctx.activity(step, acc % 88 + 2).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(other, acc % 94 + 0).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 95 + 0).await?;
+                y2 + 1
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        let v2: u64 = ctx.activity(other, acc % 59 + 8).await?;
-        acc += v2;
-        let mut i3: u64 = 0;
-        while i3 < 2 {
-            i3 += 1;
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(26)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let v4: u64 = ctx.activity(step, acc % 58 + 9).await?;
-            acc += v4;
-        }
-        let (r5, r6) = ctx.join((ctx.activity(step, acc % 59 + 3), ctx.activity(step, acc % 82 + 4))).await;
-        acc += r5.unwrap_or(1);
-        if let Ok(v) = r6 {
-            acc += v;
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -8348,47 +10042,89 @@ mod w132 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 54 + 3).await?
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let mut i2: u64 = 0;
+        while i2 < 2 {
+            i2 += 1;
+            for j3 in 0u64..2 {
+                acc += j3;
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 78 + 9), ctx.activity(step, acc % 72 + 7))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+            }
+            acc += ctx.activity(step, acc % 97 + 0).await?;
+        }
+        if acc % 4 == 0 {
+            for j6 in 0u64..2 {
+                acc += j6;
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+            }
+            let q9: u64 = checked(acc)?;
+            acc += q9 % 5;
+            let (r10, r11) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 93 + 5))).await;
+            acc += r10.unwrap_or(1);
+            if let Ok(v) = r11 {
+                acc += v;
+            }
         } else {
-            acc / 2
-        };
-        acc += x1;
-        let x2: u64 = if acc % 2 == 1 {
-            ctx.activity(other, acc % 76 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        let x3: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 70 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x3;
+            let v12: u64 = ctx.activity(step, acc % 78 + 9).await?;
+            acc += v12;
+            if acc % 5 == 0 {
+                return Ok(acc);
+            }
+        }
+        let q13: u64 = checked(acc)?;
+        acc += q13 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 4 == 0 {
-            ctx.activity(other, acc % 54 + 3).await?
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let mut i2: u64 = 0;
+        while i2 < 2 {
+            i2 += 1;
+            for j3 in 0u64..2 {
+                acc += j3;
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 78 + 9), ctx.activity(step, acc % 72 + 7))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+            }
+            acc += ctx.activity(step, acc % 97 + 0).await?;
+        }
+        if acc % 4 == 0 {
+            for j6 in 0u64..2 {
+                acc += j6;
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+            }
+            let q9: u64 = checked(acc)?;
+            acc += q9 % 5;
+            let (r10, r11) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 93 + 5))).await;
+            acc += r10.unwrap_or(1);
+            if let Ok(v) = r11 {
+                acc += v;
+            }
         } else {
-            acc / 2
-        };
-        acc += x1;
-        let x2: u64 = if acc % 2 == 1 {
-            ctx.activity(other, acc % 76 + 0).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        let x3: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 70 + 7).await?
-        } else {
-            acc / 2
-        };
-        acc += x3;
+            let v12: u64 = ctx.activity(step, acc % 78 + 9).await?;
+            acc += v12;
+            if acc % 5 == 0 {
+                return Ok(acc);
+            }
+        }
+        let q13: u64 = checked(acc)?;
+        acc += q13 % 5;
         Ok(acc)
     }
 
@@ -8407,37 +10143,107 @@ mod w133 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(47)).await;
-        if acc % 3 == 0 {
-            acc += ctx.activity(step, acc % 78 + 4).await?;
-            let v1: u64 = ctx.activity(step, acc % 76 + 8).await?;
-            acc += v1;
-        } else {
-            for j2 in 0u64..3 {
-                acc += j2;
-                let v3: u64 = ctx.activity(other, acc % 81 + 1).await?;
-                acc += v3;
-                acc += ctx.activity(step, acc % 95 + 7).await?;
+        match acc % 3 {
+            0 => {
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(61)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                if acc % 5 == 1 {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                    let q1: u64 = checked(acc)?;
+                    acc += q1 % 5;
+                } else {
+                    let q2: u64 = checked(acc)?;
+                    acc += q2 % 5;
+                    let v3: u64 = ctx.activity(other, acc % 52 + 1).await?;
+                    acc += v3;
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                match ctx.activity(other, acc % 85 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let items4: Vec<u64> = vec![acc % 7, 2];
+                for it5 in items4 {
+                    acc += it5;
+                    if acc % 5 == 0 {
+                        return Ok(acc);
+                    }
+                    let (r6, r7) = ctx.join((ctx.activity(step, acc % 70 + 2), ctx.activity(other, acc % 75 + 8))).await;
+                    acc += r6.unwrap_or(1);
+                    if let Ok(v) = r7 {
+                        acc += v;
+                    }
+                }
             }
         }
+        for j8 in 0u64..1 {
+            acc += j8;
+            acc += ctx.activity(step, acc % 62 + 2).await?;
+            acc += ctx.activity(other, acc % 62 + 3).await?;
+        }
+        acc += ctx.activity(step, acc % 67 + 6).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(47)).await;
-        if acc % 3 == 0 {
-            acc += ctx.activity(step, acc % 78 + 4).await?;
-            let v1: u64 = ctx.activity(step, acc % 76 + 8).await?;
-            acc += v1;
-        } else {
-            for j2 in 0u64..3 {
-                acc += j2;
-                let v3: u64 = ctx.activity(other, acc % 81 + 1).await?;
-                acc += v3;
-                acc += ctx.activity(step, acc % 95 + 7).await?;
+        match acc % 3 {
+            0 => {
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(61)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                if acc % 5 == 1 {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                    let q1: u64 = checked(acc)?;
+                    acc += q1 % 5;
+                } else {
+                    let q2: u64 = checked(acc)?;
+                    acc += q2 % 5;
+                    let v3: u64 = ctx.activity(other, acc % 52 + 1).await?;
+                    acc += v3;
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                match ctx.activity(other, acc % 85 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let items4: Vec<u64> = vec![acc % 7, 2];
+                for it5 in items4 {
+                    acc += it5;
+                    if acc % 5 == 0 {
+                        return Ok(acc);
+                    }
+                    let (r6, r7) = ctx.join((ctx.activity(step, acc % 70 + 2), ctx.activity(other, acc % 75 + 8))).await;
+                    acc += r6.unwrap_or(1);
+                    if let Ok(v) = r7 {
+                        acc += v;
+                    }
+                }
             }
         }
+        for j8 in 0u64..1 {
+            acc += j8;
+            acc += ctx.activity(step, acc % 62 + 2).await?;
+            acc += ctx.activity(other, acc % 62 + 3).await?;
+        }
+        acc += ctx.activity(step, acc % 67 + 6).await?;
         Ok(acc)
     }
 
@@ -8456,45 +10262,23 @@ mod w134 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-            }
-            ctx.sleep(Duration::from_secs(57)).await;
-            if acc % 4 == 0 && acc % 7 == 3 {
+        for j1 in 0u64..1 {
+            acc += j1;
+            if acc % 2 == 0 && acc % 7 == 3 {
                 return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        let v3: u64 = ctx.activity(step, acc % 73 + 9).await?;
-        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
-            }
-            ctx.sleep(Duration::from_secs(57)).await;
-            if acc % 4 == 0 && acc % 7 == 3 {
+        for j1 in 0u64..1 {
+            acc += j1;
+            if acc % 2 == 0 && acc % 7 == 3 {
                 return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        let v3: u64 = ctx.activity(step, acc % 73 + 9).await?;
-        acc += v3;
         Ok(acc)
     }
 
@@ -8513,23 +10297,99 @@ mod w135 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 5 == 0 {
-            ctx.activity(other, acc % 67 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        match ctx.activity(step, acc % 50 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            for j4 in 0u64..3 {
+                acc += j4;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
+                acc += ctx.activity(step, acc % 77 + 0).await?;
+                if acc % 4 == 1 {
+                    break;
+                }
+            }
+        }
+        let mut i5: u64 = 0;
+        while i5 < 2 {
+            i5 += 1;
+            for j6 in 0u64..3 {
+                acc += j6;
+                let v7: u64 = ctx.activity(other, acc % 52 + 1).await?;
+                acc += v7;
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                let v8: u64 = ctx.activity(step, acc % 89 + 7).await?;
+                acc += v8;
+            }
+        }
+        let q9: u64 = checked(acc)?;
+        acc += q9 % 5;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 5 == 0 {
-            ctx.activity(other, acc % 67 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        match ctx.activity(step, acc % 50 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
+            for j4 in 0u64..3 {
+                acc += j4;
+                if acc % 4 == 0 {
+                    return Ok(acc);
+                }
+                acc += ctx.activity(step, acc % 77 + 0).await?;
+                if acc % 4 == 1 {
+                    break;
+                }
+            }
+        }
+        let mut i5: u64 = 0;
+        while i5 < 2 {
+            i5 += 1;
+            for j6 in 0u64..3 {
+                acc += j6;
+                let v7: u64 = ctx.activity(other, acc % 52 + 1).await?;
+                acc += v7;
+                if acc % 3 == 0 {
+                    return Ok(acc);
+                }
+                let v8: u64 = ctx.activity(step, acc % 89 + 7).await?;
+                acc += v8;
+            }
+        }
+        let q9: u64 = checked(acc)?;
+        acc += q9 % 5;
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
         Ok(acc)
     }
 
@@ -8548,63 +10408,143 @@ mod w136 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(step, acc % 66 + 2).await?;
+        let v1: u64 = ctx.activity(other, acc % 78 + 4).await?;
         acc += v1;
-        if acc % 4 == 0 {
-            if acc % 4 == 0 {
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                ctx.sleep(Duration::from_secs(36)).await;
-            } else {
-                acc += ctx.activity(step, acc % 50 + 9).await?;
-                let v2: u64 = ctx.activity(other, acc % 75 + 7).await?;
-                acc += v2;
-            }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 54 + 0), ctx.activity(step, acc % 90 + 9))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
+        if acc % 3 == 1 {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 51 + 3), ctx.activity(step, acc % 93 + 1))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
                 acc += v;
             }
+            acc += ctx.activity(step, acc % 59 + 9).await?;
         }
-        let v5: u64 = ctx.activity(step, acc % 56 + 7).await?;
-        acc += v5;
-        let g6: u64 = ctx.signal("more").await?;
-        acc += g6;
+        match acc % 3 {
+            0 => {
+                match acc % 3 {
+                    0 => {
+                        let (r4, r5) = ctx.join((ctx.activity(step, acc % 84 + 8), ctx.activity(other, acc % 66 + 8))).await;
+                        acc += r4.unwrap_or(1);
+                        if let Ok(v) = r5 {
+                            acc += v;
+                        }
+                        ctx.sleep(Duration::from_secs(54)).await;
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        let (r6, r7) = ctx.join((ctx.activity(step, acc % 50 + 7), ctx.activity(other, acc % 59 + 1))).await;
+                        acc += r6.unwrap_or(1);
+                        if let Ok(v) = r7 {
+                            acc += v;
+                        }
+                        if acc % 5 == 0 && acc % 7 == 3 {
+                            return Err(SagaError::rejected(format!("stop at {acc}")));
+                        }
+                    }
+                }
+                match acc % 3 {
+                    0 => {
+                        if acc % 3 == 0 && acc % 7 == 3 {
+                            return Err(SagaError::rejected(format!("stop at {acc}")));
+                        }
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        let g8: u64 = ctx.signal("go").await?;
+                        acc += g8;
+                        let v9: u64 = ctx.activity(other, acc % 54 + 9).await?;
+                        acc += v9;
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let g10: u64 = ctx.signal("go").await?;
+                acc += g10;
+                match ctx.activity(step, acc % 89 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let g11: u64 = ctx.signal("stop").await?;
+                acc += g11;
+            }
+        }
+        match ctx.activity(step, acc % 65 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let v12: u64 = ctx.activity(step, acc % 89 + 6).await?;
+        acc += v12;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let v1: u64 = ctx.activity(step, acc % 66 + 2).await?;
+        let v1: u64 = ctx.activity(other, acc % 78 + 4).await?;
         acc += v1;
-        if acc % 4 == 0 {
-            if acc % 4 == 0 {
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                ctx.sleep(Duration::from_secs(36)).await;
-            } else {
-                acc += ctx.activity(step, acc % 50 + 9).await?;
-                let v2: u64 = ctx.activity(other, acc % 75 + 7).await?;
-                acc += v2;
-            }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 54 + 0), ctx.activity(step, acc % 90 + 9))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
+        if acc % 3 == 1 {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 51 + 3), ctx.activity(step, acc % 93 + 1))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
                 acc += v;
             }
+            acc += ctx.activity(step, acc % 59 + 9).await?;
         }
-        let v5: u64 = ctx.activity(step, acc % 56 + 7).await?;
-        acc += v5;
-        let g6: u64 = ctx.signal("more").await?;
-        acc += g6;
+        match acc % 3 {
+            0 => {
+                match acc % 3 {
+                    0 => {
+                        let (r4, r5) = ctx.join((ctx.activity(step, acc % 84 + 8), ctx.activity(other, acc % 66 + 8))).await;
+                        acc += r4.unwrap_or(1);
+                        if let Ok(v) = r5 {
+                            acc += v;
+                        }
+                        ctx.sleep(Duration::from_secs(54)).await;
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        let (r6, r7) = ctx.join((ctx.activity(step, acc % 50 + 7), ctx.activity(other, acc % 59 + 1))).await;
+                        acc += r6.unwrap_or(1);
+                        if let Ok(v) = r7 {
+                            acc += v;
+                        }
+                        if acc % 5 == 0 && acc % 7 == 3 {
+                            return Err(SagaError::rejected(format!("stop at {acc}")));
+                        }
+                    }
+                }
+                match acc % 3 {
+                    0 => {
+                        if acc % 3 == 0 && acc % 7 == 3 {
+                            return Err(SagaError::rejected(format!("stop at {acc}")));
+                        }
+                    }
+                    1 => acc += 1,
+                    _ => {
+                        let g8: u64 = ctx.signal("go").await?;
+                        acc += g8;
+                        let v9: u64 = ctx.activity(other, acc % 54 + 9).await?;
+                        acc += v9;
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let g10: u64 = ctx.signal("go").await?;
+                acc += g10;
+                match ctx.activity(step, acc % 89 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let g11: u64 = ctx.signal("stop").await?;
+                acc += g11;
+            }
+        }
+        match ctx.activity(step, acc % 65 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let v12: u64 = ctx.activity(step, acc % 89 + 6).await?;
+        acc += v12;
         Ok(acc)
     }
 
@@ -8623,64 +10563,24 @@ mod w137 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 88 + 4), ctx.activity(other, acc % 56 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let (r2, r3) = ctx.join((ctx.activity(other, acc % 95 + 6), ctx.activity(step, acc % 96 + 2))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
             acc += v;
-        }
-        for j3 in 0u64..2 {
-            acc += j3;
-            if acc % 2 == 0 {
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-            } else {
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(other, acc % 60 + 4).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
-            if acc % 4 == 1 {
-                let g8: u64 = ctx.signal("more").await?;
-                acc += g8;
-                let q9: u64 = checked(acc)?;
-                acc += q9 % 5;
-                let v10: u64 = ctx.activity(step, acc % 90 + 2).await?;
-                acc += v10;
-            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 88 + 4), ctx.activity(other, acc % 56 + 4))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let (r2, r3) = ctx.join((ctx.activity(other, acc % 95 + 6), ctx.activity(step, acc % 96 + 2))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
             acc += v;
-        }
-        for j3 in 0u64..2 {
-            acc += j3;
-            if acc % 2 == 0 {
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-            } else {
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(other, acc % 60 + 4).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
-            if acc % 4 == 1 {
-                let g8: u64 = ctx.signal("more").await?;
-                acc += g8;
-                let q9: u64 = checked(acc)?;
-                acc += q9 % 5;
-                let v10: u64 = ctx.activity(step, acc % 90 + 2).await?;
-                acc += v10;
-            }
         }
         Ok(acc)
     }
@@ -8700,40 +10600,96 @@ mod w138 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let x2: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 75 + 6).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(28)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
-        let (r3, r4) = ctx.join((ctx.activity(step, acc % 79 + 0), ctx.activity(step, acc % 65 + 4))).await;
-        acc += r3.unwrap_or(1);
-        if let Ok(v) = r4 {
-            acc += v;
+        'b1: {
+            acc += ctx.activity(step, acc % 81 + 0).await?;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let v2: u64 = ctx.activity(other, acc % 99 + 1).await?;
+            acc += v2;
+            match ctx.activity(step, acc % 80 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        'b3: {
+            match acc % 3 {
+                0 => {
+                    let (r4, r5) = ctx.join((ctx.activity(other, acc % 78 + 4), ctx.activity(step, acc % 54 + 5))).await;
+                    acc += r4.unwrap_or(1);
+                    if let Ok(v) = r5 {
+                        acc += v;
+                    }
+                    let v6: u64 = ctx.activity(step, acc % 69 + 2).await?;
+                    acc += v6;
+                }
+                1 => acc += 1,
+                _ => {
+                    match ctx.activity(step, acc % 60 + 2).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
+            if acc % 3 == 0 {
+                break 'b3;
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let x2: u64 = if acc % 5 == 0 {
-                ctx.activity(step, acc % 75 + 6).await?
-            } else {
-                acc / 2
-            };
-            acc += x2;
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(28)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
-        let (r3, r4) = ctx.join((ctx.activity(step, acc % 79 + 0), ctx.activity(step, acc % 65 + 4))).await;
-        acc += r3.unwrap_or(1);
-        if let Ok(v) = r4 {
-            acc += v;
+        'b1: {
+            acc += ctx.activity(step, acc % 81 + 0).await?;
+            if acc % 2 == 0 {
+                break 'b1;
+            }
+            let v2: u64 = ctx.activity(other, acc % 99 + 1).await?;
+            acc += v2;
+            match ctx.activity(step, acc % 80 + 5).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
+        'b3: {
+            match acc % 3 {
+                0 => {
+                    let (r4, r5) = ctx.join((ctx.activity(other, acc % 78 + 4), ctx.activity(step, acc % 54 + 5))).await;
+                    acc += r4.unwrap_or(1);
+                    if let Ok(v) = r5 {
+                        acc += v;
+                    }
+                    let v6: u64 = ctx.activity(step, acc % 69 + 2).await?;
+                    acc += v6;
+                }
+                1 => acc += 1,
+                _ => {
+                    match ctx.activity(step, acc % 60 + 2).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                }
+            }
+            if acc % 3 == 0 {
+                break 'b3;
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
@@ -8753,42 +10709,46 @@ mod w139 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
+        let v1: u64 = ctx.activity(step, acc % 92 + 5).await?;
+        acc += v1;
+        'b2: {
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+            if acc % 2 == 0 {
+                break 'b2;
             }
-            if acc % 3 == 1 {
-                let v3: u64 = ctx.activity(step, acc % 53 + 1).await?;
-                acc += v3;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
+            if acc % 5 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let items4: Vec<u64> = vec![acc % 7, 2];
+        for it5 in items4 {
+            acc += it5;
+            let v6: u64 = ctx.activity(other, acc % 98 + 2).await?;
+            acc += v6;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
+        let v1: u64 = ctx.activity(step, acc % 92 + 5).await?;
+        acc += v1;
+        'b2: {
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+            if acc % 2 == 0 {
+                break 'b2;
             }
-            if acc % 3 == 1 {
-                let v3: u64 = ctx.activity(step, acc % 53 + 1).await?;
-                acc += v3;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
+            if acc % 5 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
         }
-        if acc % 5 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let items4: Vec<u64> = vec![acc % 7, 2];
+        for it5 in items4 {
+            acc += it5;
+            let v6: u64 = ctx.activity(other, acc % 98 + 2).await?;
+            acc += v6;
         }
         Ok(acc)
     }
@@ -8808,13 +10768,39 @@ mod w140 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 51 + 0).await?;
+        if acc % 3 == 1 {
+            let v1: u64 = ctx.activity(step, acc % 77 + 1).await?;
+            acc += v1;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let g3: u64 = ctx.signal("go").await?;
+                acc += g3;
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+        } else {
+            ctx.sleep(Duration::from_secs(32)).await;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 51 + 0).await?;
+        if acc % 3 == 1 {
+            let v1: u64 = ctx.activity(step, acc % 77 + 1).await?;
+            acc += v1;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let g3: u64 = ctx.signal("go").await?;
+                acc += g3;
+                if acc % 4 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            }
+        } else {
+            ctx.sleep(Duration::from_secs(32)).await;
+        }
         Ok(acc)
     }
 
@@ -8833,32 +10819,50 @@ mod w141 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 {
-            match ctx.activity(other, acc % 95 + 4).await {
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+        }
+        match ctx.activity(step, acc % 67 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
+        if acc % 5 == 1 {
+            match ctx.activity(other, acc % 63 + 6).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
-        } else {
-            if acc % 3 == 0 {
-                return Ok(acc);
+            let mut i6: u64 = 0;
+            while i6 < 3 {
+                i6 += 1;
+                let (r7, r8) = ctx.join((ctx.activity(step, acc % 72 + 0), ctx.activity(other, acc % 76 + 8))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+                let v9: u64 = ctx.activity(step, acc % 66 + 4).await?;
+                acc += v9;
             }
-        }
-        for j1 in 0u64..2 {
-            acc += j1;
-            let v2: u64 = ctx.activity(step, acc % 98 + 0).await?;
-            acc += v2;
-        }
-        let v3: u64 = ctx.activity(step, acc % 70 + 1).await?;
-        acc += v3;
-        acc += ctx.activity(step, acc % 84 + 3).await?;
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(59)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+            if acc % 2 == 0 {
+                let v10: u64 = ctx.activity(other, acc % 78 + 5).await?;
+                acc += v10;
+            } else {
+                let v11: u64 = ctx.activity(step, acc % 83 + 9).await?;
+                acc += v11;
             }
         }
         Ok(acc)
@@ -8866,32 +10870,50 @@ mod w141 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 {
-            match ctx.activity(other, acc % 95 + 4).await {
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
+            }
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+        }
+        match ctx.activity(step, acc % 67 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w4;
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
+        if acc % 5 == 1 {
+            match ctx.activity(other, acc % 63 + 6).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
-        } else {
-            if acc % 3 == 0 {
-                return Ok(acc);
+            let mut i6: u64 = 0;
+            while i6 < 3 {
+                i6 += 1;
+                let (r7, r8) = ctx.join((ctx.activity(step, acc % 72 + 0), ctx.activity(other, acc % 76 + 8))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+                let v9: u64 = ctx.activity(step, acc % 66 + 4).await?;
+                acc += v9;
             }
-        }
-        for j1 in 0u64..2 {
-            acc += j1;
-            let v2: u64 = ctx.activity(step, acc % 98 + 0).await?;
-            acc += v2;
-        }
-        let v3: u64 = ctx.activity(step, acc % 70 + 1).await?;
-        acc += v3;
-        acc += ctx.activity(step, acc % 84 + 3).await?;
-        let mut i4: u64 = 0;
-        while i4 < 1 {
-            i4 += 1;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(59)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+            if acc % 2 == 0 {
+                let v10: u64 = ctx.activity(other, acc % 78 + 5).await?;
+                acc += v10;
+            } else {
+                let v11: u64 = ctx.activity(step, acc % 83 + 9).await?;
+                acc += v11;
             }
         }
         Ok(acc)
@@ -8912,67 +10934,29 @@ mod w142 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let v5: u64 = ctx.activity(step, acc % 70 + 0).await?;
-                acc += v5;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 80 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 97 + 0).await?;
+                y2 + 1
             }
-        }
-        if acc % 4 == 1 {
-            let v6: u64 = ctx.activity(step, acc % 93 + 0).await?;
-            acc += v6;
-            let x7: u64 = if acc % 4 == 1 {
-                ctx.activity(other, acc % 50 + 9).await?
-            } else {
-                acc / 2
-            };
-            acc += x7;
-        }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        for j1 in 0u64..3 {
-            acc += j1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                let q3: u64 = checked(acc)?;
-                acc += q3 % 5;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let v5: u64 = ctx.activity(step, acc % 70 + 0).await?;
-                acc += v5;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 80 + 7).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 97 + 0).await?;
+                y2 + 1
             }
-        }
-        if acc % 4 == 1 {
-            let v6: u64 = ctx.activity(step, acc % 93 + 0).await?;
-            acc += v6;
-            let x7: u64 = if acc % 4 == 1 {
-                ctx.activity(other, acc % 50 + 9).await?
-            } else {
-                acc / 2
-            };
-            acc += x7;
-        }
-        if acc % 5 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -8991,109 +10975,25 @@ mod w143 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 {
-            return Ok(acc);
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 97 + 2), ctx.activity(step, acc % 99 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(59)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            acc += ctx.activity(step, acc % 77 + 1).await?;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(other, acc % 55 + 0).await?;
-                acc += v6;
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(other, acc % 76 + 7), ctx.activity(step, acc % 56 + 7))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-                acc += ctx.activity(step, acc % 71 + 8).await?;
-                let v11: u64 = ctx.activity(step, acc % 65 + 1).await?;
-                acc += v11;
-            }
-        }
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        let mut i12: u64 = 0;
-        while i12 < 2 {
-            i12 += 1;
-            acc += ctx.activity(other, acc % 54 + 2).await?;
-        }
+        let v3: u64 = ctx.activity(step, acc % 51 + 5).await?;
+        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 0 {
-            return Ok(acc);
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 97 + 2), ctx.activity(step, acc % 99 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(59)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            acc += ctx.activity(step, acc % 77 + 1).await?;
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(other, acc % 55 + 0).await?;
-                acc += v6;
-            }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                i7 += 1;
-                if i7 > 3 {
-                    break 'l8;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(other, acc % 76 + 7), ctx.activity(step, acc % 56 + 7))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-                acc += ctx.activity(step, acc % 71 + 8).await?;
-                let v11: u64 = ctx.activity(step, acc % 65 + 1).await?;
-                acc += v11;
-            }
-        }
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        let mut i12: u64 = 0;
-        while i12 < 2 {
-            i12 += 1;
-            acc += ctx.activity(other, acc % 54 + 2).await?;
-        }
+        let v3: u64 = ctx.activity(step, acc % 51 + 5).await?;
+        acc += v3;
         Ok(acc)
     }
 
@@ -9112,71 +11012,57 @@ mod w144 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 3 == 1 {
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            } else {
-                let v1: u64 = ctx.activity(other, acc % 54 + 9).await?;
-                acc += v1;
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            while i3 < 3 {
-                i3 += 1;
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 73 + 9), ctx.activity(other, acc % 74 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                acc += ctx.activity(other, acc % 90 + 1).await?;
-            }
+        acc += ctx.activity(other, acc % 65 + 4).await?;
+        match ctx.activity(other, acc % 65 + 8).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
+        let x1: u64 = if acc % 2 == 1 {
+            ctx.activity(other, acc % 64 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let x2: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 82 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x2;
+        let x3: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 62 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 0 {
-            if acc % 3 == 1 {
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            } else {
-                let v1: u64 = ctx.activity(other, acc % 54 + 9).await?;
-                acc += v1;
-                if acc % 5 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let mut i3: u64 = 0;
-            while i3 < 3 {
-                i3 += 1;
-                let (r4, r5) = ctx.join((ctx.activity(other, acc % 73 + 9), ctx.activity(other, acc % 74 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                acc += ctx.activity(other, acc % 90 + 1).await?;
-            }
+        acc += ctx.activity(other, acc % 65 + 4).await?;
+        match ctx.activity(other, acc % 65 + 8).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
+        let x1: u64 = if acc % 2 == 1 {
+            ctx.activity(other, acc % 64 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let x2: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 82 + 7).await?
+        } else {
+            acc / 2
+        };
+        acc += x2;
+        let x3: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 62 + 2).await?
+        } else {
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
@@ -9195,63 +11081,59 @@ mod w145 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            let x3: u64 = if acc % 2 == 1 {
-                ctx.activity(other, acc % 70 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 87 + 1).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         if acc % 5 == 0 {
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 96 + 1))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
+            if acc % 5 == 0 {
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 84 + 8), ctx.activity(step, acc % 85 + 9))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
+                }
+            }
+        } else {
+            match ctx.activity(step, acc % 94 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            acc += ctx.activity(other, acc % 66 + 9).await?;
         }
-        let (r6, r7) = ctx.join((ctx.activity(other, acc % 50 + 7), ctx.activity(other, acc % 91 + 4))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        acc += ctx.activity(other, acc % 58 + 5).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 2 {
-                break 'l2;
-            }
-            let x3: u64 = if acc % 2 == 1 {
-                ctx.activity(other, acc % 70 + 8).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(step, acc % 87 + 1).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
         if acc % 5 == 0 {
-            let (r4, r5) = ctx.join((ctx.activity(step, acc % 52 + 0), ctx.activity(step, acc % 96 + 1))).await;
-            acc += r4.unwrap_or(1);
-            if let Ok(v) = r5 {
-                acc += v;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
             }
+            if acc % 5 == 0 {
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 84 + 8), ctx.activity(step, acc % 85 + 9))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
+                }
+            }
+        } else {
+            match ctx.activity(step, acc % 94 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            acc += ctx.activity(other, acc % 66 + 9).await?;
         }
-        let (r6, r7) = ctx.join((ctx.activity(other, acc % 50 + 7), ctx.activity(other, acc % 91 + 4))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
-        }
-        acc += ctx.activity(other, acc % 58 + 5).await?;
         Ok(acc)
     }
 
@@ -9270,13 +11152,43 @@ mod w146 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 74 + 5).await?;
+        ctx.sleep(Duration::from_secs(55)).await;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            if acc % 2 == 1 {
+                ctx.sleep(Duration::from_secs(60)).await;
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            } else {
+                let v2: u64 = ctx.activity(step, acc % 78 + 0).await?;
+                acc += v2;
+            }
+            let g3: u64 = ctx.signal("more").await?;
+            acc += g3;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 74 + 5).await?;
+        ctx.sleep(Duration::from_secs(55)).await;
+        let mut i1: u64 = 0;
+        while i1 < 1 {
+            i1 += 1;
+            if acc % 2 == 1 {
+                ctx.sleep(Duration::from_secs(60)).await;
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+            } else {
+                let v2: u64 = ctx.activity(step, acc % 78 + 0).await?;
+                acc += v2;
+            }
+            let g3: u64 = ctx.signal("more").await?;
+            acc += g3;
+        }
         Ok(acc)
     }
 
@@ -9295,16 +11207,76 @@ mod w147 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let x1: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 95 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let mut i2: u64 = 0;
+        while i2 < 3 {
+            i2 += 1;
+            let v3: u64 = ctx.activity(step, acc % 95 + 0).await?;
+            acc += v3;
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 67 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(85)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    acc += ctx.activity(step, acc % 75 + 2).await?;
+                    let g4: u64 = ctx.signal("go").await?;
+                    acc += g4;
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let x1: u64 = if acc % 3 == 0 {
+            ctx.activity(step, acc % 95 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        let mut i2: u64 = 0;
+        while i2 < 3 {
+            i2 += 1;
+            let v3: u64 = ctx.activity(step, acc % 95 + 0).await?;
+            acc += v3;
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 67 + 9).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(85)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    acc += ctx.activity(step, acc % 75 + 2).await?;
+                    let g4: u64 = ctx.signal("go").await?;
+                    acc += g4;
+                }
+            }
         }
         Ok(acc)
     }
@@ -9324,15 +11296,65 @@ mod w148 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
+        match ctx.activity(step, acc % 77 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        match ctx.activity(other, acc % 60 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            'b3: {
+                acc += ctx.activity(other, acc % 57 + 5).await?;
+                if acc % 3 == 0 {
+                    break 'b3;
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+                acc += ctx.activity(other, acc % 70 + 9).await?;
+            }
+        }
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 82 + 7), ctx.activity(step, acc % 60 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("go").await?;
-        acc += g1;
+        match ctx.activity(step, acc % 77 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        match ctx.activity(other, acc % 60 + 1).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            'b3: {
+                acc += ctx.activity(other, acc % 57 + 5).await?;
+                if acc % 3 == 0 {
+                    break 'b3;
+                }
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+                acc += ctx.activity(other, acc % 70 + 9).await?;
+            }
+        }
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 82 + 7), ctx.activity(step, acc % 60 + 0))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
+        }
         Ok(acc)
     }
 
@@ -9351,69 +11373,123 @@ mod w149 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        if acc % 3 == 0 {
+            if acc % 3 == 0 {
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v1: u64 = ctx.activity(other, acc % 94 + 5).await?;
+                acc += v1;
+            }
+        } else {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 90 + 6), ctx.activity(other, acc % 53 + 1))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            'b4: {
+                let v5: u64 = ctx.activity(other, acc % 58 + 1).await?;
+                acc += v5;
+                if acc % 2 == 0 {
+                    break 'b4;
+                }
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(16)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        match ctx.activity(step, acc % 88 + 6).await {
+        'b7: {
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(88)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            if acc % 4 == 1 {
+                break 'b7;
+            }
+            let q8: u64 = checked(acc)?;
+            acc += q8 % 5;
+            acc += ctx.activity(other, acc % 98 + 1).await?;
+            let (r9, r10) = ctx.join((ctx.activity(other, acc % 63 + 4), ctx.activity(step, acc % 77 + 8))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+        }
+        match ctx.activity(other, acc % 77 + 2).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let v4: u64 = ctx.activity(step, acc % 90 + 4).await?;
-            acc += v4;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 3 {
-                    break 'l7;
-                }
-                acc += ctx.activity(step, acc % 69 + 4).await?;
-            }
-        }
+        let q11: u64 = checked(acc)?;
+        acc += q11 % 5;
+        acc += ctx.activity(step, acc % 53 + 2).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        match ctx.signal::<u64>("go").timeout(Duration::from_secs(17)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
+        if acc % 3 == 0 {
+            if acc % 3 == 0 {
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v1: u64 = ctx.activity(other, acc % 94 + 5).await?;
+                acc += v1;
+            }
+        } else {
+            let (r2, r3) = ctx.join((ctx.activity(step, acc % 90 + 6), ctx.activity(other, acc % 53 + 1))).await;
+            acc += r2.unwrap_or(1);
+            if let Ok(v) = r3 {
+                acc += v;
+            }
+            'b4: {
+                let v5: u64 = ctx.activity(other, acc % 58 + 1).await?;
+                acc += v5;
+                if acc % 2 == 0 {
+                    break 'b4;
+                }
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(16)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            match ctx.signal::<u64>("more").timeout(Duration::from_secs(42)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
-        match ctx.activity(step, acc % 88 + 6).await {
+        'b7: {
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(88)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            if acc % 4 == 1 {
+                break 'b7;
+            }
+            let q8: u64 = checked(acc)?;
+            acc += q8 % 5;
+            acc += ctx.activity(other, acc % 98 + 1).await?;
+            let (r9, r10) = ctx.join((ctx.activity(other, acc % 63 + 4), ctx.activity(step, acc % 77 + 8))).await;
+            acc += r9.unwrap_or(1);
+            if let Ok(v) = r10 {
+                acc += v;
+            }
+        }
+        match ctx.activity(other, acc % 77 + 2).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let v4: u64 = ctx.activity(step, acc % 90 + 4).await?;
-            acc += v4;
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            let mut i6: u64 = 0;
-            'l7: loop {
-                i6 += 1;
-                if i6 > 3 {
-                    break 'l7;
-                }
-                acc += ctx.activity(step, acc % 69 + 4).await?;
-            }
-        }
+        let q11: u64 = checked(acc)?;
+        acc += q11 % 5;
+        acc += ctx.activity(step, acc % 53 + 2).await?;
         Ok(acc)
     }
 
@@ -9432,35 +11508,75 @@ mod w150 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 57 + 8).await?;
-            acc += v2;
-            let x3: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 69 + 2).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
+        ctx.sleep(Duration::from_secs(17)).await;
+        if acc % 3 == 0 {
+            return Ok(acc);
         }
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                let g5: u64 = ctx.signal("stop").await?;
+                acc += g5;
+                let v6: u64 = ctx.activity(step, acc % 65 + 9).await?;
+                acc += v6;
+            }
+            let g7: u64 = ctx.signal("more").await?;
+            acc += g7;
+        }
+        for j8 in 0u64..3 {
+            acc += j8;
+            match ctx.activity(step, acc % 86 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        ctx.sleep(Duration::from_secs(2)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 57 + 8).await?;
-            acc += v2;
-            let x3: u64 = if acc % 5 == 1 {
-                ctx.activity(step, acc % 69 + 2).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
+        ctx.sleep(Duration::from_secs(17)).await;
+        if acc % 3 == 0 {
+            return Ok(acc);
         }
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                let g5: u64 = ctx.signal("stop").await?;
+                acc += g5;
+                let v6: u64 = ctx.activity(step, acc % 65 + 9).await?;
+                acc += v6;
+            }
+            let g7: u64 = ctx.signal("more").await?;
+            acc += g7;
+        }
+        for j8 in 0u64..3 {
+            acc += j8;
+            match ctx.activity(step, acc % 86 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+            if acc % 2 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        }
+        ctx.sleep(Duration::from_secs(2)).await;
         Ok(acc)
     }
 
@@ -9479,34 +11595,98 @@ mod w151 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let v2: u64 = ctx.activity(other, acc % 90 + 8).await?;
-        acc += v2;
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 3 {
-                break 'l4;
+        ctx.sleep(Duration::from_secs(25)).await;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(step, acc % 54 + 5).await?;
+                acc += v1;
+                let (r2, r3) = ctx.join((ctx.activity(step, acc % 69 + 9), ctx.activity(step, acc % 63 + 7))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
-            acc += ctx.activity(step, acc % 97 + 8).await?;
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 {
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(48)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                } else {
+                    if acc % 2 == 0 {
+                        return Ok(acc);
+                    }
+                    match ctx.signal::<u64>("more").timeout(Duration::from_secs(59)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    let q4: u64 = checked(acc)?;
+                    acc += q4 % 5;
+                }
+                'b5: {
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    if acc % 2 == 0 {
+                        break 'b5;
+                    }
+                    let v6: u64 = ctx.activity(other, acc % 64 + 6).await?;
+                    acc += v6;
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let v2: u64 = ctx.activity(other, acc % 90 + 8).await?;
-        acc += v2;
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 3 {
-                break 'l4;
+        ctx.sleep(Duration::from_secs(25)).await;
+        match acc % 3 {
+            0 => {
+                let v1: u64 = ctx.activity(step, acc % 54 + 5).await?;
+                acc += v1;
+                let (r2, r3) = ctx.join((ctx.activity(step, acc % 69 + 9), ctx.activity(step, acc % 63 + 7))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
-            acc += ctx.activity(step, acc % 97 + 8).await?;
+            1 => acc += 1,
+            _ => {
+                if acc % 2 == 1 {
+                    match ctx.signal::<u64>("stop").timeout(Duration::from_secs(48)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                } else {
+                    if acc % 2 == 0 {
+                        return Ok(acc);
+                    }
+                    match ctx.signal::<u64>("more").timeout(Duration::from_secs(59)).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 2,
+                    }
+                    let q4: u64 = checked(acc)?;
+                    acc += q4 % 5;
+                }
+                'b5: {
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    if acc % 2 == 0 {
+                        break 'b5;
+                    }
+                    let v6: u64 = ctx.activity(other, acc % 64 + 6).await?;
+                    acc += v6;
+                }
+            }
         }
         Ok(acc)
     }
@@ -9526,33 +11706,31 @@ mod w152 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let x1: u64 = if acc % 5 == 0 {
+            ctx.activity(step, acc % 69 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        acc += ctx.activity(step, acc % 81 + 0).await?;
+        if acc % 3 == 1 {
+            return Ok(acc);
         }
-        ctx.sleep(Duration::from_secs(41)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            if acc % 4 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        let x1: u64 = if acc % 5 == 0 {
+            ctx.activity(step, acc % 69 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        acc += ctx.activity(step, acc % 81 + 0).await?;
+        if acc % 3 == 1 {
+            return Ok(acc);
         }
-        ctx.sleep(Duration::from_secs(41)).await;
         Ok(acc)
     }
 
@@ -9577,44 +11755,21 @@ mod w153 {
             if i1 > 2 {
                 break 'l2;
             }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 92 + 5), ctx.activity(step, acc % 80 + 2))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            if acc % 3 == 1 {
-                match ctx.activity(step, acc % 50 + 6).await {
+            if acc % 3 == 0 {
+                let v3: u64 = ctx.activity(step, acc % 95 + 9).await?;
+                acc += v3;
+                match ctx.activity(step, acc % 76 + 7).await {
                     Ok(v) => acc += v,
                     Err(_) => acc += 1,
                 }
-                ctx.sleep(Duration::from_secs(51)).await;
-            } else {
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 92 + 4), ctx.activity(step, acc % 58 + 4))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                acc += ctx.activity(step, acc % 93 + 4).await?;
             }
         }
-        let mut i8: u64 = 0;
-        while i8 < 1 {
-            i8 += 1;
-            acc += ctx.activity(other, acc % 95 + 0).await?;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 62 + 2), ctx.activity(step, acc % 57 + 3))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        let x9: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 63 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x9;
         Ok(acc)
     }
 
@@ -9626,44 +11781,21 @@ mod w153 {
             if i1 > 2 {
                 break 'l2;
             }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 92 + 5), ctx.activity(step, acc % 80 + 2))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            let q5: u64 = checked(acc)?;
-            acc += q5 % 5;
-            if acc % 3 == 1 {
-                match ctx.activity(step, acc % 50 + 6).await {
+            if acc % 3 == 0 {
+                let v3: u64 = ctx.activity(step, acc % 95 + 9).await?;
+                acc += v3;
+                match ctx.activity(step, acc % 76 + 7).await {
                     Ok(v) => acc += v,
                     Err(_) => acc += 1,
                 }
-                ctx.sleep(Duration::from_secs(51)).await;
-            } else {
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 92 + 4), ctx.activity(step, acc % 58 + 4))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                if acc % 5 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
+                acc += ctx.activity(step, acc % 93 + 4).await?;
             }
         }
-        let mut i8: u64 = 0;
-        while i8 < 1 {
-            i8 += 1;
-            acc += ctx.activity(other, acc % 95 + 0).await?;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 62 + 2), ctx.activity(step, acc % 57 + 3))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
         }
-        let x9: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 63 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x9;
         Ok(acc)
     }
 
@@ -9682,95 +11814,155 @@ mod w154 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 81 + 8).await?;
-        acc += v1;
-        let x2: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 70 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 2 {
-                break 'l4;
+        if acc % 2 == 1 {
+            let mut i1: u64 = 0;
+            'l2: loop {
+                i1 += 1;
+                if i1 > 2 {
+                    break 'l2;
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
-            if acc % 3 == 1 {
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-                let (r7, r8) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 93 + 5))).await;
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 58 + 0), ctx.activity(step, acc % 96 + 5))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                let (r7, r8) = ctx.join((ctx.activity(step, acc % 59 + 8), ctx.activity(step, acc % 94 + 4))).await;
                 acc += r7.unwrap_or(1);
                 if let Ok(v) = r8 {
                     acc += v;
                 }
-            } else {
-                let v9: u64 = ctx.activity(step, acc % 78 + 9).await?;
-                acc += v9;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
             }
-            let v10: u64 = ctx.activity(other, acc % 54 + 1).await?;
+            let q9: u64 = checked(acc)?;
+            acc += q9 % 5;
+        } else {
+            let v10: u64 = ctx.activity(step, acc % 59 + 3).await?;
             acc += v10;
-            let (r11, r12) = ctx.join((ctx.activity(other, acc % 86 + 7), ctx.activity(step, acc % 76 + 0))).await;
-            acc += r11.unwrap_or(1);
-            if let Ok(v) = r12 {
-                acc += v;
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let v11: u64 = ctx.activity(step, acc % 63 + 7).await?;
+            acc += v11;
+        }
+        match acc % 3 {
+            0 => {
+                let v12: u64 = ctx.activity(step, acc % 73 + 3).await?;
+                acc += v12;
+                match ctx.activity(other, acc % 70 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let v13: u64 = ctx.activity(step, acc % 56 + 9).await?;
+                acc += v13;
+            }
+            1 => acc += 1,
+            _ => {
+                let q14: u64 = checked(acc)?;
+                acc += q14 % 5;
+                let v15: u64 = ctx.activity(step, acc % 79 + 5).await?;
+                acc += v15;
+                let q16: u64 = checked(acc)?;
+                acc += q16 % 5;
             }
         }
+        match ctx.activity(step, acc % 93 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let g17: u64 = ctx.signal("more").await?;
+        acc += g17;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 81 + 8).await?;
-        acc += v1;
-        let x2: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 70 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x2;
-        if acc % 4 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let mut i3: u64 = 0;
-        'l4: loop {
-            i3 += 1;
-            if i3 > 2 {
-                break 'l4;
+        if acc % 2 == 1 {
+            let mut i1: u64 = 0;
+            'l2: loop {
+                i1 += 1;
+                if i1 > 2 {
+                    break 'l2;
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
-            if acc % 3 == 1 {
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let q6: u64 = checked(acc)?;
-                acc += q6 % 5;
-                let (r7, r8) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 93 + 5))).await;
+            let mut i3: u64 = 0;
+            'l4: loop {
+                i3 += 1;
+                if i3 > 2 {
+                    break 'l4;
+                }
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let (r5, r6) = ctx.join((ctx.activity(step, acc % 58 + 0), ctx.activity(step, acc % 96 + 5))).await;
+                acc += r5.unwrap_or(1);
+                if let Ok(v) = r6 {
+                    acc += v;
+                }
+                let (r7, r8) = ctx.join((ctx.activity(step, acc % 59 + 8), ctx.activity(step, acc % 94 + 4))).await;
                 acc += r7.unwrap_or(1);
                 if let Ok(v) = r8 {
                     acc += v;
                 }
-            } else {
-                let v9: u64 = ctx.activity(step, acc % 78 + 9).await?;
-                acc += v9;
-                if acc % 5 == 0 {
-                    return Ok(acc);
-                }
             }
-            let v10: u64 = ctx.activity(other, acc % 54 + 1).await?;
+            let q9: u64 = checked(acc)?;
+            acc += q9 % 5;
+        } else {
+            let v10: u64 = ctx.activity(step, acc % 59 + 3).await?;
             acc += v10;
-            let (r11, r12) = ctx.join((ctx.activity(other, acc % 86 + 7), ctx.activity(step, acc % 76 + 0))).await;
-            acc += r11.unwrap_or(1);
-            if let Ok(v) = r12 {
-                acc += v;
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let v11: u64 = ctx.activity(step, acc % 63 + 7).await?;
+            acc += v11;
+        }
+        match acc % 3 {
+            0 => {
+                let v12: u64 = ctx.activity(step, acc % 73 + 3).await?;
+                acc += v12;
+                match ctx.activity(other, acc % 70 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                let v13: u64 = ctx.activity(step, acc % 56 + 9).await?;
+                acc += v13;
+            }
+            1 => acc += 1,
+            _ => {
+                let q14: u64 = checked(acc)?;
+                acc += q14 % 5;
+                let v15: u64 = ctx.activity(step, acc % 79 + 5).await?;
+                acc += v15;
+                let q16: u64 = checked(acc)?;
+                acc += q16 % 5;
             }
         }
+        match ctx.activity(step, acc % 93 + 0).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        let g17: u64 = ctx.signal("more").await?;
+        acc += g17;
         Ok(acc)
     }
 
@@ -9789,71 +11981,77 @@ mod w155 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(16)).await;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        match acc % 3 {
+            0 => {
+                let items1: Vec<u64> = vec![acc % 7, 2];
+                for it2 in items1 {
+                    acc += it2;
+                    let (r3, r4) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 62 + 7))).await;
+                    acc += r3.unwrap_or(1);
+                    if let Ok(v) = r4 {
+                        acc += v;
+                    }
+                    let v5: u64 = ctx.activity(step, acc % 73 + 7).await?;
+                    acc += v5;
+                }
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            1 => acc += 1,
+            _ => {
+                let x6: u64 = if acc % 2 == 1 {
+                    ctx.activity(step, acc % 82 + 3).await?
+                } else {
+                    acc / 2
+                };
+                acc += x6;
+                let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w7;
+                acc += ctx.activity(step, acc % 91 + 3).await?;
             }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 90 + 4), ctx.activity(step, acc % 91 + 8))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            let x5: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 58 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 66 + 8), ctx.activity(step, acc % 70 + 2))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
+        acc += ctx.activity(other, acc % 69 + 8).await?;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        acc += ctx.activity(step, acc % 98 + 1).await?;
-        let v8: u64 = ctx.activity(step, acc % 92 + 2).await?;
-        acc += v8;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(16)).await;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        match acc % 3 {
+            0 => {
+                let items1: Vec<u64> = vec![acc % 7, 2];
+                for it2 in items1 {
+                    acc += it2;
+                    let (r3, r4) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 62 + 7))).await;
+                    acc += r3.unwrap_or(1);
+                    if let Ok(v) = r4 {
+                        acc += v;
+                    }
+                    let v5: u64 = ctx.activity(step, acc % 73 + 7).await?;
+                    acc += v5;
+                }
             }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            1 => acc += 1,
+            _ => {
+                let x6: u64 = if acc % 2 == 1 {
+                    ctx.activity(step, acc % 82 + 3).await?
+                } else {
+                    acc / 2
+                };
+                acc += x6;
+                let Some(w7) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w7;
+                acc += ctx.activity(step, acc % 91 + 3).await?;
             }
-            let (r3, r4) = ctx.join((ctx.activity(step, acc % 90 + 4), ctx.activity(step, acc % 91 + 8))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            let x5: u64 = if acc % 3 == 1 {
-                ctx.activity(step, acc % 58 + 7).await?
-            } else {
-                acc / 2
-            };
-            acc += x5;
         }
-        let (r6, r7) = ctx.join((ctx.activity(step, acc % 66 + 8), ctx.activity(step, acc % 70 + 2))).await;
-        acc += r6.unwrap_or(1);
-        if let Ok(v) = r7 {
-            acc += v;
+        acc += ctx.activity(other, acc % 69 + 8).await?;
+        if acc % 4 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
-        acc += ctx.activity(step, acc % 98 + 1).await?;
-        let v8: u64 = ctx.activity(step, acc % 92 + 2).await?;
-        acc += v8;
         Ok(acc)
     }
 
@@ -9872,45 +12070,63 @@ mod w156 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        let v1: u64 = ctx.activity(other, acc % 96 + 3).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 52 + 0).await?;
+        acc += v2;
+        for j3 in 0u64..2 {
+            acc += j3;
+            for j4 in 0u64..1 {
+                acc += j4;
+                let v5: u64 = ctx.activity(other, acc % 75 + 7).await?;
+                acc += v5;
             }
-            let v3: u64 = ctx.activity(other, acc % 82 + 3).await?;
-            acc += v3;
-        }
-        let g4: u64 = ctx.signal("more").await?;
-        acc += g4;
-        for j5 in 0u64..1 {
-            acc += j5;
-            if acc % 2 == 1 {
-                break;
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 3 {
+                    break 'l7;
+                }
+                match ctx.activity(other, acc % 69 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                acc += ctx.activity(step, acc % 99 + 6).await?;
             }
         }
+        let q8: u64 = checked(acc)?;
+        acc += q8 % 5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
+        let v1: u64 = ctx.activity(other, acc % 96 + 3).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 52 + 0).await?;
+        acc += v2;
+        for j3 in 0u64..2 {
+            acc += j3;
+            for j4 in 0u64..1 {
+                acc += j4;
+                let v5: u64 = ctx.activity(other, acc % 75 + 7).await?;
+                acc += v5;
             }
-            let v3: u64 = ctx.activity(other, acc % 82 + 3).await?;
-            acc += v3;
-        }
-        let g4: u64 = ctx.signal("more").await?;
-        acc += g4;
-        for j5 in 0u64..1 {
-            acc += j5;
-            if acc % 2 == 1 {
-                break;
+            let mut i6: u64 = 0;
+            'l7: loop {
+                i6 += 1;
+                if i6 > 3 {
+                    break 'l7;
+                }
+                match ctx.activity(other, acc % 69 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                acc += ctx.activity(step, acc % 99 + 6).await?;
             }
         }
+        let q8: u64 = checked(acc)?;
+        acc += q8 % 5;
         Ok(acc)
     }
 
@@ -9929,15 +12145,81 @@ mod w157 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        if acc % 2 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(other, acc % 77 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        'b2: {
+            acc += ctx.activity(step, acc % 89 + 1).await?;
+            if acc % 4 == 0 {
+                break 'b2;
+            }
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 90 + 9).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(other, acc % 95 + 7).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            let (r5, r6) = ctx.join((ctx.activity(other, acc % 94 + 8), ctx.activity(other, acc % 94 + 6))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
+        }
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        if acc % 2 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(other, acc % 77 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x1;
+        'b2: {
+            acc += ctx.activity(step, acc % 89 + 1).await?;
+            if acc % 4 == 0 {
+                break 'b2;
+            }
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 90 + 9).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(other, acc % 95 + 7).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+            let (r5, r6) = ctx.join((ctx.activity(other, acc % 94 + 8), ctx.activity(other, acc % 94 + 6))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
+        }
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -9956,15 +12238,65 @@ mod w158 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        'b1: {
+            if acc % 4 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            if acc % 5 == 1 {
+                break 'b1;
+            }
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 60 + 6).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 80 + 3).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+        }
+        let x4: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 90 + 6).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
+        let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        'b1: {
+            if acc % 4 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+            if acc % 5 == 1 {
+                break 'b1;
+            }
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 60 + 6).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(other, acc % 80 + 3).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
+        }
+        let x4: u64 = if acc % 2 == 1 {
+            ctx.activity(step, acc % 90 + 6).await?
+        } else {
+            acc / 2
+        };
+        acc += x4;
+        let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w5;
         Ok(acc)
     }
 
@@ -9983,75 +12315,109 @@ mod w159 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("more").await?;
-        acc += g1;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 4 == 0 {
-            ctx.sleep(Duration::from_secs(21)).await;
-            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(83)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        acc += ctx.activity(other, acc % 63 + 8).await?;
+        acc += ctx.activity(step, acc % 70 + 5).await?;
+        if acc % 5 == 1 {
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 79 + 7).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 2 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
             }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(93)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-        } else {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            acc += ctx.activity(step, acc % 50 + 2).await?;
+            let x1: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 92 + 0).await?,
+                1 => {
+                    let y2: u64 = ctx.activity(step, acc % 71 + 7).await?;
+                    y2 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x1;
             for j3 in 0u64..2 {
                 acc += j3;
-                let v4: u64 = ctx.activity(step, acc % 57 + 9).await?;
-                acc += v4;
-                if acc % 3 == 1 {
-                    continue;
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(18)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                match ctx.activity(other, acc % 99 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
             }
         }
-        if acc % 3 == 0 {
+        if acc % 5 == 1 {
             return Ok(acc);
         }
-        acc += ctx.activity(step, acc % 85 + 9).await?;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 73 + 6), ctx.activity(step, acc % 97 + 5))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("more").await?;
-        acc += g1;
-        if acc % 3 == 0 {
-            return Ok(acc);
-        }
-        if acc % 4 == 0 {
-            ctx.sleep(Duration::from_secs(21)).await;
-            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(83)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        acc += ctx.activity(other, acc % 63 + 8).await?;
+        acc += ctx.activity(step, acc % 70 + 5).await?;
+        if acc % 5 == 1 {
+            match acc % 3 {
+                0 => {
+                    match ctx.activity(step, acc % 79 + 7).await {
+                        Ok(v) => acc += v,
+                        Err(_) => acc += 1,
+                    }
+                    if acc % 2 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 5 == 0 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
             }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(93)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-        } else {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            acc += ctx.activity(step, acc % 50 + 2).await?;
+            let x1: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 92 + 0).await?,
+                1 => {
+                    let y2: u64 = ctx.activity(step, acc % 71 + 7).await?;
+                    y2 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x1;
             for j3 in 0u64..2 {
                 acc += j3;
-                let v4: u64 = ctx.activity(step, acc % 57 + 9).await?;
-                acc += v4;
-                if acc % 3 == 1 {
-                    continue;
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(18)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                match ctx.activity(other, acc % 99 + 3).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
             }
         }
-        if acc % 3 == 0 {
+        if acc % 5 == 1 {
             return Ok(acc);
         }
-        acc += ctx.activity(step, acc % 85 + 9).await?;
+        let (r4, r5) = ctx.join((ctx.activity(step, acc % 73 + 6), ctx.activity(step, acc % 97 + 5))).await;
+        acc += r4.unwrap_or(1);
+        if let Ok(v) = r5 {
+            acc += v;
+        }
         Ok(acc)
     }
 
@@ -10070,20 +12436,52 @@ mod w160 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 66 + 1).await?;
-        match ctx.activity(step, acc % 93 + 1).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let mut i1: u64 = 0;
+        while i1 < 2 {
+            i1 += 1;
+            match acc % 3 {
+                0 => {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 66 + 2), ctx.activity(step, acc % 73 + 3))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
+                    let v4: u64 = ctx.activity(other, acc % 76 + 5).await?;
+                    acc += v4;
+                }
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(other, acc % 66 + 1).await?;
-        match ctx.activity(step, acc % 93 + 1).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let mut i1: u64 = 0;
+        while i1 < 2 {
+            i1 += 1;
+            match acc % 3 {
+                0 => {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 66 + 2), ctx.activity(step, acc % 73 + 3))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
+                    let v4: u64 = ctx.activity(other, acc % 76 + 5).await?;
+                    acc += v4;
+                }
+            }
         }
         Ok(acc)
     }
@@ -10103,19 +12501,29 @@ mod w161 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 89 + 9).await?;
-        acc += v1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(54)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 89 + 9).await?;
-        acc += v1;
-        let q2: u64 = checked(acc)?;
-        acc += q2 % 5;
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(54)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
+        }
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
+        let g1: u64 = ctx.signal("more").await?;
+        acc += g1;
         Ok(acc)
     }
 
@@ -10134,65 +12542,77 @@ mod w162 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 {
-            let mut i2: u64 = 0;
-            while i2 < 1 {
-                i2 += 1;
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 83 + 6), ctx.activity(step, acc % 75 + 0))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
+        'b1: {
+            for j2 in 0u64..3 {
+                acc += j2;
+                let v3: u64 = ctx.activity(step, acc % 77 + 9).await?;
+                acc += v3;
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 64 + 5), ctx.activity(step, acc % 81 + 4))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
                     acc += v;
                 }
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            if acc % 5 == 0 {
+                break 'b1;
             }
-            ctx.sleep(Duration::from_secs(26)).await;
+            let q6: u64 = checked(acc)?;
+            acc += q6 % 5;
         }
-        acc += ctx.activity(step, acc % 91 + 5).await?;
-        for j5 in 0u64..3 {
-            acc += j5;
-            for j6 in 0u64..1 {
-                acc += j6;
-                let v7: u64 = ctx.activity(other, acc % 54 + 9).await?;
+        ctx.sleep(Duration::from_secs(59)).await;
+        match acc % 3 {
+            0 => {
+                let v7: u64 = ctx.activity(step, acc % 78 + 5).await?;
                 acc += v7;
             }
-            ctx.sleep(Duration::from_secs(1)).await;
+            1 => acc += 1,
+            _ => {
+                let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w8;
+            }
         }
+        let v9: u64 = ctx.activity(step, acc % 53 + 1).await?;
+        acc += v9;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 4 == 1 {
-            let mut i2: u64 = 0;
-            while i2 < 1 {
-                i2 += 1;
-                let (r3, r4) = ctx.join((ctx.activity(step, acc % 83 + 6), ctx.activity(step, acc % 75 + 0))).await;
-                acc += r3.unwrap_or(1);
-                if let Ok(v) = r4 {
+        'b1: {
+            for j2 in 0u64..3 {
+                acc += j2;
+                let v3: u64 = ctx.activity(step, acc % 77 + 9).await?;
+                acc += v3;
+                let (r4, r5) = ctx.join((ctx.activity(other, acc % 64 + 5), ctx.activity(step, acc % 81 + 4))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
                     acc += v;
                 }
             }
-            if acc % 5 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
+            if acc % 5 == 0 {
+                break 'b1;
             }
-            ctx.sleep(Duration::from_secs(26)).await;
+            let q6: u64 = checked(acc)?;
+            acc += q6 % 5;
         }
-        acc += ctx.activity(step, acc % 91 + 5).await?;
-        for j5 in 0u64..3 {
-            acc += j5;
-            for j6 in 0u64..1 {
-                acc += j6;
-                let v7: u64 = ctx.activity(other, acc % 54 + 9).await?;
+        ctx.sleep(Duration::from_secs(59)).await;
+        match acc % 3 {
+            0 => {
+                let v7: u64 = ctx.activity(step, acc % 78 + 5).await?;
                 acc += v7;
             }
-            ctx.sleep(Duration::from_secs(1)).await;
+            1 => acc += 1,
+            _ => {
+                let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w8;
+            }
         }
+        let v9: u64 = ctx.activity(step, acc % 53 + 1).await?;
+        acc += v9;
         Ok(acc)
     }
 
@@ -10211,18 +12631,46 @@ mod w163 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 89 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 95 + 6).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 65 + 5).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let mut list3: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item4) = list3.pop() {
+            acc += item4;
+            let (r5, r6) = ctx.join((ctx.activity(step, acc % 60 + 8), ctx.activity(step, acc % 73 + 8))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 89 + 8).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 95 + 6).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 65 + 5).await?;
+                y2 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let mut list3: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item4) = list3.pop() {
+            acc += item4;
+            let (r5, r6) = ctx.join((ctx.activity(step, acc % 60 + 8), ctx.activity(step, acc % 73 + 8))).await;
+            acc += r5.unwrap_or(1);
+            if let Ok(v) = r6 {
+                acc += v;
+            }
         }
         Ok(acc)
     }
@@ -10242,71 +12690,57 @@ mod w164 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 83 + 3).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 90 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        match ctx.activity(step, acc % 81 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        acc += ctx.activity(other, acc % 95 + 6).await?;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            if acc % 5 == 0 {
-                ctx.sleep(Duration::from_secs(41)).await;
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-                let v3: u64 = ctx.activity(step, acc % 79 + 8).await?;
-                acc += v3;
-            } else {
-                let v4: u64 = ctx.activity(step, acc % 60 + 0).await?;
-                acc += v4;
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                acc += ctx.activity(step, acc % 55 + 8).await?;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 70 + 1).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 73 + 7).await?;
+                y2 + 1
             }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let mut i3: u64 = 0;
+        while i3 < 3 {
+            i3 += 1;
+            let v4: u64 = ctx.activity(other, acc % 74 + 2).await?;
+            acc += v4;
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
         }
+        let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w6;
+        let v7: u64 = ctx.activity(step, acc % 77 + 5).await?;
+        acc += v7;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 83 + 3).await?;
-        acc += v1;
-        match ctx.activity(other, acc % 90 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        match ctx.activity(step, acc % 81 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        acc += ctx.activity(other, acc % 95 + 6).await?;
-        let mut i2: u64 = 0;
-        while i2 < 1 {
-            i2 += 1;
-            if acc % 5 == 0 {
-                ctx.sleep(Duration::from_secs(41)).await;
-                if acc % 4 == 0 {
-                    return Ok(acc);
-                }
-                let v3: u64 = ctx.activity(step, acc % 79 + 8).await?;
-                acc += v3;
-            } else {
-                let v4: u64 = ctx.activity(step, acc % 60 + 0).await?;
-                acc += v4;
-                if acc % 5 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                acc += ctx.activity(step, acc % 55 + 8).await?;
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 70 + 1).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 73 + 7).await?;
+                y2 + 1
             }
+            _ => acc / 3,
+        };
+        acc += x1;
+        let mut i3: u64 = 0;
+        while i3 < 3 {
+            i3 += 1;
+            let v4: u64 = ctx.activity(other, acc % 74 + 2).await?;
+            acc += v4;
+            let q5: u64 = checked(acc)?;
+            acc += q5 % 5;
         }
+        let Some(w6) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w6;
+        let v7: u64 = ctx.activity(step, acc % 77 + 5).await?;
+        acc += v7;
         Ok(acc)
     }
 
@@ -10325,63 +12759,77 @@ mod w165 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            acc += ctx.activity(step, acc % 70 + 2).await?;
-            match ctx.activity(step, acc % 66 + 3).await {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 93 + 1).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 89 + 0).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+        }
+        'b5: {
+            'b6: {
+                acc += ctx.activity(step, acc % 94 + 1).await?;
+                if acc % 2 == 0 {
+                    break 'b6;
+                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let g8: u64 = ctx.signal("more").await?;
+                acc += g8;
+            }
+            if acc % 2 == 0 {
+                break 'b5;
+            }
+            ctx.sleep(Duration::from_secs(21)).await;
+            match ctx.activity(other, acc % 56 + 0).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
         }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 62 + 6), ctx.activity(step, acc % 94 + 8))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        for j4 in 0u64..1 {
-            acc += j4;
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(29)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let v5: u64 = ctx.activity(step, acc % 75 + 6).await?;
-        acc += v5;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            acc += ctx.activity(step, acc % 70 + 2).await?;
-            match ctx.activity(step, acc % 66 + 3).await {
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            let x3: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 93 + 1).await?,
+                1 => {
+                    let y4: u64 = ctx.activity(step, acc % 89 + 0).await?;
+                    y4 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x3;
+        }
+        'b5: {
+            'b6: {
+                acc += ctx.activity(step, acc % 94 + 1).await?;
+                if acc % 2 == 0 {
+                    break 'b6;
+                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
+                let g8: u64 = ctx.signal("more").await?;
+                acc += g8;
+            }
+            if acc % 2 == 0 {
+                break 'b5;
+            }
+            ctx.sleep(Duration::from_secs(21)).await;
+            match ctx.activity(other, acc % 56 + 0).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
         }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 62 + 6), ctx.activity(step, acc % 94 + 8))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        for j4 in 0u64..1 {
-            acc += j4;
-            if acc % 2 == 1 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(29)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        let v5: u64 = ctx.activity(step, acc % 75 + 6).await?;
-        acc += v5;
         Ok(acc)
     }
 
@@ -10400,95 +12848,29 @@ mod w166 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let mut i4: u64 = 0;
-            while i4 < 2 {
-                i4 += 1;
-                if acc % 3 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            let (r5, r6) = ctx.join((ctx.activity(step, acc % 77 + 1), ctx.activity(step, acc % 95 + 6))).await;
-            acc += r5.unwrap_or(1);
-            if let Ok(v) = r6 {
-                acc += v;
-            }
-        }
-        match ctx.activity(other, acc % 59 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let mut i7: u64 = 0;
-        'l8: loop {
-            i7 += 1;
-            if i7 > 1 {
-                break 'l8;
-            }
-            if acc % 3 == 1 {
+        let v1: u64 = ctx.activity(other, acc % 64 + 2).await?;
+        acc += v1;
+        if acc % 2 == 0 {
+            if acc % 4 == 1 {
                 return Ok(acc);
             }
-            let (r9, r10) = ctx.join((ctx.activity(step, acc % 51 + 8), ctx.activity(other, acc % 55 + 0))).await;
-            acc += r9.unwrap_or(1);
-            if let Ok(v) = r10 {
-                acc += v;
-            }
-            let v11: u64 = ctx.activity(other, acc % 69 + 6).await?;
-            acc += v11;
         }
+        let v2: u64 = ctx.activity(step, acc % 81 + 5).await?;
+        acc += v2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 1 {
-                break 'l3;
-            }
-            let mut i4: u64 = 0;
-            while i4 < 2 {
-                i4 += 1;
-                if acc % 3 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            let (r5, r6) = ctx.join((ctx.activity(step, acc % 77 + 1), ctx.activity(step, acc % 95 + 6))).await;
-            acc += r5.unwrap_or(1);
-            if let Ok(v) = r6 {
-                acc += v;
-            }
-        }
-        match ctx.activity(other, acc % 59 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        let mut i7: u64 = 0;
-        'l8: loop {
-            i7 += 1;
-            if i7 > 1 {
-                break 'l8;
-            }
-            if acc % 3 == 1 {
+        let v1: u64 = ctx.activity(other, acc % 64 + 2).await?;
+        acc += v1;
+        if acc % 2 == 0 {
+            if acc % 4 == 1 {
                 return Ok(acc);
             }
-            let (r9, r10) = ctx.join((ctx.activity(step, acc % 51 + 8), ctx.activity(other, acc % 55 + 0))).await;
-            acc += r9.unwrap_or(1);
-            if let Ok(v) = r10 {
-                acc += v;
-            }
-            let v11: u64 = ctx.activity(other, acc % 69 + 6).await?;
-            acc += v11;
         }
+        let v2: u64 = ctx.activity(step, acc % 81 + 5).await?;
+        acc += v2;
         Ok(acc)
     }
 
@@ -10507,16 +12889,14 @@ mod w167 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(12)).await;
-        let v1: u64 = ctx.activity(step, acc % 99 + 3).await?;
+        let v1: u64 = ctx.activity(other, acc % 90 + 5).await?;
         acc += v1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        ctx.sleep(Duration::from_secs(12)).await;
-        let v1: u64 = ctx.activity(step, acc % 99 + 3).await?;
+        let v1: u64 = ctx.activity(other, acc % 90 + 5).await?;
         acc += v1;
         Ok(acc)
     }
@@ -10536,21 +12916,101 @@ mod w168 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 98 + 8).await?;
-        match ctx.activity(step, acc % 70 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(step, acc % 82 + 1).await?;
+        acc += v1;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let mut i4: u64 = 0;
+            'l5: loop {
+                i4 += 1;
+                if i4 > 1 {
+                    break 'l5;
+                }
+                if acc % 5 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            'b6: {
+                ctx.sleep(Duration::from_secs(43)).await;
+                if acc % 4 == 0 {
+                    break 'b6;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(52)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            'b7: {
+                let v8: u64 = ctx.activity(step, acc % 58 + 6).await?;
+                acc += v8;
+                if acc % 3 == 0 {
+                    break 'b7;
+                }
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(33)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                ctx.sleep(Duration::from_secs(33)).await;
+            }
         }
+        acc += ctx.activity(step, acc % 94 + 8).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        acc += ctx.activity(step, acc % 98 + 8).await?;
-        match ctx.activity(step, acc % 70 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(step, acc % 82 + 1).await?;
+        acc += v1;
+        let items2: Vec<u64> = vec![acc % 7, 2];
+        for it3 in items2 {
+            acc += it3;
+            let mut i4: u64 = 0;
+            'l5: loop {
+                i4 += 1;
+                if i4 > 1 {
+                    break 'l5;
+                }
+                if acc % 5 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 4 == 1 {
+                    return Ok(acc);
+                }
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+            }
+            'b6: {
+                ctx.sleep(Duration::from_secs(43)).await;
+                if acc % 4 == 0 {
+                    break 'b6;
+                }
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(52)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            'b7: {
+                let v8: u64 = ctx.activity(step, acc % 58 + 6).await?;
+                acc += v8;
+                if acc % 3 == 0 {
+                    break 'b7;
+                }
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(33)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                ctx.sleep(Duration::from_secs(33)).await;
+            }
         }
+        acc += ctx.activity(step, acc % 94 + 8).await?;
         Ok(acc)
     }
 
@@ -10569,17 +13029,13 @@ mod w169 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 60 + 4).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 66 + 4).await?;
+        acc += ctx.activity(other, acc % 83 + 1).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(step, acc % 60 + 4).await?;
-        acc += v1;
-        acc += ctx.activity(step, acc % 66 + 4).await?;
+        acc += ctx.activity(other, acc % 83 + 1).await?;
         Ok(acc)
     }
 
@@ -10598,103 +13054,31 @@ mod w170 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 56 + 1), ctx.activity(other, acc % 78 + 5))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 4 == 0 {
-            for j3 in 0u64..3 {
-                acc += j3;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(other, acc % 96 + 7).await?;
-                acc += v4;
-                let v5: u64 = ctx.activity(step, acc % 94 + 8).await?;
-                acc += v5;
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(100)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            for j6 in 0u64..1 {
-                acc += j6;
-                let v7: u64 = ctx.activity(step, acc % 89 + 6).await?;
-                acc += v7;
-                let (r8, r9) = ctx.join((ctx.activity(step, acc % 74 + 3), ctx.activity(other, acc % 65 + 8))).await;
-                acc += r8.unwrap_or(1);
-                if let Ok(v) = r9 {
-                    acc += v;
-                }
-                let v10: u64 = ctx.activity(step, acc % 71 + 4).await?;
-                acc += v10;
-            }
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let v2: u64 = ctx.activity(other, acc % 72 + 2).await?;
+        acc += v2;
+        let x3: u64 = if acc % 4 == 0 {
+            ctx.activity(other, acc % 56 + 8).await?
         } else {
-            if acc % 3 == 1 {
-                acc += ctx.activity(other, acc % 93 + 3).await?;
-                let (r11, r12) = ctx.join((ctx.activity(other, acc % 62 + 2), ctx.activity(step, acc % 57 + 5))).await;
-                acc += r11.unwrap_or(1);
-                if let Ok(v) = r12 {
-                    acc += v;
-                }
-            }
-        }
-        match ctx.activity(step, acc % 51 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 56 + 1), ctx.activity(other, acc % 78 + 5))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 4 == 0 {
-            for j3 in 0u64..3 {
-                acc += j3;
-                if acc % 2 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(other, acc % 96 + 7).await?;
-                acc += v4;
-                let v5: u64 = ctx.activity(step, acc % 94 + 8).await?;
-                acc += v5;
-            }
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(100)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            for j6 in 0u64..1 {
-                acc += j6;
-                let v7: u64 = ctx.activity(step, acc % 89 + 6).await?;
-                acc += v7;
-                let (r8, r9) = ctx.join((ctx.activity(step, acc % 74 + 3), ctx.activity(other, acc % 65 + 8))).await;
-                acc += r8.unwrap_or(1);
-                if let Ok(v) = r9 {
-                    acc += v;
-                }
-                let v10: u64 = ctx.activity(step, acc % 71 + 4).await?;
-                acc += v10;
-            }
+        let q1: u64 = checked(acc)?;
+        acc += q1 % 5;
+        let v2: u64 = ctx.activity(other, acc % 72 + 2).await?;
+        acc += v2;
+        let x3: u64 = if acc % 4 == 0 {
+            ctx.activity(other, acc % 56 + 8).await?
         } else {
-            if acc % 3 == 1 {
-                acc += ctx.activity(other, acc % 93 + 3).await?;
-                let (r11, r12) = ctx.join((ctx.activity(other, acc % 62 + 2), ctx.activity(step, acc % 57 + 5))).await;
-                acc += r11.unwrap_or(1);
-                if let Ok(v) = r12 {
-                    acc += v;
-                }
-            }
-        }
-        match ctx.activity(step, acc % 51 + 9).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+            acc / 2
+        };
+        acc += x3;
         Ok(acc)
     }
 
@@ -10713,71 +13097,69 @@ mod w171 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            acc += ctx.activity(step, acc % 85 + 2).await?;
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let mut i3: u64 = 0;
-            while i3 < 2 {
-                i3 += 1;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(24)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                if acc % 4 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(step, acc % 62 + 6).await?;
-                acc += v4;
-            }
-            match ctx.activity(other, acc % 97 + 4).await {
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+            match ctx.activity(other, acc % 75 + 3).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
+            let v4: u64 = ctx.activity(step, acc % 60 + 3).await?;
+            acc += v4;
         }
-        acc += ctx.activity(other, acc % 82 + 1).await?;
-        let v5: u64 = ctx.activity(step, acc % 65 + 7).await?;
-        acc += v5;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            let q7: u64 = checked(acc)?;
+            acc += q7 % 5;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(39)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w8;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 4 == 1 {
-            acc += ctx.activity(step, acc % 85 + 2).await?;
-        }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let mut i3: u64 = 0;
-            while i3 < 2 {
-                i3 += 1;
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(24)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-                if acc % 4 == 0 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                let v4: u64 = ctx.activity(step, acc % 62 + 6).await?;
-                acc += v4;
-            }
-            match ctx.activity(other, acc % 97 + 4).await {
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let q3: u64 = checked(acc)?;
+            acc += q3 % 5;
+            match ctx.activity(other, acc % 75 + 3).await {
                 Ok(v) => acc += v,
                 Err(_) => acc += 1,
             }
+            let v4: u64 = ctx.activity(step, acc % 60 + 3).await?;
+            acc += v4;
         }
-        acc += ctx.activity(other, acc % 82 + 1).await?;
-        let v5: u64 = ctx.activity(step, acc % 65 + 7).await?;
-        acc += v5;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            i5 += 1;
+            if i5 > 1 {
+                break 'l6;
+            }
+            let q7: u64 = checked(acc)?;
+            acc += q7 % 5;
+            match ctx.signal::<u64>("go").timeout(Duration::from_secs(39)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
+            let Some(w8) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w8;
+        }
         Ok(acc)
     }
 
@@ -10796,54 +13178,46 @@ mod w172 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 75 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        if acc % 2 == 0 {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            if acc % 2 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 57 + 7).await?;
+                acc += v2;
+            } else {
+                acc += ctx.activity(step, acc % 55 + 1).await?;
+            }
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 93 + 4), ctx.activity(step, acc % 64 + 3))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            for j3 in 0u64..1 {
-                acc += j3;
-                if acc % 5 == 1 {
-                    break;
-                }
-                let v4: u64 = ctx.activity(step, acc % 52 + 5).await?;
-                acc += v4;
-            }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        match ctx.activity(step, acc % 75 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        if acc % 2 == 0 {
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            if acc % 2 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 57 + 7).await?;
+                acc += v2;
+            } else {
+                acc += ctx.activity(step, acc % 55 + 1).await?;
+            }
+            let (r3, r4) = ctx.join((ctx.activity(other, acc % 93 + 4), ctx.activity(step, acc % 64 + 3))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            for j3 in 0u64..1 {
-                acc += j3;
-                if acc % 5 == 1 {
-                    break;
-                }
-                let v4: u64 = ctx.activity(step, acc % 52 + 5).await?;
-                acc += v4;
-            }
-            if acc % 2 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
+        if acc % 4 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
         }
         Ok(acc)
     }
@@ -10863,81 +13237,19 @@ mod w173 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 95 + 0), ctx.activity(other, acc % 67 + 3))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let v3: u64 = ctx.activity(other, acc % 89 + 9).await?;
-        acc += v3;
-        match ctx.activity(step, acc % 84 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 4 == 0 {
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
-                }
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                let (r7, r8) = ctx.join((ctx.activity(other, acc % 96 + 7), ctx.activity(step, acc % 55 + 1))).await;
-                acc += r7.unwrap_or(1);
-                if let Ok(v) = r8 {
-                    acc += v;
-                }
-                let v9: u64 = ctx.activity(step, acc % 71 + 0).await?;
-                acc += v9;
-            }
-            let v10: u64 = ctx.activity(step, acc % 88 + 2).await?;
-            acc += v10;
-        }
-        match ctx.activity(step, acc % 68 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+        let v1: u64 = ctx.activity(step, acc % 66 + 3).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 78 + 8).await?;
+        acc += v2;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 95 + 0), ctx.activity(other, acc % 67 + 3))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        let v3: u64 = ctx.activity(other, acc % 89 + 9).await?;
-        acc += v3;
-        match ctx.activity(step, acc % 84 + 2).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        if acc % 4 == 0 {
-            let mut i4: u64 = 0;
-            'l5: loop {
-                i4 += 1;
-                if i4 > 1 {
-                    break 'l5;
-                }
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                let (r7, r8) = ctx.join((ctx.activity(other, acc % 96 + 7), ctx.activity(step, acc % 55 + 1))).await;
-                acc += r7.unwrap_or(1);
-                if let Ok(v) = r8 {
-                    acc += v;
-                }
-                let v9: u64 = ctx.activity(step, acc % 71 + 0).await?;
-                acc += v9;
-            }
-            let v10: u64 = ctx.activity(step, acc % 88 + 2).await?;
-            acc += v10;
-        }
-        match ctx.activity(step, acc % 68 + 4).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+        let v1: u64 = ctx.activity(step, acc % 66 + 3).await?;
+        acc += v1;
+        let v2: u64 = ctx.activity(step, acc % 78 + 8).await?;
+        acc += v2;
         Ok(acc)
     }
 
@@ -10956,28 +13268,30 @@ mod w174 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 92 + 0).await?;
-        acc += v1;
-        ctx.sleep(Duration::from_secs(37)).await;
-        if acc % 2 == 1 {
-            let v2: u64 = ctx.activity(step, acc % 64 + 5).await?;
-            acc += v2;
-            let v3: u64 = ctx.activity(step, acc % 66 + 3).await?;
-            acc += v3;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 80 + 6), ctx.activity(other, acc % 90 + 9))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 97 + 6), ctx.activity(step, acc % 71 + 4))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 92 + 0).await?;
-        acc += v1;
-        ctx.sleep(Duration::from_secs(37)).await;
-        if acc % 2 == 1 {
-            let v2: u64 = ctx.activity(step, acc % 64 + 5).await?;
-            acc += v2;
-            let v3: u64 = ctx.activity(step, acc % 66 + 3).await?;
-            acc += v3;
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 80 + 6), ctx.activity(other, acc % 90 + 9))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let (r3, r4) = ctx.join((ctx.activity(step, acc % 97 + 6), ctx.activity(step, acc % 71 + 4))).await;
+        acc += r3.unwrap_or(1);
+        if let Ok(v) = r4 {
+            acc += v;
         }
         Ok(acc)
     }
@@ -10997,89 +13311,67 @@ mod w175 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            match ctx.activity(step, acc % 93 + 4).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            let x3: u64 = if acc % 3 == 0 {
-                ctx.activity(step, acc % 94 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 53 + 3), ctx.activity(other, acc % 81 + 2))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
-        let v6: u64 = ctx.activity(step, acc % 92 + 8).await?;
-        acc += v6;
-        if acc % 4 == 1 {
-            if acc % 3 == 0 {
+        if acc % 2 == 0 {
+            let v1: u64 = ctx.activity(other, acc % 65 + 5).await?;
+            acc += v1;
+            let mut list2: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item3) = list2.pop() {
+                acc += item3;
+                acc += ctx.activity(other, acc % 89 + 4).await?;
                 if acc % 5 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-            } else {
-                let v7: u64 = ctx.activity(step, acc % 89 + 9).await?;
-                acc += v7;
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
             }
         }
-        let q8: u64 = checked(acc)?;
-        acc += q8 % 5;
+        let mut i4: u64 = 0;
+        while i4 < 2 {
+            i4 += 1;
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 93 + 8).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(other, acc % 81 + 3).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 3 {
-                break 'l2;
-            }
-            match ctx.activity(step, acc % 93 + 4).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
-            let x3: u64 = if acc % 3 == 0 {
-                ctx.activity(step, acc % 94 + 1).await?
-            } else {
-                acc / 2
-            };
-            acc += x3;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 53 + 3), ctx.activity(other, acc % 81 + 2))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
-        let v6: u64 = ctx.activity(step, acc % 92 + 8).await?;
-        acc += v6;
-        if acc % 4 == 1 {
-            if acc % 3 == 0 {
+        if acc % 2 == 0 {
+            let v1: u64 = ctx.activity(other, acc % 65 + 5).await?;
+            acc += v1;
+            let mut list2: Vec<u64> = vec![acc % 5, 3];
+            while let Some(item3) = list2.pop() {
+                acc += item3;
+                acc += ctx.activity(other, acc % 89 + 4).await?;
                 if acc % 5 == 0 && acc % 7 == 3 {
                     return Err(SagaError::rejected(format!("stop at {acc}")));
                 }
-            } else {
-                let v7: u64 = ctx.activity(step, acc % 89 + 9).await?;
-                acc += v7;
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
             }
         }
-        let q8: u64 = checked(acc)?;
-        acc += q8 % 5;
+        let mut i4: u64 = 0;
+        while i4 < 2 {
+            i4 += 1;
+            if acc % 4 == 1 {
+                return Ok(acc);
+            }
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 93 + 8).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(other, acc % 81 + 3).await?;
+                    y6 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x5;
+        }
         Ok(acc)
     }
 
@@ -11098,21 +13390,24 @@ mod w176 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 72 + 3).await?
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(other, acc % 93 + 2).await?
         } else {
             acc / 2
         };
         acc += x1;
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(33)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        for j2 in 0u64..1 {
+            acc += j2;
+            if acc % 4 == 1 {
+                break;
+            }
+            acc += ctx.activity(step, acc % 52 + 7).await?;
+            let mut i3: u64 = 0;
+            while i3 < 2 {
+                i3 += 1;
+                if acc % 3 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
         }
         Ok(acc)
@@ -11120,21 +13415,24 @@ mod w176 {
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 72 + 3).await?
+        let x1: u64 = if acc % 3 == 1 {
+            ctx.activity(other, acc % 93 + 2).await?
         } else {
             acc / 2
         };
         acc += x1;
-        if acc % 4 == 1 {
-            return Ok(acc);
-        }
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            match ctx.signal::<u64>("go").timeout(Duration::from_secs(33)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
+        for j2 in 0u64..1 {
+            acc += j2;
+            if acc % 4 == 1 {
+                break;
+            }
+            acc += ctx.activity(step, acc % 52 + 7).await?;
+            let mut i3: u64 = 0;
+            while i3 < 2 {
+                i3 += 1;
+                if acc % 3 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
         }
         Ok(acc)
@@ -11155,45 +13453,75 @@ mod w177 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("more").await?;
-        acc += g1;
-        match ctx.activity(step, acc % 58 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += ctx.activity(step, acc % 89 + 2).await?;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
         }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 69 + 1), ctx.activity(step, acc % 94 + 4))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
+        let mut list4: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item5) = list4.pop() {
+            acc += item5;
+            if acc % 3 == 0 {
+                break;
+            }
+            if acc % 5 == 1 {
+                return Ok(acc);
+            }
+            if acc % 4 == 1 {
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(step, acc % 91 + 0).await?;
+                acc += v6;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(44)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
         }
-        let x4: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 90 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
+        ctx.sleep(Duration::from_secs(60)).await;
+        acc += ctx.activity(step, acc % 56 + 7).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let g1: u64 = ctx.signal("more").await?;
-        acc += g1;
-        match ctx.activity(step, acc % 58 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        acc += ctx.activity(step, acc % 89 + 2).await?;
+        let mut list1: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item2) = list1.pop() {
+            acc += item2;
+            let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w3;
         }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 69 + 1), ctx.activity(step, acc % 94 + 4))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
+        let mut list4: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item5) = list4.pop() {
+            acc += item5;
+            if acc % 3 == 0 {
+                break;
+            }
+            if acc % 5 == 1 {
+                return Ok(acc);
+            }
+            if acc % 4 == 1 {
+                if acc % 4 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                let v6: u64 = ctx.activity(step, acc % 91 + 0).await?;
+                acc += v6;
+                match ctx.signal::<u64>("stop").timeout(Duration::from_secs(44)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
         }
-        let x4: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 90 + 4).await?
-        } else {
-            acc / 2
-        };
-        acc += x4;
+        ctx.sleep(Duration::from_secs(60)).await;
+        acc += ctx.activity(step, acc % 56 + 7).await?;
         Ok(acc)
     }
 
@@ -11212,23 +13540,83 @@ mod w178 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 79 + 5).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        let g1: u64 = ctx.signal("stop").await?;
+        acc += g1;
+        'b2: {
+            if acc % 4 == 0 {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                acc += ctx.activity(step, acc % 92 + 1).await?;
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+            } else {
+                let v5: u64 = ctx.activity(step, acc % 60 + 6).await?;
+                acc += v5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            if acc % 5 == 0 {
+                break 'b2;
+            }
+            let x7: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 95 + 5).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            let items8: Vec<u64> = vec![acc % 7, 2];
+            for it9 in items8 {
+                acc += it9;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(46)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 1 {
-            ctx.activity(step, acc % 79 + 5).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
+        let g1: u64 = ctx.signal("stop").await?;
+        acc += g1;
+        'b2: {
+            if acc % 4 == 0 {
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
+                acc += ctx.activity(step, acc % 92 + 1).await?;
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+            } else {
+                let v5: u64 = ctx.activity(step, acc % 60 + 6).await?;
+                acc += v5;
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+            }
+            if acc % 5 == 0 {
+                break 'b2;
+            }
+            let x7: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 95 + 5).await?
+            } else {
+                acc / 2
+            };
+            acc += x7;
+            let items8: Vec<u64> = vec![acc % 7, 2];
+            for it9 in items8 {
+                acc += it9;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(46)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            if acc % 2 == 0 {
+                return Ok(acc);
+            }
+        }
         Ok(acc)
     }
 
@@ -11247,60 +13635,64 @@ mod w179 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 67 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 74 + 8), ctx.activity(step, acc % 87 + 0))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let q4: u64 = checked(acc)?;
-        acc += q4 % 5;
-        for j5 in 0u64..1 {
-            acc += j5;
-            match ctx.activity(step, acc % 94 + 3).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        'b1: {
+            if acc % 2 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 99 + 8).await?;
+                acc += v2;
+            } else {
+                let g3: u64 = ctx.signal("go").await?;
+                acc += g3;
+                match ctx.activity(step, acc % 80 + 5).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
             }
-            let v6: u64 = ctx.activity(other, acc % 96 + 2).await?;
-            acc += v6;
+            if acc % 2 == 1 {
+                break 'b1;
+            }
+            let (r4, r5) = ctx.join((ctx.activity(step, acc % 55 + 6), ctx.activity(step, acc % 66 + 0))).await;
+            acc += r4.unwrap_or(1);
+            if let Ok(v) = r5 {
+                acc += v;
+            }
+            let g6: u64 = ctx.signal("go").await?;
+            acc += g6;
+            ctx.sleep(Duration::from_secs(51)).await;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 3 == 0 {
-            ctx.activity(step, acc % 67 + 8).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r2, r3) = ctx.join((ctx.activity(step, acc % 74 + 8), ctx.activity(step, acc % 87 + 0))).await;
-        acc += r2.unwrap_or(1);
-        if let Ok(v) = r3 {
-            acc += v;
-        }
-        let q4: u64 = checked(acc)?;
-        acc += q4 % 5;
-        for j5 in 0u64..1 {
-            acc += j5;
-            match ctx.activity(step, acc % 94 + 3).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
+        'b1: {
+            if acc % 2 == 1 {
+                let v2: u64 = ctx.activity(other, acc % 99 + 8).await?;
+                acc += v2;
+            } else {
+                let g3: u64 = ctx.signal("go").await?;
+                acc += g3;
+                match ctx.activity(step, acc % 80 + 5).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 5 == 1 {
+                    return Ok(acc);
+                }
             }
-            let v6: u64 = ctx.activity(other, acc % 96 + 2).await?;
-            acc += v6;
+            if acc % 2 == 1 {
+                break 'b1;
+            }
+            let (r4, r5) = ctx.join((ctx.activity(step, acc % 55 + 6), ctx.activity(step, acc % 66 + 0))).await;
+            acc += r4.unwrap_or(1);
+            if let Ok(v) = r5 {
+                acc += v;
+            }
+            let g6: u64 = ctx.signal("go").await?;
+            acc += g6;
+            ctx.sleep(Duration::from_secs(51)).await;
         }
         Ok(acc)
     }
@@ -11320,78 +13712,90 @@ mod w180 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 3 == 0 {
-                    continue;
+        if acc % 2 == 0 {
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w1;
+        }
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        if acc % 5 == 1 {
+            return Ok(acc);
+        }
+        if acc % 5 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let mut i3: u64 = 0;
+        'l4: loop {
+            i3 += 1;
+            if i3 > 1 {
+                break 'l4;
+            }
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                acc += ctx.activity(step, acc % 61 + 8).await?;
+            }
+            'b7: {
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                if acc % 4 == 0 {
+                    break 'b7;
                 }
+                let v9: u64 = ctx.activity(other, acc % 86 + 9).await?;
+                acc += v9;
             }
-        } else {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            acc += ctx.activity(other, acc % 73 + 2).await?;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 51 + 0), ctx.activity(other, acc % 90 + 0))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
-        let mut i6: u64 = 0;
-        while i6 < 1 {
-            i6 += 1;
-            if acc % 5 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        match ctx.activity(step, acc % 79 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(81)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            for j1 in 0u64..3 {
-                acc += j1;
-                if acc % 3 == 0 {
-                    continue;
+        if acc % 2 == 0 {
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w1;
+        }
+        let Some(w2) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w2;
+        if acc % 5 == 1 {
+            return Ok(acc);
+        }
+        if acc % 5 == 1 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let mut i3: u64 = 0;
+        'l4: loop {
+            i3 += 1;
+            if i3 > 1 {
+                break 'l4;
+            }
+            let items5: Vec<u64> = vec![acc % 7, 2];
+            for it6 in items5 {
+                acc += it6;
+                acc += ctx.activity(step, acc % 61 + 8).await?;
+            }
+            'b7: {
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                if acc % 4 == 0 {
+                    break 'b7;
                 }
+                let v9: u64 = ctx.activity(other, acc % 86 + 9).await?;
+                acc += v9;
             }
-        } else {
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            let q3: u64 = checked(acc)?;
-            acc += q3 % 5;
-            acc += ctx.activity(other, acc % 73 + 2).await?;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 51 + 0), ctx.activity(other, acc % 90 + 0))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
-            acc += v;
-        }
-        let mut i6: u64 = 0;
-        while i6 < 1 {
-            i6 += 1;
-            if acc % 5 == 0 && acc % 7 == 3 {
-                return Err(SagaError::rejected(format!("stop at {acc}")));
-            }
-        }
-        match ctx.activity(step, acc % 79 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
-        match ctx.signal::<u64>("more").timeout(Duration::from_secs(81)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
         }
         Ok(acc)
     }
@@ -11411,63 +13815,75 @@ mod w181 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..1 {
-            acc += j1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                if acc % 5 == 0 {
-                    continue;
+        match acc % 3 {
+            0 => {
+                match ctx.activity(step, acc % 59 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                if acc % 3 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                acc += ctx.activity(step, acc % 93 + 4).await?;
-                if acc % 2 == 0 {
-                    continue;
+                let q1: u64 = checked(acc)?;
+                acc += q1 % 5;
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 87 + 5), ctx.activity(other, acc % 61 + 9))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
                 }
             }
+            1 => acc += 1,
+            _ => {
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(19)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let g4: u64 = ctx.signal("more").await?;
+                acc += g4;
+            }
         }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
+        let x5: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 55 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x5;
+        let v6: u64 = ctx.activity(step, acc % 68 + 5).await?;
+        acc += v6;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..1 {
-            acc += j1;
-            for j2 in 0u64..1 {
-                acc += j2;
-                if acc % 5 == 0 {
-                    continue;
+        match acc % 3 {
+            0 => {
+                match ctx.activity(step, acc % 59 + 8).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
                 }
-                if acc % 3 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 3 {
-                    break 'l4;
-                }
-                acc += ctx.activity(step, acc % 93 + 4).await?;
-                if acc % 2 == 0 {
-                    continue;
+                let q1: u64 = checked(acc)?;
+                acc += q1 % 5;
+                let (r2, r3) = ctx.join((ctx.activity(other, acc % 87 + 5), ctx.activity(other, acc % 61 + 9))).await;
+                acc += r2.unwrap_or(1);
+                if let Ok(v) = r3 {
+                    acc += v;
                 }
             }
+            1 => acc += 1,
+            _ => {
+                match ctx.signal::<u64>("more").timeout(Duration::from_secs(19)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+                let g4: u64 = ctx.signal("more").await?;
+                acc += g4;
+            }
         }
-        if acc % 3 == 1 {
-            return Ok(acc);
-        }
+        let x5: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 55 + 9).await?
+        } else {
+            acc / 2
+        };
+        acc += x5;
+        let v6: u64 = ctx.activity(step, acc % 68 + 5).await?;
+        acc += v6;
         Ok(acc)
     }
 
@@ -11486,80 +13902,92 @@ mod w182 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(other, acc % 91 + 6), ctx.activity(step, acc % 88 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        ctx.sleep(Duration::from_secs(42)).await;
+        match ctx.activity(step, acc % 92 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        ctx.sleep(Duration::from_secs(21)).await;
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            if acc % 4 == 0 {
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
+        match acc % 3 {
+            0 => {
+                for j1 in 0u64..1 {
+                    acc += j1;
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 87 + 7), ctx.activity(step, acc % 88 + 0))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
                 }
-                let (r4, r5) = ctx.join((ctx.activity(step, acc % 58 + 0), ctx.activity(step, acc % 96 + 5))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 59 + 8), ctx.activity(step, acc % 94 + 4))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-            } else {
-                if acc % 2 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(89)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+                let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w4;
+            }
+            1 => acc += 1,
+            _ => {
+                let mut i5: u64 = 0;
+                while i5 < 2 {
+                    i5 += 1;
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    let q6: u64 = checked(acc)?;
+                    acc += q6 % 5;
                 }
             }
         }
-        let v8: u64 = ctx.activity(other, acc % 98 + 3).await?;
+        let x7: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 70 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x7;
+        let v8: u64 = ctx.activity(step, acc % 50 + 8).await?;
         acc += v8;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let (r1, r2) = ctx.join((ctx.activity(other, acc % 91 + 6), ctx.activity(step, acc % 88 + 1))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
+        ctx.sleep(Duration::from_secs(42)).await;
+        match ctx.activity(step, acc % 92 + 3).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
         }
-        ctx.sleep(Duration::from_secs(21)).await;
-        let mut i3: u64 = 0;
-        while i3 < 1 {
-            i3 += 1;
-            if acc % 4 == 0 {
-                if acc % 4 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
+        match acc % 3 {
+            0 => {
+                for j1 in 0u64..1 {
+                    acc += j1;
+                    let (r2, r3) = ctx.join((ctx.activity(step, acc % 87 + 7), ctx.activity(step, acc % 88 + 0))).await;
+                    acc += r2.unwrap_or(1);
+                    if let Ok(v) = r3 {
+                        acc += v;
+                    }
                 }
-                let (r4, r5) = ctx.join((ctx.activity(step, acc % 58 + 0), ctx.activity(step, acc % 96 + 5))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 59 + 8), ctx.activity(step, acc % 94 + 4))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-            } else {
-                if acc % 2 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                match ctx.signal::<u64>("go").timeout(Duration::from_secs(89)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
+                let Some(w4) = ctx.signal::<Option<u64>>("w").await? else {
+                    return Ok(acc + 1000);
+                };
+                acc += w4;
+            }
+            1 => acc += 1,
+            _ => {
+                let mut i5: u64 = 0;
+                while i5 < 2 {
+                    i5 += 1;
+                    if acc % 3 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                    let q6: u64 = checked(acc)?;
+                    acc += q6 % 5;
                 }
             }
         }
-        let v8: u64 = ctx.activity(other, acc % 98 + 3).await?;
+        let x7: u64 = if acc % 5 == 0 {
+            ctx.activity(other, acc % 70 + 5).await?
+        } else {
+            acc / 2
+        };
+        acc += x7;
+        let v8: u64 = ctx.activity(step, acc % 50 + 8).await?;
         acc += v8;
         Ok(acc)
     }
@@ -11579,29 +14007,27 @@ mod w183 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 52 + 6), ctx.activity(step, acc % 88 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        match ctx.activity(step, acc % 93 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+        acc += ctx.activity(step, acc % 55 + 7).await?;
+        let v3: u64 = ctx.activity(other, acc % 72 + 0).await?;
+        acc += v3;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
+        let (r1, r2) = ctx.join((ctx.activity(step, acc % 52 + 6), ctx.activity(step, acc % 88 + 5))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
         }
-        match ctx.activity(step, acc % 93 + 5).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
-        }
+        acc += ctx.activity(step, acc % 55 + 7).await?;
+        let v3: u64 = ctx.activity(other, acc % 72 + 0).await?;
+        acc += v3;
         Ok(acc)
     }
 
@@ -11620,103 +14046,19 @@ mod w184 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(step, acc % 79 + 5).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
-            if acc % 4 == 1 {
-                let g8: u64 = ctx.signal("more").await?;
-                acc += g8;
-                if acc % 3 == 0 {
-                    break;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 62 + 7))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-            }
-            if acc % 5 == 1 {
-                if acc % 2 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                match ctx.activity(step, acc % 93 + 7).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let v11: u64 = ctx.activity(step, acc % 91 + 3).await?;
-                acc += v11;
-            } else {
-                let g12: u64 = ctx.signal("go").await?;
-                acc += g12;
-            }
-        }
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
-                let v6: u64 = ctx.activity(step, acc % 79 + 5).await?;
-                acc += v6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
-            if acc % 4 == 1 {
-                let g8: u64 = ctx.signal("more").await?;
-                acc += g8;
-                if acc % 3 == 0 {
-                    break;
-                }
-                let (r9, r10) = ctx.join((ctx.activity(step, acc % 95 + 3), ctx.activity(step, acc % 62 + 7))).await;
-                acc += r9.unwrap_or(1);
-                if let Ok(v) = r10 {
-                    acc += v;
-                }
-            }
-            if acc % 5 == 1 {
-                if acc % 2 == 1 && acc % 7 == 3 {
-                    return Err(SagaError::rejected(format!("stop at {acc}")));
-                }
-                match ctx.activity(step, acc % 93 + 7).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-                let v11: u64 = ctx.activity(step, acc % 91 + 3).await?;
-                acc += v11;
-            } else {
-                let g12: u64 = ctx.signal("go").await?;
-                acc += g12;
-            }
-        }
+        let Some(w1) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w1;
         Ok(acc)
     }
 
@@ -11735,97 +14077,13 @@ mod w185 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 1 {
-                    break 'l2;
-                }
-                if acc % 2 == 1 {
-                    break;
-                }
-                let g3: u64 = ctx.signal("more").await?;
-                acc += g3;
-            }
-        } else {
-            if acc % 3 == 1 {
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                match ctx.activity(other, acc % 77 + 2).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            } else {
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                if acc % 4 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let mut i5: u64 = 0;
-            while i5 < 2 {
-                i5 += 1;
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 69 + 7), ctx.activity(step, acc % 62 + 7))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                match ctx.signal::<u64>("more").timeout(Duration::from_secs(23)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-            }
-        }
+        ctx.sleep(Duration::from_secs(48)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 2 == 1 {
-            let mut i1: u64 = 0;
-            'l2: loop {
-                i1 += 1;
-                if i1 > 1 {
-                    break 'l2;
-                }
-                if acc % 2 == 1 {
-                    break;
-                }
-                let g3: u64 = ctx.signal("more").await?;
-                acc += g3;
-            }
-        } else {
-            if acc % 3 == 1 {
-                if acc % 2 == 1 {
-                    return Ok(acc);
-                }
-                match ctx.activity(other, acc % 77 + 2).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
-            } else {
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                if acc % 4 == 1 {
-                    return Ok(acc);
-                }
-            }
-            let mut i5: u64 = 0;
-            while i5 < 2 {
-                i5 += 1;
-                let (r6, r7) = ctx.join((ctx.activity(step, acc % 69 + 7), ctx.activity(step, acc % 62 + 7))).await;
-                acc += r6.unwrap_or(1);
-                if let Ok(v) = r7 {
-                    acc += v;
-                }
-                match ctx.signal::<u64>("more").timeout(Duration::from_secs(23)).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 2,
-                }
-            }
-        }
+        ctx.sleep(Duration::from_secs(48)).await;
         Ok(acc)
     }
 
@@ -11844,50 +14102,82 @@ mod w186 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            let (r1, r2) = ctx.join((ctx.activity(other, acc % 90 + 9), ctx.activity(other, acc % 95 + 7))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 1 {
+                break 'l2;
             }
-            acc += ctx.activity(other, acc % 94 + 8).await?;
-        } else {
-            acc += ctx.activity(other, acc % 50 + 1).await?;
-            let v3: u64 = ctx.activity(step, acc % 61 + 7).await?;
-            acc += v3;
-            let v4: u64 = ctx.activity(other, acc % 95 + 9).await?;
-            acc += v4;
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                acc += ctx.activity(other, acc % 66 + 2).await?;
+            }
         }
-        let mut i5: u64 = 0;
-        while i5 < 3 {
-            i5 += 1;
-            let v6: u64 = ctx.activity(other, acc % 80 + 3).await?;
-            acc += v6;
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
+        ctx.sleep(Duration::from_secs(29)).await;
+        match acc % 3 {
+            0 => {
+                if acc % 5 == 0 {
+                    if acc % 4 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let (r6, r7) = ctx.join((ctx.activity(step, acc % 67 + 8), ctx.activity(other, acc % 89 + 4))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                let g9: u64 = ctx.signal("stop").await?;
+                acc += g9;
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 5 == 1 {
-            let (r1, r2) = ctx.join((ctx.activity(other, acc % 90 + 9), ctx.activity(other, acc % 95 + 7))).await;
-            acc += r1.unwrap_or(1);
-            if let Ok(v) = r2 {
-                acc += v;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 1 {
+                break 'l2;
             }
-            acc += ctx.activity(other, acc % 94 + 8).await?;
-        } else {
-            acc += ctx.activity(other, acc % 50 + 1).await?;
-            let v3: u64 = ctx.activity(step, acc % 61 + 7).await?;
-            acc += v3;
-            let v4: u64 = ctx.activity(other, acc % 95 + 9).await?;
-            acc += v4;
+            let items3: Vec<u64> = vec![acc % 7, 2];
+            for it4 in items3 {
+                acc += it4;
+                acc += ctx.activity(other, acc % 66 + 2).await?;
+            }
         }
-        let mut i5: u64 = 0;
-        while i5 < 3 {
-            i5 += 1;
-            let v6: u64 = ctx.activity(other, acc % 80 + 3).await?;
-            acc += v6;
+        let q5: u64 = checked(acc)?;
+        acc += q5 % 5;
+        ctx.sleep(Duration::from_secs(29)).await;
+        match acc % 3 {
+            0 => {
+                if acc % 5 == 0 {
+                    if acc % 4 == 1 && acc % 7 == 3 {
+                        return Err(SagaError::rejected(format!("stop at {acc}")));
+                    }
+                }
+            }
+            1 => acc += 1,
+            _ => {
+                let (r6, r7) = ctx.join((ctx.activity(step, acc % 67 + 8), ctx.activity(other, acc % 89 + 4))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let q8: u64 = checked(acc)?;
+                acc += q8 % 5;
+                let g9: u64 = ctx.signal("stop").await?;
+                acc += g9;
+            }
         }
         Ok(acc)
     }
@@ -11907,75 +14197,29 @@ mod w187 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            if acc % 3 == 1 {
-                return Ok(acc);
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 96 + 5).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 91 + 0).await?;
+                y2 + 1
             }
-            let mut i3: u64 = 0;
-            while i3 < 1 {
-                i3 += 1;
-                let (r4, r5) = ctx.join((ctx.activity(step, acc % 59 + 0), ctx.activity(step, acc % 87 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let v6: u64 = ctx.activity(step, acc % 54 + 2).await?;
-                acc += v6;
-            }
-        }
-        for j7 in 0u64..3 {
-            acc += j7;
-            for j8 in 0u64..2 {
-                acc += j8;
-                let g9: u64 = ctx.signal("go").await?;
-                acc += g9;
-                let v10: u64 = ctx.activity(step, acc % 58 + 1).await?;
-                acc += v10;
-            }
-            acc += ctx.activity(step, acc % 68 + 1).await?;
-        }
-        ctx.sleep(Duration::from_secs(26)).await;
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 2 {
-            i1 += 1;
-            let q2: u64 = checked(acc)?;
-            acc += q2 % 5;
-            if acc % 3 == 1 {
-                return Ok(acc);
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 96 + 5).await?,
+            1 => {
+                let y2: u64 = ctx.activity(step, acc % 91 + 0).await?;
+                y2 + 1
             }
-            let mut i3: u64 = 0;
-            while i3 < 1 {
-                i3 += 1;
-                let (r4, r5) = ctx.join((ctx.activity(step, acc % 59 + 0), ctx.activity(step, acc % 87 + 1))).await;
-                acc += r4.unwrap_or(1);
-                if let Ok(v) = r5 {
-                    acc += v;
-                }
-                let v6: u64 = ctx.activity(step, acc % 54 + 2).await?;
-                acc += v6;
-            }
-        }
-        for j7 in 0u64..3 {
-            acc += j7;
-            for j8 in 0u64..2 {
-                acc += j8;
-                let g9: u64 = ctx.signal("go").await?;
-                acc += g9;
-                let v10: u64 = ctx.activity(step, acc % 58 + 1).await?;
-                acc += v10;
-            }
-            acc += ctx.activity(step, acc % 68 + 1).await?;
-        }
-        ctx.sleep(Duration::from_secs(26)).await;
+            _ => acc / 3,
+        };
+        acc += x1;
         Ok(acc)
     }
 
@@ -11994,40 +14238,106 @@ mod w188 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 1 {
+                break 'l2;
+            }
+            let x3: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 59 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        acc += ctx.activity(step, acc % 63 + 1).await?;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 71 + 8), ctx.activity(step, acc % 73 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let v4: u64 = ctx.activity(step, acc % 97 + 7).await?;
+        acc += v4;
+        'b5: {
+            acc += ctx.activity(step, acc % 93 + 9).await?;
+            if acc % 3 == 1 {
+                break 'b5;
+            }
+            let v6: u64 = ctx.activity(step, acc % 55 + 3).await?;
+            acc += v6;
+            if acc % 2 == 0 {
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 89 + 1), ctx.activity(step, acc % 58 + 8))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                match ctx.activity(other, acc % 88 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            } else {
+                let v9: u64 = ctx.activity(other, acc % 97 + 9).await?;
+                acc += v9;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(20)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(49)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            return Ok(acc);
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 1 {
+                break 'l2;
+            }
+            let x3: u64 = if acc % 3 == 1 {
+                ctx.activity(step, acc % 59 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x3;
+            if acc % 2 == 0 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
         }
-        acc += ctx.activity(step, acc % 63 + 1).await?;
-        if acc % 3 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        let (r1, r2) = ctx.join((ctx.activity(step, acc % 71 + 8), ctx.activity(step, acc % 73 + 6))).await;
-        acc += r1.unwrap_or(1);
-        if let Ok(v) = r2 {
-            acc += v;
-        }
-        if acc % 5 == 1 {
-            return Ok(acc);
+        let v4: u64 = ctx.activity(step, acc % 97 + 7).await?;
+        acc += v4;
+        'b5: {
+            acc += ctx.activity(step, acc % 93 + 9).await?;
+            if acc % 3 == 1 {
+                break 'b5;
+            }
+            let v6: u64 = ctx.activity(step, acc % 55 + 3).await?;
+            acc += v6;
+            if acc % 2 == 0 {
+                let (r7, r8) = ctx.join((ctx.activity(other, acc % 89 + 1), ctx.activity(step, acc % 58 + 8))).await;
+                acc += r7.unwrap_or(1);
+                if let Ok(v) = r8 {
+                    acc += v;
+                }
+                match ctx.activity(other, acc % 88 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            } else {
+                let v9: u64 = ctx.activity(other, acc % 97 + 9).await?;
+                acc += v9;
+                match ctx.signal::<u64>("go").timeout(Duration::from_secs(20)).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 2,
+                }
+            }
+            match ctx.signal::<u64>("stop").timeout(Duration::from_secs(49)).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 2,
+            }
         }
         Ok(acc)
     }
@@ -12047,15 +14357,67 @@ mod w189 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        let v1: u64 = ctx.activity(other, acc % 96 + 2).await?;
+        acc += v1;
+        if acc % 4 == 0 {
+            let x2: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 92 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x2;
+            'b3: {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                if acc % 4 == 0 {
+                    break 'b3;
+                }
+                let v5: u64 = ctx.activity(step, acc % 51 + 7).await?;
+                acc += v5;
+                ctx.sleep(Duration::from_secs(43)).await;
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 62 + 3).await?;
+        acc += v7;
+        acc += ctx.activity(step, acc % 58 + 3).await?;
+        if acc % 4 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
+        let v1: u64 = ctx.activity(other, acc % 96 + 2).await?;
+        acc += v1;
+        if acc % 4 == 0 {
+            let x2: u64 = if acc % 5 == 0 {
+                ctx.activity(step, acc % 92 + 2).await?
+            } else {
+                acc / 2
+            };
+            acc += x2;
+            'b3: {
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                if acc % 4 == 0 {
+                    break 'b3;
+                }
+                let v5: u64 = ctx.activity(step, acc % 51 + 7).await?;
+                acc += v5;
+                ctx.sleep(Duration::from_secs(43)).await;
+                let g6: u64 = ctx.signal("go").await?;
+                acc += g6;
+            }
+        }
+        let v7: u64 = ctx.activity(step, acc % 62 + 3).await?;
+        acc += v7;
+        acc += ctx.activity(step, acc % 58 + 3).await?;
+        if acc % 4 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -12074,58 +14436,82 @@ mod w190 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 96 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            if acc % 4 == 1 {
-                return Ok(acc);
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
             }
-            for j3 in 0u64..1 {
-                acc += j3;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
+            let (r3, r4) = ctx.join((ctx.activity(step, acc % 71 + 9), ctx.activity(step, acc % 58 + 4))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+            match acc % 3 {
+                0 => {
+                    if acc % 2 == 1 {
+                        continue 'l2;
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                }
+            }
+            if acc % 3 == 0 {
+                let v5: u64 = ctx.activity(other, acc % 66 + 8).await?;
+                acc += v5;
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
         }
-        match ctx.activity(other, acc % 67 + 8).await {
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(76)).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 1,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 0 {
-            ctx.activity(step, acc % 96 + 3).await?
-        } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        while i2 < 3 {
-            i2 += 1;
-            if acc % 4 == 1 {
-                return Ok(acc);
+        let mut i1: u64 = 0;
+        'l2: loop {
+            i1 += 1;
+            if i1 > 2 {
+                break 'l2;
             }
-            for j3 in 0u64..1 {
-                acc += j3;
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let q5: u64 = checked(acc)?;
-                acc += q5 % 5;
+            let (r3, r4) = ctx.join((ctx.activity(step, acc % 71 + 9), ctx.activity(step, acc % 58 + 4))).await;
+            acc += r3.unwrap_or(1);
+            if let Ok(v) = r4 {
+                acc += v;
+            }
+            match acc % 3 {
+                0 => {
+                    if acc % 2 == 1 {
+                        continue 'l2;
+                    }
+                }
+                1 => acc += 1,
+                _ => {
+                    if acc % 4 == 1 {
+                        return Ok(acc);
+                    }
+                }
+            }
+            if acc % 3 == 0 {
+                let v5: u64 = ctx.activity(other, acc % 66 + 8).await?;
+                acc += v5;
+                if acc % 2 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
             }
         }
-        match ctx.activity(other, acc % 67 + 8).await {
+        match ctx.signal::<u64>("go").timeout(Duration::from_secs(76)).await {
             Ok(v) => acc += v,
-            Err(_) => acc += 1,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
@@ -12145,15 +14531,67 @@ mod w191 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 75 + 6).await?;
-        acc += v1;
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            for j3 in 0u64..3 {
+                acc += j3;
+                acc += ctx.activity(other, acc % 50 + 6).await?;
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                let v5: u64 = ctx.activity(step, acc % 55 + 7).await?;
+                acc += v5;
+            }
+            if acc % 5 == 1 {
+                let (r6, r7) = ctx.join((ctx.activity(other, acc % 81 + 6), ctx.activity(other, acc % 79 + 8))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let v8: u64 = ctx.activity(step, acc % 59 + 3).await?;
+                acc += v8;
+            } else {
+                acc += ctx.activity(step, acc % 66 + 0).await?;
+                acc += ctx.activity(step, acc % 67 + 6).await?;
+            }
+            match ctx.activity(step, acc % 87 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 75 + 6).await?;
-        acc += v1;
+        let items1: Vec<u64> = vec![acc % 7, 2];
+        for it2 in items1 {
+            acc += it2;
+            for j3 in 0u64..3 {
+                acc += j3;
+                acc += ctx.activity(other, acc % 50 + 6).await?;
+                let q4: u64 = checked(acc)?;
+                acc += q4 % 5;
+                let v5: u64 = ctx.activity(step, acc % 55 + 7).await?;
+                acc += v5;
+            }
+            if acc % 5 == 1 {
+                let (r6, r7) = ctx.join((ctx.activity(other, acc % 81 + 6), ctx.activity(other, acc % 79 + 8))).await;
+                acc += r6.unwrap_or(1);
+                if let Ok(v) = r7 {
+                    acc += v;
+                }
+                let v8: u64 = ctx.activity(step, acc % 59 + 3).await?;
+                acc += v8;
+            } else {
+                acc += ctx.activity(step, acc % 66 + 0).await?;
+                acc += ctx.activity(step, acc % 67 + 6).await?;
+            }
+            match ctx.activity(step, acc % 87 + 0).await {
+                Ok(v) => acc += v,
+                Err(_) => acc += 1,
+            }
+        }
         Ok(acc)
     }
 
@@ -12172,43 +14610,17 @@ mod w192 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(56)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                if acc % 3 == 1 {
-                    return Ok(acc);
-                }
-            }
+        if acc % 3 == 1 {
+            return Ok(acc);
         }
-        acc += ctx.activity(other, acc % 64 + 5).await?;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 3 {
-            i1 += 1;
-            match ctx.signal::<u64>("more").timeout(Duration::from_secs(56)).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 2,
-            }
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                if acc % 3 == 1 {
-                    return Ok(acc);
-                }
-            }
+        if acc % 3 == 1 {
+            return Ok(acc);
         }
-        acc += ctx.activity(other, acc % 64 + 5).await?;
         Ok(acc)
     }
 
@@ -12228,64 +14640,86 @@ mod w193 {
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
         if acc % 4 == 0 {
-            if acc % 4 == 0 {
-                let q1: u64 = checked(acc)?;
-                acc += q1 % 5;
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             }
+            let v4: u64 = ctx.activity(other, acc % 92 + 8).await?;
+            acc += v4;
         } else {
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 3 {
-                    break 'l3;
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 98 + 5).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 73 + 4).await?;
+                    y6 + 1
                 }
-                if acc % 3 == 1 {
+                _ => acc / 3,
+            };
+            acc += x5;
+            if acc % 5 == 0 {
+                ctx.sleep(Duration::from_secs(12)).await;
+            } else {
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 3 == 0 {
                     return Ok(acc);
                 }
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let (r5, r6) = ctx.join((ctx.activity(step, acc % 95 + 6), ctx.activity(step, acc % 65 + 5))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
-                    acc += v;
-                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
             }
+            let g8: u64 = ctx.signal("more").await?;
+            acc += g8;
         }
-        let v7: u64 = ctx.activity(other, acc % 58 + 0).await?;
-        acc += v7;
-        acc += ctx.activity(step, acc % 72 + 3).await?;
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
         if acc % 4 == 0 {
-            if acc % 4 == 0 {
-                let q1: u64 = checked(acc)?;
-                acc += q1 % 5;
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
+            for j2 in 0u64..2 {
+                acc += j2;
+                let q3: u64 = checked(acc)?;
+                acc += q3 % 5;
             }
+            let v4: u64 = ctx.activity(other, acc % 92 + 8).await?;
+            acc += v4;
         } else {
-            let mut i2: u64 = 0;
-            'l3: loop {
-                i2 += 1;
-                if i2 > 3 {
-                    break 'l3;
+            let x5: u64 = match acc % 3 {
+                0 => ctx.activity(step, acc % 98 + 5).await?,
+                1 => {
+                    let y6: u64 = ctx.activity(step, acc % 73 + 4).await?;
+                    y6 + 1
                 }
-                if acc % 3 == 1 {
+                _ => acc / 3,
+            };
+            acc += x5;
+            if acc % 5 == 0 {
+                ctx.sleep(Duration::from_secs(12)).await;
+            } else {
+                if acc % 5 == 0 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                if acc % 3 == 0 {
                     return Ok(acc);
                 }
-                let q4: u64 = checked(acc)?;
-                acc += q4 % 5;
-                let (r5, r6) = ctx.join((ctx.activity(step, acc % 95 + 6), ctx.activity(step, acc % 65 + 5))).await;
-                acc += r5.unwrap_or(1);
-                if let Ok(v) = r6 {
-                    acc += v;
-                }
+                let q7: u64 = checked(acc)?;
+                acc += q7 % 5;
             }
+            let g8: u64 = ctx.signal("more").await?;
+            acc += g8;
         }
-        let v7: u64 = ctx.activity(other, acc % 58 + 0).await?;
-        acc += v7;
-        acc += ctx.activity(step, acc % 72 + 3).await?;
+        if acc % 2 == 1 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -12304,73 +14738,69 @@ mod w194 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..2 {
-            acc += j1;
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                match ctx.activity(other, acc % 84 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 73 + 4).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 59 + 0).await?;
+                y2 + 1
             }
-            if acc % 3 == 0 {
-                continue;
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(other, acc % 85 + 6).await?;
-                acc += v5;
-            }
-        }
-        if acc % 5 == 0 {
+            _ => acc / 3,
+        };
+        acc += x1;
+        if acc % 5 == 1 {
             return Ok(acc);
         }
-        match ctx.activity(step, acc % 51 + 3).await {
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        match ctx.activity(step, acc % 68 + 1).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        ctx.sleep(Duration::from_secs(1)).await;
+        let x4: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 52 + 6).await?,
+            1 => {
+                let y5: u64 = ctx.activity(step, acc % 79 + 4).await?;
+                y5 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x4;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        for j1 in 0u64..2 {
-            acc += j1;
-            let mut i2: u64 = 0;
-            while i2 < 2 {
-                i2 += 1;
-                match ctx.activity(other, acc % 84 + 0).await {
-                    Ok(v) => acc += v,
-                    Err(_) => acc += 1,
-                }
+        let x1: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 73 + 4).await?,
+            1 => {
+                let y2: u64 = ctx.activity(other, acc % 59 + 0).await?;
+                y2 + 1
             }
-            if acc % 3 == 0 {
-                continue;
-            }
-            let mut i3: u64 = 0;
-            'l4: loop {
-                i3 += 1;
-                if i3 > 1 {
-                    break 'l4;
-                }
-                let v5: u64 = ctx.activity(other, acc % 85 + 6).await?;
-                acc += v5;
-            }
-        }
-        if acc % 5 == 0 {
+            _ => acc / 3,
+        };
+        acc += x1;
+        if acc % 5 == 1 {
             return Ok(acc);
         }
-        match ctx.activity(step, acc % 51 + 3).await {
+        let Some(w3) = ctx.signal::<Option<u64>>("w").await? else {
+            return Ok(acc + 1000);
+        };
+        acc += w3;
+        match ctx.activity(step, acc % 68 + 1).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        ctx.sleep(Duration::from_secs(1)).await;
+        let x4: u64 = match acc % 3 {
+            0 => ctx.activity(step, acc % 52 + 6).await?,
+            1 => {
+                let y5: u64 = ctx.activity(step, acc % 79 + 4).await?;
+                y5 + 1
+            }
+            _ => acc / 3,
+        };
+        acc += x4;
         Ok(acc)
     }
 
@@ -12389,22 +14819,80 @@ mod w195 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 72 + 7).await?;
-            acc += v2;
+        match ctx.activity(step, acc % 61 + 5).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        if acc % 4 == 1 {
+            'b1: {
+                match ctx.activity(other, acc % 80 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 4 == 1 {
+                    break 'b1;
+                }
+                let v2: u64 = ctx.activity(step, acc % 83 + 0).await?;
+                acc += v2;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.activity(step, acc % 73 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        } else {
+            let mut i3: u64 = 0;
+            while i3 < 1 {
+                i3 += 1;
+                let v4: u64 = ctx.activity(step, acc % 69 + 0).await?;
+                acc += v4;
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                ctx.sleep(Duration::from_secs(13)).await;
+            }
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let mut i1: u64 = 0;
-        while i1 < 1 {
-            i1 += 1;
-            let v2: u64 = ctx.activity(step, acc % 72 + 7).await?;
-            acc += v2;
+        match ctx.activity(step, acc % 61 + 5).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 1,
+        }
+        if acc % 4 == 1 {
+            'b1: {
+                match ctx.activity(other, acc % 80 + 2).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+                if acc % 4 == 1 {
+                    break 'b1;
+                }
+                let v2: u64 = ctx.activity(step, acc % 83 + 0).await?;
+                acc += v2;
+                if acc % 5 == 0 {
+                    return Ok(acc);
+                }
+                match ctx.activity(step, acc % 73 + 7).await {
+                    Ok(v) => acc += v,
+                    Err(_) => acc += 1,
+                }
+            }
+        } else {
+            let mut i3: u64 = 0;
+            while i3 < 1 {
+                i3 += 1;
+                let v4: u64 = ctx.activity(step, acc % 69 + 0).await?;
+                acc += v4;
+                if acc % 3 == 1 && acc % 7 == 3 {
+                    return Err(SagaError::rejected(format!("stop at {acc}")));
+                }
+                ctx.sleep(Duration::from_secs(13)).await;
+            }
         }
         Ok(acc)
     }
@@ -12424,76 +14912,74 @@ mod w196 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            ctx.sleep(Duration::from_secs(14)).await;
-        }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        match ctx.activity(step, acc % 70 + 7).await {
+        match ctx.activity(other, acc % 81 + 4).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
+        for j1 in 0u64..3 {
+            acc += j1;
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 3 {
+                    break 'l3;
+                }
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 81 + 9), ctx.activity(other, acc % 82 + 7))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+                let v6: u64 = ctx.activity(other, acc % 68 + 5).await?;
+                acc += v6;
             }
-            let (r3, r4) = ctx.join((ctx.activity(other, acc % 98 + 8), ctx.activity(other, acc % 68 + 4))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            ctx.sleep(Duration::from_secs(32)).await;
-            ctx.sleep(Duration::from_secs(46)).await;
         }
-        if acc % 5 == 0 {
-            for j5 in 0u64..1 {
-                acc += j5;
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
+        let v7: u64 = ctx.activity(step, acc % 72 + 3).await?;
+        acc += v7;
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 50 + 7), ctx.activity(step, acc % 63 + 8))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(75)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        if acc % 3 == 0 {
-            ctx.sleep(Duration::from_secs(14)).await;
-        }
-        if acc % 2 == 1 && acc % 7 == 3 {
-            return Err(SagaError::rejected(format!("stop at {acc}")));
-        }
-        match ctx.activity(step, acc % 70 + 7).await {
+        match ctx.activity(other, acc % 81 + 4).await {
             Ok(v) => acc += v,
             Err(_) => acc += 1,
         }
-        let mut i1: u64 = 0;
-        'l2: loop {
-            i1 += 1;
-            if i1 > 1 {
-                break 'l2;
+        for j1 in 0u64..3 {
+            acc += j1;
+            let mut i2: u64 = 0;
+            'l3: loop {
+                i2 += 1;
+                if i2 > 3 {
+                    break 'l3;
+                }
+                let (r4, r5) = ctx.join((ctx.activity(step, acc % 81 + 9), ctx.activity(other, acc % 82 + 7))).await;
+                acc += r4.unwrap_or(1);
+                if let Ok(v) = r5 {
+                    acc += v;
+                }
+                let v6: u64 = ctx.activity(other, acc % 68 + 5).await?;
+                acc += v6;
             }
-            let (r3, r4) = ctx.join((ctx.activity(other, acc % 98 + 8), ctx.activity(other, acc % 68 + 4))).await;
-            acc += r3.unwrap_or(1);
-            if let Ok(v) = r4 {
-                acc += v;
-            }
-            ctx.sleep(Duration::from_secs(32)).await;
-            ctx.sleep(Duration::from_secs(46)).await;
         }
-        if acc % 5 == 0 {
-            for j5 in 0u64..1 {
-                acc += j5;
-                let g6: u64 = ctx.signal("go").await?;
-                acc += g6;
-                let q7: u64 = checked(acc)?;
-                acc += q7 % 5;
-            }
+        let v7: u64 = ctx.activity(step, acc % 72 + 3).await?;
+        acc += v7;
+        let (r8, r9) = ctx.join((ctx.activity(step, acc % 50 + 7), ctx.activity(step, acc % 63 + 8))).await;
+        acc += r8.unwrap_or(1);
+        if let Ok(v) = r9 {
+            acc += v;
+        }
+        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(75)).await {
+            Ok(v) => acc += v,
+            Err(_) => acc += 2,
         }
         Ok(acc)
     }
@@ -12513,45 +14999,51 @@ mod w197 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 93 + 4).await?
+        if acc % 4 == 1 {
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
         } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 2 {
-                break 'l3;
-            }
-            match ctx.activity(step, acc % 91 + 4).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 69 + 2).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(step, acc % 75 + 0).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
         }
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
+        ctx.sleep(Duration::from_secs(16)).await;
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let x1: u64 = if acc % 2 == 1 {
-            ctx.activity(step, acc % 93 + 4).await?
+        if acc % 4 == 1 {
+            if acc % 2 == 1 {
+                return Ok(acc);
+            }
+            let q1: u64 = checked(acc)?;
+            acc += q1 % 5;
         } else {
-            acc / 2
-        };
-        acc += x1;
-        let mut i2: u64 = 0;
-        'l3: loop {
-            i2 += 1;
-            if i2 > 2 {
-                break 'l3;
-            }
-            match ctx.activity(step, acc % 91 + 4).await {
-                Ok(v) => acc += v,
-                Err(_) => acc += 1,
-            }
+            let x2: u64 = match acc % 3 {
+                0 => ctx.activity(other, acc % 69 + 2).await?,
+                1 => {
+                    let y3: u64 = ctx.activity(step, acc % 75 + 0).await?;
+                    y3 + 1
+                }
+                _ => acc / 3,
+            };
+            acc += x2;
         }
+        let q4: u64 = checked(acc)?;
+        acc += q4 % 5;
+        ctx.sleep(Duration::from_secs(16)).await;
         Ok(acc)
     }
 
@@ -12570,15 +15062,63 @@ mod w198 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 62 + 9).await?;
-        acc += v1;
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 98 + 5), ctx.activity(step, acc % 83 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let mut list3: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item4) = list3.pop() {
+            acc += item4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+        }
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let mut list6: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item7) = list6.pop() {
+            acc += item7;
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+        }
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let v1: u64 = ctx.activity(other, acc % 62 + 9).await?;
-        acc += v1;
+        let (r1, r2) = ctx.join((ctx.activity(other, acc % 98 + 5), ctx.activity(step, acc % 83 + 2))).await;
+        acc += r1.unwrap_or(1);
+        if let Ok(v) = r2 {
+            acc += v;
+        }
+        let mut list3: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item4) = list3.pop() {
+            acc += item4;
+            let Some(w5) = ctx.signal::<Option<u64>>("w").await? else {
+                return Ok(acc + 1000);
+            };
+            acc += w5;
+        }
+        if acc % 3 == 0 && acc % 7 == 3 {
+            return Err(SagaError::rejected(format!("stop at {acc}")));
+        }
+        let mut list6: Vec<u64> = vec![acc % 5, 3];
+        while let Some(item7) = list6.pop() {
+            acc += item7;
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+        }
+        if acc % 3 == 0 {
+            return Ok(acc);
+        }
         Ok(acc)
     }
 
@@ -12597,50 +15137,124 @@ mod w199 {
     #[workflow]
     pub async fn wf(ctx: &mut WorkflowContext, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        match ctx.activity(other, acc % 97 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(other, acc % 51 + 6).await?;
+        acc += v1;
+        if acc % 2 == 1 {
+            return Ok(acc);
         }
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(17)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        for j2 in 0u64..1 {
-            acc += j2;
-            let v3: u64 = ctx.activity(step, acc % 87 + 2).await?;
-            acc += v3;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 94 + 8), ctx.activity(step, acc % 50 + 2))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
+        let (r2, r3) = ctx.join((ctx.activity(other, acc % 62 + 7), ctx.activity(step, acc % 60 + 0))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
             acc += v;
+        }
+        let mut i4: u64 = 0;
+        'l5: loop {
+            i4 += 1;
+            if i4 > 1 {
+                break 'l5;
+            }
+            if acc % 4 == 0 {
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+                let g7: u64 = ctx.signal("go").await?;
+                acc += g7;
+                acc += ctx.activity(other, acc % 94 + 2).await?;
+            } else {
+                let g8: u64 = ctx.signal("go").await?;
+                acc += g8;
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 5 == 1 {
+                let v9: u64 = ctx.activity(step, acc % 94 + 7).await?;
+                acc += v9;
+                acc += ctx.activity(step, acc % 64 + 4).await?;
+            } else {
+                let g10: u64 = ctx.signal("go").await?;
+                acc += g10;
+                let (r11, r12) = ctx.join((ctx.activity(step, acc % 95 + 7), ctx.activity(step, acc % 77 + 6))).await;
+                acc += r11.unwrap_or(1);
+                if let Ok(v) = r12 {
+                    acc += v;
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+        }
+        if acc % 5 == 1 {
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        } else {
+            let v13: u64 = ctx.activity(step, acc % 97 + 1).await?;
+            acc += v13;
+            let v14: u64 = ctx.activity(step, acc % 61 + 1).await?;
+            acc += v14;
+            acc += ctx.activity(step, acc % 77 + 3).await?;
         }
         Ok(acc)
     }
 
     pub async fn plain(ctx: &mut Plain, input: u64) -> Result<u64, SagaError> {
         let mut acc: u64 = input;
-        let q1: u64 = checked(acc)?;
-        acc += q1 % 5;
-        match ctx.activity(other, acc % 97 + 0).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 1,
+        let v1: u64 = ctx.activity(other, acc % 51 + 6).await?;
+        acc += v1;
+        if acc % 2 == 1 {
+            return Ok(acc);
         }
-        match ctx.signal::<u64>("stop").timeout(Duration::from_secs(17)).await {
-            Ok(v) => acc += v,
-            Err(_) => acc += 2,
-        }
-        for j2 in 0u64..1 {
-            acc += j2;
-            let v3: u64 = ctx.activity(step, acc % 87 + 2).await?;
-            acc += v3;
-        }
-        let (r4, r5) = ctx.join((ctx.activity(step, acc % 94 + 8), ctx.activity(step, acc % 50 + 2))).await;
-        acc += r4.unwrap_or(1);
-        if let Ok(v) = r5 {
+        let (r2, r3) = ctx.join((ctx.activity(other, acc % 62 + 7), ctx.activity(step, acc % 60 + 0))).await;
+        acc += r2.unwrap_or(1);
+        if let Ok(v) = r3 {
             acc += v;
+        }
+        let mut i4: u64 = 0;
+        'l5: loop {
+            i4 += 1;
+            if i4 > 1 {
+                break 'l5;
+            }
+            if acc % 4 == 0 {
+                let q6: u64 = checked(acc)?;
+                acc += q6 % 5;
+                let g7: u64 = ctx.signal("go").await?;
+                acc += g7;
+                acc += ctx.activity(other, acc % 94 + 2).await?;
+            } else {
+                let g8: u64 = ctx.signal("go").await?;
+                acc += g8;
+                if acc % 2 == 0 {
+                    return Ok(acc);
+                }
+            }
+            if acc % 5 == 1 {
+                let v9: u64 = ctx.activity(step, acc % 94 + 7).await?;
+                acc += v9;
+                acc += ctx.activity(step, acc % 64 + 4).await?;
+            } else {
+                let g10: u64 = ctx.signal("go").await?;
+                acc += g10;
+                let (r11, r12) = ctx.join((ctx.activity(step, acc % 95 + 7), ctx.activity(step, acc % 77 + 6))).await;
+                acc += r11.unwrap_or(1);
+                if let Ok(v) = r12 {
+                    acc += v;
+                }
+            }
+            if acc % 3 == 1 {
+                return Ok(acc);
+            }
+        }
+        if acc % 5 == 1 {
+            if acc % 3 == 1 && acc % 7 == 3 {
+                return Err(SagaError::rejected(format!("stop at {acc}")));
+            }
+        } else {
+            let v13: u64 = ctx.activity(step, acc % 97 + 1).await?;
+            acc += v13;
+            let v14: u64 = ctx.activity(step, acc % 61 + 1).await?;
+            acc += v14;
+            acc += ctx.activity(step, acc % 77 + 3).await?;
         }
         Ok(acc)
     }

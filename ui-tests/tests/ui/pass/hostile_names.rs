@@ -4,10 +4,10 @@
 #![deny(warnings)]
 #![allow(dead_code)]
 
-use saga_runtime::prelude::{
+use ::saga_runtime::prelude::{
     activity as register, ActivityError, Duration, SagaError, WorkflowContext,
 };
-use saga_runtime::prelude::{activity, workflow};
+use ::saga_runtime::prelude::{activity, workflow};
 
 struct Result;
 struct Option;
@@ -17,9 +17,18 @@ struct Some;
 struct None;
 struct Ok;
 struct Err;
+struct Transition;
+struct Wake;
+struct Command;
+struct Checkpoint;
+struct Cursor;
+struct From;
 fn drop() {}
+fn panic() {}
 mod core {}
 mod std {}
+mod serde {}
+mod saga_runtime {}
 
 #[activity]
 async fn start(n: u64) -> ::core::result::Result<u64, ActivityError> {
@@ -41,10 +50,22 @@ async fn r#loop(ctx: &mut WorkflowContext, state: u64) -> ::core::result::Result
     ::core::result::Result::Ok(r#type + wake)
 }
 
+/// A workflow whose context is not called `ctx`, and whose locals are named like
+/// the generated code's.
+#[workflow]
+async fn renamed(context: &mut WorkflowContext, __wake: u64) -> ::core::result::Result<u64, SagaError> {
+    let __value: u64 = context.activity(start, __wake).await?;
+    let __commands: u64 = context.activity(start, __value).await?;
+    ::core::result::Result::Ok(__commands + __value)
+}
+
 fn main() {
     let script = ui_tests::Script::new().activities([register::<start>, register::<r#finished>]);
     let run = ui_tests::check::<r#loop>(1, script);
     assert_eq!(run.result, ::core::result::Result::Ok(serde_json::json!(24)));
-    let variants: ::std::vec::Vec<&str> = <r#loop as saga_runtime::workflow::Workflow>::checkpoints().iter().map(|c| c.variant).collect();
+    let variants: ::std::vec::Vec<&str> = <r#loop as ::saga_runtime::workflow::Workflow>::checkpoints().iter().map(|c| c.variant).collect();
     assert_eq!(variants, ["Start2", "Finished2", "Sleep", "Start3"]);
+    let script = ui_tests::Script::new().activities([register::<start> as fn() -> _]);
+    let run = ui_tests::check::<renamed>(1, script);
+    assert_eq!(run.result, ::core::result::Result::Ok(serde_json::json!(5)));
 }
