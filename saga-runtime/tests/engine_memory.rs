@@ -30,3 +30,21 @@ async fn corrupted_snapshot_falls_back() {
     })
     .await;
 }
+
+/// `shutdown` stops the workers and the timer loop and returns, on a single-threaded
+/// runtime too.
+#[tokio::test(start_paused = true)]
+async fn shutdown_returns() {
+    let engine = scenario::builder(InMemoryStore::new())
+        .build()
+        .await
+        .unwrap();
+    let run = engine
+        .start::<saga_runtime::conformance::fixtures::chain>("shutdown", 3)
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), 3);
+    tokio::time::timeout(std::time::Duration::from_secs(5), engine.shutdown())
+        .await
+        .expect("shutdown returns");
+}
