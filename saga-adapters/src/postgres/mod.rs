@@ -624,17 +624,8 @@ impl EventStore for PostgresStore {
         expected_version: u64,
         events: Vec<HistoryEvent>,
     ) -> Result<u64> {
-        self.commit(Commit {
-            saga_id: saga_id.clone(),
-            expected_version,
-            events,
-            create_timers: Vec::new(),
-            cancel_timers: Vec::new(),
-            snapshot: None,
-            max_snapshots: 0,
-            tasks: Vec::new(),
-        })
-        .await
+        self.commit(Commit::events_only(saga_id, expected_version, events))
+            .await
     }
 
     async fn history_from(

@@ -29,6 +29,23 @@ pub struct Commit {
     pub tasks: Vec<Task>,
 }
 
+impl Commit {
+    /// A commit of events alone: what [`EventStore::append`] is, for a store whose
+    /// append and commit share one path.
+    pub fn events_only(saga_id: &SagaId, expected_version: u64, events: Vec<HistoryEvent>) -> Self {
+        Commit {
+            saga_id: saga_id.clone(),
+            expected_version,
+            events,
+            create_timers: Vec::new(),
+            cancel_timers: Vec::new(),
+            snapshot: None,
+            max_snapshots: 0,
+            tasks: Vec::new(),
+        }
+    }
+}
+
 /// An [`EventStore`] and [`TimerStore`] that commits a workflow task as a unit.
 ///
 /// Contract: `commit` appends `events` exactly as [`EventStore::append`] (a stale
