@@ -116,17 +116,8 @@ impl Workflow for saga_5 {
     }
 }
 
-/// Returns its input.
-pub(crate) struct echo {}
-
-impl Activity for echo {
-    const TYPE_ID: &'static str = "echo";
-    type Input = u64;
-    type Output = u64;
-    async fn execute(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
-        Ok(n)
-    }
-}
+/// The engine tests' `echo` (returns its input) drives the long chain too.
+pub(crate) use saga_runtime::conformance::fixtures::echo;
 
 /// `steps` sequential `echo` calls (three events each), then waits for signal `finish`
 /// so the execution stays open with its whole history:

@@ -817,7 +817,6 @@ impl Execution {
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
-                let _ = env;
                 Ok(())
             }
             EventType::ActivityTaskCanceled | EventType::LocalActivityCanceled => {
