@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use saga_runtime::domain::{
     EventCategory, EventType, HistoryEvent, SagaId, TimerKind, WorkflowStatus,
 };
-use saga_runtime::port::ExecutionSummary;
+use saga_runtime::port::{ExecutionSummary, TaskKind};
 use saga_runtime::{Error, ErrorKind, Result};
 use serde_json::Value;
 
@@ -88,6 +88,21 @@ pub(crate) fn parse_timer_kind(timer_id: &str, s: &str) -> Result<TimerKind> {
             )
             .with("timer_id", timer_id)
             .with("code", "unknown_timer_kind")
+        })
+}
+
+/// A stored outbox task kind (`TaskKind::name`).
+pub(crate) fn parse_task_kind(dedup_id: &str, s: &str) -> Result<TaskKind> {
+    [TaskKind::Workflow, TaskKind::Activity]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Codec,
+                format!("stored outbox task kind `{s}` is unknown"),
+            )
+            .with("dedup_id", dedup_id)
+            .with("code", "unknown_task_kind")
         })
 }
 

@@ -48,7 +48,30 @@ impl EventStore for Down {
     }
 }
 
-impl WorkflowStore for Down {}
+#[async_trait]
+impl WorkflowStore for Down {
+    async fn commit(&self, _: Commit) -> Result<u64, Error> {
+        Err(down(ErrorKind::EventStore))
+    }
+}
+
+#[async_trait]
+impl Outbox for Down {
+    async fn claim_tasks(
+        &self,
+        _: DateTime<Utc>,
+        _: Duration,
+        _: usize,
+    ) -> Result<Vec<Task>, Error> {
+        Err(down(ErrorKind::EventStore))
+    }
+    async fn settle_tasks(&self, _: &SagaId, _: &[String]) -> Result<(), Error> {
+        Err(down(ErrorKind::EventStore))
+    }
+    async fn outbox_len(&self) -> Result<u64, Error> {
+        Err(down(ErrorKind::EventStore))
+    }
+}
 
 #[async_trait]
 impl TimerStore for Down {

@@ -36,6 +36,7 @@
 //! `interval` events) runs as `BEGIN`, that statement, the snapshot insert and prune,
 //! `COMMIT`.
 
+mod outbox;
 mod signals;
 
 pub use signals::PgSignalDispatcher;
@@ -267,8 +268,9 @@ async fn create_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
 }
 
 /// The commit of one workflow task as one statement: `v` is the version check (and
-/// the execution-index update); the events and timer changes happen only if it
-/// changed a row.
+/// the execution-index update); the events, timer changes and outbox changes (`od`
+/// settles, all of the saga's tasks when `$24` says the commit closes it; `oi` adds)
+/// happen only if it changed a row.
 const COMMIT_TAIL: &str = "\
 ev AS (
     INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
@@ -289,6 +291,19 @@ tc AS (
 ),
 td AS (
     DELETE FROM saga_timers WHERE timer_id = ANY($23::text[]) AND EXISTS (SELECT 1 FROM v)
+),
+od AS (
+    DELETE FROM saga_outbox
+     WHERE saga_id = $1 AND ($24::bool OR dedup_id = ANY($25::text[]))
+       AND EXISTS (SELECT 1 FROM v)
+),
+oi AS (
+    INSERT INTO saga_outbox (saga_id, dedup_id, kind, queue, payload, due_at)
+    SELECT o.saga, o.id, o.kind, o.queue, o.payload, $30::timestamptz
+      FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $31::bytea[])
+           AS o(saga, id, kind, queue, payload)
+     WHERE EXISTS (SELECT 1 FROM v)
+    ON CONFLICT (saga_id, dedup_id) DO NOTHING
 )
 SELECT EXISTS (SELECT 1 FROM v), (SELECT version FROM saga_executions WHERE saga_id = $1)";
 
@@ -391,6 +406,8 @@ impl PostgresStore {
         if let Some(s) = &c.snapshot {
             self.save_snapshot_in(&mut tx, s, c.max_snapshots).await?;
         }
+        self.settle_in(&mut tx, &c.saga_id, &c.settle_tasks).await?;
+        self.add_tasks_in(&mut tx, &c.tasks, c.redeliver_at).await?;
         self.finish(tx).await?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         Ok(actual)
@@ -467,6 +484,29 @@ impl PostgresStore {
                     .collect::<Vec<_>>(),
             )
             .bind(cancelled.iter().map(String::as_str).collect::<Vec<_>>())
+            .bind(c.closes_execution())
+            .bind(&c.settle_tasks)
+            .bind(
+                c.tasks
+                    .iter()
+                    .map(|t| t.saga_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                c.tasks
+                    .iter()
+                    .map(|t| t.dedup_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(c.tasks.iter().map(|t| t.kind.name()).collect::<Vec<_>>())
+            .bind(c.tasks.iter().map(|t| t.queue.as_str()).collect::<Vec<_>>())
+            .bind(c.redeliver_at)
+            .bind(
+                c.tasks
+                    .iter()
+                    .map(|t| t.payload.as_slice())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| unavailable("commit a workflow task", e))?;

@@ -61,8 +61,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use saga_runtime::domain::{HistoryEvent, SagaId};
 use saga_runtime::port::{
-    Commit, EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord, TimerStore,
-    WorkflowStore,
+    Commit, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task, TimerRecord,
+    TimerStore, WorkflowStore,
 };
 use saga_runtime::{Error, ErrorKind, Result};
 use sqlx::sqlite::{
@@ -73,8 +73,8 @@ use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
 use self::writer::{Op, Reply, Request};
 use crate::common::{
-    check_dense, db_error, decode_event, migrate_error, parse_json, parse_timer_kind, status_name,
-    summary_from_row, RawEvent,
+    check_dense, db_error, decode_event, migrate_error, parse_json, parse_task_kind,
+    parse_timer_kind, status_name, summary_from_row, RawEvent,
 };
 use crate::{Stats, StoreStats};
 
@@ -519,6 +519,62 @@ impl WorkflowStore for SqliteStore {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// Outbox rows live in the same file; claims and settles go through the writer.
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim_tasks(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self.write(Op::ClaimTasks { now, limit, lease }).await? {
+            Reply::Tasks(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
+        if dedup_ids.is_empty() {
+            return Ok(());
+        }
+        match self
+            .write(Op::SettleTasks(saga_id.clone(), dedup_ids.to_vec()))
+            .await?
+        {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn outbox_len(&self) -> Result<u64> {
+        let mut conn = self.read().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saga_outbox")
+            .fetch_one(conn.conn())
+            .await
+            .map_err(|e| db_error(ErrorKind::EventStore, "count outbox tasks", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// A stored outbox row: `saga_id, dedup_id, kind, queue, payload`.
+pub(crate) fn task_from_row(row: &SqliteRow) -> Result<Task> {
+    let dedup_id: String = col(row, 1, "outbox dedup_id", ("outbox", "?"))?;
+    let key = ("dedup_id", dedup_id.as_str());
+    let saga: String = col(row, 0, "outbox saga_id", key)?;
+    let kind: String = col(row, 2, "outbox kind", key)?;
+    Ok(Task {
+        kind: parse_task_kind(&dedup_id, &kind)?,
+        saga_id: SagaId::new(saga),
+        queue: col(row, 3, "outbox queue", key)?,
+        payload: col(row, 4, "outbox payload", key)?,
+        dedup_id,
+    })
 }
 
 /// Read connections handed out one per query. A semaphore, not a timed pool: a reader

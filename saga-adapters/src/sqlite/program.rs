@@ -90,7 +90,11 @@ impl Program {
     /// Whether `c` can be compiled (else it runs statement by statement). The caller
     /// has validated it.
     pub(super) fn accepts(c: &Commit) -> bool {
-        !c.events.is_empty()
+        // Outbox writes are rare on SQLite (its engine's queue is in-process): they run
+        // statement by statement. Only the settling of a closed execution is compiled.
+        c.tasks.is_empty()
+            && c.settle_tasks.is_empty()
+            && !c.events.is_empty()
             && c.events.len() <= ROWS_PER_INSERT
             && match exec_change(c.expected_version, &c.events) {
                 ExecChange::Insert(s) => s.is_none_or(|s| s.search_attributes.is_empty()),
@@ -162,7 +166,16 @@ impl Program {
             .iter()
             .filter(|t| !c.cancel_timers.contains(&t.timer_id))
             .collect();
+        let closes = c.closes_execution();
         if timers.is_empty() && c.cancel_timers.is_empty() && c.snapshot.is_none() {
+            if closes {
+                self.statement(
+                    "DELETE FROM saga_outbox WHERE saga_id = ? AND changes() = ?",
+                    Role::Other,
+                );
+                self.arg(saga.clone());
+                self.arg(c.events.len() as i64);
+            }
             self.commits.push(i);
             return;
         }
@@ -174,6 +187,14 @@ impl Program {
         self.arg(i as i64);
         self.arg(c.events.len() as i64);
         const APPLIED: &str = "EXISTS (SELECT 1 FROM temp.saga_applied WHERE i = ?)";
+        if closes {
+            self.statement(
+                &format!("DELETE FROM saga_outbox WHERE saga_id = ? AND {APPLIED}"),
+                Role::Other,
+            );
+            self.arg(saga.clone());
+            self.arg(i as i64);
+        }
         for chunk in timers.chunks(ROWS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at_us, attributes) \

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use saga_runtime::domain::{HistoryEvent, SagaId};
-use saga_runtime::port::{Commit, Snapshot, TimerRecord};
+use saga_runtime::port::{Commit, Snapshot, Task, TimerRecord};
 use saga_runtime::{Error, ErrorKind, Result};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnection, SqliteQueryResult, SqliteRow};
@@ -51,12 +51,20 @@ pub(super) enum Op {
         lease: Duration,
     },
     Cancel(String),
+    ClaimTasks {
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    },
+    SettleTasks(SagaId, Vec<String>),
 }
 
 impl Op {
     fn kind(&self) -> ErrorKind {
         match self {
-            Op::Commit(_) | Op::SaveSnapshot(..) => ErrorKind::EventStore,
+            Op::Commit(_) | Op::SaveSnapshot(..) | Op::ClaimTasks { .. } | Op::SettleTasks(..) => {
+                ErrorKind::EventStore
+            }
             _ => ErrorKind::TimerStore,
         }
     }
@@ -69,6 +77,7 @@ pub(super) enum Reply {
     Done,
     Timers(Vec<TimerRecord>),
     Removed(bool),
+    Tasks(Vec<Task>),
 }
 
 pub(super) struct Request {
@@ -361,10 +370,38 @@ impl Writer<'_> {
                     .map_err(broken("remove a timer"))?;
                 Ok(Reply::Removed(r.rows_affected() > 0))
             }
-            Op::Claim { now, limit, lease } => {
-                let lease = chrono::Duration::from_std(*lease).unwrap_or(chrono::Duration::MAX);
+            Op::ClaimTasks { now, limit, lease } => {
                 let now_us = to_us(*now);
-                let until = now_us.saturating_add(lease.num_microseconds().unwrap_or(i64::MAX));
+                let until = now_us.saturating_add(lease_us(*lease));
+                let rows = self
+                    .fetch_all(
+                        sqlx::query(
+                            "UPDATE saga_outbox SET due_at_us = ?1 \
+                             WHERE (saga_id, dedup_id) IN (SELECT saga_id, dedup_id \
+                                 FROM saga_outbox WHERE due_at_us <= ?2 \
+                                 ORDER BY due_at_us LIMIT ?3) \
+                             RETURNING saga_id, dedup_id, kind, queue, payload",
+                        )
+                        .bind(until)
+                        .bind(now_us)
+                        .bind(i64::try_from(*limit).unwrap_or(i64::MAX)),
+                    )
+                    .await
+                    .map_err(broken("claim outbox tasks"))?;
+                let tasks = rows
+                    .iter()
+                    .map(super::task_from_row)
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(Failure::Broken)?;
+                Ok(Reply::Tasks(tasks))
+            }
+            Op::SettleTasks(saga, ids) => {
+                self.settle_tasks(saga, ids).await?;
+                Ok(Reply::Done)
+            }
+            Op::Claim { now, limit, lease } => {
+                let now_us = to_us(*now);
+                let until = now_us.saturating_add(lease_us(*lease));
                 let rows = self
                     .fetch_all(
                         sqlx::query(
@@ -483,6 +520,7 @@ impl Writer<'_> {
             }
             self.insert_events(&c.events).await?;
         }
+        self.write_outbox(c).await?;
         self.create_timers(&c.create_timers, &c.cancel_timers)
             .await?;
         if !c.cancel_timers.is_empty() {
@@ -653,6 +691,59 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// The outbox part of a commit that passed its version check: settle (all of the
+    /// saga's tasks if it closes), then add the new tasks.
+    async fn write_outbox(&mut self, c: &Commit) -> OpResult<()> {
+        let broken = |what: &'static str| {
+            move |e: sqlx::Error| Failure::Broken(db_error(ErrorKind::EventStore, what, e))
+        };
+        if c.closes_execution() {
+            self.exec(
+                sqlx::query("DELETE FROM saga_outbox WHERE saga_id = ?").bind(c.saga_id.as_str()),
+            )
+            .await
+            .map_err(broken("settle the tasks of a closed execution"))?;
+        }
+        self.settle_tasks(&c.saga_id, &c.settle_tasks).await?;
+        for chunk in c.tasks.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO saga_outbox (saga_id, dedup_id, kind, queue, payload, due_at_us) \
+                 VALUES ",
+            );
+            push_rows(&mut sql, chunk.len(), 6);
+            sql.push_str(" ON CONFLICT (saga_id, dedup_id) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q
+                    .bind(t.saga_id.as_str())
+                    .bind(t.dedup_id.as_str())
+                    .bind(t.kind.name())
+                    .bind(t.queue.as_str())
+                    .bind(t.payload.as_slice())
+                    .bind(to_us(c.redeliver_at));
+            }
+            self.exec(q).await.map_err(broken("write outbox tasks"))?;
+        }
+        Ok(())
+    }
+
+    async fn settle_tasks(&mut self, saga: &SagaId, ids: &[String]) -> OpResult<()> {
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut sql =
+                String::from("DELETE FROM saga_outbox WHERE saga_id = ? AND dedup_id IN (");
+            push_placeholders(&mut sql, chunk.len());
+            sql.push(')');
+            let mut q = sqlx::query(&sql).bind(saga.as_str());
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            self.exec(q).await.map_err(|e| {
+                Failure::Broken(db_error(ErrorKind::EventStore, "settle outbox tasks", e))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Creates timers (idempotent on id), skipping those also cancelled in the same
     /// write: created-then-cancelled leaves nothing, as the step-by-step commit would.
     async fn create_timers(
@@ -720,6 +811,11 @@ impl Writer<'_> {
         .map_err(broken("prune snapshots"))?;
         Ok(())
     }
+}
+
+/// A lease in microseconds, saturating.
+fn lease_us(lease: Duration) -> i64 {
+    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn search_json(attrs: Option<&BTreeMap<String, Value>>) -> String {

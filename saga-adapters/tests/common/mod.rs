@@ -76,8 +76,8 @@ pub mod held {
     use chrono::{DateTime, Utc};
     use saga_runtime::domain::{HistoryEvent, SagaId};
     use saga_runtime::port::{
-        Commit, EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord, TimerStore,
-        WorkflowStore,
+        Commit, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task, TimerRecord,
+        TimerStore, WorkflowStore,
     };
     use saga_runtime::Result;
 
@@ -149,6 +149,24 @@ pub mod held {
     impl<S: WorkflowStore> WorkflowStore for Held<S> {
         async fn commit(&self, c: Commit) -> Result<u64> {
             hold(self.0.commit(c)).await
+        }
+    }
+
+    #[async_trait]
+    impl<S: WorkflowStore> Outbox for Held<S> {
+        async fn claim_tasks(
+            &self,
+            now: DateTime<Utc>,
+            lease: Duration,
+            limit: usize,
+        ) -> Result<Vec<Task>> {
+            hold(self.0.claim_tasks(now, lease, limit)).await
+        }
+        async fn settle_tasks(&self, saga_id: &SagaId, ids: &[String]) -> Result<()> {
+            hold(self.0.settle_tasks(saga_id, ids)).await
+        }
+        async fn outbox_len(&self) -> Result<u64> {
+            hold(self.0.outbox_len()).await
         }
     }
 }

@@ -1193,6 +1193,142 @@ pub async fn stale_writer_conflicts_and_retries<S: ScenarioStore>(store: S) {
     a.verify_replay("stale").await.unwrap();
 }
 
+/// A task queue outside the process, as far as the engine can tell (so its outbox is
+/// on), that loses the first publish of every task, the way a broker may lose a
+/// message it acknowledged; it remembers every task published, to deliver them all
+/// again later.
+#[derive(Clone, Default)]
+pub struct LossyQueue {
+    inner: crate::adapter::memory::InMemoryTaskQueue,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<crate::port::Task>>>,
+}
+
+impl LossyQueue {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Vec<crate::port::Task>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes every task ever published once more (duplicate deliveries).
+    pub async fn redeliver_all(&self) {
+        let tasks = self.seen().clone();
+        for t in tasks {
+            crate::port::TaskQueue::publish(&self.inner, t)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::port::TaskQueue for LossyQueue {
+    async fn publish(&self, task: crate::port::Task) -> crate::domain::Result<()> {
+        let first = {
+            let mut seen = self.seen();
+            let first = !seen.iter().any(|t| t.dedup_id == task.dedup_id);
+            seen.push(task.clone());
+            first
+        };
+        if first {
+            return Ok(()); // acknowledged, and lost
+        }
+        self.inner.publish(task).await
+    }
+    async fn fetch(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> crate::domain::Result<Vec<crate::port::Delivery>> {
+        self.inner.fetch(queue, max, wait).await
+    }
+    async fn ack(&self, tag: &crate::port::DeliveryTag) -> crate::domain::Result<()> {
+        self.inner.ack(tag).await
+    }
+    async fn nak(
+        &self,
+        tag: &crate::port::DeliveryTag,
+        delay: Duration,
+    ) -> crate::domain::Result<()> {
+        self.inner.nak(tag, delay).await
+    }
+    async fn terminate(
+        &self,
+        tag: &crate::port::DeliveryTag,
+        reason: &str,
+    ) -> crate::domain::Result<()> {
+        self.inner.terminate(tag, reason).await
+    }
+    async fn dead_letters(
+        &self,
+        queue: &str,
+    ) -> crate::domain::Result<Vec<crate::port::DeadLetter>> {
+        self.inner.dead_letters(queue).await
+    }
+}
+
+/// The outbox: every task the broker loses is published again by the reconciler once
+/// it stays unsettled past `redeliver_after`; the saga completes; each activity ran
+/// exactly once; closing the execution left no task in the outbox. Delivering every
+/// task once more afterwards runs nothing again (the worker finds each result in
+/// history and drops the task).
+pub async fn outbox_redelivers_lost_tasks<S: ScenarioStore>(store: S) {
+    let queue = LossyQueue::default();
+    let engine = builder(store.clone())
+        .queue(queue.clone())
+        .outbox(crate::engine::OutboxConfig {
+            redeliver_after: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let receipt = engine
+        .start::<order_saga>("outbox-1", Order::new("ob"))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .expect("completes although every first publish was lost");
+    assert_eq!(receipt.shipment.tracking, "trk-ob");
+    let h = engine.history("outbox-1").await.unwrap();
+    assert_history_sound(&h);
+    let scheduled = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+        .count() as u64;
+    assert_eq!(scheduled, 3);
+    let m = engine.metrics();
+    assert!(
+        m.outbox_redelivered >= scheduled,
+        "each lost task must be re-published: {m:?}"
+    );
+    assert_eq!(m.activity_attempts, scheduled, "each step runs once: {m:?}");
+    assert_eq!(
+        store.outbox_len().await.unwrap(),
+        0,
+        "the closed execution must leave no task in the outbox"
+    );
+
+    queue.redeliver_all().await;
+    let dropped = m.dropped_tasks;
+    for _ in 0..100 {
+        if engine.metrics().dropped_tasks >= dropped + scheduled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = engine.metrics();
+    assert!(
+        after.dropped_tasks >= dropped + scheduled,
+        "duplicates of finished tasks must be dropped: {after:?}"
+    );
+    assert_eq!(
+        after.activity_attempts, scheduled,
+        "a duplicate must not run again"
+    );
+    assert_eq!(engine.history("outbox-1").await.unwrap(), h);
+}
+
 /// Calls the macro `$m` with the names of every scenario meant for tokio's paused
 /// clock: the one list each store's test file expands, so a new scenario runs on
 /// every adapter.
@@ -1230,7 +1366,8 @@ macro_rules! for_each_paused_scenario {
             local_activity,
             child_workflows,
             recorded_values_replay,
-            stale_writer_conflicts_and_retries
+            stale_writer_conflicts_and_retries,
+            outbox_redelivers_lost_tasks
         );
     };
 }

@@ -10,6 +10,7 @@
 //! | [`EventStore`](crate::port::EventStore) | [`run_all_event_store`] |
 //! | [`TaskQueue`](crate::port::TaskQueue) | [`run_all_task_queue`] |
 //! | [`TimerStore`](crate::port::TimerStore) | [`run_all_timer_store`] |
+//! | [`WorkflowStore`](crate::port::WorkflowStore) | [`run_all_workflow_store`] (with [`run_all_outbox`]) |
 //! | [`SignalDispatcher`](crate::port::SignalDispatcher) | [`run_all_signal_dispatcher`] |
 //!
 //! The checks take an adapter that the caller built (adapters are created async and
@@ -43,12 +44,14 @@
 pub mod engine;
 pub mod event_store;
 pub mod fixtures;
+pub mod outbox;
 pub mod signal_dispatcher;
 pub mod task_queue;
 pub mod timer_store;
 pub mod workflow_store;
 
 pub use event_store::run_all_event_store;
+pub use outbox::run_all_outbox;
 pub use signal_dispatcher::run_all_signal_dispatcher;
 pub use task_queue::run_all_task_queue;
 pub use timer_store::run_all_timer_store;

@@ -22,6 +22,7 @@ pub async fn run_all_workflow_store<S: WorkflowStore>(store: &Arc<S>) {
     check_stale_commit_writes_nothing(s).await;
     check_misnumbered_commit_writes_nothing(s).await;
     check_concurrent_commits_one_wins(store).await;
+    super::outbox::run_all_outbox(s).await;
 }
 
 /// A commit at the current version appends its events, creates and cancels its
@@ -44,6 +45,8 @@ pub async fn check_good_commit_writes_everything<S: WorkflowStore>(store: &S) {
         snapshot: Some(snapshot(&id, 3)),
         max_snapshots: 2,
         tasks: Vec::new(),
+        redeliver_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        settle_tasks: Vec::new(),
     };
     let version = ok("commit", store.commit(commit.clone()).await);
     assert_eq!(version, 4, "commit must return the new version");
@@ -94,6 +97,8 @@ pub async fn check_stale_commit_writes_nothing<S: WorkflowStore>(store: &S) {
         snapshot: Some(snapshot(&id, 2)),
         max_snapshots: 5,
         tasks: Vec::new(),
+        redeliver_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        settle_tasks: Vec::new(),
     };
     match store.commit(stale).await {
         Ok(v) => panic!("a commit at stale version 1 (store at 2) succeeded with {v}"),
@@ -119,6 +124,8 @@ pub async fn check_misnumbered_commit_writes_nothing<S: WorkflowStore>(store: &S
         snapshot: Some(snapshot(&id, 2)),
         max_snapshots: 5,
         tasks: Vec::new(),
+        redeliver_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        settle_tasks: Vec::new(),
     };
     let result = store.commit(bad).await;
     assert!(
@@ -150,6 +157,8 @@ pub async fn check_concurrent_commits_one_wins<S: WorkflowStore>(store: &Arc<S>)
                     snapshot: Some(snap),
                     max_snapshots: 5,
                     tasks: Vec::new(),
+                    redeliver_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                    settle_tasks: Vec::new(),
                 };
                 barrier.wait().await;
                 (writer, t, store.commit(commit).await)
@@ -245,6 +254,8 @@ async fn saga_with_timer<S: WorkflowStore>(store: &S, label: &str) -> (SagaId, T
         snapshot: None,
         max_snapshots: 5,
         tasks: Vec::new(),
+        redeliver_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        settle_tasks: Vec::new(),
     };
     assert_eq!(ok("commit", store.commit(commit).await), 1);
     (id, t)

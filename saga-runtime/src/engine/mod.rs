@@ -11,6 +11,7 @@
 mod clock;
 mod execution;
 mod machine;
+mod reconciler;
 mod worker;
 
 use std::collections::HashMap;
@@ -58,6 +59,7 @@ struct Counters {
     dropped_tasks: AtomicU64,
     workflow_task_failures: AtomicU64,
     store_errors: AtomicU64,
+    outbox_redelivered: AtomicU64,
 }
 
 /// A copy of the engine's counters.
@@ -81,6 +83,9 @@ pub struct EngineMetrics {
     pub workflow_task_failures: u64,
     /// Calls to the event or timer store that failed (an outage shows here first).
     pub store_errors: u64,
+    /// Outbox tasks the reconciler published again (their first publish was lost, or
+    /// their result was not recorded in time).
+    pub outbox_redelivered: u64,
 }
 
 /// What `describe` reports about one execution.
@@ -172,6 +177,40 @@ struct Config {
     run_workers: bool,
     recover_on_start: bool,
     result_poll: Duration,
+    outbox: OutboxConfig,
+}
+
+/// The transactional outbox and its reconciler (DESIGN.md section 6, [`Outbox`]).
+///
+/// [`Outbox`]: crate::port::Outbox
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxConfig {
+    /// Write every task to the store's outbox with the events that cause it. `None`
+    /// (the default): on exactly when the task queue is outside the process
+    /// ([`TaskQueue::is_in_process`] is false), where a lost message would otherwise
+    /// stall an execution.
+    pub enabled: Option<bool>,
+    /// How long a task may stay unsettled before the reconciler publishes it again
+    /// (default 60 s), and again after each such period. A republished task whose
+    /// result is recorded meanwhile is dropped by the worker that receives it, and the
+    /// broker drops a republish whose original it still holds (NATS deduplicates by
+    /// `Nats-Msg-Id` for two minutes); an activity attempt still running past both may
+    /// be delivered a second time, which its idempotency key must absorb. So this
+    /// trades latency after a lost message against duplicate deliveries: keep it above
+    /// your usual activity duration.
+    pub redeliver_after: Duration,
+    /// How often the reconciler looks for due tasks (default 1 s).
+    pub reconcile_every: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            enabled: None,
+            redeliver_after: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for Config {
@@ -186,6 +225,7 @@ impl Default for Config {
             run_workers: true,
             recover_on_start: true,
             result_poll: Duration::from_secs(1),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -203,6 +243,9 @@ pub(crate) struct Inner {
     cache: Mutex<HashMap<SagaId, Slot>>,
     clock: Clock,
     counters: Counters,
+    /// Whether commits write their tasks to the outbox ([`OutboxConfig::enabled`],
+    /// resolved against the queue).
+    outbox: bool,
     timer_wake: Notify,
     shutdown: watch::Sender<bool>,
     /// Itself, for effects that run as their own tasks (child starts, local
@@ -311,6 +354,13 @@ impl SagaEngineBuilder {
         self
     }
 
+    /// The transactional outbox and its reconciler (default: on when the task queue is
+    /// outside the process).
+    pub fn outbox(mut self, config: OutboxConfig) -> Self {
+        self.config.outbox = config;
+        self
+    }
+
     /// Validates the configuration and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
         let store = self
@@ -327,11 +377,17 @@ impl SagaEngineBuilder {
             .replayer
             .unwrap_or_else(|| Arc::new(StoreReplayer::new(store.clone())));
         let (shutdown, _) = watch::channel(false);
+        let queue: Arc<dyn TaskQueue> = self
+            .queue
+            .unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new()));
+        let outbox = self
+            .config
+            .outbox
+            .enabled
+            .unwrap_or_else(|| !queue.is_in_process());
         let inner = Arc::new_cyclic(|me| Inner {
             store,
-            queue: self
-                .queue
-                .unwrap_or_else(|| Arc::new(InMemoryTaskQueue::new())),
+            queue,
             signals: self
                 .signals
                 .unwrap_or_else(|| Arc::new(InMemorySignalDispatcher::new())),
@@ -342,6 +398,7 @@ impl SagaEngineBuilder {
             cache: Mutex::new(HashMap::new()),
             clock: Clock::new(),
             counters: Counters::default(),
+            outbox,
             timer_wake: Notify::new(),
             shutdown,
             me: me.clone(),
@@ -355,6 +412,9 @@ impl SagaEngineBuilder {
                 tasks.push(tokio::spawn(inner.clone().worker_loop()));
             }
             tasks.push(tokio::spawn(inner.clone().timer_loop()));
+            if inner.outbox {
+                tasks.push(tokio::spawn(inner.clone().reconcile_loop()));
+            }
         }
         Ok(SagaEngine {
             inner,
@@ -607,6 +667,7 @@ impl SagaEngine {
             dropped_tasks: get(&c.dropped_tasks),
             workflow_task_failures: get(&c.workflow_task_failures),
             store_errors: get(&c.store_errors),
+            outbox_redelivered: get(&c.outbox_redelivered),
         }
     }
 

@@ -115,7 +115,8 @@ fn raw(v: Option<&Value>) -> Box<serde_json::value::RawValue> {
 }
 
 fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
-    t + TimeDelta::milliseconds(ms.min(i64::MAX as u64) as i64)
+    let d = TimeDelta::try_milliseconds(ms.min(i64::MAX as u64) as i64).unwrap_or(TimeDelta::MAX);
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn unregistered(workflow_type: &str) -> Error {
@@ -137,7 +138,7 @@ fn new_trace_id(saga_id: &SagaId, now: DateTime<Utc>) -> String {
 }
 
 impl Inner {
-    fn counter(&self, c: &std::sync::atomic::AtomicU64) {
+    pub(super) fn counter(&self, c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -241,7 +242,7 @@ impl Inner {
     }
 
     /// Counts a failed store call (event or timer store): the outage metric.
-    fn note(&self, e: &Error) {
+    pub(super) fn note(&self, e: &Error) {
         if matches!(e.kind, ErrorKind::EventStore | ErrorKind::TimerStore) {
             self.counter(&self.counters.store_errors);
         }
@@ -258,7 +259,22 @@ impl Inner {
     where
         F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
     {
-        let r = self.process_once(saga_id, create, make).await;
+        self.process_settling(saga_id, create, None, make).await
+    }
+
+    /// [`Self::process`], settling the outbox task `settle` (the delivery whose result
+    /// the inputs record) in the same commit.
+    async fn process_settling<F>(
+        &self,
+        saga_id: &SagaId,
+        create: bool,
+        settle: Option<&str>,
+        make: F,
+    ) -> Result<Processed>
+    where
+        F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
+    {
+        let r = self.process_once(saga_id, create, settle, make).await;
         if let Err(e) = &r {
             self.note(e);
         }
@@ -269,6 +285,7 @@ impl Inner {
         &self,
         saga_id: &SagaId,
         create: bool,
+        settle: Option<&str>,
         mut make: F,
     ) -> Result<Processed>
     where
@@ -336,7 +353,11 @@ impl Inner {
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
             let snapshotted = snapshot.is_some();
             let is_child = exec.s.parent.is_some();
-            let (commit, after) = self.plan_commit(saga_id, expected, events, snapshot, is_child);
+            let (mut commit, after) =
+                self.plan_commit(saga_id, expected, events, snapshot, is_child);
+            if self.outbox {
+                commit.settle_tasks.extend(settle.map(str::to_owned));
+            }
             let timers_changed = !commit.create_timers.is_empty();
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
@@ -384,7 +405,18 @@ impl Inner {
         wanted: impl Fn(&Execution) -> bool,
         inputs: Vec<Input>,
     ) -> Result<Processed> {
-        self.process(saga_id, false, |exec| {
+        self.record_settling_if(saga_id, None, wanted, inputs).await
+    }
+
+    /// [`Self::record_if`] for the result of the outbox task `settle`.
+    async fn record_settling_if(
+        &self,
+        saga_id: &SagaId,
+        settle: Option<&str>,
+        wanted: impl Fn(&Execution) -> bool,
+        inputs: Vec<Input>,
+    ) -> Result<Processed> {
+        self.process_settling(saga_id, false, settle, |exec| {
             Ok(wanted(exec).then(|| inputs.clone()))
         })
         .await
@@ -487,6 +519,8 @@ impl Inner {
             snapshot,
             max_snapshots: self.config.snapshots.max_snapshots,
             tasks: Vec::new(),
+            redeliver_at: DateTime::<Utc>::UNIX_EPOCH,
+            settle_tasks: Vec::new(),
         };
         let mut out = Vec::new();
         for e in &events {
@@ -513,7 +547,9 @@ impl Inner {
                         });
                     }
                     let task = self.activity_task(e, &task);
-                    commit.tasks.push(task.clone());
+                    if self.outbox {
+                        commit.tasks.push(task.clone());
+                    }
                     out.push(Effect::Publish(task));
                 }
                 EventType::TimerStarted => {
@@ -580,6 +616,13 @@ impl Inner {
                     out.push(Effect::Notify(Notification::StatusChanged { status }));
                 }
             }
+        }
+        if !commit.tasks.is_empty() {
+            let at = events
+                .last()
+                .map_or_else(|| self.clock.now(), |e| e.timestamp);
+            let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
+            commit.redeliver_at = plus_ms(at, after_ms);
         }
         commit.events = events;
         (commit, out)
@@ -710,27 +753,21 @@ impl Inner {
             Err(e) if e.context("code") == Some("unregistered_workflow") => {
                 // This engine cannot run the workflow: record the input and let a worker
                 // that can pick it up.
-                self.append_raw(saga_id, event_type, attributes).await?;
-                self.queue
-                    .publish(Task {
-                        kind: TaskKind::Workflow,
-                        saga_id: saga_id.clone(),
-                        queue: self.config.queue.clone(),
-                        dedup_id: format!("{saga_id}:{}", self.store.version(saga_id).await?),
-                        payload: Vec::new(),
-                    })
-                    .await
+                let task = self.append_raw(saga_id, event_type, attributes).await?;
+                self.queue.publish(task).await
             }
             other => other.map(|_| ()),
         }
     }
 
+    /// Appends one event without running the workflow; returns the workflow task that
+    /// asks a worker to run it (in the outbox with the event when the outbox is on).
     async fn append_raw(
         &self,
         saga_id: &SagaId,
         event_type: EventType,
         attributes: Value,
-    ) -> Result<()> {
+    ) -> Result<Task> {
         loop {
             let version = self.store.version(saga_id).await?;
             if version == 0 {
@@ -746,9 +783,22 @@ impl Inner {
                 attributes.clone(),
                 trace_id,
             );
-            match self.store.append(saga_id, version, vec![e]).await {
+            let task = Task {
+                kind: TaskKind::Workflow,
+                saga_id: saga_id.clone(),
+                queue: self.config.queue.clone(),
+                dedup_id: format!("{saga_id}:{version}"),
+                payload: Vec::new(),
+            };
+            let mut commit = Commit::events_only(saga_id, version, vec![e]);
+            if self.outbox {
+                let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
+                commit.redeliver_at = plus_ms(self.clock.now(), after_ms);
+                commit.tasks.push(task.clone());
+            }
+            match self.store.commit(commit).await {
                 Err(e) if e.is_conflict() => continue,
-                other => return other.map(|_| ()),
+                other => return other.map(|_| task),
             }
         }
     }
@@ -974,6 +1024,20 @@ impl Inner {
             TaskKind::Activity => self.run_activity(&d).await,
             TaskKind::Workflow => self.run_workflow_task(&saga_id).await,
         };
+        // Settle the outbox row of a task that needs no redelivery: a workflow task once
+        // processed, any task dropped as stale. (An activity's result settles its row
+        // in the commit that records it.)
+        let settle = match (&outcome, d.task.kind) {
+            (Ok(Processed::Dropped), _) | (Ok(_), TaskKind::Workflow) => self.outbox,
+            _ => false,
+        };
+        if settle {
+            let ids = std::slice::from_ref(&d.task.dedup_id);
+            if let Err(e) = self.store.settle_tasks(&saga_id, ids).await {
+                self.note(&e);
+                tracing::debug!(saga_id = %saga_id, error = %e, "could not settle a task");
+            }
+        }
         let settled = match outcome {
             Ok(Processed::Appended) => self.queue.ack(&d.tag).await,
             Ok(Processed::Dropped) => {
@@ -1045,6 +1109,11 @@ impl Inner {
         let saga_id = &d.task.saga_id;
         let task: ActivityTask = serde_json::from_slice(&d.task.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
+        if !self.awaits_attempt(saga_id, task.seq, task.attempt).await? {
+            // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
+            // whose result is recorded, or that was superseded: never run it twice.
+            return Ok(Processed::Dropped);
+        }
         let started_at = self.clock.now();
         self.counter(&self.counters.activity_attempts);
         let ctx = ActivityContext {
@@ -1083,12 +1152,39 @@ impl Inner {
             Input::new(EventType::ActivityTaskStarted, started, started_at),
             Input::new(event_type, attributes, finished),
         ];
-        self.record_if(
+        self.record_settling_if(
             saga_id,
+            Some(&d.task.dedup_id),
             |exec| exec.accepts_result(task.seq, task.attempt),
             inputs,
         )
         .await
+    }
+
+    /// Whether the execution still waits for this attempt's result (loading it into
+    /// the cache if needed, where recording the result will find it).
+    async fn awaits_attempt(&self, saga_id: &SagaId, seq: u64, attempt: u32) -> Result<bool> {
+        let slot = self.slot(saga_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load(saga_id).await?);
+        }
+        let awaits = guard
+            .as_ref()
+            .is_some_and(|e| e.accepts_result(seq, attempt));
+        // With a shared queue (the outbox is on) another worker may have recorded this
+        // attempt since the cache was filled; a stale "no" is always re-checked.
+        let check = self.outbox || !awaits;
+        if check
+            && self.store.version(saga_id).await? != guard.as_ref().map_or(0, Execution::version)
+        {
+            // The cache is behind another engine's appends: decide on fresh state.
+            let exec = self.load(saga_id).await?;
+            let awaits = exec.accepts_result(seq, attempt);
+            *guard = Some(exec);
+            return Ok(awaits);
+        }
+        Ok(awaits)
     }
 
     /// A workflow task: reload the execution from the store, record what it owes, and

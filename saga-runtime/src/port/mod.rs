@@ -4,6 +4,7 @@
 
 pub mod event_store;
 pub mod history_replayer;
+pub mod outbox;
 pub mod signal_dispatcher;
 pub mod task_queue;
 pub mod timer_store;
@@ -11,6 +12,7 @@ pub mod workflow_store;
 
 pub use event_store::{EventStore, ExecutionFilter, ExecutionSummary, Snapshot};
 pub use history_replayer::{HistoryReplayer, LoadedHistory, StoreReplayer};
+pub use outbox::Outbox;
 pub use signal_dispatcher::{Notification, SignalDispatcher, SignalSubscription};
 pub use task_queue::{DeadLetter, Delivery, DeliveryTag, Task, TaskKind, TaskQueue};
 pub use timer_store::{TimerRecord, TimerStore};

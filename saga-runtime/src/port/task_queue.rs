@@ -98,4 +98,11 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()>;
     /// The dead-lettered tasks of `queue`.
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>>;
+    /// True for a queue that lives and dies with the process (the in-memory one): the
+    /// engine's recovery at start re-derives its tasks from history, so they need no
+    /// outbox. A broker's queue is shared and outlives a worker, so a lost message is
+    /// only found again through the outbox (the default, false).
+    fn is_in_process(&self) -> bool {
+        false
+    }
 }

@@ -1,11 +1,13 @@
 //! The store a workflow task commits to: events, timers and snapshots together.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::event_store::{EventStore, Snapshot};
+use super::outbox::Outbox;
 use super::task_queue::Task;
 use super::timer_store::{TimerRecord, TimerStore};
-use crate::domain::{HistoryEvent, Result, SagaId};
+use crate::domain::{EventType, HistoryEvent, Result, SagaId};
 
 /// Everything one workflow task writes.
 #[derive(Debug, Clone)]
@@ -24,9 +26,15 @@ pub struct Commit {
     pub snapshot: Option<Snapshot>,
     /// Snapshots to keep per saga.
     pub max_snapshots: u32,
-    /// Tasks the events caused. The engine publishes them after the commit; a store
-    /// with an outbox writes them in the same transaction so none is ever lost.
+    /// Tasks the events caused, written to the [`Outbox`] with the events. The engine
+    /// fills it only when its task queue is outside the process (an in-process queue
+    /// dies with the engine, whose recovery re-derives its tasks from history).
     pub tasks: Vec<Task>,
+    /// When the reconciler may publish `tasks` again if they are still unsettled
+    /// (the Unix epoch when there are none).
+    pub redeliver_at: DateTime<Utc>,
+    /// Dedup ids of this saga's outbox tasks whose results the events record.
+    pub settle_tasks: Vec<String>,
 }
 
 impl Commit {
@@ -42,34 +50,42 @@ impl Commit {
             snapshot: None,
             max_snapshots: 0,
             tasks: Vec::new(),
+            redeliver_at: DateTime::<Utc>::UNIX_EPOCH,
+            settle_tasks: Vec::new(),
         }
+    }
+
+    /// True if the execution is closed after these events (its last lifecycle event
+    /// completes, fails, times out or cancels it): the store then settles every outbox
+    /// task of the saga.
+    pub fn closes_execution(&self) -> bool {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e.event_type {
+                EventType::WorkflowExecutionCompleted
+                | EventType::WorkflowExecutionFailed
+                | EventType::WorkflowExecutionTimedOut
+                | EventType::WorkflowExecutionCanceled => Some(true),
+                EventType::WorkflowExecutionCompensating | EventType::WorkflowExecutionStarted => {
+                    Some(false)
+                }
+                _ => None,
+            })
+            .unwrap_or(false)
     }
 }
 
-/// An [`EventStore`] and [`TimerStore`] that commits a workflow task as a unit.
+/// An [`EventStore`], [`TimerStore`] and [`Outbox`] that commits a workflow task as a
+/// unit.
 ///
 /// Contract: `commit` appends `events` exactly as [`EventStore::append`] (a stale
 /// `expected_version` is a `Concurrency` error and writes nothing), and only if the
-/// append succeeds creates and cancels the timers and saves the snapshot. A database
-/// adapter does all of it in one transaction. The default runs the steps one after the
-/// other: still safe, because everything after the append can be rebuilt from history
-/// (the engine's recovery re-creates timers), but not atomic.
+/// append succeeds creates and cancels the timers, saves the snapshot, and writes and
+/// settles the outbox tasks ([`Outbox`] has the rules). A database adapter does all of
+/// it in one transaction.
 #[async_trait]
-pub trait WorkflowStore: EventStore + TimerStore {
+pub trait WorkflowStore: EventStore + TimerStore + Outbox {
     /// Commits one workflow task; returns the new version.
-    async fn commit(&self, commit: Commit) -> Result<u64> {
-        let version = self
-            .append(&commit.saga_id, commit.expected_version, commit.events)
-            .await?;
-        for t in commit.create_timers {
-            self.create(t).await?;
-        }
-        for id in &commit.cancel_timers {
-            self.cancel(id).await?;
-        }
-        if let Some(s) = commit.snapshot {
-            self.save_snapshot(s, commit.max_snapshots).await?;
-        }
-        Ok(version)
-    }
+    async fn commit(&self, commit: Commit) -> Result<u64>;
 }

@@ -2,11 +2,13 @@
 //! and signal dispatcher, and the store for tests and benchmarks.
 
 mod event_store;
+mod outbox;
 mod signal_dispatcher;
 mod task_queue;
 mod timer_store;
 
 pub use event_store::InMemoryEventStore;
+pub use outbox::InMemoryOutbox;
 pub use signal_dispatcher::InMemorySignalDispatcher;
 pub use task_queue::{InMemoryTaskQueue, QueueConfig};
 pub use timer_store::InMemoryTimerStore;
@@ -18,7 +20,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{HistoryEvent, Result, SagaId};
 use crate::port::{
-    EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord, TimerStore,
+    Commit, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task, TimerRecord,
+    TimerStore, WorkflowStore,
 };
 
 /// Event store and timer store in one value, like the durable stores: `InMemoryStore`
@@ -27,6 +30,7 @@ use crate::port::{
 pub struct InMemoryStore {
     events: InMemoryEventStore,
     timers: InMemoryTimerStore,
+    outbox: InMemoryOutbox,
 }
 
 impl InMemoryStore {
@@ -35,14 +39,19 @@ impl InMemoryStore {
         Self::default()
     }
 
-    /// The event store half.
+    /// The event store part.
     pub fn events(&self) -> &InMemoryEventStore {
         &self.events
     }
 
-    /// The timer store half.
+    /// The timer store part.
     pub fn timers(&self) -> &InMemoryTimerStore {
         &self.timers
+    }
+
+    /// The outbox part.
+    pub fn outbox(&self) -> &InMemoryOutbox {
+        &self.outbox
     }
 }
 
@@ -80,8 +89,47 @@ impl EventStore for InMemoryStore {
     }
 }
 
-/// The default, step-by-step commit: in memory nothing can fail between the steps.
-impl crate::port::WorkflowStore for InMemoryStore {}
+/// Step by step: in memory nothing can fail between the steps once the append passed.
+#[async_trait]
+impl WorkflowStore for InMemoryStore {
+    async fn commit(&self, mut c: Commit) -> Result<u64> {
+        let closes = c.closes_execution();
+        let events = std::mem::take(&mut c.events);
+        let version = self
+            .events
+            .append(&c.saga_id, c.expected_version, events)
+            .await?;
+        for t in &c.create_timers {
+            self.timers.create(t.clone()).await?;
+        }
+        for id in &c.cancel_timers {
+            self.timers.cancel(id).await?;
+        }
+        self.outbox.apply(&c, closes);
+        if let Some(s) = c.snapshot {
+            self.events.save_snapshot(s, c.max_snapshots).await?;
+        }
+        Ok(version)
+    }
+}
+
+#[async_trait]
+impl Outbox for InMemoryStore {
+    async fn claim_tasks(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        self.outbox.claim_tasks(now, lease, limit).await
+    }
+    async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
+        self.outbox.settle_tasks(saga_id, dedup_ids).await
+    }
+    async fn outbox_len(&self) -> Result<u64> {
+        self.outbox.outbox_len().await
+    }
+}
 
 #[async_trait]
 impl TimerStore for InMemoryStore {

@@ -263,4 +263,8 @@ impl TaskQueue for InMemoryTaskQueue {
             .cloned()
             .collect())
     }
+
+    fn is_in_process(&self) -> bool {
+        true
+    }
 }
