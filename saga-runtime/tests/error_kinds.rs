@@ -50,6 +50,9 @@ impl EventStore for Down {
 
 impl WorkflowStore for Down {}
 
+/// Keeps no definitions: the engine registers none.
+impl DefinitionStore for Down {}
+
 #[async_trait]
 impl TimerStore for Down {
     async fn create(&self, _: TimerRecord) -> Result<(), Error> {

@@ -11,6 +11,7 @@
 //! | [`TaskQueue`](crate::port::TaskQueue) | [`run_all_task_queue`] |
 //! | [`TimerStore`](crate::port::TimerStore) | [`run_all_timer_store`] |
 //! | [`SignalDispatcher`](crate::port::SignalDispatcher) | [`run_all_signal_dispatcher`] |
+//! | [`DefinitionStore`](crate::port::DefinitionStore) | [`run_all_definition_store`] |
 //!
 //! The checks take an adapter that the caller built (adapters are created async and
 //! isolate themselves: own schema, own stream). Every check uses fresh ids (saga ids,
@@ -40,6 +41,7 @@
 //! }
 //! ```
 
+pub mod definition_store;
 pub mod engine;
 pub mod event_store;
 pub mod fixtures;
@@ -48,6 +50,7 @@ pub mod task_queue;
 pub mod timer_store;
 pub mod workflow_store;
 
+pub use definition_store::run_all_definition_store;
 pub use event_store::run_all_event_store;
 pub use signal_dispatcher::run_all_signal_dispatcher;
 pub use task_queue::run_all_task_queue;

@@ -323,6 +323,14 @@ impl SagaEngineBuilder {
                 "snapshot interval must be at least 1",
             ));
         }
+        // Before any worker runs, so that tools without the code (the `saga` CLI) find
+        // the definition of every execution they see.
+        for wf in self.workflows.values() {
+            match store.register_definition(wf.definition(Utc::now())).await {
+                Err(e) if e.context("code") == Some("unsupported") => break,
+                r => r?,
+            }
+        }
         let replayer = self
             .replayer
             .unwrap_or_else(|| Arc::new(StoreReplayer::new(store.clone())));

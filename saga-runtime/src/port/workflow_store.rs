@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::definition_store::DefinitionStore;
 use super::event_store::{EventStore, Snapshot};
 use super::task_queue::Task;
 use super::timer_store::{TimerRecord, TimerStore};
@@ -54,8 +55,12 @@ impl Commit {
 /// adapter does all of it in one transaction. The default runs the steps one after the
 /// other: still safe, because everything after the append can be rebuilt from history
 /// (the engine's recovery re-creates timers), but not atomic.
+///
+/// The engine registers its workflows' definitions in the same store
+/// ([`DefinitionStore`]), so tools without the workflow code can read them; a store
+/// that keeps none implements `DefinitionStore` with its defaults.
 #[async_trait]
-pub trait WorkflowStore: EventStore + TimerStore {
+pub trait WorkflowStore: EventStore + TimerStore + DefinitionStore {
     /// Commits one workflow task; returns the new version.
     async fn commit(&self, commit: Commit) -> Result<u64> {
         let version = self

@@ -1,11 +1,13 @@
 //! In-process adapters: every port backed by memory. The engine's default task queue
 //! and signal dispatcher, and the store for tests and benchmarks.
 
+mod definition_store;
 mod event_store;
 mod signal_dispatcher;
 mod task_queue;
 mod timer_store;
 
+pub use definition_store::InMemoryDefinitionStore;
 pub use event_store::InMemoryEventStore;
 pub use signal_dispatcher::InMemorySignalDispatcher;
 pub use task_queue::{InMemoryTaskQueue, QueueConfig};
@@ -18,15 +20,18 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{HistoryEvent, Result, SagaId};
 use crate::port::{
-    EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord, TimerStore,
+    DefinitionStore, EventStore, ExecutionFilter, ExecutionSummary, Snapshot, TimerRecord,
+    TimerStore, WorkflowDefinition,
 };
 
-/// Event store and timer store in one value, like the durable stores: `InMemoryStore`
-/// is to tests what `SqliteStore` is to a laptop. Clones share the same data.
+/// Event store, timer store and workflow definitions in one value, like the durable
+/// stores: `InMemoryStore` is to tests what `SqliteStore` is to a laptop. Clones share
+/// the same data.
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     events: InMemoryEventStore,
     timers: InMemoryTimerStore,
+    definitions: InMemoryDefinitionStore,
 }
 
 impl InMemoryStore {
@@ -77,6 +82,19 @@ impl EventStore for InMemoryStore {
     }
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
         self.events.list_executions(filter).await
+    }
+}
+
+#[async_trait]
+impl DefinitionStore for InMemoryStore {
+    async fn register_definition(&self, definition: WorkflowDefinition) -> Result<()> {
+        self.definitions.register_definition(definition).await
+    }
+    async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
+        self.definitions.definitions().await
+    }
+    async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
+        self.definitions.definition(workflow_type).await
     }
 }
 
