@@ -9,7 +9,8 @@
 //! feed that path.
 
 mod clock;
-mod execution;
+pub(crate) mod execution;
+pub(crate) mod inputs;
 mod machine;
 mod worker;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -517,7 +518,7 @@ impl SagaEngine {
             .input_from_outside(
                 &saga_id,
                 EventType::SignalReceived,
-                json!({"name": name, "payload": payload}),
+                inputs::signal_attributes(name, payload),
             )
             .await
     }
@@ -530,7 +531,7 @@ impl SagaEngine {
             .input_from_outside(
                 &saga_id,
                 EventType::WorkflowExecutionCancelRequested,
-                json!({"reason": "cancelled"}),
+                inputs::cancel_attributes(),
             )
             .await
     }
