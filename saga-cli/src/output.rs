@@ -8,15 +8,21 @@ use serde_json::Value;
 
 use crate::error::CliError;
 
-/// Writes `text` to stdout (an error if stdout is closed, e.g. piped into `head`).
+/// Writes `text` to stdout, ending with a newline.
 pub(crate) fn print(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n")?;
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| match text.ends_with('\n') {
+            true => Ok(()),
+            false => out.write_all(b"\n"),
+        })
+        .and_then(|()| out.flush());
+    match written {
+        // The reader went away (`saga list | head`): stop quietly, as Unix tools do.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
     }
-    out.flush()?;
-    Ok(())
 }
 
 /// `value` as pretty JSON.
