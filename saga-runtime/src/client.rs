@@ -184,7 +184,7 @@ impl SagaClient {
         let event = inputs::started_event(&saga_id, attributes, &trace_id, now);
         match self.store.append(&saga_id, 0, vec![event.clone()]).await {
             Ok(version) => {
-                self.publish(&saga_id, version).await?;
+                self.publish(&saga_id, version).await;
                 Ok(event)
             }
             Err(e) if e.is_conflict() => Err(Error::already_started(saga_id.as_str())),
@@ -258,7 +258,10 @@ impl SagaClient {
                 .append(saga_id, history.len() as u64, vec![event])
                 .await
             {
-                Ok(version) => return self.publish(saga_id, version).await,
+                Ok(version) => {
+                    self.publish(saga_id, version).await;
+                    return Ok(());
+                }
                 // Another writer appended meanwhile: check again on the new history.
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
@@ -266,14 +269,15 @@ impl SagaClient {
         }
     }
 
-    async fn publish(&self, saga_id: &SagaId, version: u64) -> Result<()> {
-        match &self.queue {
-            Some((queue, name)) => {
-                queue
-                    .publish(inputs::workflow_task(saga_id, name, version))
-                    .await
+    /// Asks a worker to fold what was just appended. The write is durable already: a
+    /// lost task costs latency (the next re-drive picks the execution up), so a failure
+    /// here is logged, not reported as a failed start or signal.
+    async fn publish(&self, saga_id: &SagaId, version: u64) {
+        if let Some((queue, name)) = &self.queue {
+            let task = inputs::workflow_task(saga_id, name, version);
+            if let Err(e) = queue.publish(task).await {
+                tracing::warn!(saga_id = %saga_id, error = %e, "recorded, but no workflow task published");
             }
-            None => Ok(()),
         }
     }
 
