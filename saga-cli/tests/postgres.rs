@@ -194,6 +194,12 @@ async fn every_command_on_postgres() {
         run(&["signal", "done-1", "approval"])
             .await
             .fails(1, "is closed (Completed)");
+        run(&["start", "order-saga", "--input", "{not json"])
+            .await
+            .fails(2, "--input is not valid JSON");
+        run(&["cancel", "done-1"])
+            .await
+            .fails(1, "is closed (Completed)");
     })
     .await;
 }

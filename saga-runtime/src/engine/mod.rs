@@ -225,7 +225,8 @@ pub struct SagaEngineBuilder {
 
 impl SagaEngineBuilder {
     /// The store for events, snapshots and timers (`InMemoryStore`, `SqliteStore`,
-    /// `PostgresStore`).
+    /// `PostgresStore`). `build` registers the workflows' definitions in it too, for
+    /// tools without the code (see [`DefinitionStore`](crate::port::DefinitionStore)).
     pub fn store<S: WorkflowStore>(mut self, store: S) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -312,7 +313,8 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// Validates the configuration and starts the workers.
+    /// Validates the configuration, registers each workflow's definition in the store
+    /// (when it keeps them), and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
         let store = self
             .store
