@@ -20,12 +20,13 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Signal { payload, .. } = &cli.command {
         parse_json("--payload", payload)?;
     }
-    if let Command::List(args) = &cli.command {
-        read::filter(args)?;
-    }
+    let filter = match &cli.command {
+        Command::List(args) => Some(read::filter(args)?),
+        _ => None,
+    };
     let opened = store::open(&cli.global).await?;
     match cli.command {
-        Command::List(args) => read::list(&opened.client, &args, format).await,
+        Command::List(_) => read::list(&opened.client, &filter.unwrap_or_default(), format).await,
         Command::Show { id } => read::show(&opened.client, &id, format).await,
         Command::History {
             id,

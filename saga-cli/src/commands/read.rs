@@ -88,10 +88,10 @@ fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<U
 
 pub(crate) async fn list(
     client: &SagaClient,
-    args: &ListArgs,
+    filter: &ExecutionFilter,
     format: Format,
 ) -> Result<(), CliError> {
-    let executions = client.list(&filter(args)?).await?;
+    let executions = client.list(filter).await?;
     match format {
         Format::Json => print(&output::json(&executions)?),
         Format::Table => {
