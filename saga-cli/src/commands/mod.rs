@@ -14,12 +14,11 @@ use crate::store;
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.global.output;
     // Bad input is reported before the store is opened: no connection for a typo.
-    if let Command::Start { input, .. } = &cli.command {
-        parse_json("--input", input)?;
-    }
-    if let Command::Signal { payload, .. } = &cli.command {
-        parse_json("--payload", payload)?;
-    }
+    let json = match &cli.command {
+        Command::Start { input, .. } => Some(parse_json("--input", input)?),
+        Command::Signal { payload, .. } => Some(parse_json("--payload", payload)?),
+        _ => None,
+    };
     let filter = match &cli.command {
         Command::List(args) => Some(read::filter(args)?),
         _ => None,
@@ -37,15 +36,15 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Definitions => read::definitions(&opened.client, format).await,
         Command::Start {
             workflow_type,
-            input,
             id,
             timeout,
+            ..
         } => {
-            let input = parse_json("--input", &input)?;
+            let input = json.unwrap_or_default();
             write::start(&opened, &workflow_type, input, id, timeout, format).await
         }
-        Command::Signal { id, name, payload } => {
-            let payload = parse_json("--payload", &payload)?;
+        Command::Signal { id, name, .. } => {
+            let payload = json.unwrap_or_default();
             write::signal(opened, &id, &name, payload, format).await
         }
         Command::Cancel { id } => write::cancel(&opened, &id, format).await,
