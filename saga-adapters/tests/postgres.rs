@@ -47,6 +47,15 @@ async fn timer_store_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_store_conformance() {
+    with_schema(|config| async move {
+        conformance::run_all_definition_store(&Arc::new(connect(config.clone()).await)).await;
+        conformance::run_all_definition_store(&Arc::new(connect(config).await)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_store_conformance() {
     with_schema(|config| async move {
         conformance::run_all_workflow_store(&Arc::new(connect(config).await)).await;

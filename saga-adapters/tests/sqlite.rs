@@ -11,6 +11,7 @@ use common::held::Held;
 use saga_adapters::SqliteStore;
 use saga_runtime::conformance;
 use saga_runtime::conformance::engine as scenario;
+use saga_runtime::port::DefinitionStore;
 
 async fn store() -> SqliteStore {
     SqliteStore::open_temporary()
@@ -38,6 +39,25 @@ async fn event_store_conformance_twice_across_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_store_conformance() {
     conformance::run_all_timer_store(&Arc::new(store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_store_conformance() {
+    conformance::run_all_definition_store(&Arc::new(store().await)).await;
+}
+
+/// Definitions survive a reopen of the file, and the suite passes again among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_store_conformance_twice_across_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("saga.db");
+    let first = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    conformance::run_all_definition_store(&first).await;
+    let before = first.definitions().await.expect("definitions");
+    drop(first);
+    let second = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
+    assert_eq!(second.definitions().await.expect("definitions"), before);
+    conformance::run_all_definition_store(&second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

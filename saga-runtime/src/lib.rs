@@ -8,6 +8,7 @@
 //! - [`engine`]: `SagaEngine`, workers, replay, timers, compensation;
 //! - [`codec`] and [`snapshot`]: state encoding and checksummed snapshots;
 //! - [`adapter::memory`]: in-process adapters;
+//! - [`client`]: `SagaClient`, which operates executions without the workflow code;
 //! - [`conformance`]: the test suite every adapter must pass unchanged.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -16,6 +17,7 @@
 pub mod __private;
 pub mod activity;
 pub mod adapter;
+pub mod client;
 pub mod codec;
 pub mod conformance;
 pub mod domain;

@@ -80,3 +80,16 @@ async fn signal_dispatcher_in_memory() {
 async fn workflow_store_in_memory_store() {
     conformance::run_all_workflow_store(&Arc::new(InMemoryStore::new())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_store_in_memory_store() {
+    conformance::run_all_definition_store(&Arc::new(InMemoryStore::new())).await;
+}
+
+/// A store holding an earlier run's definitions passes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_store_suite_passes_twice_on_one_store() {
+    let store = Arc::new(InMemoryStore::new());
+    conformance::run_all_definition_store(&store).await;
+    conformance::run_all_definition_store(&store).await;
+}

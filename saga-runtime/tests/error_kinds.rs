@@ -73,6 +73,9 @@ impl Outbox for Down {
     }
 }
 
+/// Keeps no definitions: the engine registers none.
+impl DefinitionStore for Down {}
+
 #[async_trait]
 impl TimerStore for Down {
     async fn create(&self, _: TimerRecord) -> Result<(), Error> {

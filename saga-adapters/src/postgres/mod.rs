@@ -36,6 +36,7 @@
 //! `interval` events) runs as `BEGIN`, that statement, the snapshot insert and prune,
 //! `COMMIT`.
 
+mod definitions;
 mod outbox;
 mod signals;
 

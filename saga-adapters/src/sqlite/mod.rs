@@ -49,6 +49,7 @@
 //! The file can be shared with other processes (the CLI, a second engine): writers
 //! take SQLite's write lock with `BEGIN IMMEDIATE` and wait up to `busy_timeout` for it.
 
+mod definitions;
 mod program;
 mod writer;
 

@@ -76,8 +76,8 @@ pub mod held {
     use chrono::{DateTime, Utc};
     use saga_runtime::domain::{HistoryEvent, SagaId};
     use saga_runtime::port::{
-        Commit, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task, TimerRecord,
-        TimerStore, WorkflowStore,
+        Commit, DefinitionStore, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot,
+        Task, TimerRecord, TimerStore, WorkflowDefinition, WorkflowStore,
     };
     use saga_runtime::Result;
 
@@ -142,6 +142,19 @@ pub mod held {
         }
         async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>> {
             hold(self.0.next_fire_at()).await
+        }
+    }
+
+    #[async_trait]
+    impl<S: DefinitionStore> DefinitionStore for Held<S> {
+        async fn register_definition(&self, d: WorkflowDefinition) -> Result<()> {
+            hold(self.0.register_definition(d)).await
+        }
+        async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
+            hold(self.0.definitions()).await
+        }
+        async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
+            hold(self.0.definition(workflow_type)).await
         }
     }
 

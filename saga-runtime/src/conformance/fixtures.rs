@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Activity, ActivityContext, ActivityError, ActivityOptions, RetryPolicy};
-use crate::workflow::{Command, SagaError, Transition, Wake, Workflow, WorkflowContext};
+use crate::workflow::{
+    Checkpoint, CheckpointKind, Command, SagaError, Transition, Wake, Workflow, WorkflowContext,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
@@ -239,6 +241,14 @@ impl Workflow for order_saga {
         OrderSagaState::Start { order }
     }
 
+    fn checkpoints() -> &'static [Checkpoint] {
+        ORDER_SAGA_CHECKPOINTS
+    }
+
+    fn diagram() -> &'static str {
+        ORDER_SAGA_DIAGRAM
+    }
+
     fn resume(state: OrderSagaState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
         use OrderSagaState as S;
         match state {
@@ -314,6 +324,60 @@ impl Workflow for order_saga {
         }
     }
 }
+
+/// [`order_saga`]'s checkpoint table, as `#[workflow]` would emit it (lines are those of
+/// the manual's example).
+const ORDER_SAGA_CHECKPOINTS: &[Checkpoint] = &[
+    Checkpoint {
+        id: 0,
+        variant: "ReserveInventory",
+        line: 3,
+        kind: CheckpointKind::Activity,
+        awaits: "reserve_inventory",
+    },
+    Checkpoint {
+        id: 1,
+        variant: "ChargePayment",
+        line: 4,
+        kind: CheckpointKind::Activity,
+        awaits: "charge_payment",
+    },
+    Checkpoint {
+        id: 2,
+        variant: "Approval",
+        line: 5,
+        kind: CheckpointKind::Signal,
+        awaits: "approval",
+    },
+    Checkpoint {
+        id: 3,
+        variant: "ShipOrder",
+        line: 9,
+        kind: CheckpointKind::Activity,
+        awaits: "ship_order",
+    },
+];
+
+/// [`order_saga`]'s diagram, in the shape `#[workflow]` emits.
+const ORDER_SAGA_DIAGRAM: &str = "stateDiagram-v2
+    [*] --> Start
+    Start --> ReserveInventory
+    ReserveInventory: activity reserve_inventory (line 3)
+    ReserveInventory --> ChargePayment
+    ReserveInventory --> Failed: error
+    ChargePayment: activity charge_payment (line 4)
+    ChargePayment --> Approval
+    ChargePayment --> ShipOrder
+    ChargePayment --> Failed: error
+    Approval: signal approval (line 5)
+    Approval --> ShipOrder
+    Approval --> Failed: error
+    ShipOrder: activity ship_order (line 9)
+    ShipOrder --> [*]: return
+    ShipOrder --> Failed: error
+    Failed --> Compensating: undo completed steps, last first
+    Compensating --> [*]
+";
 
 /// The same type id and fingerprint as [`order_saga`], but it ships before charging:
 /// a code change that forgot to change the fingerprint. Replay must catch it.

@@ -12,6 +12,7 @@
 //! | [`TimerStore`](crate::port::TimerStore) | [`run_all_timer_store`] |
 //! | [`WorkflowStore`](crate::port::WorkflowStore) | [`run_all_workflow_store`] (with [`run_all_outbox`]) |
 //! | [`SignalDispatcher`](crate::port::SignalDispatcher) | [`run_all_signal_dispatcher`] |
+//! | [`DefinitionStore`](crate::port::DefinitionStore) | [`run_all_definition_store`] |
 //!
 //! The checks take an adapter that the caller built (adapters are created async and
 //! isolate themselves: own schema, own stream). Every check uses fresh ids (saga ids,
@@ -41,6 +42,7 @@
 //! }
 //! ```
 
+pub mod definition_store;
 pub mod engine;
 pub mod event_store;
 pub mod fixtures;
@@ -50,6 +52,7 @@ pub mod task_queue;
 pub mod timer_store;
 pub mod workflow_store;
 
+pub use definition_store::run_all_definition_store;
 pub use event_store::run_all_event_store;
 pub use outbox::run_all_outbox;
 pub use signal_dispatcher::run_all_signal_dispatcher;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::machine::{ErasedWorkflow, Machine, Step};
+use super::ExecutionDescription;
 use crate::activity::{ActivityError, ActivityRegistry, RetryPolicy};
 use crate::codec::{AnyCodec, Codec};
 use crate::domain::{
@@ -30,7 +31,9 @@ use crate::workflow::{ChildError, Command, RecordedValue, Wake, WorkflowContext}
 
 /// What the fold needs from the engine: the workflow's code and the activity registry.
 pub(crate) struct Env<'a> {
-    pub(crate) workflow: &'a dyn ErasedWorkflow,
+    /// The workflow's code; `None` when observing a history without it
+    /// ([`Execution::observe`]): recorded decisions are then taken as they are.
+    pub(crate) workflow: Option<&'a dyn ErasedWorkflow>,
     pub(crate) activities: &'a ActivityRegistry,
 }
 
@@ -288,6 +291,90 @@ impl Execution {
         self.s.status.is_some() && !self.is_closed()
     }
 
+    /// Folds a recorded history without the workflow's code: status, pending work and
+    /// compensations as the engine's fold has them, but no machine, so no checkpoint
+    /// (it reads `Finished`) and no signal waits without a timeout (they leave no
+    /// event). Used by tools that hold no workflow code.
+    pub(crate) fn observe(saga_id: &SagaId, events: &[HistoryEvent]) -> Result<Self> {
+        let first = events
+            .first()
+            .ok_or_else(|| Error::not_found(saga_id.as_str()))?;
+        if first.event_type != EventType::WorkflowExecutionStarted {
+            return Err(replay_error(
+                saga_id,
+                format!(
+                    "history starts with {} instead of WorkflowExecutionStarted",
+                    first.event_type
+                ),
+            ));
+        }
+        let activities = ActivityRegistry::new();
+        let env = Env {
+            workflow: None,
+            activities: &activities,
+        };
+        let mut exec = Execution::new(saga_id.clone());
+        for e in events {
+            exec.apply(&env, e)?;
+        }
+        // With the code, the machine goes to Paused when its workflow task ends waiting.
+        // A task ends with what it decided (or its snapshot); a history that ends with
+        // an input still owes a worker the task that folds it.
+        let last = events.last().map(|e| e.event_type);
+        if exec.s.status == Some(WorkflowStatus::Running)
+            && last.is_some_and(|t| is_decision(t) || t == EventType::SnapshotCreated)
+        {
+            exec.s.status = Some(WorkflowStatus::Paused);
+        }
+        Ok(exec)
+    }
+
+    /// What `describe` reports.
+    pub(crate) fn description(&self) -> ExecutionDescription {
+        let s = &self.s;
+        ExecutionDescription {
+            saga_id: s.saga_id.clone(),
+            workflow_type: s.workflow_type.clone(),
+            fingerprint: s.fingerprint.clone(),
+            status: self.status().unwrap_or(WorkflowStatus::Running),
+            checkpoint: self.checkpoint(),
+            history_length: self.version(),
+            started_at: s.started_at,
+            closed_at: s.closed_at,
+            pending_activities: s
+                .activities
+                .values()
+                .map(|a| (a.activity_type.clone(), a.attempt))
+                .collect(),
+            pending_timers: s.timers.keys().cloned().collect(),
+            waiting_for_signals: s.waits.iter().map(|w| w.name.clone()).collect(),
+            pending_children: s
+                .children
+                .values()
+                .map(|c| c.child_id.to_string())
+                .collect(),
+            compensations_done: s
+                .tracker
+                .compensated_steps()
+                .iter()
+                .map(|st| st.compensation_activity_type.clone())
+                .collect(),
+            compensations_pending: if self.status() == Some(WorkflowStatus::Compensating) {
+                s.tracker
+                    .get_compensation_actions()
+                    .iter()
+                    .map(|a| a.compensation_type.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            failure: s.failure.clone(),
+            output: s.output.clone(),
+            workflow_task_failure: s.workflow_task_failure.clone(),
+            trace_id: s.trace_id.clone(),
+        }
+    }
+
     pub(crate) fn checkpoint(&self) -> String {
         match &self.machine {
             Some(m) => m.checkpoint(),
@@ -429,7 +516,13 @@ impl Execution {
                 ),
             ));
         }
-        if is_decision(e.event_type) {
+        if is_decision(e.event_type) && env.workflow.is_none() {
+            // Observing without the code: the recorded decision is the truth, and what
+            // the inputs before it owed is settled by it.
+            self.decisions.clear();
+            self.s.version += 1;
+            self.apply_decision(env, e)
+        } else if is_decision(e.event_type) {
             let expected = self.decisions.pop_front().ok_or_else(|| {
                 replay_error(
                     &self.s.saga_id,
@@ -522,22 +615,27 @@ impl Execution {
                         p.get("seq")?.as_u64()?,
                     ))
                 });
-                if self.s.fingerprint != env.workflow.fingerprint() {
+                if let Some(wf) = env
+                    .workflow
+                    .filter(|wf| wf.fingerprint() != self.s.fingerprint)
+                {
                     return Err(replay_error(
                         &self.s.saga_id,
                         format!(
                             "workflow `{}` changed: the execution started with fingerprint {} but this worker has {}",
                             self.s.workflow_type,
                             self.s.fingerprint,
-                            env.workflow.fingerprint()
+                            wf.fingerprint()
                         ),
                     )
                     .with("recorded_fingerprint", &self.s.fingerprint)
-                    .with("worker_fingerprint", env.workflow.fingerprint()));
+                    .with("worker_fingerprint", wf.fingerprint()));
                 }
                 self.s.status = Some(WorkflowStatus::Running);
-                let input: Value = e.attributes.get("input").cloned().unwrap_or(Value::Null);
-                self.machine = Some(env.workflow.start(&input)?);
+                if let Some(wf) = env.workflow {
+                    let input: Value = e.attributes.get("input").cloned().unwrap_or(Value::Null);
+                    self.machine = Some(wf.start(&input)?);
+                }
                 if let Some(ms) = e.attr_u64("timeout_ms") {
                     let timer_id = format!("{}/workflow-timeout", self.s.saga_id);
                     self.decide(

@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 
 use crate::codec::{AnyCodec, Codec};
 use crate::domain::{Error, ErrorKind, Result};
+use crate::port::WorkflowDefinition;
 use crate::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
 
 /// What one erased `resume` produced.
@@ -27,6 +28,8 @@ pub(crate) trait Machine: Send {
 /// A registered workflow type.
 pub(crate) trait ErasedWorkflow: Send + Sync {
     fn fingerprint(&self) -> &'static str;
+    /// What the store keeps of it for tools without the code.
+    fn definition(&self, now: chrono::DateTime<chrono::Utc>) -> WorkflowDefinition;
     fn start(&self, input: &serde_json::Value) -> Result<Box<dyn Machine>>;
     fn restore(&self, codec: AnyCodec, bytes: &[u8]) -> Result<Box<dyn Machine>>;
 }
@@ -108,6 +111,9 @@ impl<W: Workflow> Machine for TypedMachine<W> {
 impl<W: Workflow> ErasedWorkflow for Erased<W> {
     fn fingerprint(&self) -> &'static str {
         W::FINGERPRINT
+    }
+    fn definition(&self, now: chrono::DateTime<chrono::Utc>) -> WorkflowDefinition {
+        WorkflowDefinition::of::<W>(now)
     }
     fn start(&self, input: &serde_json::Value) -> Result<Box<dyn Machine>> {
         let input: W::Input = serde_json::from_value(input.clone()).map_err(|e| {

@@ -9,7 +9,8 @@
 //! feed that path.
 
 mod clock;
-mod execution;
+pub(crate) mod execution;
+pub(crate) mod inputs;
 mod machine;
 mod reconciler;
 mod worker;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -217,7 +218,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             concurrency: 32,
-            queue: "default".into(),
+            queue: inputs::DEFAULT_QUEUE.into(),
             codec: AnyCodec::Json,
             snapshots: SnapshotConfig::default(),
             timer_poll: Duration::from_secs(1),
@@ -267,7 +268,8 @@ pub struct SagaEngineBuilder {
 
 impl SagaEngineBuilder {
     /// The store for events, snapshots and timers (`InMemoryStore`, `SqliteStore`,
-    /// `PostgresStore`).
+    /// `PostgresStore`). `build` registers the workflows' definitions in it too, for
+    /// tools without the code (see [`DefinitionStore`](crate::port::DefinitionStore)).
     pub fn store<S: WorkflowStore>(mut self, store: S) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -361,7 +363,8 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// Validates the configuration and starts the workers.
+    /// Validates the configuration, registers each workflow's definition in the store
+    /// (when it keeps them), and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
         let store = self
             .store
@@ -372,6 +375,14 @@ impl SagaEngineBuilder {
                 ErrorKind::Configuration,
                 "snapshot interval must be at least 1",
             ));
+        }
+        // Before any worker runs, so that tools without the code (the `saga` CLI) find
+        // the definition of every execution they see.
+        for wf in self.workflows.values() {
+            match store.register_definition(wf.definition(Utc::now())).await {
+                Err(e) if e.context("code") == Some("unsupported") => break,
+                r => r?,
+            }
         }
         let replayer = self
             .replayer
@@ -412,9 +423,10 @@ impl SagaEngineBuilder {
                 tasks.push(tokio::spawn(inner.clone().worker_loop()));
             }
             tasks.push(tokio::spawn(inner.clone().timer_loop()));
-            if inner.outbox {
-                tasks.push(tokio::spawn(inner.clone().reconcile_loop()));
-            }
+            // Always: besides this engine's own tasks (when its outbox is on), the
+            // outbox holds the workflow tasks of starts and signals written by clients
+            // without a queue (the `saga` CLI).
+            tasks.push(tokio::spawn(inner.clone().reconcile_loop()));
         }
         Ok(SagaEngine {
             inner,
@@ -569,7 +581,7 @@ impl SagaEngine {
             .input_from_outside(
                 &saga_id,
                 EventType::SignalReceived,
-                json!({"name": name, "payload": payload}),
+                inputs::signal_attributes(name, payload),
             )
             .await
     }
@@ -582,7 +594,7 @@ impl SagaEngine {
             .input_from_outside(
                 &saga_id,
                 EventType::WorkflowExecutionCancelRequested,
-                json!({"reason": "cancelled"}),
+                inputs::cancel_attributes(),
             )
             .await
     }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::execution::{Env, Execution};
+use super::inputs;
 use super::machine::ErasedWorkflow;
 use super::{ExecutionDescription, Inner, Slot};
 use crate::activity::{ActivityContext, ActivityError};
@@ -128,15 +129,6 @@ fn unregistered(workflow_type: &str) -> Error {
     .with("code", "unregistered_workflow")
 }
 
-fn new_trace_id(saga_id: &SagaId, now: DateTime<Utc>) -> String {
-    // Unique enough to correlate logs: the start time and a hash of the id.
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    saga_id.hash(&mut h);
-    now.timestamp_nanos_opt().unwrap_or_default().hash(&mut h);
-    format!("trace-{:016x}", h.finish())
-}
-
 impl Inner {
     pub(super) fn counter(&self, c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +143,7 @@ impl Inner {
 
     fn env(&self, workflow_type: &str) -> Result<Env<'_>> {
         Ok(Env {
-            workflow: self.workflow(workflow_type)?,
+            workflow: Some(self.workflow(workflow_type)?),
             activities: &self.activities,
         })
     }
@@ -704,19 +696,16 @@ impl Inner {
     ) -> Result<()> {
         let fingerprint = self.workflow(workflow_type)?.fingerprint();
         let now = self.clock.now();
-        let trace_id = trace_id.unwrap_or_else(|| new_trace_id(saga_id, now));
+        let trace_id = trace_id.unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
+        let timeout_ms = timeout.map(|d| d.as_millis() as u64);
+        let attributes = inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms);
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         self.process(saga_id, true, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
                 event_type: EventType::WorkflowExecutionStarted,
-                attributes: json!({
-                    "workflow_type": workflow_type,
-                    "fingerprint": fingerprint,
-                    "input": input,
-                    "timeout_ms": timeout.map(|d| d.as_millis() as u64),
-                }),
+                attributes: attributes.clone(),
                 at: now,
             }]))
         })
@@ -774,22 +763,15 @@ impl Inner {
                 return Err(Error::not_found(saga_id.as_str()));
             }
             let last = self.store.history_from(saga_id, version - 1).await?;
-            let trace_id = last.first().map(|e| e.trace_id.clone()).unwrap_or_default();
-            let e = HistoryEvent::new(
-                saga_id.clone(),
-                version,
-                event_type,
-                self.clock.now(),
-                attributes.clone(),
-                trace_id,
-            );
-            let task = Task {
-                kind: TaskKind::Workflow,
-                saga_id: saga_id.clone(),
-                queue: self.config.queue.clone(),
-                dedup_id: format!("{saga_id}:{version}"),
-                payload: Vec::new(),
+            let Some(last) = last.first() else {
+                return Err(Error::new(
+                    ErrorKind::EventStore,
+                    format!("the history of `{saga_id}` has version {version} but no last event"),
+                )
+                .with("saga_id", saga_id));
             };
+            let e = inputs::outside_event(last, event_type, attributes.clone(), self.clock.now());
+            let task = inputs::workflow_task(saga_id, &self.config.queue, version + 1);
             let mut commit = Commit::events_only(saga_id, version, vec![e]);
             if self.outbox {
                 let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
@@ -925,48 +907,7 @@ impl Inner {
                 &loaded
             }
         };
-        let s = &exec.s;
-        let actions = s.tracker.get_compensation_actions();
-        Ok(ExecutionDescription {
-            saga_id: saga_id.clone(),
-            workflow_type: s.workflow_type.clone(),
-            fingerprint: s.fingerprint.clone(),
-            status: exec.status().unwrap_or(WorkflowStatus::Running),
-            checkpoint: exec.checkpoint(),
-            history_length: exec.version(),
-            started_at: s.started_at,
-            closed_at: s.closed_at,
-            pending_activities: s
-                .activities
-                .values()
-                .map(|a| (a.activity_type.clone(), a.attempt))
-                .collect(),
-            pending_timers: s.timers.keys().cloned().collect(),
-            waiting_for_signals: s.waits.iter().map(|w| w.name.clone()).collect(),
-            pending_children: s
-                .children
-                .values()
-                .map(|c| c.child_id.to_string())
-                .collect(),
-            compensations_done: s
-                .tracker
-                .compensated_steps()
-                .iter()
-                .map(|st| st.compensation_activity_type.clone())
-                .collect(),
-            compensations_pending: if exec.status() == Some(WorkflowStatus::Compensating) {
-                actions
-                    .iter()
-                    .map(|a| a.compensation_type.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            failure: s.failure.clone(),
-            output: s.output.clone(),
-            workflow_task_failure: s.workflow_task_failure.clone(),
-            trace_id: s.trace_id.clone(),
-        })
+        Ok(exec.description())
     }
 
     /// Publishes a workflow task for every open execution this engine can run.

@@ -2,6 +2,7 @@
 //! per trait; adapters live in [`crate::adapter`] and in the `saga-adapters` crate, and
 //! every adapter passes [`crate::conformance`] unchanged.
 
+pub mod definition_store;
 pub mod event_store;
 pub mod history_replayer;
 pub mod outbox;
@@ -10,6 +11,7 @@ pub mod task_queue;
 pub mod timer_store;
 pub mod workflow_store;
 
+pub use definition_store::{CheckpointRow, DefinitionStore, WorkflowDefinition};
 pub use event_store::{EventStore, ExecutionFilter, ExecutionSummary, Snapshot};
 pub use history_replayer::{HistoryReplayer, LoadedHistory, StoreReplayer};
 pub use outbox::Outbox;

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::definition_store::DefinitionStore;
 use super::event_store::{EventStore, Snapshot};
 use super::outbox::Outbox;
 use super::task_queue::Task;
@@ -84,8 +85,12 @@ impl Commit {
 /// append succeeds creates and cancels the timers, saves the snapshot, and writes and
 /// settles the outbox tasks ([`Outbox`] has the rules). A database adapter does all of
 /// it in one transaction.
+///
+/// The engine registers its workflows' definitions in the same store
+/// ([`DefinitionStore`]), so tools without the workflow code can read them; a store
+/// that keeps none implements `DefinitionStore` with its defaults.
 #[async_trait]
-pub trait WorkflowStore: EventStore + TimerStore + Outbox {
+pub trait WorkflowStore: EventStore + TimerStore + Outbox + DefinitionStore {
     /// Commits one workflow task; returns the new version.
     async fn commit(&self, commit: Commit) -> Result<u64>;
 }

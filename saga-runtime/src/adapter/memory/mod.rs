@@ -1,12 +1,14 @@
 //! In-process adapters: every port backed by memory. The engine's default task queue
 //! and signal dispatcher, and the store for tests and benchmarks.
 
+mod definition_store;
 mod event_store;
 mod outbox;
 mod signal_dispatcher;
 mod task_queue;
 mod timer_store;
 
+pub use definition_store::InMemoryDefinitionStore;
 pub use event_store::InMemoryEventStore;
 pub use outbox::InMemoryOutbox;
 pub use signal_dispatcher::InMemorySignalDispatcher;
@@ -20,17 +22,19 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{HistoryEvent, Result, SagaId};
 use crate::port::{
-    Commit, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task, TimerRecord,
-    TimerStore, WorkflowStore,
+    Commit, DefinitionStore, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task,
+    TimerRecord, TimerStore, WorkflowDefinition, WorkflowStore,
 };
 
-/// Event store and timer store in one value, like the durable stores: `InMemoryStore`
-/// is to tests what `SqliteStore` is to a laptop. Clones share the same data.
+/// Event store, timer store and workflow definitions in one value, like the durable
+/// stores: `InMemoryStore` is to tests what `SqliteStore` is to a laptop. Clones share
+/// the same data.
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     events: InMemoryEventStore,
     timers: InMemoryTimerStore,
     outbox: InMemoryOutbox,
+    definitions: InMemoryDefinitionStore,
 }
 
 impl InMemoryStore {
@@ -86,6 +90,19 @@ impl EventStore for InMemoryStore {
     }
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
         self.events.list_executions(filter).await
+    }
+}
+
+#[async_trait]
+impl DefinitionStore for InMemoryStore {
+    async fn register_definition(&self, definition: WorkflowDefinition) -> Result<()> {
+        self.definitions.register_definition(definition).await
+    }
+    async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
+        self.definitions.definitions().await
+    }
+    async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
+        self.definitions.definition(workflow_type).await
     }
 }
 

@@ -1,0 +1,98 @@
+//! The events that reach an execution from outside its workers: a start, a signal, a
+//! cancellation request. The engine and [`SagaClient`](crate::client::SagaClient)
+//! build them here, so a client without the workflow code writes exactly what the
+//! engine writes.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde_json::{json, Value};
+
+use super::execution::Execution;
+use crate::domain::{EventType, HistoryEvent, SagaId};
+use crate::port::{Task, TaskKind};
+
+/// Wall time truncated to milliseconds, as the engine's clock stores it (replay
+/// recomputes deadlines from stored timestamps and must agree).
+pub(crate) fn now_ms() -> DateTime<Utc> {
+    let t = Utc::now();
+    t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t)
+}
+
+/// A trace id for a new execution: the start time and a hash of the id, unique enough
+/// to correlate logs.
+pub(crate) fn new_trace_id(saga_id: &SagaId, now: DateTime<Utc>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    saga_id.hash(&mut h);
+    now.timestamp_nanos_opt().unwrap_or_default().hash(&mut h);
+    format!("trace-{:016x}", h.finish())
+}
+
+/// The attributes of `WorkflowExecutionStarted` (a child's start adds `parent`).
+pub(crate) fn started_attributes(
+    workflow_type: &str,
+    fingerprint: &str,
+    input: Value,
+    timeout_ms: Option<u64>,
+) -> Value {
+    json!({
+        "workflow_type": workflow_type,
+        "fingerprint": fingerprint,
+        "input": input,
+        "timeout_ms": timeout_ms,
+    })
+}
+
+/// Event 0 of a new execution, as the engine's fold builds it.
+pub(crate) fn started_event(
+    saga_id: &SagaId,
+    attributes: Value,
+    trace_id: &str,
+    at: DateTime<Utc>,
+) -> HistoryEvent {
+    let mut exec = Execution::new(saga_id.clone());
+    exec.s.trace_id = trace_id.to_owned();
+    exec.event(EventType::WorkflowExecutionStarted, attributes, false, at)
+}
+
+/// The attributes of `SignalReceived`.
+pub(crate) fn signal_attributes(name: &str, payload: Value) -> Value {
+    json!({"name": name, "payload": payload})
+}
+
+/// The attributes of `WorkflowExecutionCancelRequested` from an operator.
+pub(crate) fn cancel_attributes() -> Value {
+    json!({"reason": "cancelled"})
+}
+
+/// An input appended by a process that cannot fold it (it lacks the workflow's code):
+/// the next event of a history whose last event is `last`, carrying its trace id.
+pub(crate) fn outside_event(
+    last: &HistoryEvent,
+    event_type: EventType,
+    attributes: Value,
+    at: DateTime<Utc>,
+) -> HistoryEvent {
+    HistoryEvent::new(
+        last.saga_id.clone(),
+        last.event_id + 1,
+        event_type,
+        at,
+        attributes,
+        last.trace_id.clone(),
+    )
+}
+
+/// The task queue an engine serves unless told otherwise.
+pub(crate) const DEFAULT_QUEUE: &str = "default";
+
+/// The workflow task that asks a worker to fold what an outside input appended;
+/// `version` is the history length after it (deduplicates redeliveries).
+pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, version: u64) -> Task {
+    Task {
+        kind: TaskKind::Workflow,
+        saga_id: saga_id.clone(),
+        queue: queue.to_owned(),
+        dedup_id: format!("{saga_id}:{version}"),
+        payload: Vec::new(),
+    }
+}
