@@ -469,6 +469,65 @@ async fn foreign_message_is_dead_lettered() {
     .await;
 }
 
+/// The broker loses its data (the stream is deleted under running workers): the next
+/// publish recreates the stream, and a fetch whose consumer vanished recreates it, so
+/// workers carry on with what is published from then on. (What was in the lost stream
+/// comes back through the outbox reconciler, which is the store's side.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recover_when_the_stream_is_lost() {
+    with_namespace(fast, |config| async move {
+        let config = NatsConfig {
+            request_timeout: Duration::from_secs(1),
+            ..config
+        };
+        let worker = queue(&config).await;
+        let publisher = queue(&config).await;
+        let js = async_nats::jetstream::new(worker.client().clone());
+        for (round, publish_first) in [(1u32, true), (2, false)] {
+            // Both have their consumer (and stream) in hand.
+            assert!(worker
+                .fetch("h", 1, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty());
+            publisher.fetch("h", 1, Duration::ZERO).await.unwrap();
+            js.delete_stream(&config.stream)
+                .await
+                .expect("delete the stream");
+            let sent = task("h", &format!("after-loss-{round}"), round, b"x");
+            let got = if publish_first {
+                // A publish finds no stream and recreates it.
+                publisher
+                    .publish(sent.clone())
+                    .await
+                    .expect("publish after the loss");
+                fetch_until(&worker, "h", 1, Duration::from_secs(5)).await
+            } else {
+                // A fetch gets no answer, finds its consumer gone, and recreates it.
+                let fetching = {
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        fetch_until(&worker, "h", 1, Duration::from_secs(8)).await
+                    })
+                };
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                publisher
+                    .publish(sent.clone())
+                    .await
+                    .expect("publish after the loss");
+                fetching.await.unwrap()
+            };
+            assert_eq!(
+                got.iter().map(|d| &d.task).collect::<Vec<_>>(),
+                [&sent],
+                "round {round}: the worker must receive tasks published after the loss"
+            );
+            worker.ack(&got[0].tag).await.unwrap();
+        }
+    })
+    .await;
+}
+
 /// Bad input gets a typed error and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_with_typed_errors() {

@@ -119,7 +119,8 @@ impl DeadLetterStream {
                     Wait::NoWait,
                     self.request_timeout,
                 )
-                .await?;
+                .await?
+                .msgs;
                 if msgs.is_empty() {
                     break;
                 }

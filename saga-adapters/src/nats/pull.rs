@@ -19,6 +19,17 @@ pub(crate) enum Wait {
     Expires(Duration),
 }
 
+/// What a pull brought.
+#[derive(Debug, Default)]
+pub(crate) struct Pulled {
+    /// The messages, in delivery order.
+    pub(crate) msgs: Vec<Message>,
+    /// False if the server said nothing at all (no message, no status) before the
+    /// deadline: a server that lost the consumer or its stream (deleted, or data lost)
+    /// does not answer pulls, so silence means "go and look".
+    pub(crate) answered: bool,
+}
+
 /// Pulls up to `batch` messages from `consumer` of `stream`. `grace` bounds how long we
 /// wait past the server's own deadline for its end-of-pull status (a lost status must
 /// not hang the caller).
@@ -29,7 +40,7 @@ pub(crate) async fn pull(
     batch: usize,
     wait: Wait,
     grace: Duration,
-) -> Result<Vec<Message>> {
+) -> Result<Pulled> {
     let inbox = client.new_inbox();
     let mut sub = client
         .subscribe(inbox.clone())
@@ -51,17 +62,18 @@ pub(crate) async fn pull(
         .await
         .map_err(|e| failed("send a pull request", consumer, e))?;
 
-    let mut got = Vec::new();
+    let mut out = Pulled::default();
     let give_up = tokio::time::Instant::now() + deadline;
-    while got.len() < batch {
+    while out.msgs.len() < batch {
         let msg = match tokio::time::timeout_at(give_up, sub.next()).await {
             Ok(Some(msg)) => msg,
             // The subscription closed (connection lost) or the server never ended the
             // pull: return what arrived; what did not is redelivered after the ack wait.
             Ok(None) | Err(_) => break,
         };
+        out.answered = true;
         match msg.status {
-            None | Some(StatusCode::OK) => got.push(msg),
+            None | Some(StatusCode::OK) => out.msgs.push(msg),
             Some(StatusCode::IDLE_HEARTBEAT) => {}
             // 404: nothing to deliver now (no_wait); 408: the wait ran out; 409: the
             // consumer has `max_ack_pending` deliveries in flight, or the pull was
@@ -72,28 +84,29 @@ pub(crate) async fn pull(
                 tracing::trace!(consumer, status = ?msg.status, description = ?msg.description, "pull ended");
                 break;
             }
-            Some(StatusCode::NO_RESPONDERS) => {
-                return Err(Error::new(
-                    ErrorKind::TaskQueue,
-                    "JetStream did not answer a pull request (is JetStream enabled on the server?)",
-                )
-                .with("stream", stream)
-                .with("consumer", consumer));
-            }
             Some(status) => {
-                return Err(Error::new(
-                    ErrorKind::TaskQueue,
+                let what = if status == StatusCode::NO_RESPONDERS {
+                    "JetStream did not answer a pull request (is JetStream enabled on the server?)"
+                        .to_owned()
+                } else {
                     format!(
                         "JetStream refused a pull request: {status} {}",
                         msg.description.as_deref().unwrap_or("")
-                    ),
-                )
-                .with("stream", stream)
-                .with("consumer", consumer));
+                    )
+                };
+                if !out.msgs.is_empty() {
+                    // What arrived is delivered: hand it out rather than let it wait a
+                    // whole ack wait for redelivery; the next pull reports the problem.
+                    tracing::warn!(consumer, "{what}");
+                    break;
+                }
+                return Err(Error::new(ErrorKind::TaskQueue, what)
+                    .with("stream", stream)
+                    .with("consumer", consumer));
             }
         }
     }
-    Ok(got)
+    Ok(out)
 }
 
 fn failed(what: &str, consumer: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {

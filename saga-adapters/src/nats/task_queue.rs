@@ -290,30 +290,84 @@ impl NatsTaskQueue {
         }))
     }
 
-    /// Pulls once and accepts what came.
+    /// Pulls once from `queue`'s consumer and accepts what came. If the server did not
+    /// answer at all, the consumer or its stream is gone (deleted, or the broker lost
+    /// its data): both are recreated for the next pull. Tasks that were in the lost
+    /// stream come back through the outbox reconciler (DESIGN.md section 6).
     async fn pull_into(
         &self,
-        consumer: &str,
+        queue: &str,
         batch: usize,
         wait: Wait,
         out: &mut Vec<Delivery>,
     ) -> Result<()> {
         let c = &self.inner.config;
-        let msgs = pull(
+        let consumer = self.ensure_consumer(queue).await?;
+        let pulled = pull(
             &self.inner.client,
             &c.stream,
-            consumer,
+            &consumer,
             batch,
             wait,
             c.request_timeout,
         )
         .await?;
-        for msg in msgs {
-            if let Some(d) = self.accept(msg).await? {
-                out.push(d);
+        if !pulled.answered {
+            self.heal(queue).await?;
+        }
+        for msg in pulled.msgs {
+            match self.accept(msg).await {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                // A failed dead-lettering must not cost the other deliveries of the
+                // batch: the message comes back after its ack wait and is tried again.
+                Err(e) => tracing::warn!(error = %e, queue, "could not dead-letter a message"),
             }
         }
         Ok(())
+    }
+
+    /// Recreates `queue`'s consumer, and the streams if they are missing, when the
+    /// consumer cannot be read.
+    async fn heal(&self, queue: &str) -> Result<()> {
+        let c = &self.inner.config;
+        let consumer = self.consumer_name(queue);
+        if let Err(e) = self.inner.tasks.consumer_info(&consumer).await {
+            tracing::warn!(error = %e, consumer, stream = %c.stream, "NATS did not answer a pull and the consumer cannot be read; recreating it");
+            self.inner.consumers.lock().await.remove(queue);
+            ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+            DeadLetterStream::open(&self.inner.js, c).await?;
+            self.ensure_consumer(queue).await?;
+        }
+        Ok(())
+    }
+
+    /// Recreates the streams after a publish found none.
+    async fn recreate_streams(&self) -> Result<()> {
+        let c = &self.inner.config;
+        tracing::warn!(stream = %c.stream, "the NATS task stream is gone; recreating it");
+        self.inner.consumers.lock().await.clear();
+        ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+        DeadLetterStream::open(&self.inner.js, c).await?;
+        Ok(())
+    }
+
+    async fn publish_once(
+        &self,
+        subject: &str,
+        headers: &async_nats::HeaderMap,
+        body: &bytes::Bytes,
+    ) -> std::result::Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        self.inner
+            .js
+            .send_publish(
+                subject.to_owned(),
+                jetstream::message::PublishMessage::build()
+                    .payload(body.clone())
+                    .headers(headers.clone()),
+            )
+            .await?
+            .await
     }
 
     /// Writes the dead letter, then terminates the delivery so it is not delivered
@@ -497,19 +551,14 @@ impl TaskQueue for NatsTaskQueue {
             .with("queue", &task.queue)
             .with("stream", &c.stream)
         };
-        let ack = self
-            .inner
-            .js
-            .send_publish(
-                subject,
-                jetstream::message::PublishMessage::build()
-                    .payload(body)
-                    .headers(headers),
-            )
-            .await
-            .map_err(|e| failed(&e))?
-            .await
-            .map_err(|e| failed(&e))?;
+        let ack = match self.publish_once(&subject, &headers, &body).await {
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                self.recreate_streams().await?;
+                self.publish_once(&subject, &headers, &body).await
+            }
+            other => other,
+        }
+        .map_err(|e| failed(&e))?;
         if ack.duplicate {
             tracing::debug!(dedup_id = %task.dedup_id, "task already in the stream (deduplicated)");
         }
@@ -518,16 +567,17 @@ impl TaskQueue for NatsTaskQueue {
 
     async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         subject::check_queue(queue)?;
-        self.sweep(queue).await?;
+        let give_up = Instant::now() + wait;
+        if let Err(e) = self.sweep(queue).await {
+            // The deliveries come back past `max_deliver` and are dead-lettered then.
+            tracing::warn!(error = %e, queue, "could not dead-letter expired last deliveries");
+        }
         if max == 0 {
             return Ok(Vec::new());
         }
-        let consumer = self.ensure_consumer(queue).await?;
         let mut out = Vec::new();
         // What is ready now, in one round trip: the busy case.
-        self.pull_into(&consumer, max, Wait::NoWait, &mut out)
-            .await?;
-        let give_up = Instant::now() + wait;
+        self.pull_into(queue, max, Wait::NoWait, &mut out).await?;
         while out.is_empty() {
             let left = give_up.saturating_duration_since(Instant::now());
             // Below a millisecond the server's wait is meaningless.
@@ -537,12 +587,19 @@ impl TaskQueue for NatsTaskQueue {
             // Wait for the first task only: a pull for `max` would hold the caller until
             // `max` arrived or the wait ran out, while the contract is "return as soon as
             // there is one".
-            self.pull_into(&consumer, 1, Wait::Expires(left), &mut out)
+            let started = Instant::now();
+            self.pull_into(queue, 1, Wait::Expires(left), &mut out)
                 .await?;
             if !out.is_empty() && max > 1 {
                 // And whatever else is ready by now.
-                self.pull_into(&consumer, max - 1, Wait::NoWait, &mut out)
+                self.pull_into(queue, max - 1, Wait::NoWait, &mut out)
                     .await?;
+            }
+            if out.is_empty() && started.elapsed() < left / 2 {
+                // The server ended the wait early (409: `max_ack_pending` deliveries in
+                // flight) or everything that came was dead-lettered: pause rather than
+                // ask again at once.
+                tokio::time::sleep(Duration::from_millis(50).min(left)).await;
             }
         }
         Ok(out)
