@@ -657,6 +657,37 @@ async fn publish_fetch_ack_rates() {
             rate(fetch),
             rate(ack)
         );
+
+        // The same with 32 calls in flight, as an engine with many executions has.
+        use futures_util::StreamExt;
+        let t0 = Instant::now();
+        futures_util::stream::iter(0..n)
+            .map(|i| q.publish(task("rate32", &format!("c{i}"), i, &[7; 200])))
+            .buffer_unordered(32)
+            .for_each(|r| async move { r.unwrap() })
+            .await;
+        let publish = t0.elapsed();
+        let mut tags = Vec::new();
+        while tags.len() < n as usize {
+            let got = q
+                .fetch("rate32", 256, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(!got.is_empty(), "stalled after {} of {n}", tags.len());
+            tags.extend(got.into_iter().map(|d| d.tag));
+        }
+        let t2 = Instant::now();
+        futures_util::stream::iter(&tags)
+            .map(|tag| q.ack(tag))
+            .buffer_unordered(32)
+            .for_each(|r| async move { r.unwrap() })
+            .await;
+        let ack = t2.elapsed();
+        eprintln!(
+            "{n} tasks, 32 in flight: publish {:.0}/s, ack {:.0}/s",
+            rate(publish),
+            rate(ack)
+        );
     })
     .await;
 }
