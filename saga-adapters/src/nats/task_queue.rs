@@ -47,6 +47,9 @@ use super::{envelope, subject, NatsConfig};
 /// A [`DeliveryTag`] is the delivery's stream sequence plus its JetStream ack subject,
 /// so any clone (or any process) can ack it; a tag from elsewhere is a `Validation`
 /// error. Acks, naks, terms and progress wait for the server's confirmation.
+/// JetStream acks by stream sequence: acking through the tag of an earlier, expired
+/// delivery of a task still finishes the task (and its current redelivery), and acking
+/// a task already acked is a no-op, not an error.
 ///
 /// Clones share the connection.
 ///
