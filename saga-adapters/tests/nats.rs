@@ -528,6 +528,41 @@ async fn workers_recover_when_the_stream_is_lost() {
     .await;
 }
 
+/// What the docs promise about tags: acking a task twice is a no-op, and acking through
+/// the tag of an earlier, expired delivery finishes the task and its redelivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_stale_acks() {
+    with_namespace(fast, |config| async move {
+        let q = queue(&config).await;
+        q.publish(task("acks", "a", 1, b"x")).await.unwrap();
+        let d = fetch_until(&q, "acks", 1, Duration::from_secs(2))
+            .await
+            .remove(0);
+        q.ack(&d.tag).await.expect("ack");
+        q.ack(&d.tag)
+            .await
+            .expect("a second ack of the same delivery is a no-op");
+
+        q.publish(task("acks", "b", 2, b"y")).await.unwrap();
+        let first = fetch_until(&q, "acks", 1, Duration::from_secs(2))
+            .await
+            .remove(0);
+        let again = fetch_until(&q, "acks", 1, ACK_WAIT * 4).await.remove(0);
+        assert_eq!(again.delivery_count, 2);
+        assert_ne!(first.tag, again.tag, "each delivery has its own tag");
+        q.ack(&first.tag)
+            .await
+            .expect("ack through the expired delivery's tag");
+        let more = q
+            .fetch("acks", 10, ACK_WAIT + Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(more.is_empty(), "the task came back after an ack: {more:?}");
+        assert!(q.dead_letters("acks").await.unwrap().is_empty());
+    })
+    .await;
+}
+
 /// Bad input gets a typed error and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_with_typed_errors() {
