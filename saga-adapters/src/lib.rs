@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `sqlite` (default) | [`SqliteStore`] | `EventStore`, `TimerStore`, `WorkflowStore` (one file, WAL, group commit) |
 //! | `postgres` | `PostgresStore`, `PgSignalDispatcher` | the same, plus `SignalDispatcher` on `LISTEN/NOTIFY` |
-//! | `nats` | (with the distribution issue) | `TaskQueue` |
+//! | `nats` | [`NatsTaskQueue`], [`NatsSignalDispatcher`] | `TaskQueue` on JetStream, `SignalDispatcher` on core NATS |
 //!
 //! Each passes `saga_runtime::conformance` unchanged, and the engine scenarios of
 //! `saga_runtime::conformance::engine` run on each (see `tests/`).
@@ -22,15 +22,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+/// The NATS client, for [`NatsTaskQueue::with_client`] and [`NatsSignalDispatcher::new`].
+#[cfg(feature = "nats")]
+pub use async_nats;
 pub use saga_runtime;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod common;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "nats")]
+pub use nats::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgSignalDispatcher, PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]

@@ -118,6 +118,9 @@ impl TaskQueue for Down {
     async fn terminate(&self, _: &DeliveryTag, _: &str) -> Result<(), Error> {
         Err(down(ErrorKind::TaskQueue))
     }
+    async fn progress(&self, _: &DeliveryTag) -> Result<(), Error> {
+        Err(down(ErrorKind::TaskQueue))
+    }
     async fn dead_letters(&self, _: &str) -> Result<Vec<DeadLetter>, Error> {
         Err(down(ErrorKind::TaskQueue))
     }

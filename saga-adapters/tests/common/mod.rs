@@ -282,3 +282,88 @@ pub mod pg {
             .rows_affected()
     }
 }
+
+#[cfg(feature = "nats")]
+pub mod nats {
+    //! Test isolation on NATS: every test gets its own streams and subjects (a unique
+    //! namespace), deleted at the end (also when the test fails). A missing server
+    //! fails the test when `CI` is set, and skips it (with the reason printed)
+    //! otherwise.
+
+    use std::future::Future;
+    use std::panic::{resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use futures_util::FutureExt;
+    use saga_adapters::{NatsConfig, NatsTaskQueue};
+
+    /// `NATS_URL`, or the development and CI server.
+    pub fn url() -> String {
+        std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    }
+
+    /// A namespace no other run uses (letters, digits, `_`).
+    pub fn unique_namespace() -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!(
+            "t{nanos:x}_{:x}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A client, or `None` (skip) when the server is down and CI is unset.
+    pub async fn client() -> Option<async_nats::Client> {
+        let url = url();
+        match async_nats::connect(&url).await {
+            Ok(c) => Some(c),
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("NATS at {url} is required (CI is set) but unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: NATS at {url} is unreachable ({e}); start it (see .ci/run) \
+                     or set NATS_URL (with CI set this test fails)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Runs `f` with a fresh namespace's settings (adjusted by `tune`), then deletes the
+    /// namespace's streams.
+    pub async fn with_namespace<Fut>(
+        tune: impl FnOnce(NatsConfig) -> NatsConfig,
+        f: impl FnOnce(NatsConfig) -> Fut,
+    ) where
+        Fut: Future<Output = ()>,
+    {
+        if client().await.is_none() {
+            return;
+        }
+        let config = tune(NatsConfig::namespaced(&unique_namespace()));
+        let outcome = AssertUnwindSafe(f(config.clone())).catch_unwind().await;
+        match NatsTaskQueue::connect(&url(), config.clone()).await {
+            Ok(q) => {
+                if let Err(e) = q.delete_streams().await {
+                    eprintln!("could not delete test streams {}: {e}", config.stream);
+                }
+            }
+            Err(e) => eprintln!("could not clean up test streams {}: {e}", config.stream),
+        }
+        if let Err(panic) = outcome {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Connects a queue with `config` (panics on failure: the server answered before).
+    pub async fn queue(config: &NatsConfig) -> NatsTaskQueue {
+        NatsTaskQueue::connect(&url(), config.clone())
+            .await
+            .expect("connect the NATS task queue")
+    }
+}

@@ -1264,6 +1264,9 @@ impl crate::port::TaskQueue for LossyQueue {
     ) -> crate::domain::Result<Vec<crate::port::DeadLetter>> {
         self.inner.dead_letters(queue).await
     }
+    async fn progress(&self, tag: &crate::port::DeliveryTag) -> crate::domain::Result<()> {
+        self.inner.progress(tag).await
+    }
 }
 
 /// The outbox: every task the broker loses is published again by the reconciler once

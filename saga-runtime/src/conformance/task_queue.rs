@@ -1,10 +1,10 @@
 //! Conformance checks for [`TaskQueue`]: at-least-once delivery, ack, delayed nak,
-//! ack-wait redelivery and dead letters.
+//! ack-wait redelivery, progress and dead letters.
 //!
 //! The checks need the adapter's delivery settings: `ack_wait` (how long a delivery may
 //! stay un-acked before it is redelivered) and `max_deliver` (deliveries before a task
 //! is dead-lettered). Configure the adapter with a short ack wait (a few hundred
-//! milliseconds) and a small `max_deliver` (say 3) to keep the suite fast. Every check
+//! milliseconds) and a small `max_deliver` (at least 2; say 3) to keep the suite fast. Every check
 //! uses its own queue name.
 
 use std::collections::{BTreeSet, HashSet};
@@ -30,6 +30,7 @@ pub async fn run_all_task_queue<Q: TaskQueue>(queue: &Q, ack_wait: Duration, max
     check_queues_are_isolated(queue).await;
     check_nak_delays_redelivery(queue).await;
     check_unacked_task_is_redelivered(queue, ack_wait).await;
+    check_progress_extends_ack_wait(queue, ack_wait).await;
     check_terminate_dead_letters(queue, ack_wait).await;
     check_max_deliver_after_naks(queue, max_deliver).await;
     check_max_deliver_after_ack_wait(queue, ack_wait, max_deliver).await;
@@ -207,6 +208,66 @@ pub async fn check_unacked_task_is_redelivered<Q: TaskQueue>(q: &Q, ack_wait: Du
         &queue,
         ack_wait + SLACK,
         "an acked redelivery must not be delivered again",
+    )
+    .await;
+}
+
+/// A delivery kept alive with `progress` is not redelivered, for three times the ack
+/// wait, and can be acked at the end; a delivery of the same queue fetched at the same
+/// time without progress is redelivered after the ack wait (a dead worker's task).
+/// Needs `max_deliver` of at least 2.
+pub async fn check_progress_extends_ack_wait<Q: TaskQueue>(q: &Q, ack_wait: Duration) {
+    let queue = unique("tq-progress");
+    let (kept, idle) = (task(&queue, 0), task(&queue, 1));
+    ok("publish", q.publish(kept.clone()).await);
+    ok("publish", q.publish(idle.clone()).await);
+    let got = fetch_n(q, &queue, 2, PATIENCE).await;
+    let find = |t: &Task| {
+        got.iter()
+            .find(|d| d.task == *t)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} was not delivered", t.dedup_id))
+    };
+    let (kept_d, idle_d) = (find(&kept), find(&idle));
+
+    // A heartbeat four times per ack wait, for three ack waits, while fetching: only
+    // the idle task may come back.
+    let hold = ack_wait * 3;
+    let beat = ack_wait / 4;
+    let t0 = Instant::now();
+    let mut idle_again = Vec::new();
+    while t0.elapsed() < hold {
+        ok("progress", q.progress(&kept_d.tag).await);
+        for d in ok("fetch", q.fetch(&queue, 10, beat).await) {
+            assert_ne!(
+                d.task, kept,
+                "a delivery kept alive with progress was redelivered after {:?} (ack wait {ack_wait:?})",
+                t0.elapsed()
+            );
+            assert_eq!(d.task, idle);
+            ok("ack", q.ack(&d.tag).await);
+            idle_again.push(d);
+        }
+    }
+    assert!(
+        !idle_again.is_empty(),
+        "a delivery without progress must be redelivered after the ack wait \
+         ({ack_wait:?}); none came in {hold:?}"
+    );
+    assert_eq!(
+        idle_again[0].delivery_count,
+        idle_d.delivery_count + 1,
+        "the redelivery of the idle task must count one more delivery"
+    );
+    ok(
+        "ack of a delivery kept alive with progress",
+        q.ack(&kept_d.tag).await,
+    );
+    assert_nothing(
+        q,
+        &queue,
+        ack_wait + SLACK,
+        "an acked delivery that was kept alive must not be delivered again",
     )
     .await;
 }

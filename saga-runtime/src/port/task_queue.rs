@@ -81,9 +81,27 @@ pub struct DeadLetter {
 /// - a fetched task that is neither acked nor nak'ed within the adapter's ack-wait is
 ///   delivered again, with a higher `delivery_count`;
 /// - `nak(delay)` redelivers no earlier than `delay` from now;
+/// - `progress` restarts a delivery's ack wait: a delivery kept alive with `progress`
+///   is not redelivered however long its work takes, while one whose worker died is
+///   redelivered once its ack wait runs out;
 /// - `terminate` moves the task to the dead-letter list with the reason, as does
 ///   exceeding the adapter's maximum deliveries;
 /// - `fetch` waits up to `wait` for at least one task, then returns what it has.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use saga_runtime::port::TaskQueue;
+///
+/// async fn serve(queue: &impl TaskQueue) -> saga_runtime::Result<()> {
+///     for delivery in queue.fetch("orders", 16, Duration::from_secs(5)).await? {
+///         // A long activity reports progress more often than the ack wait...
+///         queue.progress(&delivery.tag).await?;
+///         // ...and acks when done (or naks to retry later, or terminates).
+///         queue.ack(&delivery.tag).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
 #[async_trait]
 pub trait TaskQueue: Send + Sync + 'static {
     /// Enqueues a task.
@@ -94,6 +112,11 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn ack(&self, tag: &DeliveryTag) -> Result<()>;
     /// The task failed; deliver it again after `delay`.
     async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()>;
+    /// The task is still being worked on: restart this delivery's ack wait so it is not
+    /// delivered again meanwhile. Call it well within the ack wait (say every third of
+    /// it) while a long activity runs; a worker that dies stops calling it, and its
+    /// task is redelivered.
+    async fn progress(&self, tag: &DeliveryTag) -> Result<()>;
     /// The task can never succeed; move it to the dead-letter list.
     async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()>;
     /// The dead-lettered tasks of `queue`.

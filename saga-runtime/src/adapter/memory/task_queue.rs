@@ -242,6 +242,23 @@ impl TaskQueue for InMemoryTaskQueue {
         Ok(())
     }
 
+    async fn progress(&self, tag: &DeliveryTag) -> Result<()> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        // A delivery whose ack wait already ran out is back on the queue (or dead), not
+        // revived: progress comes too late for it, as on a broker.
+        s.promote(now, self.config.max_deliver);
+        let deadline = now + self.config.ack_wait;
+        let (old, _) = s.inflight.get_mut(&tag.seq).ok_or_else(|| {
+            Error::new(ErrorKind::TaskQueue, "unknown or expired delivery")
+                .with("delivery", tag.seq)
+        })?;
+        let old = std::mem::replace(old, deadline);
+        s.deadlines.remove(&(old, tag.seq));
+        s.deadlines.insert((deadline, tag.seq), ());
+        Ok(())
+    }
+
     async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()> {
         let p = self.take_inflight(tag)?;
         self.lock().dead.push(DeadLetter {

@@ -1,0 +1,709 @@
+//! [`NatsTaskQueue`]: the [`TaskQueue`] port on NATS JetStream.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{Client, Message, Request};
+use async_trait::async_trait;
+use saga_runtime::port::{DeadLetter, Delivery, DeliveryTag, Task, TaskQueue};
+use saga_runtime::{Error, ErrorKind, Result};
+use tokio::time::Instant;
+
+use super::dead_letter::DeadLetterStream;
+use super::pull::{pull, Wait};
+use super::signals::NatsSignalDispatcher;
+use super::tag::{self, AckSubject};
+use super::{envelope, subject, NatsConfig};
+
+/// A [`TaskQueue`] on NATS JetStream, for many workers on many machines.
+///
+/// Layout (names from [`NatsConfig`]):
+/// - stream `SAGA_TASKS`, file storage, work-queue retention (a task leaves the stream
+///   when it is acked), subjects `saga.tasks.<queue>.<kind>`;
+/// - one durable pull consumer per queue, `saga-workers-<queue>`, filtered on
+///   `saga.tasks.<queue>.*`. One consumer per queue (rather than one `saga-workers`
+///   over everything) is what lets a worker serve a subset of queues: a pull on a
+///   shared consumer would hand it any queue's task. Work-queue retention requires
+///   the consumers' filters not to overlap, and per-queue filters never do;
+/// - stream `SAGA_DLQ`, file storage, subjects `saga.dlq.<queue>`: one JSON record per
+///   dead letter (the task, the reason, the delivery count).
+///
+/// Every task carries `Nats-Msg-Id = dedup_id`, so a task published twice within the
+/// duplicate window (a reconciler re-publishing an outbox row) is stored once.
+///
+/// `max_deliver` is enforced here, not by the server. JetStream's own limit stops
+/// redelivering and only emits an advisory on a core subject, which nobody may be
+/// listening to: the task would sit in the stream, neither delivered nor dead. So the
+/// consumer redelivers without limit and this adapter moves a task to the dead-letter
+/// stream when a worker naks its last allowed delivery, when a fetch receives it past
+/// the limit (the worker of its last delivery died), or when the ack wait of a last
+/// delivery fetched by this process runs out (checked on `fetch` and `dead_letters`).
+/// The record is written before the original is terminated, and its own
+/// `Nats-Msg-Id` (stream and sequence) makes a second attempt a no-op: a crash in
+/// between costs a duplicate attempt, never a lost task.
+///
+/// A [`DeliveryTag`] is the delivery's stream sequence plus its JetStream ack subject,
+/// so any clone (or any process) can ack it; a tag from elsewhere is a `Validation`
+/// error. Acks, naks, terms and progress wait for the server's confirmation.
+/// JetStream acks by stream sequence: acking through the tag of an earlier, expired
+/// delivery of a task still finishes the task (and its current redelivery), and acking
+/// a task already acked is a no-op, not an error.
+///
+/// Clones share the connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use saga_adapters::{NatsConfig, NatsTaskQueue};
+/// use saga_runtime::port::TaskQueue;
+///
+/// # async fn run() -> saga_runtime::Result<()> {
+/// let queue = NatsTaskQueue::connect("nats://127.0.0.1:4222", NatsConfig::default()).await?;
+/// for delivery in queue.fetch("payments", 32, Duration::from_secs(5)).await? {
+///     // ... run the task, calling `queue.progress(&delivery.tag)` while it runs long ...
+///     queue.ack(&delivery.tag).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct NatsTaskQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+    tasks: stream::Stream,
+    dead: DeadLetterStream,
+    /// Queues whose consumer this process has created or checked.
+    consumers: tokio::sync::Mutex<HashSet<String>>,
+    /// Deliveries fetched here on their last allowed attempt, by stream sequence: if
+    /// the ack wait runs out, they are dead-lettered (see the type's docs).
+    last_attempts: Mutex<HashMap<u64, LastAttempt>>,
+}
+
+struct LastAttempt {
+    queue: String,
+    reply: String,
+    delivered: u32,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for NatsTaskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTaskQueue")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsTaskQueue {
+    /// Connects to the NATS server at `url` and creates the streams if they do not
+    /// exist. A bad setting is a `Configuration` error; an unreachable server, or one
+    /// without JetStream, a `TaskQueue` error.
+    pub async fn connect(url: &str, config: NatsConfig) -> Result<Self> {
+        config.validate()?;
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(config.request_timeout)
+            .request_timeout(Some(config.request_timeout))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::TaskQueue, "cannot connect to NATS")
+                    .with("url", url)
+                    .with_source(e)
+            })?;
+        Self::with_client(client, config).await
+    }
+
+    /// Uses an existing connection (shared, for example, with a
+    /// [`NatsSignalDispatcher`]); creates the streams if they do not exist.
+    pub async fn with_client(client: Client, config: NatsConfig) -> Result<Self> {
+        config.validate()?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let tasks = ensure_stream(&js, task_stream_config(&config)).await?;
+        let dead = DeadLetterStream::open(&js, &config).await?;
+        Ok(NatsTaskQueue {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                config,
+                tasks,
+                dead,
+                consumers: tokio::sync::Mutex::new(HashSet::new()),
+                last_attempts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The settings this queue runs with.
+    pub fn config(&self) -> &NatsConfig {
+        &self.inner.config
+    }
+
+    /// The connection, to share with other NATS users.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// A signal dispatcher on this queue's connection, publishing under
+    /// [`NatsConfig::signal_prefix`].
+    pub fn signal_dispatcher(&self) -> NatsSignalDispatcher {
+        NatsSignalDispatcher::new(self.inner.client.clone(), &self.inner.config.signal_prefix)
+    }
+
+    /// Deletes the task stream and the dead-letter stream, with everything in them
+    /// (tests use it to clean up their isolated streams).
+    pub async fn delete_streams(&self) -> Result<()> {
+        let c = &self.inner.config;
+        for name in [&c.stream, &c.dead_letter_stream] {
+            self.inner.js.delete_stream(name).await.map_err(|e| {
+                Error::new(ErrorKind::TaskQueue, "cannot delete a NATS stream")
+                    .with("stream", name)
+                    .with_source(e)
+            })?;
+        }
+        self.inner.consumers.lock().await.clear();
+        Ok(())
+    }
+
+    fn consumer_name(&self, queue: &str) -> String {
+        format!("{}-{queue}", self.inner.config.consumer_prefix)
+    }
+
+    /// Creates `queue`'s durable consumer if needed (once per process and queue), and
+    /// checks that an existing one has this queue's settings.
+    async fn ensure_consumer(&self, queue: &str) -> Result<String> {
+        let name = self.consumer_name(queue);
+        let mut known = self.inner.consumers.lock().await;
+        if known.contains(queue) {
+            return Ok(name);
+        }
+        let c = &self.inner.config;
+        let wanted = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("{}.{queue}.*", c.subject_prefix),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: c.ack_wait,
+            // Unlimited: the adapter enforces `max_deliver` itself (see the type docs).
+            max_deliver: -1,
+            max_ack_pending: i64::from(c.max_ack_pending),
+            ..Default::default()
+        };
+        let mut consumer = self
+            .inner
+            .tasks
+            .get_or_create_consumer(&name, wanted.clone())
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::TaskQueue,
+                    "cannot create the queue's NATS consumer",
+                )
+                .with("consumer", &name)
+                .with_source(e)
+            })?;
+        let info = consumer.info().await.map_err(|e| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                "cannot read the queue's NATS consumer",
+            )
+            .with("consumer", &name)
+            .with_source(e)
+        })?;
+        let have = &info.config;
+        if have.ack_wait != wanted.ack_wait
+            || have.filter_subject != wanted.filter_subject
+            || have.max_deliver != wanted.max_deliver
+        {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                "the queue's NATS consumer exists with other settings; delete it or use the same settings",
+            )
+            .with("consumer", &name)
+            .with("ack_wait", format!("{:?} (configured {:?})", have.ack_wait, wanted.ack_wait))
+            .with("filter_subject", &have.filter_subject));
+        }
+        known.insert(queue.to_owned());
+        Ok(name)
+    }
+
+    /// Turns a pulled message into a delivery, or dead-letters it (past `max_deliver`,
+    /// or not a task at all) and returns `None`.
+    async fn accept(&self, msg: Message) -> Result<Option<Delivery>> {
+        let Some(reply) = msg.reply.as_ref().map(|r| r.as_str().to_owned()) else {
+            tracing::warn!(subject = %msg.subject, "a pulled NATS message has no ack subject; ignored");
+            return Ok(None);
+        };
+        let Some(ack) = tag::parse_ack_subject(&reply) else {
+            tracing::warn!(
+                reply,
+                "a pulled NATS message has an unknown ack subject; ignored"
+            );
+            return Ok(None);
+        };
+        let c = &self.inner.config;
+        let task = envelope::decode(
+            &c.subject_prefix,
+            msg.subject.as_str(),
+            msg.headers.as_ref(),
+            &msg.payload,
+        );
+        let task = match task {
+            Ok(task) => task,
+            Err(bad) => {
+                // Nobody can run it; hand it to people instead of to workers.
+                let reason = format!("not a task message: {}", bad.reason);
+                self.dead_letter(bad.best_effort, reason, ack.delivered, &reply, &ack)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if ack.delivered > c.max_deliver {
+            // Its last allowed delivery was neither acked nor nak'ed in time (its
+            // worker died, or did not report progress): it has had its chances.
+            let count = ack.delivered - 1;
+            let reason = format!(
+                "ack wait expired on delivery {count}; max_deliver ({}) reached",
+                c.max_deliver
+            );
+            self.dead_letter(task, reason, count, &reply, &ack).await?;
+            return Ok(None);
+        }
+        if ack.delivered == c.max_deliver {
+            self.lock_last().insert(
+                ack.stream_seq,
+                LastAttempt {
+                    queue: task.queue.clone(),
+                    reply: reply.clone(),
+                    delivered: ack.delivered,
+                    deadline: Instant::now() + c.ack_wait,
+                },
+            );
+        }
+        Ok(Some(Delivery {
+            tag: tag::tag_for(&reply, &ack),
+            delivery_count: ack.delivered,
+            task,
+        }))
+    }
+
+    /// Pulls once from `queue`'s consumer and accepts what came. If the server did not
+    /// answer at all, the consumer or its stream is gone (deleted, or the broker lost
+    /// its data): both are recreated for the next pull. Tasks that were in the lost
+    /// stream come back through the outbox reconciler (DESIGN.md section 6).
+    async fn pull_into(
+        &self,
+        queue: &str,
+        batch: usize,
+        wait: Wait,
+        out: &mut Vec<Delivery>,
+    ) -> Result<()> {
+        let c = &self.inner.config;
+        let consumer = self.ensure_consumer(queue).await?;
+        let pulled = pull(
+            &self.inner.client,
+            &c.stream,
+            &consumer,
+            batch,
+            wait,
+            c.request_timeout,
+        )
+        .await?;
+        if !pulled.answered {
+            self.heal(queue).await?;
+        }
+        for msg in pulled.msgs {
+            match self.accept(msg).await {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                // A failed dead-lettering must not cost the other deliveries of the
+                // batch: the message comes back after its ack wait and is tried again.
+                Err(e) => tracing::warn!(error = %e, queue, "could not dead-letter a message"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Recreates `queue`'s consumer, and the streams if they are missing, when the
+    /// consumer cannot be read.
+    async fn heal(&self, queue: &str) -> Result<()> {
+        let c = &self.inner.config;
+        let consumer = self.consumer_name(queue);
+        if let Err(e) = self.inner.tasks.consumer_info(&consumer).await {
+            tracing::warn!(error = %e, consumer, stream = %c.stream, "NATS did not answer a pull and the consumer cannot be read; recreating it");
+            self.inner.consumers.lock().await.remove(queue);
+            ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+            DeadLetterStream::open(&self.inner.js, c).await?;
+            self.ensure_consumer(queue).await?;
+        }
+        Ok(())
+    }
+
+    /// Recreates the streams after a publish found none.
+    async fn recreate_streams(&self) -> Result<()> {
+        let c = &self.inner.config;
+        tracing::warn!(stream = %c.stream, "the NATS task stream is gone; recreating it");
+        self.inner.consumers.lock().await.clear();
+        ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+        DeadLetterStream::open(&self.inner.js, c).await?;
+        Ok(())
+    }
+
+    async fn publish_once(
+        &self,
+        subject: &str,
+        headers: &async_nats::HeaderMap,
+        body: &bytes::Bytes,
+    ) -> std::result::Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        self.inner
+            .js
+            .send_publish(
+                subject.to_owned(),
+                jetstream::message::PublishMessage::build()
+                    .payload(body.clone())
+                    .headers(headers.clone()),
+            )
+            .await?
+            .await
+    }
+
+    /// Writes the dead letter, then terminates the delivery so it is not delivered
+    /// again. Idempotent: a second call for the same message is deduplicated.
+    async fn dead_letter(
+        &self,
+        task: Task,
+        reason: String,
+        delivery_count: u32,
+        reply: &str,
+        ack: &AckSubject<'_>,
+    ) -> Result<()> {
+        let seq = ack.stream_seq;
+        tracing::warn!(
+            saga_id = %task.saga_id,
+            queue = %task.queue,
+            dedup_id = %task.dedup_id,
+            delivery_count,
+            reason,
+            "task dead-lettered"
+        );
+        let dead = DeadLetter {
+            task,
+            reason,
+            delivery_count,
+        };
+        let record_id = format!("{}-{seq}", self.inner.config.stream);
+        self.inner
+            .dead
+            .write(&self.inner.js, &dead, &record_id)
+            .await?;
+        self.forget(seq);
+        if let Err(e) = self.reply(reply, "+TERM", "terminate").await {
+            // The record is written; if the delivery comes back, a fetch finds it past
+            // `max_deliver` (or terminates it again) and the record is deduplicated.
+            tracing::warn!(error = %e, seq, "could not terminate a dead-lettered delivery");
+        }
+        Ok(())
+    }
+
+    /// The task stored at stream sequence `seq` (still there until acked).
+    async fn stored_task(&self, seq: u64) -> Result<Option<Task>> {
+        match self.inner.tasks.get_raw_message(seq).await {
+            Ok(m) => Ok(Some(
+                match envelope::decode(
+                    &self.inner.config.subject_prefix,
+                    m.subject.as_str(),
+                    Some(&m.headers),
+                    &m.payload,
+                ) {
+                    Ok(task) => task,
+                    Err(bad) => bad.best_effort,
+                },
+            )),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(
+                Error::new(ErrorKind::TaskQueue, "cannot read a task from its stream")
+                    .with("stream", &self.inner.config.stream)
+                    .with("seq", seq)
+                    .with_source(e),
+            ),
+        }
+    }
+
+    /// Dead-letters the task of a delivery (`terminate`, or a nak on the last allowed
+    /// delivery).
+    async fn dead_letter_delivery(
+        &self,
+        reply: &str,
+        ack: &AckSubject<'_>,
+        reason: String,
+    ) -> Result<()> {
+        let Some(task) = self.stored_task(ack.stream_seq).await? else {
+            self.forget(ack.stream_seq);
+            return Err(Error::new(
+                ErrorKind::TaskQueue,
+                "the task of this delivery is no longer in the stream (acked or dead-lettered already)",
+            )
+            .with("delivery", ack.stream_seq));
+        };
+        self.dead_letter(task, reason, ack.delivered, reply, ack)
+            .await
+    }
+
+    /// Dead-letters `queue`'s last deliveries fetched here whose ack wait ran out.
+    async fn sweep(&self, queue: &str) -> Result<()> {
+        let now = Instant::now();
+        let due: Vec<(u64, LastAttempt)> = {
+            let mut last = self.lock_last();
+            let seqs: Vec<u64> = last
+                .iter()
+                .filter(|(_, a)| a.queue == queue && a.deadline <= now)
+                .map(|(seq, _)| *seq)
+                .collect();
+            seqs.into_iter()
+                .filter_map(|seq| last.remove(&seq).map(|a| (seq, a)))
+                .collect()
+        };
+        for (seq, attempt) in due {
+            // Acked in the meantime (by a clone, or after a redelivery elsewhere): gone.
+            let Some(task) = self.stored_task(seq).await? else {
+                continue;
+            };
+            let Some(ack) = tag::parse_ack_subject(&attempt.reply) else {
+                continue;
+            };
+            let reason = format!(
+                "ack wait expired on delivery {}; max_deliver ({}) reached",
+                attempt.delivered, self.inner.config.max_deliver
+            );
+            self.dead_letter(task, reason, attempt.delivered, &attempt.reply, &ack)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn lock_last(&self) -> std::sync::MutexGuard<'_, HashMap<u64, LastAttempt>> {
+        self.inner
+            .last_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, seq: u64) {
+        self.lock_last().remove(&seq);
+    }
+
+    /// Sends an ack-kind message to a delivery's ack subject and waits for JetStream's
+    /// confirmation, so that a returned `Ok` means the server has it.
+    async fn reply(&self, ack_subject: &str, body: &'static str, what: &str) -> Result<()> {
+        self.reply_bytes(ack_subject, body.into(), what).await
+    }
+
+    async fn reply_bytes(&self, ack_subject: &str, body: bytes::Bytes, what: &str) -> Result<()> {
+        let request = Request::new()
+            .payload(body)
+            .timeout(Some(self.inner.config.request_timeout));
+        self.inner
+            .client
+            .send_request(ack_subject.to_owned(), request)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::TaskQueue,
+                    format!("JetStream did not confirm the {what} of a delivery"),
+                )
+                .with("ack_subject", ack_subject)
+                .with_source(e)
+            })
+    }
+
+    fn check_tag<'a>(&self, tag: &'a DeliveryTag) -> Result<(&'a str, AckSubject<'a>)> {
+        tag::check(tag, &self.inner.config.stream)
+    }
+}
+
+#[async_trait]
+impl TaskQueue for NatsTaskQueue {
+    async fn publish(&self, task: Task) -> Result<()> {
+        let c = &self.inner.config;
+        let (subject, headers, body) = envelope::encode(&c.subject_prefix, &task)?;
+        let max = self.inner.client.server_info().max_payload;
+        if body.len() > max {
+            return Err(Error::new(
+                ErrorKind::Validation,
+                format!(
+                    "task payload of {} bytes exceeds the NATS server's max_payload ({max} bytes)",
+                    body.len()
+                ),
+            )
+            .with("saga_id", &task.saga_id)
+            .with("queue", &task.queue));
+        }
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                format!("cannot publish a task to NATS: {e}"),
+            )
+            .with("saga_id", &task.saga_id)
+            .with("queue", &task.queue)
+            .with("stream", &c.stream)
+        };
+        let ack = match self.publish_once(&subject, &headers, &body).await {
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                self.recreate_streams().await?;
+                self.publish_once(&subject, &headers, &body).await
+            }
+            other => other,
+        }
+        .map_err(|e| failed(&e))?;
+        if ack.duplicate {
+            tracing::debug!(dedup_id = %task.dedup_id, "task already in the stream (deduplicated)");
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        subject::check_queue(queue)?;
+        let give_up = Instant::now() + wait;
+        if let Err(e) = self.sweep(queue).await {
+            // The deliveries come back past `max_deliver` and are dead-lettered then.
+            tracing::warn!(error = %e, queue, "could not dead-letter expired last deliveries");
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        // What is ready now, in one round trip: the busy case.
+        self.pull_into(queue, max, Wait::NoWait, &mut out).await?;
+        while out.is_empty() {
+            let left = give_up.saturating_duration_since(Instant::now());
+            // Below a millisecond the server's wait is meaningless.
+            if left < Duration::from_millis(1) {
+                break;
+            }
+            // Wait for the first task only: a pull for `max` would hold the caller until
+            // `max` arrived or the wait ran out, while the contract is "return as soon as
+            // there is one".
+            let started = Instant::now();
+            self.pull_into(queue, 1, Wait::Expires(left), &mut out)
+                .await?;
+            if !out.is_empty() && max > 1 {
+                // And whatever else is ready by now.
+                self.pull_into(queue, max - 1, Wait::NoWait, &mut out)
+                    .await?;
+            }
+            if out.is_empty() && started.elapsed() < left / 2 {
+                // The server ended the wait early (409: `max_ack_pending` deliveries in
+                // flight) or everything that came was dead-lettered: pause rather than
+                // ask again at once.
+                tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
+        let (reply, ack) = self.check_tag(tag)?;
+        self.forget(ack.stream_seq);
+        self.reply(reply, "+ACK", "ack").await
+    }
+
+    async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
+        let (reply, ack) = self.check_tag(tag)?;
+        let max = self.inner.config.max_deliver;
+        if ack.delivered >= max {
+            let reason = format!(
+                "nak'ed on delivery {}; max_deliver ({max}) reached",
+                ack.delivered
+            );
+            return self.dead_letter_delivery(reply, &ack, reason).await;
+        }
+        self.forget(ack.stream_seq);
+        let body = if delay.is_zero() {
+            bytes::Bytes::from_static(b"-NAK")
+        } else {
+            format!(r#"-NAK {{"delay":{}}}"#, delay.as_nanos()).into()
+        };
+        self.reply_bytes(reply, body, "nak").await
+    }
+
+    async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()> {
+        let (reply, ack) = self.check_tag(tag)?;
+        self.dead_letter_delivery(reply, &ack, reason.to_owned())
+            .await
+    }
+
+    async fn progress(&self, tag: &DeliveryTag) -> Result<()> {
+        let (reply, ack) = self.check_tag(tag)?;
+        self.reply(reply, "+WPI", "progress report").await?;
+        if let Some(last) = self.lock_last().get_mut(&ack.stream_seq) {
+            last.deadline = Instant::now() + self.inner.config.ack_wait;
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
+        subject::check_queue(queue)?;
+        self.sweep(queue).await?;
+        self.inner.dead.list(&self.inner.client, queue).await
+    }
+}
+
+fn task_stream_config(c: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: c.stream.clone(),
+        subjects: vec![format!("{}.*.*", c.subject_prefix)],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: c.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// Gets or creates a stream, and checks that an existing one is laid out as wanted
+/// (another deployment's stream of the same name would otherwise be used silently).
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    wanted: stream::Config,
+) -> Result<stream::Stream> {
+    let name = wanted.name.clone();
+    let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| {
+        Error::new(
+            ErrorKind::TaskQueue,
+            "cannot create or open a NATS JetStream stream (is JetStream enabled?)",
+        )
+        .with("stream", &name)
+        .with_source(e)
+    })?;
+    let have = &s
+        .info()
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::TaskQueue, "cannot read a NATS stream")
+                .with("stream", &name)
+                .with_source(e)
+        })?
+        .config;
+    if have.subjects != wanted.subjects || have.retention != wanted.retention {
+        return Err(Error::new(
+            ErrorKind::Configuration,
+            "a NATS stream of this name exists with other subjects or retention",
+        )
+        .with("stream", &name)
+        .with(
+            "subjects",
+            format!("{:?} (configured {:?})", have.subjects, wanted.subjects),
+        )
+        .with(
+            "retention",
+            format!("{:?} (configured {:?})", have.retention, wanted.retention),
+        ));
+    }
+    Ok(s)
+}
