@@ -66,6 +66,10 @@ pub(crate) struct PendingActivity {
     /// A local activity: run by the worker that recorded it, not through the queue.
     #[serde(default)]
     pub(crate) local: bool,
+    /// The id of the attempt's `ActivityTaskScheduled` event: its task's dedup id
+    /// (`<saga_id>:<event_id>`) when recovery publishes the task again.
+    #[serde(default)]
+    pub(crate) scheduled_event_id: u64,
 }
 
 /// A child workflow started by this execution and not yet closed.
@@ -912,6 +916,7 @@ impl Execution {
                     compensates: attr(e, "compensates")?,
                     backing_off: false,
                     local: false,
+                    scheduled_event_id: e.event_id,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
@@ -934,6 +939,7 @@ impl Execution {
                     compensates: None,
                     backing_off: false,
                     local: true,
+                    scheduled_event_id: e.event_id,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
@@ -1127,6 +1133,7 @@ impl Execution {
                     compensates: Some(action.step_seq),
                     backing_off: false,
                     local: false,
+                    scheduled_event_id: 0, // set when the decision is applied
                 };
                 self.s.next_seq += 1;
                 self.decide_schedule(pa, None, None);
@@ -1240,6 +1247,7 @@ impl Execution {
                     compensates: None,
                     backing_off: false,
                     local: false,
+                    scheduled_event_id: 0, // set when the decision is applied
                 };
                 self.decide_schedule(pa, compensation, None);
                 None

@@ -1163,13 +1163,17 @@ impl Inner {
                 timeout_ms: pa.timeout_ms,
                 trace_id: exec.s.trace_id.clone(),
             };
-            let fake = exec.event(
+            // The task as first published: same dedup id (the broker drops it if it
+            // still holds the original), same outbox row.
+            let scheduled = HistoryEvent::new(
+                saga_id.clone(),
+                pa.scheduled_event_id,
                 EventType::ActivityTaskScheduled,
-                Value::Null,
-                false,
                 exec.s.now,
+                Value::Null,
+                exec.s.trace_id.clone(),
             );
-            effects.push(Effect::Publish(self.activity_task(&fake, &task)));
+            effects.push(Effect::Publish(self.activity_task(&scheduled, &task)));
         }
         for t in exec.s.timers.values() {
             effects.push(Effect::CreateTimer(TimerRecord {
