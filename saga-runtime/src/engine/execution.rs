@@ -179,27 +179,6 @@ fn same_decision(decided: &Decision, recorded: &HistoryEvent) -> bool {
     }
 }
 
-fn is_decision(t: EventType) -> bool {
-    matches!(
-        t,
-        EventType::ActivityTaskScheduled
-            | EventType::ActivityTaskCanceled
-            | EventType::TimerStarted
-            | EventType::TimerCanceled
-            | EventType::WorkflowExecutionCompleted
-            | EventType::WorkflowExecutionFailed
-            | EventType::WorkflowExecutionTimedOut
-            | EventType::WorkflowExecutionCompensating
-            | EventType::WorkflowExecutionCanceled
-            | EventType::MarkerRecorded
-            | EventType::SideEffectRecorded
-            | EventType::LocalActivityScheduled
-            | EventType::LocalActivityCanceled
-            | EventType::StartChildWorkflowExecutionInitiated
-            | EventType::RequestCancelChildWorkflowExecutionInitiated
-    )
-}
-
 /// The recorded value an event carries, if it is a record of a synchronous call.
 pub(crate) fn recorded_value(e: &HistoryEvent) -> Option<RecordedValue> {
     matches!(
@@ -429,7 +408,7 @@ impl Execution {
                 ),
             ));
         }
-        if is_decision(e.event_type) {
+        if e.event_type.is_decision() {
             let expected = self.decisions.pop_front().ok_or_else(|| {
                 replay_error(
                     &self.s.saga_id,
