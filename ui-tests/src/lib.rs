@@ -545,9 +545,18 @@ where
         "{at}: a workflow task failed"
     );
     // The fresh engine's state came from the snapshot A wrote with `codec`, whole:
-    // not one event of the history prefix was folded to rebuild it.
-    let first = replayer
-        .loads()
+    // not one event of the history prefix was folded to rebuild it. (A child it
+    // loads has a snapshot too, with at most its closing events after it.)
+    let loads = replayer.loads();
+    for l in &loads {
+        assert_eq!(
+            l.snapshot_codec.as_deref(),
+            Some(codec.name()),
+            "{at}: `{}` was not loaded from a snapshot",
+            l.saga_id
+        );
+    }
+    let first = loads
         .into_iter()
         .find(|l| l.saga_id == id)
         .unwrap_or_else(|| panic!("{at}: the fresh engine never loaded `{RUN_ID}`"));

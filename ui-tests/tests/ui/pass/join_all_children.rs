@@ -24,6 +24,7 @@ async fn fan(ctx: &mut WorkflowContext, n: u64) -> Result<Vec<u64>, SagaError> {
 
 fn main() {
     let script = ui_tests::Script::new().activities(ui_tests::acts::all()).child::<square>();
+    assert_eq!(ui_tests::check::<square>(5, script.clone()).result, Ok(serde_json::json!(25)));
     let run = ui_tests::check::<fan>(3, script);
     assert_eq!(run.result, Ok(serde_json::json!([2, 8, 18])));
     assert!(matches!(run.trace[0], Command::StartChild { .. }));
