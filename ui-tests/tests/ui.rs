@@ -1,6 +1,7 @@
 //! One trybuild batch: every pass case compiles and runs (its `main` checks the
-//! workflow on the engine and in the simulator, stopped and resumed at every
-//! checkpoint with every codec); every fail case fails with its `.stderr`.
+//! workflow in the simulator, on the engine, and on an engine stopped after every
+//! write whose snapshot, with every codec, a fresh engine resumes); every fail case
+//! fails with its `.stderr`.
 
 #[test]
 fn ui() {

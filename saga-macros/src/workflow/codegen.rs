@@ -625,8 +625,19 @@ impl Machine<'_, '_> {
                     return #transition::Suspend { state: #state, commands: #commands };
                 }
             }
-            CpKind::JoinAll { iter, pat, call } => {
+            CpKind::JoinAll {
+                iter,
+                pat,
+                prelude,
+                call,
+            } => {
                 let c = self.command(call);
+                // Each item: the closure's plain statements, then the command.
+                let item = if prelude.is_empty() {
+                    quote!(|#pat| #c)
+                } else {
+                    quote!(|#pat| { #(#prelude)* #c })
+                };
                 let iter = rewrite_expr(iter);
                 let results = mixed("__saga_results");
                 let s = mixed("__state");
@@ -643,7 +654,7 @@ impl Machine<'_, '_> {
                     let #commands: ::std::vec::Vec<::saga_runtime::workflow::Command> =
                         ::core::iter::Iterator::collect(::core::iter::Iterator::map(
                             ::core::iter::IntoIterator::into_iter(#iter),
-                            |#pat| #c,
+                            #item,
                         ));
                     if #commands.is_empty() {
                         // Nothing to wait for: continue at once with no results.

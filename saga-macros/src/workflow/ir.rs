@@ -236,10 +236,12 @@ pub(crate) enum CpKind<'a> {
     Single(Call<'a>),
     /// `ctx.join((a, b, ..))`.
     Join(Vec<Call<'a>>),
-    /// `ctx.join_all(iter.map(|pat| call))`.
+    /// `ctx.join_all(iter.map(|pat| { prelude; call }))`.
     JoinAll {
         iter: &'a syn::Expr,
         pat: &'a syn::Pat,
+        /// Plain statements run for each item before its call.
+        prelude: &'a [syn::Stmt],
         call: Call<'a>,
     },
 }

@@ -170,6 +170,8 @@ pub(crate) fn body<'a>(cx: &Ctxt, sig: &Signature<'a>) -> Body<'a> {
         checkpoints: Vec::new(),
         scopes: vec![Vec::new()],
         temps: 0,
+        futures: None,
+        reported_futures: Vec::new(),
     };
     let param = sig
         .input
@@ -551,6 +553,22 @@ struct Parser<'a, 'c> {
     checkpoints: Vec<Checkpoint<'a>>,
     scopes: Vec<Vec<(String, VarId)>>,
     temps: usize,
+    /// Checkpoint futures bound by the previous statement, for its `ctx.join_all`.
+    futures: Option<Futures<'a>>,
+    /// Futures bindings already reported: their `ctx.join_all` says nothing more.
+    reported_futures: Vec<String>,
+}
+
+/// `let calls: Vec<_> = items.iter().map(|x| ctx.activity(f, x)).collect();`, right
+/// before the `ctx.join_all(calls).await` that consumes it.
+///
+/// Why only right before: `collect` runs the closure at the `let`, the lowering at the
+/// `join_all`; with nothing in between, both see the same values. And the binding is
+/// never stored: it holds futures, which are not state.
+struct Futures<'a> {
+    name: String,
+    ident: &'a syn::Ident,
+    init: &'a syn::Expr,
 }
 
 /// `X.await` or `X.await?`: `(X, tried)`.
@@ -622,7 +640,7 @@ impl<'a> Parser<'a, '_> {
             self.cx.error_at(
                 *span,
                 format!(
-                    "`{ctx}.{method}(..)` is a checkpoint and must be awaited where it stands: `{ctx}.{method}(..).await`",
+                    "`{ctx}.{method}(..)` is a checkpoint and must be awaited where it stands: `{ctx}.{method}(..).await`; to run several at once, await them together with `{ctx}.join((..))` or `{ctx}.join_all(items.iter().map(|item| {ctx}.{method}(..)))`",
                     ctx = self.ctx
                 ),
             );
@@ -659,6 +677,10 @@ impl<'a> Parser<'a, '_> {
 
     fn stmts(&mut self, stmts: &'a [syn::Stmt], mode: Tail, out: &mut Vec<Stmt<'a>>) {
         for (i, stmt) in stmts.iter().enumerate() {
+            if let Some(futures) = self.futures_binding(stmt) {
+                self.bind_futures(futures, &stmts[i + 1..]);
+                continue;
+            }
             let last = i + 1 == stmts.len();
             match stmt {
                 syn::Stmt::Expr(e, None) if last && mode != Tail::Stmt => {
@@ -666,7 +688,112 @@ impl<'a> Parser<'a, '_> {
                 }
                 _ => self.stmt(stmt, out),
             }
+            if let Some(unused) = self.futures.take() {
+                self.cx.error_spanned_by(
+                    unused.ident,
+                    format!(
+                        "checkpoint futures bound to `{name}` must be awaited by the next statement as `{ctx}.join_all({name}).await`, where an `.await` may stand",
+                        name = unused.name,
+                        ctx = self.ctx
+                    ),
+                );
+            }
         }
+    }
+
+    /// `let name[: T] = <iter>.map(|x| ctx.<checkpoint>(..))[.collect()];`
+    fn futures_binding(&self, stmt: &'a syn::Stmt) -> Option<Futures<'a>> {
+        let syn::Stmt::Local(local) = stmt else {
+            return None;
+        };
+        let init = local.init.as_ref()?;
+        let pat = match &local.pat {
+            syn::Pat::Type(pt) => &*pt.pat,
+            other => other,
+        };
+        let syn::Pat::Ident(pi) = pat else {
+            return None;
+        };
+        if init.diverge.is_some() || pi.by_ref.is_some() || pi.subpat.is_some() {
+            return None;
+        }
+        let syn::Expr::MethodCall(map) = strip_collect(&init.expr) else {
+            return None;
+        };
+        let Some(syn::Expr::Closure(c)) = single_arg(map) else {
+            return None;
+        };
+        let tail = match closure_item(c) {
+            Ok((_, tail)) => strip_parens(tail),
+            Err(_) => return None,
+        };
+        let base = match tail {
+            syn::Expr::Await(a) => &*a.base,
+            other => other,
+        };
+        let is_checkpoint = matches!(base, syn::Expr::MethodCall(mc)
+            if (self.is_ctx(&mc.receiver) && CHECKPOINT_METHODS.contains(&mc.method.to_string().as_str()))
+                || (mc.method == "timeout" && matches!(&*mc.receiver, syn::Expr::MethodCall(inner) if self.is_ctx(&inner.receiver))));
+        (map.method == "map" && is_checkpoint).then(|| Futures {
+            name: names::unraw(&pi.ident),
+            ident: &pi.ident,
+            init: &init.expr,
+        })
+    }
+
+    /// Keeps `futures` for the `ctx.join_all` of the next statement, or reports why it
+    /// cannot be.
+    fn bind_futures(&mut self, futures: Futures<'a>, rest: &'a [syn::Stmt]) {
+        let ctx = self.ctx.clone();
+        let consumed = rest.first().is_some_and(|next| {
+            let mut find = FindJoinAllOf {
+                ctx: &ctx,
+                name: &futures.name,
+                found: false,
+            };
+            find.visit_stmt(next);
+            find.found
+        });
+        if !consumed {
+            self.cx.error_spanned_by(
+                futures.ident,
+                format!(
+                    "checkpoint futures bound to `{name}` must be awaited in the next statement: `let results = {ctx}.join_all({name}).await;` (or pass the iterator to `{ctx}.join_all(..)` directly)",
+                    name = futures.name
+                ),
+            );
+            self.reported_futures.push(futures.name);
+            return;
+        }
+        // After the `join_all`, the binding is moved: a later use is a bug, not a read.
+        for stmt in &rest[1..] {
+            if let syn::Stmt::Local(l) = stmt {
+                if bindings(&l.pat)
+                    .iter()
+                    .any(|b| names::unraw(b.ident) == futures.name)
+                {
+                    break;
+                }
+            }
+            let mut scan = Scan::new(&ctx);
+            scan.visit_stmt(stmt);
+            if scan.names.contains(&futures.name) {
+                let mut find = FindName {
+                    name: &futures.name,
+                    found: None,
+                };
+                find.visit_stmt(stmt);
+                self.cx.error_at(
+                    find.found.unwrap_or_else(|| stmt.span()),
+                    format!(
+                        "`{name}` was consumed by `{ctx}.join_all({name})`; use the results it gave",
+                        name = futures.name
+                    ),
+                );
+                break;
+            }
+        }
+        self.futures = Some(futures);
     }
 
     fn stmt(&mut self, stmt: &'a syn::Stmt, out: &mut Vec<Stmt<'a>>) {
@@ -1196,6 +1323,12 @@ impl<'a> Parser<'a, '_> {
                 call_exprs(call, &mut visit);
             }
         }
+        if let CpKind::JoinAll { prelude, .. } = &kind {
+            for stmt in *prelude {
+                let scan = self.scan(|s| s.visit_stmt(stmt));
+                uses.extend(self.resolve_all(&scan.names));
+            }
+        }
         uses.sort_unstable();
         uses.dedup();
         let id = self.checkpoints.len();
@@ -1239,31 +1372,128 @@ impl<'a> Parser<'a, '_> {
         Some(calls)
     }
 
+    /// `ctx.join_all(<iter>.map(|pat| <item>))`, the iterator optionally collected or
+    /// bound to a local by the previous statement ([`Futures`]).
     fn join_all(&mut self, mc: &'a syn::ExprMethodCall) -> Option<CpKind<'a>> {
-        const SHAPE: &str = "`ctx.join_all` takes a mapped iterator of one checkpoint: `ctx.join_all(items.iter().map(|item| ctx.activity(f, item.clone()))).await`";
-        let Some(syn::Expr::MethodCall(map)) = single_arg(mc) else {
-            self.cx.error_spanned_by(&mc.args, SHAPE);
+        let ctx = &self.ctx;
+        let shape = format!("`{ctx}.join_all` takes an iterator mapped to one checkpoint per item: `{ctx}.join_all(items.iter().map(|item| {ctx}.activity(f, item.clone()))).await`");
+        let Some(arg) = single_arg(mc) else {
+            self.cx.error_spanned_by(&mc.args, shape);
             return None;
         };
-        let closure = match single_arg(map) {
-            Some(syn::Expr::Closure(c)) if map.method == "map" && c.inputs.len() == 1 => c,
+        let source = match strip_parens(arg) {
+            syn::Expr::Path(p)
+                if self.futures.as_ref().is_some_and(|f| {
+                    p.path
+                        .get_ident()
+                        .is_some_and(|i| names::unraw(i) == f.name)
+                }) =>
+            {
+                self.futures.take()?.init
+            }
+            other => other,
+        };
+        let map = match strip_collect(source) {
+            syn::Expr::MethodCall(m) if m.method == "map" => m,
+            syn::Expr::Macro(_) | syn::Expr::Array(_) => {
+                self.cx.error_spanned_by(
+                    arg,
+                    format!("`{ctx}.join_all` takes an iterator, not a list of checkpoints; for a fixed set, use `{ctx}.join((a, b, ..)).await`, for one per item, `{ctx}.join_all(items.iter().map(|item| {ctx}.activity(f, item.clone()))).await`"),
+                );
+                return None;
+            }
+            syn::Expr::MethodCall(m) => {
+                self.cx.error_spanned_by(
+                    &m.method,
+                    format!("`{ctx}.join_all` needs `.map(|item| {ctx}.<checkpoint>(..))` as the last step of the iterator; filter or enumerate before it: `items.iter().filter(..).map(|item| {ctx}.activity(f, item.clone()))`"),
+                );
+                return None;
+            }
+            syn::Expr::Path(p)
+                if p.path
+                    .get_ident()
+                    .is_some_and(|i| self.reported_futures.contains(&names::unraw(i))) =>
+            {
+                return None;
+            }
+            syn::Expr::Path(_) => {
+                self.cx.error_spanned_by(
+                    arg,
+                    format!("`{ctx}.join_all` cannot see what this holds; pass the mapped iterator itself, or bind it in the statement right before: `let calls: Vec<_> = items.iter().map(|item| {ctx}.activity(f, item.clone())).collect();`"),
+                );
+                return None;
+            }
             _ => {
-                self.cx.error_spanned_by(map, SHAPE);
+                self.cx.error_spanned_by(arg, shape);
                 return None;
             }
         };
+        let closure = match single_arg(map) {
+            Some(syn::Expr::Closure(c)) if c.inputs.len() == 1 => c,
+            Some(other) => {
+                self.cx.error_spanned_by(
+                    other,
+                    format!("`{ctx}.join_all` needs a closure here, so the macro can see the checkpoint: `.map(|item| {ctx}.activity(f, item.clone()))`"),
+                );
+                return None;
+            }
+            None => {
+                self.cx.error_spanned_by(map, shape);
+                return None;
+            }
+        };
+        if let syn::ReturnType::Type(arrow, ty) = &closure.output {
+            self.cx.error_spanned_by(
+                quote::quote!(#arrow #ty),
+                "remove the closure's return type: it gives a checkpoint, whose type the macro knows",
+            );
+            return None;
+        }
         self.no_await(AwaitPlace::Nested, |f| f.visit_expr(&map.receiver));
-        match self.call(&closure.body) {
+        let (prelude, tail) = match closure_item(closure) {
+            Ok(item) => item,
+            Err(e) => {
+                self.cx.syn_error(e);
+                return None;
+            }
+        };
+        for stmt in prelude {
+            self.no_await(AwaitPlace::Closure, |f| f.visit_stmt(stmt));
+            let mut find = FindEscape { found: None };
+            find.visit_stmt(stmt);
+            if let Some(span) = find.found {
+                self.cx.error_at(
+                    span,
+                    format!("`?` and `return` are not supported inside a `{ctx}.join_all` closure: it gives one checkpoint per item; check the items before the join"),
+                );
+            }
+        }
+        let is_call = match tail {
+            syn::Expr::MethodCall(m) if self.is_ctx(&m.receiver) => true,
+            syn::Expr::MethodCall(m) if m.method == "timeout" => {
+                matches!(&*m.receiver, syn::Expr::MethodCall(inner) if self.is_ctx(&inner.receiver))
+            }
+            _ => false,
+        };
+        if !is_call {
+            self.cx.error_spanned_by(
+                tail,
+                format!("each item of `{ctx}.join_all` must end in one checkpoint call, e.g. `{ctx}.activity(f, item)`; to pick between checkpoints per item, use one `{ctx}.join_all` for each, or decide inside an activity"),
+            );
+            return None;
+        }
+        match self.call(tail) {
             Ok(Call::Signal { ty: None, .. }) => {
                 self.cx.error_spanned_by(
-                    &closure.body,
-                    "a signal inside `ctx.join_all` needs its payload type: `ctx.signal::<T>(name)`",
+                    tail,
+                    format!("a signal inside `{ctx}.join_all` needs its payload type: `{ctx}.signal::<T>(name)`"),
                 );
                 None
             }
             Ok(call) => Some(CpKind::JoinAll {
                 iter: strip_parens(&map.receiver),
                 pat: &closure.inputs[0],
+                prelude,
                 call,
             }),
             Err(e) => {
@@ -1401,6 +1631,117 @@ fn strip_parens(e: &syn::Expr) -> &syn::Expr {
         syn::Expr::Paren(p) => strip_parens(&p.expr),
         other => other,
     }
+}
+
+/// `it.collect()` / `it.collect::<Vec<_>>()` → `it`: joining the collected futures is
+/// joining the iterator's.
+fn strip_collect(e: &syn::Expr) -> &syn::Expr {
+    match strip_parens(e) {
+        syn::Expr::MethodCall(m) if m.method == "collect" && m.args.is_empty() => {
+            strip_parens(&m.receiver)
+        }
+        other => other,
+    }
+}
+
+/// The per-item part of a `ctx.join_all` closure: `(plain statements, the checkpoint)`.
+///
+/// Input: `|x| ctx.activity(f, x)`, `|x| { let y = x * 2; ctx.activity(f, y) }`,
+/// `|x| async move { ctx.activity(f, x).await }` (an `async` block or closure awaits
+/// its one checkpoint in its tail).
+/// Output: `([], ctx.activity(f, x))`, `([let y = x * 2;], ctx.activity(f, y))`,
+/// `([], ctx.activity(f, x))`.
+fn closure_item(c: &syn::ExprClosure) -> syn::Result<(&[syn::Stmt], &syn::Expr)> {
+    let (block, is_async) = match strip_parens(&c.body) {
+        syn::Expr::Async(a) => (Some(&a.block), true),
+        syn::Expr::Block(b) if b.label.is_none() => (Some(&b.block), c.asyncness.is_some()),
+        _ => (None, c.asyncness.is_some()),
+    };
+    let (prelude, tail) = match block {
+        None => (&[][..], &*c.body),
+        Some(b) => match b.stmts.split_last() {
+            Some((syn::Stmt::Expr(tail, None), prelude)) => (prelude, tail),
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    b,
+                    "end the closure with its checkpoint, without `;`: `|item| { ..; ctx.activity(f, item) }`",
+                ))
+            }
+        },
+    };
+    let tail = strip_parens(tail);
+    match (is_async, tail) {
+        (true, syn::Expr::Await(a)) => Ok((prelude, strip_parens(&a.base))),
+        (true, syn::Expr::Try(t)) if matches!(&*t.expr, syn::Expr::Await(_)) => {
+            Err(syn::Error::new_spanned(
+                t.question_token,
+                "remove the `?`: `ctx.join_all` gives each item's `Result`; apply `?` to each result after the join",
+            ))
+        }
+        (true, other) => Err(syn::Error::new_spanned(
+            other,
+            "an `async` item of `ctx.join_all` must end by awaiting its checkpoint: `async move { ctx.activity(f, item).await }`",
+        )),
+        (false, syn::Expr::Await(a)) => Err(syn::Error::new_spanned(
+            a.await_token,
+            "remove the `.await`: the closure gives the checkpoint, and `ctx.join_all(..).await` awaits them all",
+        )),
+        (false, other) => Ok((prelude, other)),
+    }
+}
+
+/// The first `?` or `return` of a statement, outside nested closures and items.
+struct FindEscape {
+    found: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for FindEscape {
+    fn visit_expr_try(&mut self, e: &'ast syn::ExprTry) {
+        self.found.get_or_insert(e.question_token.span);
+        syn::visit::visit_expr_try(self, e);
+    }
+    fn visit_expr_return(&mut self, e: &'ast syn::ExprReturn) {
+        self.found.get_or_insert(e.return_token.span);
+        syn::visit::visit_expr_return(self, e);
+    }
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The first read of the local `name` in a statement.
+struct FindName<'n> {
+    name: &'n str,
+    found: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for FindName<'_> {
+    fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
+        if let Some(i) = e.path.get_ident() {
+            if e.qself.is_none() && names::unraw(i) == self.name {
+                self.found.get_or_insert(i.span());
+            }
+        }
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// Finds `ctx.join_all(name)` in a statement.
+struct FindJoinAllOf<'n> {
+    ctx: &'n str,
+    name: &'n str,
+    found: bool,
+}
+
+impl<'ast> Visit<'ast> for FindJoinAllOf<'_> {
+    fn visit_expr_method_call(&mut self, e: &'ast syn::ExprMethodCall) {
+        let is_ctx = matches!(&*e.receiver, syn::Expr::Path(p) if p.path.is_ident(self.ctx));
+        let of_name = matches!(single_arg(e).map(strip_parens), Some(syn::Expr::Path(p))
+            if p.path.get_ident().is_some_and(|i| names::unraw(i) == self.name));
+        self.found |= is_ctx && e.method == "join_all" && of_name;
+        syn::visit::visit_expr_method_call(self, e);
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
 fn is_compound_assign(op: &syn::BinOp) -> bool {

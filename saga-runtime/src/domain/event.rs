@@ -227,6 +227,42 @@ event_types! {
     ]
 }
 
+impl EventType {
+    /// True for a *decision*: an event the engine and the workflow's machine decide
+    /// (scheduling activities and timers, recorded values, lifecycle changes,
+    /// compensations), as opposed to an *input* from outside the workflow code (the
+    /// start, activity results, fired timers, signals). Replay checks that the code
+    /// decides again exactly the decisions in history; two runs of the same workflow
+    /// on the same inputs record the same decisions.
+    ///
+    /// ```
+    /// use saga_runtime::domain::EventType;
+    /// assert!(EventType::ActivityTaskScheduled.is_decision());
+    /// assert!(!EventType::ActivityTaskCompleted.is_decision());
+    /// assert!(!EventType::SnapshotCreated.is_decision());
+    /// ```
+    pub fn is_decision(self) -> bool {
+        matches!(
+            self,
+            EventType::ActivityTaskScheduled
+                | EventType::ActivityTaskCanceled
+                | EventType::TimerStarted
+                | EventType::TimerCanceled
+                | EventType::WorkflowExecutionCompleted
+                | EventType::WorkflowExecutionFailed
+                | EventType::WorkflowExecutionTimedOut
+                | EventType::WorkflowExecutionCompensating
+                | EventType::WorkflowExecutionCanceled
+                | EventType::MarkerRecorded
+                | EventType::SideEffectRecorded
+                | EventType::LocalActivityScheduled
+                | EventType::LocalActivityCanceled
+                | EventType::StartChildWorkflowExecutionInitiated
+                | EventType::RequestCancelChildWorkflowExecutionInitiated
+        )
+    }
+}
+
 impl std::fmt::Display for EventType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -186,27 +186,6 @@ fn same_decision(decided: &Decision, recorded: &HistoryEvent) -> bool {
     }
 }
 
-fn is_decision(t: EventType) -> bool {
-    matches!(
-        t,
-        EventType::ActivityTaskScheduled
-            | EventType::ActivityTaskCanceled
-            | EventType::TimerStarted
-            | EventType::TimerCanceled
-            | EventType::WorkflowExecutionCompleted
-            | EventType::WorkflowExecutionFailed
-            | EventType::WorkflowExecutionTimedOut
-            | EventType::WorkflowExecutionCompensating
-            | EventType::WorkflowExecutionCanceled
-            | EventType::MarkerRecorded
-            | EventType::SideEffectRecorded
-            | EventType::LocalActivityScheduled
-            | EventType::LocalActivityCanceled
-            | EventType::StartChildWorkflowExecutionInitiated
-            | EventType::RequestCancelChildWorkflowExecutionInitiated
-    )
-}
-
 /// The recorded value an event carries, if it is a record of a synchronous call.
 pub(crate) fn recorded_value(e: &HistoryEvent) -> Option<RecordedValue> {
     matches!(
@@ -326,7 +305,7 @@ impl Execution {
         // an input still owes a worker the task that folds it.
         let last = events.last().map(|e| e.event_type);
         if exec.s.status == Some(WorkflowStatus::Running)
-            && last.is_some_and(|t| is_decision(t) || t == EventType::SnapshotCreated)
+            && last.is_some_and(|t| t.is_decision() || t == EventType::SnapshotCreated)
         {
             exec.s.status = Some(WorkflowStatus::Paused);
         }
@@ -520,13 +499,13 @@ impl Execution {
                 ),
             ));
         }
-        if is_decision(e.event_type) && env.workflow.is_none() {
+        if e.event_type.is_decision() && env.workflow.is_none() {
             // Observing without the code: the recorded decision is the truth, and what
             // the inputs before it owed is settled by it.
             self.decisions.clear();
             self.s.version += 1;
             self.apply_decision(env, e)
-        } else if is_decision(e.event_type) {
+        } else if e.event_type.is_decision() {
             let expected = self.decisions.pop_front().ok_or_else(|| {
                 replay_error(
                     &self.s.saga_id,

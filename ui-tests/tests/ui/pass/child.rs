@@ -18,6 +18,7 @@ async fn parent(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
 
 fn main() {
     let script = ui_tests::Script::new().activities(ui_tests::acts::all()).child::<quadruple>();
+    assert_eq!(ui_tests::check::<quadruple>(3, script.clone()).result, Ok(serde_json::json!(12)));
     assert_eq!(ui_tests::check::<parent>(1, script).result, Ok(serde_json::json!(4 + 16)));
     assert_eq!(parent::checkpoints()[1].variant, "Quadruple2");
 }

@@ -60,6 +60,7 @@ fn main() {
         .activities(ui_tests::acts::all())
         .child::<halve>()
         .signal("who", Some("zed"));
+    assert_eq!(ui_tests::check::<halve>(8, script.clone()).result, Ok(serde_json::json!(4)));
     let run = ui_tests::check::<mixed>((3, None), script.clone().signal("reply", "hi"));
     // 3 → add_one 4 (even: leave the block) → halve(4) = 2
     assert_eq!(run.result, Ok(serde_json::json!("z: 2 hello z hi")));
