@@ -206,6 +206,46 @@ impl WorkflowStore for CrashingStore {
     }
 }
 
+/// The outbox is not part of the crash: the engines here use the in-process queue, so
+/// only clients would write to it.
+#[async_trait]
+impl saga_runtime::port::Outbox for CrashingStore {
+    async fn claim_tasks(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<saga_runtime::port::Task>> {
+        self.inner.claim_tasks(now, lease, limit).await
+    }
+    async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
+        self.inner.settle_tasks(saga_id, dedup_ids).await
+    }
+    async fn outbox_len(&self) -> Result<u64> {
+        self.inner.outbox_len().await
+    }
+}
+
+/// Definitions are registered once, at the engine's start, before any crash.
+#[async_trait]
+impl saga_runtime::port::DefinitionStore for CrashingStore {
+    async fn register_definition(
+        &self,
+        definition: saga_runtime::port::WorkflowDefinition,
+    ) -> Result<()> {
+        self.inner.register_definition(definition).await
+    }
+    async fn definitions(&self) -> Result<Vec<saga_runtime::port::WorkflowDefinition>> {
+        self.inner.definitions().await
+    }
+    async fn definition(
+        &self,
+        workflow_type: &str,
+    ) -> Result<Option<saga_runtime::port::WorkflowDefinition>> {
+        self.inner.definition(workflow_type).await
+    }
+}
+
 /// What one load handed the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Load {

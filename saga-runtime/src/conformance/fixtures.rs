@@ -499,6 +499,24 @@ impl Activity for slow {
     }
 }
 
+/// Sleeps its input in milliseconds: no timeout, no retries (a long-running step).
+pub struct patient {}
+impl Activity for patient {
+    const TYPE_ID: &'static str = "patient";
+    type Input = u64;
+    type Output = u64;
+    async fn execute(_ctx: ActivityContext, ms: u64) -> Result<u64, ActivityError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(ms)
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::none(),
+            start_to_close_timeout: None,
+        }
+    }
+}
+
 /// Runs one activity of type `A` on its input and returns its output.
 pub struct single<A>(std::marker::PhantomData<fn() -> A>);
 

@@ -179,6 +179,7 @@ struct Config {
     recover_on_start: bool,
     result_poll: Duration,
     outbox: OutboxConfig,
+    progress_every: Duration,
 }
 
 /// The transactional outbox and its reconciler (DESIGN.md section 6, [`Outbox`]).
@@ -227,6 +228,7 @@ impl Default for Config {
             recover_on_start: true,
             result_poll: Duration::from_secs(1),
             outbox: OutboxConfig::default(),
+            progress_every: Duration::from_secs(10),
         }
     }
 }
@@ -353,6 +355,14 @@ impl SagaEngineBuilder {
     /// true): this is how work survives a crash of the process that held it.
     pub fn recover_on_start(mut self, yes: bool) -> Self {
         self.config.recover_on_start = yes;
+        self
+    }
+
+    /// How often a worker reports progress on the delivery of an activity that is
+    /// still running (default 10 s): keep it well under the task queue's ack wait
+    /// (30 s by default for the in-memory and NATS queues).
+    pub fn progress_every(mut self, d: Duration) -> Self {
+        self.config.progress_every = d.max(Duration::from_millis(1));
         self
     }
 

@@ -1070,9 +1070,24 @@ impl Inner {
             activity_type = %task.activity_type,
             attempt = task.attempt
         );
-        let result = self
-            .execute(ctx, task.input, task.timeout_ms, Some(span))
-            .await;
+        let result = {
+            // While the attempt runs, tell the queue the delivery is alive, so that a
+            // slow activity is not redelivered the way a dead worker's task is.
+            let attempt = self.execute(ctx, task.input, task.timeout_ms, Some(span));
+            tokio::pin!(attempt);
+            let mut beat = tokio::time::interval(self.config.progress_every);
+            beat.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    r = &mut attempt => break r,
+                    _ = beat.tick() => {
+                        if let Err(e) = self.queue.progress(&d.tag).await {
+                            tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
+                        }
+                    }
+                }
+            }
+        };
         let finished = self.clock.now();
         let (event_type, attributes) = match result {
             Ok(output) => (
