@@ -1,0 +1,114 @@
+//! A worker process for many machines: serves the shop order saga
+//! (`examples::shop`) from PostgreSQL (the store, the only source of truth) and NATS
+//! JetStream (the task queue and signals). Start as many as you like against the same
+//! database and server; they share the work.
+//!
+//! Run: `cargo run -p examples --bin worker`
+//!
+//! Settings (environment):
+//! - `SAGA_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
+//!   `SAGA_SCHEMA` (default: the server's `search_path`);
+//! - `SAGA_NATS_URL` (default `127.0.0.1:4222`) and `SAGA_NATS_NAMESPACE` (default:
+//!   the production names `SAGA_TASKS`, `saga.tasks`, ...);
+//! - `SAGA_CONCURRENCY` worker loops (default 32), `SAGA_REDELIVER_AFTER_MS` (the
+//!   outbox's `redeliver_after`, default 60 000), `SAGA_NATS_ACK_WAIT_MS` (how long
+//!   before a task a dead worker held is delivered again, default 30 000).
+//!
+//! SIGTERM (or Ctrl-C) stops it gracefully: the worker loops finish the task in hand
+//! and take no other; a task fetched and not finished is never acknowledged, so the
+//! broker delivers it to another worker after its ack wait. Nothing is dropped.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use examples::shop;
+use saga_adapters::{NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore};
+use saga_runtime::engine::OutboxConfig;
+use saga_runtime::prelude::*;
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn number(name: &str, default: u64) -> Result<u64, Error> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Configuration,
+                format!("{name} must be a whole number, got `{v}`"),
+            )
+        }),
+    }
+}
+
+async fn serve() -> Result<(), Error> {
+    let mut pg = PostgresConfig::new(var(
+        "SAGA_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    ));
+    if let Ok(schema) = std::env::var("SAGA_SCHEMA") {
+        pg = pg.schema(schema);
+    }
+    let store = PostgresStore::connect_with(pg).await?;
+    shop::use_ledger(store.pool().clone()).await?;
+    let mut nats = match std::env::var("SAGA_NATS_NAMESPACE") {
+        Ok(ns) => NatsConfig::namespaced(&ns),
+        Err(_) => NatsConfig::default(),
+    };
+    nats.ack_wait = Duration::from_millis(number("SAGA_NATS_ACK_WAIT_MS", 30_000)?);
+    let queue = NatsTaskQueue::connect(&var("SAGA_NATS_URL", "127.0.0.1:4222"), nats).await?;
+    let signals = queue.signal_dispatcher();
+    let engine = shop::builder()
+        .store(store)
+        .queue(queue)
+        .signals(signals)
+        .outbox(OutboxConfig {
+            redeliver_after: Duration::from_millis(number("SAGA_REDELIVER_AFTER_MS", 60_000)?),
+            ..OutboxConfig::default()
+        })
+        .concurrency(number("SAGA_CONCURRENCY", 32)? as usize)
+        .build()
+        .await?;
+    let pid = std::process::id();
+    println!("worker {pid} ready");
+    stopped().await;
+    println!("worker {pid} stopping");
+    engine.shutdown().await;
+    println!("worker {pid} stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

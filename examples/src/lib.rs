@@ -1,0 +1,3 @@
+//! Workflows shared by the example binaries and their tests.
+
+pub mod shop;
