@@ -96,6 +96,14 @@ impl SagaClient {
         self
     }
 
+    /// The queue new executions are started on unless `StartOptions::task_queue` says
+    /// otherwise: the one given to [`SagaClient::queue`], else the engine's default.
+    fn queue_name(&self) -> &str {
+        self.queue
+            .as_ref()
+            .map_or(inputs::DEFAULT_QUEUE, |(_, name)| name.as_str())
+    }
+
     /// The store.
     pub fn store(&self) -> &dyn WorkflowStore {
         &*self.store
@@ -181,10 +189,18 @@ impl SagaClient {
         let trace_id = options
             .trace_id
             .unwrap_or_else(|| inputs::new_trace_id(&saga_id, now));
-        let attributes =
-            inputs::started_attributes(workflow_type, &definition.fingerprint, input, timeout_ms);
+        let queue = options
+            .task_queue
+            .unwrap_or_else(|| self.queue_name().to_owned());
+        let attributes = inputs::started_attributes(
+            workflow_type,
+            &definition.fingerprint,
+            input,
+            timeout_ms,
+            &queue,
+        );
         let event = inputs::started_event(&saga_id, attributes, &trace_id, now);
-        match self.append(&saga_id, 0, event.clone()).await {
+        match self.append(&saga_id, 0, event.clone(), &queue).await {
             Ok(()) => Ok(event),
             Err(e) if e.is_conflict() => Err(Error::already_started(saga_id.as_str())),
             Err(e) => Err(e),
@@ -252,7 +268,15 @@ impl SagaClient {
             };
             let event =
                 inputs::outside_event(last, event_type, attributes.clone(), inputs::now_ms());
-            match self.append(saga_id, history.len() as u64, event).await {
+            let queue = history
+                .first()
+                .and_then(|e| e.attr_str("task_queue"))
+                .unwrap_or(self.queue_name())
+                .to_owned();
+            match self
+                .append(saga_id, history.len() as u64, event, &queue)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 // Another writer appended meanwhile: check again on the new history.
                 Err(e) if e.is_conflict() => continue,
@@ -267,12 +291,14 @@ impl SagaClient {
     /// reconciler publishes it again only if the worker has not taken it by then).
     /// The write is durable before the publish: a failed publish costs latency, so it
     /// is logged, not reported as a failed start or signal.
-    async fn append(&self, saga_id: &SagaId, version: u64, event: HistoryEvent) -> Result<()> {
-        let name = self
-            .queue
-            .as_ref()
-            .map_or(inputs::DEFAULT_QUEUE, |(_, name)| name.as_str());
-        let task = inputs::workflow_task(saga_id, name, version + 1);
+    async fn append(
+        &self,
+        saga_id: &SagaId,
+        version: u64,
+        event: HistoryEvent,
+        queue: &str,
+    ) -> Result<()> {
+        let task = inputs::workflow_task(saga_id, queue, version + 1);
         let now = inputs::now_ms();
         let mut commit = Commit::events_only(saga_id, version, vec![event]);
         commit.tasks.push(task.clone());

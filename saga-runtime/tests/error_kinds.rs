@@ -291,6 +291,7 @@ async fn every_error_kind_is_produced() {
     let opts = StartOptions {
         timeout: Some(Duration::from_secs(1)),
         trace_id: None,
+        task_queue: None,
     };
     let input = WaiterInput {
         sleep_first_secs: 0,

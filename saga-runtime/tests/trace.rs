@@ -44,6 +44,7 @@ async fn spans_carry_the_trace_id() {
     let options = StartOptions {
         timeout: None,
         trace_id: Some("trace-abc123".into()),
+        task_queue: None,
     };
     let run = engine
         .start_with::<order_saga>("traced", Order::new("t"), options)

@@ -26,6 +26,7 @@ pub(crate) async fn start(
     let options = StartOptions {
         timeout: timeout_secs.map(Duration::from_secs),
         trace_id: None,
+        task_queue: None,
     };
     let started = opened
         .client

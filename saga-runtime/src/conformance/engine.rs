@@ -394,6 +394,7 @@ pub async fn workflow_timeout<S: ScenarioStore>(store: S) {
             StartOptions {
                 timeout: Some(Duration::from_secs(5)),
                 trace_id: None,
+                task_queue: None,
             },
         )
         .await
@@ -1332,6 +1333,65 @@ pub async fn outbox_redelivers_lost_tasks<S: ScenarioStore>(store: S) {
     assert_eq!(engine.history("outbox-1").await.unwrap(), h);
 }
 
+/// Task queues: an execution started on queue `billing` has every task run by the
+/// engine serving `billing` (it records the queue in its start event), none by the one
+/// that started it; executions started without a queue stay on the starter's.
+pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let billing = builder(store)
+        .queue(queue)
+        .signals(signals)
+        .task_queue_name("billing")
+        .build()
+        .await
+        .unwrap();
+    let options = StartOptions {
+        task_queue: Some("billing".into()),
+        ..Default::default()
+    };
+    let receipt = front
+        .start_with::<order_saga>("routed", Order::new("r"), options)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(receipt.shipment.tracking, "trk-r");
+    let h = front.history("routed").await.unwrap();
+    assert_eq!(h[0].attr_str("task_queue"), Some("billing"));
+    assert_history_sound(&h);
+    assert_eq!(
+        (
+            front.metrics().activity_attempts,
+            billing.metrics().activity_attempts
+        ),
+        (0, 3),
+        "every step of a `billing` execution runs on the `billing` worker"
+    );
+    front
+        .start::<order_saga>("unrouted", Order::new("u"))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            front.metrics().activity_attempts,
+            billing.metrics().activity_attempts
+        ),
+        (3, 3),
+        "an execution started without a queue stays on the starter's"
+    );
+}
+
 /// Calls the macro `$m` with the names of every scenario meant for tokio's paused
 /// clock: the one list each store's test file expands, so a new scenario runs on
 /// every adapter.
@@ -1370,7 +1430,8 @@ macro_rules! for_each_paused_scenario {
             child_workflows,
             recorded_values_replay,
             stale_writer_conflicts_and_retries,
-            outbox_redelivers_lost_tasks
+            outbox_redelivers_lost_tasks,
+            task_queues_route_work
         );
     };
 }

@@ -110,6 +110,10 @@ pub(crate) struct ExecState {
     pub(crate) workflow_type: String,
     pub(crate) fingerprint: String,
     pub(crate) trace_id: String,
+    /// Where its tasks go (`WorkflowExecutionStarted.task_queue`); empty for a history
+    /// that predates the attribute: the engine's own queue.
+    #[serde(default)]
+    pub(crate) task_queue: String,
     pub(crate) status: Option<WorkflowStatus>,
     /// Events folded so far (the next event id).
     pub(crate) version: u64,
@@ -231,6 +235,7 @@ impl Execution {
                 workflow_type: String::new(),
                 fingerprint: String::new(),
                 trace_id: String::new(),
+                task_queue: String::new(),
                 status: None,
                 version: 0,
                 next_seq: 0,
@@ -591,6 +596,7 @@ impl Execution {
                 self.s.workflow_type = attr(e, "workflow_type")?;
                 self.s.fingerprint = attr(e, "fingerprint")?;
                 self.s.trace_id = e.trace_id.clone();
+                self.s.task_queue = e.attr_str("task_queue").unwrap_or_default().to_owned();
                 self.s.started_at = Some(e.timestamp);
                 self.s.parent = e.attributes.get("parent").and_then(|p| {
                     Some((

@@ -33,12 +33,14 @@ pub(crate) fn started_attributes(
     fingerprint: &str,
     input: Value,
     timeout_ms: Option<u64>,
+    task_queue: &str,
 ) -> Value {
     json!({
         "workflow_type": workflow_type,
         "fingerprint": fingerprint,
         "input": input,
         "timeout_ms": timeout_ms,
+        "task_queue": task_queue,
     })
 }
 

@@ -46,6 +46,10 @@ pub struct StartOptions {
     pub timeout: Option<Duration>,
     /// The trace id carried by every event; generated when absent.
     pub trace_id: Option<String>,
+    /// The task queue of this execution: its workflow and activity tasks go there, and
+    /// only workers serving it ([`SagaEngineBuilder::task_queue_name`]) run them. Default:
+    /// the starting engine's queue. Recorded in `WorkflowExecutionStarted`.
+    pub task_queue: Option<String>,
 }
 
 /// Counters the engine keeps (exported as metrics by the operations layer).
@@ -320,7 +324,9 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// The queue this engine publishes to and serves (default `"default"`).
+    /// The queue this engine serves (default `"default"`), and where the executions it
+    /// starts send their tasks unless [`StartOptions::task_queue`] says otherwise: run
+    /// workers with different queues to give workflows workers of their own.
     pub fn task_queue_name(mut self, name: impl Into<String>) -> Self {
         self.config.queue = name.into();
         self
@@ -554,7 +560,14 @@ impl SagaEngine {
         let input = serde_json::to_value(&input)?;
         let timeout = options.timeout.or(W::options().timeout);
         self.inner
-            .start(&saga_id, W::TYPE_ID, input, timeout, options.trace_id)
+            .start(
+                &saga_id,
+                W::TYPE_ID,
+                input,
+                timeout,
+                options.trace_id,
+                options.task_queue,
+            )
             .await?;
         Ok(RunHandle {
             inner: self.inner.clone(),

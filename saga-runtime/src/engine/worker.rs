@@ -101,6 +101,8 @@ struct ChildStart {
     workflow_type: String,
     input: Value,
     trace_id: String,
+    /// The parent's task queue, which the child inherits.
+    task_queue: String,
 }
 
 /// How often a conflicting append is retried before giving up.
@@ -118,6 +120,17 @@ fn raw(v: Option<&Value>) -> Box<serde_json::value::RawValue> {
 fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
     let d = TimeDelta::try_milliseconds(ms.min(i64::MAX as u64) as i64).unwrap_or(TimeDelta::MAX);
     t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The task that runs one attempt of the activity `scheduled` schedules, on `queue`.
+fn activity_task(scheduled: &HistoryEvent, task: &ActivityTask, queue: &str) -> Task {
+    Task {
+        kind: TaskKind::Activity,
+        saga_id: scheduled.saga_id.clone(),
+        queue: queue.to_owned(),
+        dedup_id: format!("{}:{}", scheduled.saga_id, scheduled.event_id),
+        payload: serde_json::to_vec(task).unwrap_or_default(),
+    }
 }
 
 fn unregistered(workflow_type: &str) -> Error {
@@ -345,8 +358,9 @@ impl Inner {
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
             let snapshotted = snapshot.is_some();
             let is_child = exec.s.parent.is_some();
+            let queue = self.queue_of(exec).to_owned();
             let (mut commit, after) =
-                self.plan_commit(saga_id, expected, events, snapshot, is_child);
+                self.plan_commit(saga_id, expected, events, snapshot, is_child, &queue);
             if self.outbox {
                 commit.settle_tasks.extend(settle.map(str::to_owned));
             }
@@ -501,6 +515,7 @@ impl Inner {
         events: Vec<HistoryEvent>,
         snapshot: Option<Snapshot>,
         is_child: bool,
+        queue: &str,
     ) -> (Commit, Vec<Effect>) {
         let mut commit = Commit {
             saga_id: saga_id.clone(),
@@ -538,7 +553,7 @@ impl Inner {
                             attributes: json!({"seq": task.seq, "attempt": task.attempt}),
                         });
                     }
-                    let task = self.activity_task(e, &task);
+                    let task = activity_task(e, &task, queue);
                     if self.outbox {
                         commit.tasks.push(task.clone());
                     }
@@ -580,6 +595,7 @@ impl Inner {
                         workflow_type: e.attr_str("workflow_type").unwrap_or_default().to_owned(),
                         input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
                         trace_id: e.trace_id.clone(),
+                        task_queue: queue.to_owned(),
                     }))
                 }
                 EventType::RequestCancelChildWorkflowExecutionInitiated => out.push(
@@ -620,13 +636,13 @@ impl Inner {
         (commit, out)
     }
 
-    fn activity_task(&self, scheduled: &HistoryEvent, task: &ActivityTask) -> Task {
-        Task {
-            kind: TaskKind::Activity,
-            saga_id: scheduled.saga_id.clone(),
-            queue: self.config.queue.clone(),
-            dedup_id: format!("{}:{}", scheduled.saga_id, scheduled.event_id),
-            payload: serde_json::to_vec(task).unwrap_or_default(),
+    /// The task queue of an execution (the engine's own for a history from before
+    /// executions recorded theirs).
+    pub(super) fn queue_of<'a>(&'a self, exec: &'a Execution) -> &'a str {
+        if exec.s.task_queue.is_empty() {
+            &self.config.queue
+        } else {
+            &exec.s.task_queue
         }
     }
 
@@ -693,12 +709,15 @@ impl Inner {
         input: Value,
         timeout: Option<Duration>,
         trace_id: Option<String>,
+        task_queue: Option<String>,
     ) -> Result<()> {
         let fingerprint = self.workflow(workflow_type)?.fingerprint();
+        let task_queue = task_queue.unwrap_or_else(|| self.config.queue.clone());
         let now = self.clock.now();
         let trace_id = trace_id.unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
         let timeout_ms = timeout.map(|d| d.as_millis() as u64);
-        let attributes = inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms);
+        let attributes =
+            inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         self.process(saga_id, true, |exec| {
@@ -757,6 +776,14 @@ impl Inner {
         event_type: EventType,
         attributes: Value,
     ) -> Result<Task> {
+        // The execution's task queue, from its start event (this engine lacks its code
+        // and keeps no state of it; the path is rare enough to read the history).
+        let history = self.store.history(saga_id).await?;
+        let queue = history
+            .first()
+            .and_then(|e| e.attr_str("task_queue"))
+            .unwrap_or(&self.config.queue)
+            .to_owned();
         loop {
             let version = self.store.version(saga_id).await?;
             if version == 0 {
@@ -771,7 +798,7 @@ impl Inner {
                 .with("saga_id", saga_id));
             };
             let e = inputs::outside_event(last, event_type, attributes.clone(), self.clock.now());
-            let task = inputs::workflow_task(saga_id, &self.config.queue, version + 1);
+            let task = inputs::workflow_task(saga_id, &queue, version + 1);
             let mut commit = Commit::events_only(saga_id, version, vec![e]);
             if self.outbox {
                 let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
@@ -1188,7 +1215,11 @@ impl Inner {
                 Value::Null,
                 exec.s.trace_id.clone(),
             );
-            effects.push(Effect::Publish(self.activity_task(&scheduled, &task)));
+            effects.push(Effect::Publish(activity_task(
+                &scheduled,
+                &task,
+                self.queue_of(exec),
+            )));
         }
         for t in exec.s.timers.values() {
             effects.push(Effect::CreateTimer(TimerRecord {
@@ -1209,6 +1240,7 @@ impl Inner {
                     workflow_type: c.workflow_type.clone(),
                     input: c.input.clone(),
                     trace_id: exec.s.trace_id.clone(),
+                    task_queue: self.queue_of(exec).to_owned(),
                 })
             });
         }
@@ -1410,6 +1442,7 @@ impl Inner {
                                 "fingerprint": fingerprint,
                                 "input": start.input,
                                 "timeout_ms": null,
+                                "task_queue": start.task_queue,
                                 "parent": link,
                             }),
                             at: now,
