@@ -5,12 +5,20 @@
 //!   with `PRAGMA synchronous` from `--sync` (`normal` or `full`).
 //! - `postgres`: a new schema `saga_bench_<pid>_<n>` on `--database-url` (default
 //!   `postgres://postgres@127.0.0.1:5432/test`), dropped on close.
+//! - `postgres+nats`: the same schema, and a NATS JetStream task queue and signals in a
+//!   namespace of the run's own on `--nats-url` (streams deleted on close); with
+//!   `--processes N`, N-1 more worker processes (`saga-bench worker`) serve the run
+//!   beside this one, which also drives it. They stop when their stdin closes.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use saga_adapters::{
-    PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, StoreStats, Synchronous,
+    NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
+    StoreStats, Synchronous,
 };
+use saga_runtime::activity::activity;
 use saga_runtime::adapter::memory::InMemoryStore;
 use saga_runtime::engine::{SagaEngine, SagaEngineBuilder};
 use saga_runtime::port::EventStore;
@@ -23,6 +31,9 @@ pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:543
 
 /// Pooled connections of the engine's `PostgresStore` (as `step_cost` uses).
 pub(crate) const DEFAULT_PG_POOL: u32 = 32;
+
+/// The NATS server of this project's machines.
+pub(crate) const DEFAULT_NATS_URL: &str = "127.0.0.1:4222";
 
 /// The name of a `--sync` setting.
 pub(crate) fn sync_name(sync: Synchronous) -> &'static str {
@@ -64,6 +75,79 @@ pub(crate) enum Store {
         schema: String,
         url: String,
     },
+    PostgresNats {
+        store: Box<PostgresStore>,
+        queue: Box<NatsTaskQueue>,
+        schema: String,
+        url: String,
+        /// The other worker processes.
+        workers: Vec<Child>,
+    },
+}
+
+/// The store and task queue of a `postgres+nats` run (`schema`, `namespace`).
+async fn postgres_nats(
+    s: &Settings,
+    schema: &str,
+    namespace: &str,
+) -> BenchResult<(PostgresStore, NatsTaskQueue)> {
+    let store = PostgresStore::connect_with(PostgresConfig {
+        max_connections: s.pg_pool,
+        ..PostgresConfig::new(&s.database_url).schema(schema)
+    })
+    .await?;
+    let queue = NatsTaskQueue::connect(&s.nats_url, NatsConfig::namespaced(namespace)).await?;
+    Ok((store, queue))
+}
+
+/// Starts a `saga-bench worker` process for the run and waits until it serves.
+fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Child> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["worker", "--backend", "postgres+nats"])
+        .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
+        .args(["--pg-pool", &s.pg_pool.to_string()])
+        .args(["--workers", &s.workers.unwrap_or(100).to_string()])
+        .args(["--schema", schema, "--nats-namespace", namespace])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(format!("a worker process said {line:?}").into());
+    }
+    Ok(child)
+}
+
+/// `saga-bench worker`: serves `saga-5` on the run's store and queue until stdin
+/// closes (the driving process ended or dropped its store).
+pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
+    let (schema, namespace) = s
+        .worker_of
+        .clone()
+        .ok_or("`worker` needs --schema and --nats-namespace")?;
+    let (store, queue) = postgres_nats(s, &schema, &namespace).await?;
+    let engine = SagaEngine::builder()
+        .store(store)
+        .signals(queue.signal_dispatcher())
+        .queue(queue)
+        .workflow::<crate::workflows::saga_5>()
+        .activities([activity::<crate::workflows::touch>()])
+        .concurrency(s.workers.unwrap_or(100))
+        .codec(s.codec)
+        .recover_on_start(false)
+        .build()
+        .await?;
+    println!("ready");
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await?;
+    engine.shutdown().await;
+    Ok(())
 }
 
 impl Store {
@@ -93,6 +177,21 @@ impl Store {
                     url: s.database_url.clone(),
                 })
             }
+            "postgres+nats" => {
+                let schema = fresh_schema();
+                let namespace = schema.replace('_', "");
+                let (store, queue) = postgres_nats(s, &schema, &namespace).await?;
+                let workers = (1..s.processes)
+                    .map(|_| spawn_worker(s, &schema, &namespace))
+                    .collect::<BenchResult<Vec<_>>>()?;
+                Ok(Store::PostgresNats {
+                    store: Box::new(store),
+                    queue: Box::new(queue),
+                    schema,
+                    url: s.database_url.clone(),
+                    workers,
+                })
+            }
             other => Err(format!("backend `{other}` has no store here").into()),
         }
     }
@@ -102,7 +201,7 @@ impl Store {
         match self {
             Store::Memory(m) => m,
             Store::Sqlite { store, .. } => store,
-            Store::Postgres { store, .. } => store.as_ref(),
+            Store::Postgres { store, .. } | Store::PostgresNats { store, .. } => store.as_ref(),
         }
     }
 
@@ -113,6 +212,10 @@ impl Store {
             Store::Memory(m) => builder.store(m.clone()),
             Store::Sqlite { store, .. } => builder.store(store.clone()),
             Store::Postgres { store, .. } => builder.store(PostgresStore::clone(store)),
+            Store::PostgresNats { store, queue, .. } => builder
+                .store(PostgresStore::clone(store))
+                .signals(queue.signal_dispatcher())
+                .queue(NatsTaskQueue::clone(queue)),
         }
     }
 
@@ -121,7 +224,9 @@ impl Store {
         match self {
             Store::Memory(_) => None,
             Store::Sqlite { store, .. } => Some(store.stats()),
-            Store::Postgres { store, .. } => Some(store.stats()),
+            Store::Postgres { store, .. } | Store::PostgresNats { store, .. } => {
+                Some(store.stats())
+            }
         }
     }
 
@@ -145,6 +250,22 @@ impl Store {
                 Ok(())
             }
             Store::Postgres { store, schema, url } => {
+                store.pool().close().await;
+                drop(store);
+                drop_schema(&url, &schema).await
+            }
+            Store::PostgresNats {
+                store,
+                queue,
+                schema,
+                url,
+                workers,
+            } => {
+                for mut w in workers {
+                    drop(w.stdin.take()); // EOF: the worker shuts down
+                    w.wait()?;
+                }
+                queue.delete_streams().await?;
                 store.pool().close().await;
                 drop(store);
                 drop_schema(&url, &schema).await

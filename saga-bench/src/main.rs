@@ -9,6 +9,9 @@
 //! On `sqlite` and `postgres` every timed run uses a new store (a temporary file, or a
 //! schema of its own that is dropped afterwards), and `saga-5` reports its figures against
 //! the raw single-row insert + commit rate of the same database (`baseline`).
+//! `postgres+nats` adds a NATS JetStream task queue (a namespace of its own per run) and
+//! runs `--processes N` worker processes: this one, which also drives the workflows,
+//! and N-1 copies of itself started as `saga-bench worker`.
 //!
 //! Every scenario runs on a multi-thread tokio runtime with two workers (the machines
 //! this project runs on have two cores). Results and how they were produced are in
@@ -102,6 +105,20 @@ struct Cli {
     /// PostgreSQL only: pooled connections of the engine's store.
     #[arg(long, default_value_t = backend::DEFAULT_PG_POOL)]
     pg_pool: u32,
+
+    /// postgres+nats only: the NATS server.
+    #[arg(long, default_value = backend::DEFAULT_NATS_URL)]
+    nats_url: String,
+
+    /// postgres+nats only: worker processes (this one included).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+
+    /// (Internal, `worker`) the schema and NATS namespace of the run to serve.
+    #[arg(long, hide = true)]
+    schema: Option<String>,
+    #[arg(long, hide = true)]
+    nats_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +154,10 @@ enum Scenario {
     Codec,
     /// Every scenario above, in that order.
     All,
+    /// (Internal) serve `saga-5` as an extra worker process of a `postgres+nats` run,
+    /// until stdin closes.
+    #[value(hide = true)]
+    Worker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -206,6 +227,12 @@ pub(crate) struct Settings {
     pub(crate) database_url: String,
     /// PostgreSQL pool size of the engine's store.
     pub(crate) pg_pool: u32,
+    /// NATS server (postgres+nats).
+    pub(crate) nats_url: String,
+    /// Worker processes, this one included (postgres+nats).
+    pub(crate) processes: usize,
+    /// `worker` mode: the schema and NATS namespace of the run it serves.
+    pub(crate) worker_of: Option<(String, String)>,
 }
 
 impl Settings {
@@ -227,10 +254,19 @@ impl Settings {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.backend == Backend::PostgresNats {
+    if cli.backend == Backend::PostgresNats
+        && !matches!(
+            cli.scenario,
+            Scenario::Saga5 | Scenario::Baseline | Scenario::Worker
+        )
+    {
         eprintln!(
-            "saga-bench: backend `postgres+nats` is not available yet (memory, sqlite and postgres are); it arrives with the NATS task queue"
+            "saga-bench: backend `postgres+nats` runs `saga-5` and `baseline` (the store alone: use `--backend postgres` for `replay`)"
         );
+        return ExitCode::from(2);
+    }
+    if cli.scenario == Scenario::Worker && cli.backend != Backend::PostgresNats {
+        eprintln!("saga-bench: `worker` serves a `postgres+nats` run");
         return ExitCode::from(2);
     }
     if cli.backend != Backend::Memory && cli.scenario == Scenario::Parked {
@@ -251,6 +287,9 @@ fn main() -> ExitCode {
         sync: cli.sync.into(),
         database_url: cli.database_url,
         pg_pool: cli.pg_pool,
+        nats_url: cli.nats_url,
+        processes: cli.processes.max(1),
+        worker_of: cli.schema.zip(cli.nats_namespace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -281,6 +320,7 @@ async fn run(scenario: Scenario, s: &Settings, out: &mut Reporter) -> BenchResul
         Scenario::Replay => replay::run(s, out).await,
         Scenario::Parked => parked::run(s, out).await,
         Scenario::Codec => codec::run(s, out),
+        Scenario::Worker => backend::serve_as_worker(s).await,
         Scenario::All => {
             saga5::run(s, out).await?;
             replay::run(s, out).await?;

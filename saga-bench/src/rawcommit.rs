@@ -177,7 +177,8 @@ pub(crate) async fn commits_per_sec(s: &Settings) -> BenchResult<(f64, Vec<f64>)
     let once = || async {
         match s.backend {
             "sqlite" => sqlite_run(s.sync).await,
-            "postgres" => postgres_run(&s.database_url).await,
+            // With NATS as the queue, the store is still the commit that counts.
+            "postgres" | "postgres+nats" => postgres_run(&s.database_url).await,
             other => Err(format!("backend `{other}` has no raw commit rate").into()),
         }
     };

@@ -318,12 +318,13 @@ async fn run_durable(
         raw = m.steps_per_sec;
         lines.push(m);
     }
-    let tag = |m: Measurement| {
-        if s.backend == "sqlite" {
-            m.with("synchronous", sync_name(s.sync))
-        } else {
-            m.with("pg_pool", s.pg_pool)
-        }
+    let tag = |m: Measurement| match s.backend {
+        "sqlite" => m.with("synchronous", sync_name(s.sync)),
+        // Statement counts are this process's store only (one of the processes).
+        "postgres+nats" => m
+            .with("pg_pool", s.pg_pool)
+            .with("processes", s.processes),
+        _ => m.with("pg_pool", s.pg_pool),
     };
     if s.runs(Part::Throughput) {
         eprintln!("saga-5: throughput ({n} workflows, {c} in flight, {workers} workers)");
@@ -362,6 +363,9 @@ mod tests {
             sync: saga_adapters::Synchronous::Normal,
             database_url: crate::backend::DEFAULT_DATABASE_URL.into(),
             pg_pool: 4,
+            nats_url: crate::backend::DEFAULT_NATS_URL.into(),
+            processes: 1,
+            worker_of: None,
         }
     }
 
@@ -373,6 +377,29 @@ mod tests {
         assert_eq!(bench.engine.metrics().activity_attempts, 200);
         let again = drive(&bench.engine, 40, 3, 1).await.unwrap();
         assert_eq!(again.latencies.len(), 3);
+        bench.close().await.unwrap();
+    }
+
+    /// `postgres+nats` in one process: the engine's tasks go through NATS, its events
+    /// to PostgreSQL. (More processes need the `saga-bench` binary itself; the
+    /// benchmark command runs them.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_and_nats_every_workflow_completes() {
+        let s = Settings {
+            backend: "postgres+nats",
+            ..settings()
+        };
+        let bench = match Bench::new(&s, 8).await {
+            Ok(b) => b,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+        };
+        let run = drive(&bench.engine, 0, 20, 8).await.unwrap();
+        assert_eq!(run.latencies.len(), 20);
+        assert_eq!(bench.engine.metrics().activity_attempts, 100);
         bench.close().await.unwrap();
     }
 
