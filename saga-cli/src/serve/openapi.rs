@@ -333,9 +333,9 @@ fn schemas() -> Value {
             "required": ["workflow_type", "input"],
             "additionalProperties": false,
             "properties": {
-                "workflow_type": {"type": "string", "description": "A registered workflow type (see /workflows)."},
+                "workflow_type": {"type": "string", "minLength": 1, "description": "A registered workflow type (see /workflows)."},
                 "input": {"nullable": true, "description": "The workflow's input (any JSON)."},
-                "id": {"type": "string", "description": "The execution id (default: `<type>-<time>`)."},
+                "id": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "The execution id, not blank (default: `<type>-<time>`)."},
                 "timeout_secs": {"type": "integer", "minimum": 1, "maximum": crate::ops::executions::MAX_TIMEOUT_SECS,
                                  "description": "Fail and compensate after this long (default: the workflow's own timeout)."}
             }

@@ -170,13 +170,27 @@ async fn start(State(s): Shared, bytes: Bytes) -> Reply<Response> {
         timeout_secs: b.timeout_secs,
     };
     let started = ops::start(&s.client, req).await?;
-    let location = format!("/executions/{}", started.saga_id);
+    let location = format!("/executions/{}", path_segment(started.saga_id.as_str()));
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(started),
     )
         .into_response())
+}
+
+/// `id` percent-encoded as one path segment: ids may hold any character, and a
+/// header value only visible ASCII.
+fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `POST /executions/{id}/signals`.
