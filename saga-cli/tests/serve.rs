@@ -183,6 +183,16 @@ async fn writes_are_recorded_and_refused_as_documented() {
     )
     .error(400, "bad_input");
 
+    // Any id: the Location header carries it percent-encoded, and it leads back.
+    let odd = s.post(
+        "/executions",
+        r#"{"workflow_type": "order-saga", "input": null, "id": "a b/ü\u0001"}"#,
+    );
+    assert_eq!(odd.status, 201, "{odd:#?}");
+    let location = odd.header("location").expect("a Location header");
+    assert_eq!(location, "/executions/a%20b%2F%C3%BC%01");
+    assert_eq!(s.get(location).json()["saga_id"], "a b/ü\u{1}");
+
     let signalled = s.post(
         "/executions/api-1/signals",
         r#"{"name": "approval", "payload": {"granted": true}}"#,
