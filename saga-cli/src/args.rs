@@ -2,14 +2,16 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Operate saga executions in any store: list, inspect, start, signal, cancel, draw.
+/// Operate saga executions in any store: list, inspect, start, signal, cancel, draw;
+/// serve the same over HTTP; list and re-drive NATS dead letters.
 ///
 /// The store is given by URL: `sqlite://FILE` (the file must exist: workers create it)
 /// or `postgres://USER@HOST:PORT/DB`. Workers register their workflow definitions in
 /// the store, so no workflow code is needed here.
 ///
 /// Exit codes: 0 success, 1 the operation failed or was refused, 2 bad input, 3 no
-/// such execution or workflow type, 4 the store is unreachable.
+/// such execution, workflow type or dead letter, 4 the store (or the NATS server) is
+/// unreachable.
 #[derive(Debug, Parser)]
 #[command(name = "saga", version)]
 pub(crate) struct Cli {

@@ -28,7 +28,7 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// dead-letters), then deletes its streams, also when `f` fails.
 async fn with_queue<Fut: Future<Output = ()>>(f: impl FnOnce(String, NatsTaskQueue) -> Fut) {
     let url = nats_url();
-    if let Err(e) = async_nats_probe(&url).await {
+    if let Err(e) = reachable(&url).await {
         if std::env::var_os("CI").is_some() {
             panic!("NATS at {url} is required (CI is set) but unreachable: {e}");
         }
@@ -60,15 +60,20 @@ async fn with_queue<Fut: Future<Output = ()>>(f: impl FnOnce(String, NatsTaskQue
     }
 }
 
-async fn async_nats_probe(url: &str) -> Result<(), String> {
+/// Whether the server of `url` accepts TCP connections (this crate has no NATS client
+/// of its own; the queue's connect would wait out its full timeout).
+async fn reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
     let addr = url.trim_start_matches("nats://").to_owned();
     tokio::task::spawn_blocking(move || {
-        std::net::TcpStream::connect_timeout(
-            &addr.parse().map_err(|e| format!("{e}"))?,
-            Duration::from_secs(2),
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        let addr = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("bad address `{addr}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("`{addr}` resolves to nothing"))?;
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
