@@ -165,3 +165,88 @@ pub(crate) fn exit(e: CliError) -> ! {
     eprintln!("error: {line}");
     std::process::exit(e.exit() as i32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_keep_their_code_exit_and_status() {
+        let cases = [
+            (Error::not_found("x"), Code::NotFound, Exit::NotFound, 404),
+            (
+                Error::already_started("x"),
+                Code::AlreadyStarted,
+                Exit::Failed,
+                409,
+            ),
+            (
+                Error::new(ErrorKind::Validation, "closed").with("code", "closed"),
+                Code::Closed,
+                Exit::Failed,
+                409,
+            ),
+            (
+                Error::new(ErrorKind::Validation, "t").with("code", "unknown_workflow"),
+                Code::UnknownWorkflow,
+                Exit::NotFound,
+                404,
+            ),
+            (
+                Error::new(ErrorKind::Validation, "d").with("code", "no_diagram"),
+                Code::NoDiagram,
+                Exit::BadInput,
+                404,
+            ),
+            (
+                Error::new(ErrorKind::EventStore, "down").with("code", "unavailable"),
+                Code::Unavailable,
+                Exit::Unreachable,
+                503,
+            ),
+            (
+                Error::conflict("x", 1, 2),
+                Code::Conflict,
+                Exit::Failed,
+                409,
+            ),
+            (
+                Error::new(ErrorKind::Configuration, "bad"),
+                Code::BadInput,
+                Exit::BadInput,
+                400,
+            ),
+            (
+                Error::new(ErrorKind::Validation, "empty id"),
+                Code::BadInput,
+                Exit::BadInput,
+                400,
+            ),
+            (
+                Error::new(ErrorKind::TaskQueue, "no NATS"),
+                Code::Unavailable,
+                Exit::Unreachable,
+                503,
+            ),
+            (
+                Error::new(ErrorKind::Codec, "?"),
+                Code::Failed,
+                Exit::Failed,
+                500,
+            ),
+        ];
+        for (error, code, exit, status) in cases {
+            let e = CliError::from(error);
+            assert_eq!(
+                (e.code, e.exit(), e.code.http_status()),
+                (code, exit, status)
+            );
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_and_complete() {
+        let names: std::collections::BTreeSet<&str> = Code::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Code::ALL.len());
+    }
+}

@@ -356,6 +356,19 @@ async fn metrics_count_executions_and_the_outbox() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_cleanly() {
+    let (_dir, url) = filled().await;
+    let status = blocking(move || {
+        let server = serve(&["--store", &url], &[]);
+        assert_eq!(server.get("/workflows").status, 200);
+        server.terminate()
+    })
+    .await;
+    assert!(status.success(), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_what_it_cannot_serve() {
     let dir = tempfile::tempdir().unwrap();

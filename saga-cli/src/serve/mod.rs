@@ -57,6 +57,33 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
     // The first line says where (with `--listen HOST:0`, the port the system chose).
     output::print(&format!("listening on http://{local}"))?;
     axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(stopped())
         .await
         .map_err(|e| CliError::other(format!("the server stopped: {e}")))
+}
+
+/// Resolves on Ctrl-C or SIGTERM: requests in flight are answered before the server
+/// exits (a write cut short could leave a client unsure whether it was recorded).
+async fn stopped() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // No handler: only Ctrl-C stops the server gracefully.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

@@ -91,6 +91,17 @@ impl Response {
 }
 
 impl Server {
+    /// Sends SIGTERM (to this child, by its pid) and returns how it exited.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        self.child.wait().expect("wait for saga serve")
+    }
+
     /// Sends one request and reads the whole response.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Response {
         let mut stream = TcpStream::connect(&self.addr).expect("connect to saga serve");
