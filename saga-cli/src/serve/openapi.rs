@@ -19,8 +19,8 @@ pub(crate) fn document(dead_letters: bool) -> Value {
                     query("status", "Only this status (case-insensitive).",
                           json!({"type": "string", "enum": statuses()})),
                     query("since", "Started at or after: RFC 3339, a date (`2026-01-15`) or an age (`90s`, `15m`, `2h`, `7d`).",
-                          json!({"type": "string"})),
-                    query("until", "Started before (same forms as `since`).", json!({"type": "string"})),
+                          time_filter()),
+                    query("until", "Started before (same forms as `since`).", time_filter()),
                     {
                         "name": "attr", "in": "query", "required": false,
                         "description": "A search attribute that must equal VALUE (JSON, or else a string), as `KEY=VALUE`; repeatable.",
@@ -163,6 +163,14 @@ fn statuses() -> Vec<&'static str> {
         .iter()
         .map(|s| s.name())
         .collect()
+}
+
+/// The forms `since` and `until` take (a date must also exist: `2026-02-30` is refused).
+fn time_filter() -> Value {
+    json!({
+        "type": "string",
+        "pattern": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?|[0-9]{1,9}[smhd])$"
+    })
 }
 
 fn schema(name: &str) -> Value {
