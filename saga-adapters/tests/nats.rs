@@ -469,6 +469,80 @@ async fn foreign_message_is_dead_lettered() {
     .await;
 }
 
+/// `depth` counts a queue's tasks until they are acked; `redrive` publishes dead
+/// letters to their queue again (one by dedup id, or all) and removes them from the
+/// dead-letter stream; a task re-driven within the duplicate window of its first
+/// publish would be dropped by the broker, so that is refused and the letter kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_and_redrive() {
+    let window = Duration::from_secs(3);
+    let tune = move |c: NatsConfig| NatsConfig {
+        max_deliver: 1,
+        duplicate_window: window,
+        ..fast(c)
+    };
+    with_namespace(tune, |config| async move {
+        let q = queue(&config).await;
+        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        let tasks: Vec<Task> = (1..=3).map(|n| task("orders", "s", n, b"{}")).collect();
+        for t in &tasks {
+            q.publish(t.clone()).await.unwrap();
+        }
+        q.publish(task("other", "s", 9, b"{}")).await.unwrap();
+        assert_eq!(q.depth("orders").await.unwrap(), 3);
+        assert_eq!(q.depth("other").await.unwrap(), 1);
+        // Naked on their last allowed delivery: dead letters, out of the queue.
+        for d in fetch_until(&q, "orders", 3, Duration::from_secs(3)).await {
+            q.nak(&d.tag, Duration::ZERO).await.unwrap();
+        }
+        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        let dead = q.dead_letters("orders").await.unwrap();
+        assert_eq!(dead.len(), 3, "{dead:?}");
+
+        // Within the duplicate window the broker would drop it: refused, kept.
+        let early = q.redrive("orders", Some("s:1")).await.unwrap_err();
+        assert_eq!(early.kind, ErrorKind::Concurrency, "{early}");
+        assert_eq!(early.context("code"), Some("duplicate"));
+        assert_eq!(q.dead_letters("orders").await.unwrap().len(), 3);
+        tokio::time::sleep(window + Duration::from_millis(500)).await;
+
+        let one = q.redrive("orders", Some("s:2")).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].task, tasks[1]);
+        let left: Vec<String> = q
+            .dead_letters("orders")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.task.dedup_id)
+            .collect();
+        assert_eq!(left, ["s:1", "s:3"]);
+        assert_eq!(q.depth("orders").await.unwrap(), 1);
+        let unknown = q.redrive("orders", Some("s:2")).await.unwrap_err();
+        assert_eq!(unknown.context("code"), Some("not_found"), "{unknown}");
+
+        let rest = q.redrive("orders", None).await.unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(q.dead_letters("orders").await.unwrap().is_empty());
+        assert_eq!(q.depth("orders").await.unwrap(), 3);
+        // Workers get them again, as new tasks.
+        let again = fetch_until(&q, "orders", 3, Duration::from_secs(3)).await;
+        let mut got: Vec<Task> = again.iter().map(|d| d.task.clone()).collect();
+        got.sort_by(|a, b| a.dedup_id.cmp(&b.dedup_id));
+        assert_eq!(got, tasks);
+        for d in &again {
+            q.ack(&d.tag).await.unwrap();
+        }
+        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        assert!(q.redrive("orders", None).await.unwrap().is_empty());
+        assert_eq!(
+            q.depth("no.such").await.unwrap_err().kind,
+            ErrorKind::Validation
+        );
+    })
+    .await;
+}
+
 /// The broker loses its data (the stream is deleted under running workers): the next
 /// publish recreates the stream, and a fetch whose consumer vanished recreates it, so
 /// workers carry on with what is published from then on. (What was in the lost stream

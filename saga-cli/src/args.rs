@@ -2,14 +2,16 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Operate saga executions in any store: list, inspect, start, signal, cancel, draw.
+/// Operate saga executions in any store: list, inspect, start, signal, cancel, draw;
+/// serve the same over HTTP; list and re-drive NATS dead letters.
 ///
 /// The store is given by URL: `sqlite://FILE` (the file must exist: workers create it)
 /// or `postgres://USER@HOST:PORT/DB`. Workers register their workflow definitions in
 /// the store, so no workflow code is needed here.
 ///
 /// Exit codes: 0 success, 1 the operation failed or was refused, 2 bad input, 3 no
-/// such execution or workflow type, 4 the store is unreachable.
+/// such execution, workflow type or dead letter, 4 the store (or the NATS server) is
+/// unreachable.
 #[derive(Debug, Parser)]
 #[command(name = "saga", version)]
 pub(crate) struct Cli {
@@ -103,6 +105,80 @@ pub(crate) enum Command {
     },
     /// List the registered workflow definitions.
     Definitions,
+    // `serve` and `dlq` (issue 6: REST API, metrics, dead letters): kept together.
+    /// Serve these operations as a REST API (JSON; OpenAPI document at
+    /// `/openapi.json`) with Prometheus metrics at `/metrics`.
+    ///
+    /// The metrics are read from the store (executions by type and status, the outbox
+    /// backlog) and, with `--nats`, from the task queue (depth and dead letters per
+    /// `--queue`). This server embeds no engine: engine counters (workflow tasks,
+    /// conflicts, activity attempts, ...) are exposed by the application that runs
+    /// the engine, with `saga_runtime::metrics`.
+    Serve(ServeArgs),
+    /// Dead letters of the NATS task queue: tasks no worker could finish.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub(crate) listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
+    /// Task queues whose depth and dead letters `/metrics` reports (with `--nats`);
+    /// repeatable.
+    #[arg(long = "queue", value_name = "QUEUE", default_value = "default")]
+    pub(crate) queues: Vec<String>,
+}
+
+/// Where the NATS task queue is (as the workers' `saga_adapters::NatsConfig`).
+#[derive(Debug, Args)]
+pub(crate) struct NatsArgs {
+    /// The NATS server, `nats://HOST:PORT`.
+    #[arg(long, env = "SAGA_NATS", value_name = "URL")]
+    pub(crate) nats: Option<String>,
+    /// The workers' `NatsConfig::namespaced(NS)`: streams `SAGA_TASKS_<NS>` and
+    /// `SAGA_DLQ_<NS>`, subjects `saga.<NS>.tasks` and `saga.<NS>.dlq`.
+    #[arg(long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+    /// The task stream (overrides the namespace's).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) stream: Option<String>,
+    /// The subject prefix of tasks (overrides the namespace's).
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) subject_prefix: Option<String>,
+    /// The dead-letter stream (overrides the namespace's).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) dead_letter_stream: Option<String>,
+    /// The subject prefix of dead letters (overrides the namespace's).
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) dead_letter_prefix: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List a queue's dead letters, oldest first: task, reason, delivery count.
+    List {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The task queue.
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
+    /// Publish dead letters to their queue again and remove them from the dead-letter
+    /// stream: all of the queue's, or the one with `--id`.
+    Redrive {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The task queue.
+        #[arg(long, default_value = "default")]
+        queue: String,
+        /// Only the dead letter of this task (its dedup id, as `dlq list` shows).
+        #[arg(long, value_name = "DEDUP_ID")]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

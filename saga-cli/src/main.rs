@@ -2,14 +2,19 @@
 //!
 //! Workers register each workflow's definition in the store; this tool reads it from
 //! there and works through [`saga_runtime::client::SagaClient`]. One module per
-//! concern: `args` (the command line), `store` (opening a store from its URL),
-//! `output` (tables and JSON), `commands` (one module per command group), `error`
-//! (one line on stderr, an exit code per kind of failure).
+//! concern: `args` (the command line), `store` (opening a store from its URL), `nats`
+//! (connecting to the task queue), `ops` (the operations, shared by the commands and
+//! the REST API), `output` (tables and JSON), `commands` (one module per command
+//! group), `serve` (the REST API and `/metrics`), `error` (one line on stderr and an
+//! exit code, or a JSON body and an HTTP status, per kind of failure).
 
 mod args;
 mod commands;
 mod error;
+mod nats;
+mod ops;
 mod output;
+mod serve;
 mod store;
 
 use clap::Parser;

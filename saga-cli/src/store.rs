@@ -42,6 +42,18 @@ pub(crate) struct Opened {
     pub(crate) postgres: Option<PostgresStore>,
 }
 
+impl Opened {
+    /// The client notifying waiters in other processes when it records a signal, as
+    /// the engine does (PostgreSQL's dispatcher; a SQLite store is one process's).
+    pub(crate) async fn with_signals(self) -> Result<Opened, CliError> {
+        let client = match &self.postgres {
+            Some(pg) => self.client.clone().signals(pg.signal_dispatcher().await?),
+            None => self.client.clone(),
+        };
+        Ok(Opened { client, ..self })
+    }
+}
+
 /// Opens the store of `--store` (or `SAGA_STORE`).
 pub(crate) async fn open(global: &Global) -> Result<Opened, CliError> {
     let url = global

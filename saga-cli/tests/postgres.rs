@@ -236,3 +236,58 @@ async fn unreachable_database_and_bad_urls() {
         .await
         .fails(2, "schema name `Bad-Name` must match");
 }
+
+/// `saga serve` on PostgreSQL: reads, a signal (notified through the store's
+/// dispatcher, as the CLI's), metrics; an unreachable database refuses to serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres() {
+    with_schema(|schema| async move {
+        let store = store(&schema).await;
+        fill(&store).await;
+        let url = url();
+        let server = tokio::task::spawn_blocking(move || {
+            common::http::serve(&["--store", &url, "--schema", &schema], &[])
+        })
+        .await
+        .unwrap();
+        let s = &server;
+        let all = s.get("/executions");
+        assert_eq!(all.status, 200, "{all:#?}");
+        let listed: Vec<String> = all
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["saga_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listed, ["done-1", "comp-1", "parked-1", "tagged-1"]);
+        assert_eq!(
+            s.get("/executions/parked-1").json()["checkpoint"],
+            "Approval"
+        );
+        s.get("/executions/nope").error(404, "not_found");
+        let sent = s.post(
+            "/executions/parked-1/signals",
+            r#"{"name": "approval", "payload": {"granted": true}}"#,
+        );
+        assert_eq!(sent.status, 202, "{sent:#?}");
+        s.post("/executions/done-1/cancel", "").error(409, "closed");
+        let metrics = s.get("/metrics").body;
+        assert!(
+            metrics
+                .contains("saga_executions{workflow_type=\"order-saga\",status=\"Completed\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("saga_outbox_tasks "), "{metrics}");
+    })
+    .await;
+    saga(&[
+        "--store",
+        "postgres://postgres@127.0.0.1:1/test",
+        "--connect-timeout",
+        "1",
+        "serve",
+    ])
+    .await
+    .fails(4, "cannot open the PostgreSQL store");
+}

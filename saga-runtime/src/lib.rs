@@ -9,6 +9,7 @@
 //! - [`codec`] and [`snapshot`]: state encoding and checksummed snapshots;
 //! - [`adapter::memory`]: in-process adapters;
 //! - [`client`]: `SagaClient`, which operates executions without the workflow code;
+//! - [`metrics`]: the engine's counters (and any other metric) in Prometheus text format;
 //! - [`conformance`]: the test suite every adapter must pass unchanged.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod conformance;
 pub mod domain;
 pub mod engine;
+pub mod metrics;
 pub mod port;
 pub mod prelude;
 pub mod snapshot;

@@ -79,13 +79,28 @@ impl DeadLetterStream {
         Ok(())
     }
 
-    /// Every dead letter of `queue`, oldest first: read through a short-lived
-    /// ephemeral consumer filtered on the queue's subject.
+    /// Every dead letter of `queue`, oldest first.
     pub(crate) async fn list(
         &self,
         client: &async_nats::Client,
         queue: &str,
     ) -> Result<Vec<DeadLetter>> {
+        Ok(self
+            .records(client, queue)
+            .await?
+            .into_iter()
+            .map(|(_, dead)| dead)
+            .collect())
+    }
+
+    /// Every dead letter of `queue` with its stream sequence (what [`Self::remove`]
+    /// takes), oldest first: read through a short-lived ephemeral consumer filtered
+    /// on the queue's subject.
+    pub(crate) async fn records(
+        &self,
+        client: &async_nats::Client,
+        queue: &str,
+    ) -> Result<Vec<(u64, DeadLetter)>> {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::new(
                 ErrorKind::TaskQueue,
@@ -130,7 +145,7 @@ impl DeadLetterStream {
                         .as_ref()
                         .and_then(|r| super::tag::parse_ack_subject(r.as_str()))
                         .map_or(0, |a| a.stream_seq);
-                    out.push(envelope::decode_dead(&m.payload, &self.name, seq)?);
+                    out.push((seq, envelope::decode_dead(&m.payload, &self.name, seq)?));
                 }
             }
             Ok::<_, Error>(())
@@ -141,5 +156,25 @@ impl DeadLetterStream {
         }
         listed?;
         Ok(out)
+    }
+
+    /// Deletes the record at stream sequence `seq` (a re-driven dead letter); a record
+    /// already gone is not an error.
+    pub(crate) async fn remove(&self, seq: u64) -> Result<()> {
+        match self.stream.delete_message(seq).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(e.kind(), stream::DeleteMessageErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::new(
+                ErrorKind::TaskQueue,
+                format!("cannot remove a dead letter from its stream: {e}"),
+            )
+            .with("stream", &self.name)
+            .with("seq", seq)),
+        }
     }
 }

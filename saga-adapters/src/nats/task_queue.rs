@@ -345,6 +345,119 @@ impl NatsTaskQueue {
         Ok(())
     }
 
+    /// Publishes `task` (recreating the streams if they are gone) and returns the
+    /// server's acknowledgement, which says whether it dropped the task as a duplicate.
+    async fn publish_task(&self, task: &Task) -> Result<jetstream::publish::PublishAck> {
+        let c = &self.inner.config;
+        let (subject, headers, body) = envelope::encode(&c.subject_prefix, task)?;
+        let max = self.inner.client.server_info().max_payload;
+        if body.len() > max {
+            return Err(Error::new(
+                ErrorKind::Validation,
+                format!(
+                    "task payload of {} bytes exceeds the NATS server's max_payload ({max} bytes)",
+                    body.len()
+                ),
+            )
+            .with("saga_id", &task.saga_id)
+            .with("queue", &task.queue));
+        }
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                format!("cannot publish a task to NATS: {e}"),
+            )
+            .with("saga_id", &task.saga_id)
+            .with("queue", &task.queue)
+            .with("stream", &c.stream)
+        };
+        match self.publish_once(&subject, &headers, &body).await {
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                self.recreate_streams().await?;
+                self.publish_once(&subject, &headers, &body).await
+            }
+            other => other,
+        }
+        .map_err(|e| failed(&e))
+    }
+
+    /// Tasks of `queue` in the task stream: published and not yet acked, whether
+    /// waiting for a worker or in flight (the stream keeps a task until it is acked).
+    pub async fn depth(&self, queue: &str) -> Result<u64> {
+        use futures_util::TryStreamExt;
+
+        subject::check_queue(queue)?;
+        let c = &self.inner.config;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                format!("cannot read the depth of a queue from NATS: {e}"),
+            )
+            .with("stream", &c.stream)
+            .with("queue", queue)
+        };
+        let mut subjects = self
+            .inner
+            .tasks
+            .info_with_subjects(format!("{}.{queue}.*", c.subject_prefix))
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut depth = 0u64;
+        while let Some((_, count)) = subjects.try_next().await.map_err(|e| failed(&e))? {
+            depth += count as u64;
+        }
+        Ok(depth)
+    }
+
+    /// Publishes `queue`'s dead letters to the queue again, oldest first, and removes
+    /// each from the dead-letter stream once the task stream has it; with `dedup_id`,
+    /// only the dead letter of that task. Returns the re-driven dead letters.
+    ///
+    /// A task keeps its dedup id (workers and the outbox know it by it), so the broker
+    /// drops it if it was first published less than the stream's duplicate window
+    /// ago: that is a `Concurrency` error (`code=duplicate`), the dead letter stays, and
+    /// a later re-drive succeeds. A crash between the publish and the removal leaves
+    /// the dead letter in place: re-driving it again costs a duplicate task, which
+    /// workers drop (its result is in history).
+    pub async fn redrive(&self, queue: &str, dedup_id: Option<&str>) -> Result<Vec<DeadLetter>> {
+        subject::check_queue(queue)?;
+        let records = self.inner.dead.records(&self.inner.client, queue).await?;
+        let mut redriven = Vec::new();
+        for (seq, dead) in records {
+            if dedup_id.is_some_and(|id| id != dead.task.dedup_id) {
+                continue;
+            }
+            let ack = self.publish_task(&dead.task).await?;
+            if ack.duplicate {
+                return Err(Error::new(
+                    ErrorKind::Concurrency,
+                    format!(
+                        "NATS dropped re-driven task `{}` as a duplicate: it was published \
+                         less than the stream's duplicate window ({:?} configured) ago; \
+                         re-drive it later",
+                        dead.task.dedup_id, self.inner.config.duplicate_window
+                    ),
+                )
+                .with("dedup_id", &dead.task.dedup_id)
+                .with("queue", queue)
+                .with("code", "duplicate"));
+            }
+            self.inner.dead.remove(seq).await?;
+            tracing::info!(saga_id = %dead.task.saga_id, dedup_id = %dead.task.dedup_id, queue, "dead letter re-driven");
+            redriven.push(dead);
+        }
+        if let (Some(id), true) = (dedup_id, redriven.is_empty()) {
+            return Err(Error::new(
+                ErrorKind::Validation,
+                format!("queue `{queue}` has no dead letter with dedup id `{id}`"),
+            )
+            .with("queue", queue)
+            .with("dedup_id", id)
+            .with("code", "not_found"));
+        }
+        Ok(redriven)
+    }
+
     /// Recreates the streams after a publish found none.
     async fn recreate_streams(&self) -> Result<()> {
         let c = &self.inner.config;
@@ -531,38 +644,7 @@ impl NatsTaskQueue {
 #[async_trait]
 impl TaskQueue for NatsTaskQueue {
     async fn publish(&self, task: Task) -> Result<()> {
-        let c = &self.inner.config;
-        let (subject, headers, body) = envelope::encode(&c.subject_prefix, &task)?;
-        let max = self.inner.client.server_info().max_payload;
-        if body.len() > max {
-            return Err(Error::new(
-                ErrorKind::Validation,
-                format!(
-                    "task payload of {} bytes exceeds the NATS server's max_payload ({max} bytes)",
-                    body.len()
-                ),
-            )
-            .with("saga_id", &task.saga_id)
-            .with("queue", &task.queue));
-        }
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::new(
-                ErrorKind::TaskQueue,
-                format!("cannot publish a task to NATS: {e}"),
-            )
-            .with("saga_id", &task.saga_id)
-            .with("queue", &task.queue)
-            .with("stream", &c.stream)
-        };
-        let ack = match self.publish_once(&subject, &headers, &body).await {
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
-                self.recreate_streams().await?;
-                self.publish_once(&subject, &headers, &body).await
-            }
-            other => other,
-        }
-        .map_err(|e| failed(&e))?;
-        if ack.duplicate {
+        if self.publish_task(&task).await?.duplicate {
             tracing::debug!(dedup_id = %task.dedup_id, "task already in the stream (deduplicated)");
         }
         Ok(())

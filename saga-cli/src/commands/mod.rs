@@ -1,30 +1,36 @@
-//! The commands: reading (`list`, `show`, `history`, `diagram`, `definitions`) and
-//! writing (`start`, `signal`, `cancel`).
+//! The commands: reading (`list`, `show`, `history`, `diagram`, `definitions`),
+//! writing (`start`, `signal`, `cancel`), the dead-letter queue (`dlq`), and `serve`.
 
+mod dlq;
 mod read;
 mod write;
 
-use serde_json::Value;
-
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, DlqCommand};
 use crate::error::CliError;
-use crate::store;
+use crate::ops::executions::{filter, parse_json, StartRequest};
+use crate::{nats, serve, store};
 
 /// Runs the command line.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.global.output;
+    // Commands that do not read the store.
+    let command = match cli.command {
+        Command::Serve(args) => return serve::run(&cli.global, args).await,
+        Command::Dlq(dlq) => return run_dlq(dlq, format).await,
+        other => other,
+    };
     // Bad input is reported before the store is opened: no connection for a typo.
-    let json = match &cli.command {
+    let json = match &command {
         Command::Start { input, .. } => Some(parse_json("--input", input)?),
         Command::Signal { payload, .. } => Some(parse_json("--payload", payload)?),
         _ => None,
     };
-    let filter = match &cli.command {
-        Command::List(args) => Some(read::filter(args)?),
+    let filter = match &command {
+        Command::List(args) => Some(filter(args)?),
         _ => None,
     };
     let opened = store::open(&cli.global).await?;
-    match cli.command {
+    match command {
         Command::List(_) => read::list(&opened.client, &filter.unwrap_or_default(), format).await,
         Command::Show { id } => read::show(&opened.client, &id, format).await,
         Command::History {
@@ -40,19 +46,30 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             timeout,
             ..
         } => {
-            let input = json.unwrap_or_default();
-            write::start(&opened, &workflow_type, input, id, timeout, format).await
+            let req = StartRequest {
+                workflow_type,
+                input: json.unwrap_or_default(),
+                id,
+                timeout_secs: timeout,
+            };
+            write::start(&opened, req, format).await
         }
         Command::Signal { id, name, .. } => {
             let payload = json.unwrap_or_default();
             write::signal(opened, &id, &name, payload, format).await
         }
         Command::Cancel { id } => write::cancel(&opened, &id, format).await,
+        Command::Serve(_) | Command::Dlq(_) => unreachable!("handled above"),
     }
 }
 
-/// Parses a JSON argument; malformed JSON is bad input naming the option.
-fn parse_json(option: &str, text: &str) -> Result<Value, CliError> {
-    serde_json::from_str(text)
-        .map_err(|e| CliError::bad_input(format!("{option} is not valid JSON: {e}")))
+async fn run_dlq(command: DlqCommand, format: crate::args::Format) -> Result<(), CliError> {
+    match command {
+        DlqCommand::List { nats, queue } => {
+            dlq::list(&nats::connect(&nats).await?, &queue, format).await
+        }
+        DlqCommand::Redrive { nats, queue, id } => {
+            dlq::redrive(&nats::connect(&nats).await?, &queue, id.as_deref(), format).await
+        }
+    }
 }

@@ -1,97 +1,22 @@
 //! `list`, `show`, `history`, `diagram`, `definitions`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use saga_runtime::client::SagaClient;
-use saga_runtime::domain::{EventType, HistoryEvent, SagaId, WorkflowStatus};
+use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
 use saga_runtime::port::ExecutionFilter;
-use serde_json::{json, Value};
 
-use crate::args::{Format, ListArgs};
+use crate::args::Format;
 use crate::error::CliError;
+use crate::ops::executions as ops;
 use crate::output::{self, print};
-
-/// The filter of `list`, or why the arguments do not make one.
-pub(crate) fn filter(args: &ListArgs) -> Result<ExecutionFilter, CliError> {
-    let status = args
-        .status
-        .as_deref()
-        .map(|s| {
-            WorkflowStatus::ALL
-                .into_iter()
-                .find(|st| st.name().eq_ignore_ascii_case(s))
-                .ok_or_else(|| {
-                    let names: Vec<&str> = WorkflowStatus::ALL.iter().map(|s| s.name()).collect();
-                    CliError::bad_input(format!(
-                        "unknown status `{s}`: use one of {}",
-                        names.join(", ")
-                    ))
-                })
-        })
-        .transpose()?;
-    let mut search_attributes = BTreeMap::new();
-    for pair in &args.attrs {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| CliError::bad_input(format!("--attr `{pair}` is not KEY=VALUE")))?;
-        // `--attr region=eu` and `--attr priority=3` both read as meant.
-        let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-        search_attributes.insert(key.to_owned(), value);
-    }
-    let now = Utc::now();
-    Ok(ExecutionFilter {
-        workflow_type: args.workflow_type.clone(),
-        status,
-        started_after: args
-            .since
-            .as_deref()
-            .map(|t| parse_time("--since", t, now))
-            .transpose()?,
-        started_before: args
-            .until
-            .as_deref()
-            .map(|t| parse_time("--until", t, now))
-            .transpose()?,
-        search_attributes,
-        limit: args.limit,
-    })
-}
-
-/// RFC 3339, a date (midnight UTC), or an age before `now` (`90s`, `15m`, `2h`, `7d`).
-fn parse_time(option: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CliError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    let age = text.char_indices().last().and_then(|(i, unit)| {
-        let n: i64 = text[..i].parse().ok()?;
-        match unit {
-            's' => TimeDelta::try_seconds(n),
-            'm' => TimeDelta::try_minutes(n),
-            'h' => TimeDelta::try_hours(n),
-            'd' => TimeDelta::try_days(n),
-            _ => None,
-        }
-    });
-    match age {
-        Some(age) => Ok(now - age),
-        None => Err(CliError::bad_input(format!(
-            "{option} `{text}` is not a time: use RFC 3339 (2026-01-15T10:30:00Z), a date \
-             (2026-01-15) or an age (90s, 15m, 2h, 7d)"
-        ))),
-    }
-}
 
 pub(crate) async fn list(
     client: &SagaClient,
     filter: &ExecutionFilter,
     format: Format,
 ) -> Result<(), CliError> {
-    let executions = client.list(filter).await?;
+    let executions = ops::list(client, filter).await?;
     match format {
         Format::Json => print(&output::json(&executions)?),
         Format::Table => {
@@ -117,7 +42,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn show(client: &SagaClient, id: &str, format: Format) -> Result<(), CliError> {
-    let d = client.describe(id).await?;
+    let d = ops::describe(client, id).await?;
     if format == Format::Json {
         return print(&output::json(&d)?);
     }
@@ -221,7 +146,7 @@ pub(crate) async fn history(
     interval_ms: u64,
     format: Format,
 ) -> Result<(), CliError> {
-    let events = client.history(id).await?;
+    let events = ops::history(client, id).await?;
     print_events(&events, format, true)?;
     if !follow {
         return Ok(());
@@ -247,32 +172,15 @@ pub(crate) async fn diagram(
     target: &str,
     format: Format,
 ) -> Result<(), CliError> {
-    // An execution id first, else a workflow type.
-    let (diagram, of) = match client.execution_diagram(target).await {
-        Ok(d) => (d, json!({"saga_id": target})),
-        Err(e) if e.is_not_found() => match client.workflow_diagram(target).await {
-            Ok(d) => (d, json!({"workflow_type": target})),
-            Err(e) if e.context("code") == Some("unknown_workflow") => {
-                return Err(CliError::not_found(format!(
-                    "no execution or registered workflow type named `{target}`"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        },
-        Err(e) => return Err(e.into()),
-    };
+    let d = ops::diagram(client, target).await?;
     match format {
-        Format::Table => print(&diagram),
-        Format::Json => {
-            let mut v = of;
-            v["diagram"] = Value::String(diagram);
-            print(&output::json(&v)?)
-        }
+        Format::Table => print(&d.diagram),
+        Format::Json => print(&output::json(&d)?),
     }
 }
 
 pub(crate) async fn definitions(client: &SagaClient, format: Format) -> Result<(), CliError> {
-    let defs = client.definitions().await?;
+    let defs = ops::definitions(client).await?;
     match format {
         Format::Json => print(&output::json(&defs)?),
         Format::Table => {
@@ -300,29 +208,5 @@ pub(crate) async fn definitions(client: &SagaClient, format: Format) -> Result<(
                 &rows,
             ))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse_in_every_form() {
-        let now = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let at = |s: &str| parse_time("--since", s, now).map(output::time);
-        assert_eq!(
-            at("2026-01-14T08:00:00+01:00").unwrap(),
-            "2026-01-14T07:00:00.000Z"
-        );
-        assert_eq!(at("2026-01-14").unwrap(), "2026-01-14T00:00:00.000Z");
-        assert_eq!(at("90s").unwrap(), "2026-01-15T10:28:30.000Z");
-        assert_eq!(at("2h").unwrap(), "2026-01-15T08:30:00.000Z");
-        assert_eq!(at("7d").unwrap(), "2026-01-08T10:30:00.000Z");
-        assert!(at("yesterday").is_err());
-        assert!(at("5w").is_err());
-        assert!(at("").is_err());
     }
 }

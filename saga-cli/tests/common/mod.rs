@@ -2,6 +2,8 @@
 //! fixtures, and the `saga` binary run as a user runs it.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::process::{Command, Output};
 use std::time::Duration;
 
