@@ -165,6 +165,19 @@ impl Worker {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
+}
+
+/// A failed test must not leave workers behind (they would hold its output open).
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Worker {
 
     /// SIGTERM; the worker must exit 0.
     fn stop(mut self) {

@@ -104,6 +104,12 @@ async fn stopped() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The engine's warnings (a failed publish, a store outage, a redelivery) on stderr.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     match serve().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
