@@ -25,6 +25,7 @@ pub mod engine;
 pub mod port;
 pub mod prelude;
 pub mod snapshot;
+pub mod watchdog;
 pub mod workflow;
 
 pub use domain::error::{Error, ErrorKind, Result};

@@ -1,0 +1,191 @@
+//! The open executions, as the stall and deadlock detectors see them.
+//!
+//! Why a kept view and not a column: a stall needs the time of each open execution's
+//! last event, and a deadlock the children each one waits on. Both follow from the
+//! history, folded without the workflow code exactly as `saga show` folds it. Kept
+//! between rounds, the view costs one listing per round plus a read of the events
+//! appended since the previous round, and only for the executions that moved: an
+//! idle execution (the ones a watchdog is looking for) costs nothing after its first
+//! read, and no store needs a new column or migration to support it.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::activity::ActivityRegistry;
+use crate::domain::{Result, SagaId, WorkflowStatus};
+use crate::engine::execution::{Env, Execution};
+use crate::port::{EventStore, ExecutionFilter};
+
+/// An activity attempt an open execution waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAttempt {
+    /// The activity's command sequence number.
+    pub seq: u64,
+    /// The attempt waited for.
+    pub attempt: u32,
+    /// The activity type.
+    pub activity_type: String,
+    /// The attempt failed and waits for its retry timer (not stuck: the timer moves it).
+    pub backing_off: bool,
+    /// A local activity (run in the recording worker's process, not through the queue).
+    pub local: bool,
+}
+
+/// One open execution: what it waits on, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenExecution {
+    /// The execution.
+    pub saga_id: SagaId,
+    /// Its workflow type.
+    pub workflow_type: String,
+    /// Running or Compensating.
+    pub status: WorkflowStatus,
+    /// Events in its history.
+    pub version: u64,
+    /// The time of its last event: when it last made progress.
+    pub last_event_at: DateTime<Utc>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Activity attempts in flight.
+    pub pending_activities: Vec<PendingAttempt>,
+    /// The child executions it waits for.
+    pub pending_children: Vec<SagaId>,
+    /// The earliest of its pending timers (a sleep, a retry backoff, a signal timeout).
+    pub next_timer: Option<DateTime<Utc>>,
+}
+
+struct Entry {
+    exec: Execution,
+    view: OpenExecution,
+}
+
+/// The open executions of a store, refreshed incrementally (see the module docs).
+#[derive(Default)]
+pub struct OpenExecutions {
+    entries: HashMap<SagaId, Entry>,
+}
+
+impl std::fmt::Debug for OpenExecutions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenExecutions")
+            .field("open", &self.entries.len())
+            .finish()
+    }
+}
+
+impl OpenExecutions {
+    /// An empty view; [`OpenExecutions::refresh`] fills it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Brings the view up to date with `store`: lists the open executions, reads the
+    /// events each one appended since the last refresh, and forgets the ones that
+    /// closed. An execution whose history does not fold (a corrupted row) is left out
+    /// (and logged): the engine reports it on its own when it next runs it.
+    pub async fn refresh<S: EventStore + ?Sized>(&mut self, store: &S) -> Result<()> {
+        let mut seen = HashSet::new();
+        let activities = ActivityRegistry::new();
+        let env = Env {
+            workflow: None,
+            activities: &activities,
+        };
+        for status in [WorkflowStatus::Running, WorkflowStatus::Compensating] {
+            let filter = ExecutionFilter {
+                status: Some(status),
+                ..Default::default()
+            };
+            for summary in store.list_executions(&filter).await? {
+                let id = summary.saga_id.clone();
+                seen.insert(id.clone());
+                let (start, from) = match self.entries.remove(&id) {
+                    Some(e) if e.view.version == summary.version => {
+                        self.entries.insert(id, e);
+                        continue;
+                    }
+                    Some(e) => {
+                        let v = e.view.version;
+                        (Some(e), v)
+                    }
+                    None => (None, 0),
+                };
+                let events = store.history_from(&id, from).await?;
+                let folded = match start {
+                    Some(e) => {
+                        let mut exec = e.exec;
+                        events
+                            .iter()
+                            .try_for_each(|ev| exec.apply(&env, ev))
+                            .map(|()| (exec, e.view.last_event_at))
+                    }
+                    None => Execution::observe(&id, &events).map(|x| (x, summary.started_at)),
+                };
+                let (exec, previous_at) = match folded {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(saga_id = %id, error = %e, "watchdog cannot fold this history; skipping it");
+                        continue;
+                    }
+                };
+                let last_event_at = events.last().map_or(previous_at, |e| e.timestamp);
+                let view = view_of(&exec, status, last_event_at);
+                self.entries.insert(id, Entry { exec, view });
+            }
+        }
+        self.entries.retain(|id, _| seen.contains(id));
+        Ok(())
+    }
+
+    /// The open executions, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &OpenExecution> {
+        self.entries.values().map(|e| &e.view)
+    }
+
+    /// One open execution.
+    pub fn get(&self, saga_id: &SagaId) -> Option<&OpenExecution> {
+        self.entries.get(saga_id).map(|e| &e.view)
+    }
+
+    /// How many executions are open.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when none is open.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn view_of(
+    exec: &Execution,
+    status: WorkflowStatus,
+    last_event_at: DateTime<Utc>,
+) -> OpenExecution {
+    let s = &exec.s;
+    OpenExecution {
+        saga_id: s.saga_id.clone(),
+        workflow_type: s.workflow_type.clone(),
+        status: match exec.status() {
+            Some(WorkflowStatus::Compensating) => WorkflowStatus::Compensating,
+            _ => status,
+        },
+        version: exec.version(),
+        last_event_at,
+        started_at: s.started_at,
+        pending_activities: s
+            .activities
+            .values()
+            .map(|p| PendingAttempt {
+                seq: p.seq,
+                attempt: p.attempt,
+                activity_type: p.activity_type.clone(),
+                backing_off: p.backing_off,
+                local: p.local,
+            })
+            .collect(),
+        pending_children: s.children.values().map(|c| c.child_id.clone()).collect(),
+        next_timer: s.timers.values().map(|t| t.fire_at).min(),
+    }
+}
