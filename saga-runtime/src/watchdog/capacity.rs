@@ -24,9 +24,9 @@ pub struct Backlog {
 impl Backlog {
     /// Reads the backlog: the depth of `queue` (named `queue_name`), if given and if it
     /// can tell, and the store's outbox length.
-    pub async fn measure<O: Outbox + ?Sized, Q: TaskQueue + ?Sized>(
+    pub async fn measure<O: Outbox + ?Sized>(
         outbox: &O,
-        queue: Option<(&Q, &str)>,
+        queue: Option<(&dyn TaskQueue, &str)>,
     ) -> Result<Backlog> {
         let queue_depth = match queue {
             Some((q, name)) => q.depth(name).await?,

@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::activity::ActivityRegistry;
-use crate::domain::{Result, SagaId, WorkflowStatus};
+use crate::domain::{HistoryEvent, Result, SagaId, WorkflowStatus};
 use crate::engine::execution::{Env, Execution};
-use crate::port::{EventStore, ExecutionFilter};
+use crate::port::{EventStore, ExecutionFilter, ExecutionSummary};
 
 /// An activity attempt an open execution waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +53,14 @@ pub struct OpenExecution {
     pub pending_children: Vec<SagaId>,
     /// The earliest of its pending timers (a sleep, a retry backoff, a signal timeout).
     pub next_timer: Option<DateTime<Utc>>,
+    /// Why its history does not fold without the code (an event this version does not
+    /// know, a corrupted row): then only its identity and last event time are known.
+    pub fold_error: Option<String>,
 }
 
 struct Entry {
-    exec: Execution,
+    /// `None` when the history does not fold: it is read whole again when it grows.
+    exec: Option<Execution>,
     view: OpenExecution,
 }
 
@@ -82,8 +86,8 @@ impl OpenExecutions {
 
     /// Brings the view up to date with `store`: lists the open executions, reads the
     /// events each one appended since the last refresh, and forgets the ones that
-    /// closed. An execution whose history does not fold (a corrupted row) is left out
-    /// (and logged): the engine reports it on its own when it next runs it.
+    /// closed. An execution whose history does not fold is kept with its
+    /// [`OpenExecution::fold_error`]: it may be stalled all the same.
     pub async fn refresh<S: EventStore + ?Sized>(&mut self, store: &S) -> Result<()> {
         let mut seen = HashSet::new();
         let activities = ActivityRegistry::new();
@@ -104,33 +108,42 @@ impl OpenExecutions {
                         self.entries.insert(id, e);
                         continue;
                     }
-                    Some(e) => {
-                        let v = e.view.version;
-                        (Some(e), v)
-                    }
-                    None => (None, 0),
+                    Some(Entry {
+                        exec: Some(exec),
+                        view,
+                    }) => (Some((exec, view.last_event_at)), view.version),
+                    _ => (None, 0),
                 };
                 let events = store.history_from(&id, from).await?;
                 let folded = match start {
-                    Some(e) => {
-                        let mut exec = e.exec;
-                        events
-                            .iter()
-                            .try_for_each(|ev| exec.apply(&env, ev))
-                            .map(|()| (exec, e.view.last_event_at))
-                    }
+                    Some((mut exec, previous_at)) => events
+                        .iter()
+                        .try_for_each(|ev| exec.apply(&env, ev))
+                        .map(|()| (exec, previous_at)),
                     None => Execution::observe(&id, &events).map(|x| (x, summary.started_at)),
                 };
-                let (exec, previous_at) = match folded {
-                    Ok(f) => f,
+                let entry = match folded {
+                    Ok((exec, previous_at)) => {
+                        let at = events.last().map_or(previous_at, |e| e.timestamp);
+                        let view = view_of(&exec, status, at);
+                        Entry {
+                            exec: Some(exec),
+                            view,
+                        }
+                    }
                     Err(e) => {
-                        tracing::debug!(saga_id = %id, error = %e, "watchdog cannot fold this history; skipping it");
-                        continue;
+                        // Read whole next time: the events before `from` are needed.
+                        let events = match from {
+                            0 => events,
+                            _ => store.history(&id).await?,
+                        };
+                        Entry {
+                            exec: None,
+                            view: unfolded(&summary, &events, e.to_string()),
+                        }
                     }
                 };
-                let last_event_at = events.last().map_or(previous_at, |e| e.timestamp);
-                let view = view_of(&exec, status, last_event_at);
-                self.entries.insert(id, Entry { exec, view });
+                self.entries.insert(id, entry);
             }
         }
         self.entries.retain(|id, _| seen.contains(id));
@@ -155,6 +168,22 @@ impl OpenExecutions {
     /// True when none is open.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// What is known of an execution whose history does not fold.
+fn unfolded(summary: &ExecutionSummary, events: &[HistoryEvent], error: String) -> OpenExecution {
+    OpenExecution {
+        saga_id: summary.saga_id.clone(),
+        workflow_type: summary.workflow_type.clone(),
+        status: summary.status,
+        version: events.last().map_or(summary.version, |e| e.event_id + 1),
+        last_event_at: events.last().map_or(summary.started_at, |e| e.timestamp),
+        started_at: Some(summary.started_at),
+        pending_activities: Vec::new(),
+        pending_children: Vec::new(),
+        next_timer: None,
+        fold_error: Some(error),
     }
 }
 
@@ -187,5 +216,6 @@ fn view_of(
             .collect(),
         pending_children: s.children.values().map(|c| c.child_id.clone()).collect(),
         next_timer: s.timers.values().map(|t| t.fire_at).min(),
+        fold_error: None,
     }
 }

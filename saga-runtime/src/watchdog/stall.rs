@@ -41,7 +41,9 @@ pub fn check(x: &OpenExecution, now: DateTime<Utc>, stall_after: Duration) -> Op
         .iter()
         .filter(|p| !p.backing_off && !p.local)
         .min_by_key(|p| p.seq);
-    let waits = if let Some(p) = stuck {
+    let waits = if let Some(e) = &x.fold_error {
+        format!("something this tool cannot tell (its history does not fold: {e})")
+    } else if let Some(p) = stuck {
         format!("activity `{}` (attempt {})", p.activity_type, p.attempt)
     } else if !x.pending_children.is_empty() {
         let ids: Vec<&str> = x.pending_children.iter().map(|c| c.as_str()).collect();
@@ -63,6 +65,8 @@ pub fn check(x: &OpenExecution, now: DateTime<Utc>, stall_after: Duration) -> Op
                 attempt: p.attempt,
             },
         ),
+        // An unreadable history is stuck for sure, with nothing this detector can force.
+        None if x.fold_error.is_some() => (Severity::Warning, Action::None),
         None => (Severity::Info, Action::None),
     };
     let mut f = Finding::new(
