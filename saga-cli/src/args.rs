@@ -103,6 +103,10 @@ pub(crate) enum Command {
     },
     /// List the registered workflow definitions.
     Definitions,
+    /// Run the watchdog's detectors over the store once (stalled executions, child
+    /// workflows waiting on each other, outbox backlog) and print the findings with the
+    /// action each suggests. Changes nothing.
+    Watchdog(crate::commands::watchdog::WatchdogArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! The commands: reading (`list`, `show`, `history`, `diagram`, `definitions`) and
-//! writing (`start`, `signal`, `cancel`).
+//! writing (`start`, `signal`, `cancel`), and `watchdog`.
 
 mod read;
+pub(crate) mod watchdog;
 mod write;
 
 use serde_json::Value;
@@ -17,6 +18,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let json = match &cli.command {
         Command::Start { input, .. } => Some(parse_json("--input", input)?),
         Command::Signal { payload, .. } => Some(parse_json("--payload", payload)?),
+        _ => None,
+    };
+    let stall_after = match &cli.command {
+        Command::Watchdog(args) => Some(watchdog::parse_age(&args.stall_after)?),
         _ => None,
     };
     let filter = match &cli.command {
@@ -48,6 +53,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             write::signal(opened, &id, &name, payload, format).await
         }
         Command::Cancel { id } => write::cancel(&opened, &id, format).await,
+        Command::Watchdog(args) => {
+            let stall_after = stall_after.unwrap_or_default();
+            watchdog::run(&opened.client, stall_after, args.backlog_threshold, format).await
+        }
     }
 }
 
