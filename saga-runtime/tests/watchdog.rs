@@ -17,7 +17,9 @@ use saga_runtime::activity::{
     activity, Activity, ActivityContext, ActivityError, ActivityOptions, RetryPolicy,
 };
 use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
-use saga_runtime::conformance::fixtures::{release_inventory, reserve_inventory, single, Order};
+use saga_runtime::conformance::fixtures::{
+    release_inventory, reserve_inventory, single, waiter, Order, WaiterInput,
+};
 use saga_runtime::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
 use saga_runtime::port::{
@@ -25,7 +27,7 @@ use saga_runtime::port::{
     ExecutionSummary, Outbox, Snapshot, Task, TaskQueue, TimerRecord, TimerStore,
     WorkflowDefinition, WorkflowStore,
 };
-use saga_runtime::watchdog::{Action, Detector, Finding, WatchdogConfig};
+use saga_runtime::watchdog::{Action, Detector, Finding, OpenExecutions, WatchdogConfig};
 use saga_runtime::workflow::{Command, SagaError, Transition, Wake, Workflow, WorkflowContext};
 use saga_runtime::Result;
 
@@ -302,6 +304,8 @@ async fn deadlock_cancels_one_of_the_cycle_and_both_compensate() {
 struct Switch {
     inner: InMemoryStore,
     down: Arc<AtomicBool>,
+    /// Calls that read history.
+    reads: Arc<AtomicU64>,
 }
 
 impl Switch {
@@ -322,6 +326,7 @@ impl EventStore for Switch {
     }
     async fn history_from(&self, id: &SagaId, from: u64) -> Result<Vec<HistoryEvent>> {
         self.check()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.history_from(id, from).await
     }
     async fn version(&self, id: &SagaId) -> Result<u64> {
@@ -572,4 +577,42 @@ async fn capacity_reports_the_backlog_size() {
     assert_eq!(f.detail["outbox"], 0.0);
     assert_eq!(f.action, Action::ScaleWorkers);
     assert!(f.message.starts_with("7 tasks waiting"), "{}", f.message);
+}
+
+// ---------------------------------------------------------------- the view
+
+/// The open executions are read once, then only when they move; closed ones drop out.
+#[tokio::test(start_paused = true)]
+async fn open_executions_read_only_what_moved() {
+    let store = Switch::default();
+    let engine = SagaEngine::builder()
+        .store(store.clone())
+        .workflow::<waiter>()
+        .build()
+        .await
+        .unwrap();
+    let input = WaiterInput {
+        sleep_first_secs: 0,
+        timeout_secs: None,
+    };
+    for id in ["w1", "w2"] {
+        engine.start::<waiter>(id, input.clone()).await.unwrap();
+    }
+    let mut open = OpenExecutions::new();
+    let reads = || store.reads.load(Ordering::SeqCst);
+    let before = reads();
+    open.refresh(&store).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(reads() - before, 2, "one read per new execution");
+
+    open.refresh(&store).await.unwrap();
+    assert_eq!(reads() - before, 2, "nothing moved, nothing read");
+
+    engine.signal("w1", "go", "now").await.unwrap();
+    engine.result::<waiter>("w1").await.unwrap();
+    let before = reads();
+    open.refresh(&store).await.unwrap();
+    assert_eq!(reads(), before, "w1 closed: not listed, not read");
+    let ids: Vec<&str> = open.iter().map(|x| x.saga_id.as_str()).collect();
+    assert_eq!(ids, ["w2"]);
 }

@@ -84,3 +84,81 @@ pub fn check(x: &OpenExecution, now: DateTime<Utc>, stall_after: Duration) -> Op
     }
     Some(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::domain::{SagaId, WorkflowStatus};
+    use crate::watchdog::PendingAttempt;
+
+    fn idle_since(at: DateTime<Utc>) -> OpenExecution {
+        OpenExecution {
+            saga_id: SagaId::new("s"),
+            workflow_type: "w".into(),
+            status: WorkflowStatus::Running,
+            version: 3,
+            last_event_at: at,
+            started_at: Some(at),
+            pending_activities: Vec::new(),
+            pending_children: Vec::new(),
+            next_timer: None,
+            fold_error: None,
+        }
+    }
+
+    fn attempt(seq: u64, backing_off: bool, local: bool) -> PendingAttempt {
+        PendingAttempt {
+            seq,
+            attempt: 2,
+            activity_type: "charge".into(),
+            backing_off,
+            local,
+        }
+    }
+
+    const AFTER: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn idle_shorter_than_the_threshold_is_not_a_stall() {
+        let now = Utc::now();
+        let x = idle_since(now - TimeDelta::seconds(59));
+        assert_eq!(check(&x, now, AFTER), None);
+    }
+
+    #[test]
+    fn a_pending_queued_attempt_is_forced() {
+        let now = Utc::now();
+        let mut x = idle_since(now - TimeDelta::seconds(61));
+        x.pending_activities = vec![attempt(4, true, false), attempt(7, false, false)];
+        let f = check(&x, now, AFTER).expect("stalled");
+        assert_eq!(f.severity, Severity::Warning);
+        // Seq 4 backs off before its retry (its timer moves it): 7 is the stuck one.
+        assert_eq!(
+            f.action,
+            Action::ForceActivityTimeout { seq: 7, attempt: 2 }
+        );
+        assert_eq!(f.detail["idle_secs"], 61.0);
+    }
+
+    #[test]
+    fn local_attempts_and_signal_waits_are_reported_without_action() {
+        let now = Utc::now();
+        let mut x = idle_since(now - TimeDelta::seconds(600));
+        x.pending_activities = vec![attempt(1, false, true)];
+        let f = check(&x, now, AFTER).expect("stalled");
+        assert_eq!((f.severity, f.action), (Severity::Info, Action::None));
+    }
+
+    #[test]
+    fn a_timer_due_later_means_not_stalled_but_an_overdue_one_does() {
+        let now = Utc::now();
+        let mut x = idle_since(now - TimeDelta::hours(2));
+        x.next_timer = Some(now + TimeDelta::minutes(5));
+        assert_eq!(check(&x, now, AFTER), None, "a sleep is not a stall");
+        x.next_timer = Some(now - TimeDelta::minutes(5));
+        let f = check(&x, now, AFTER).expect("an overdue timer is");
+        assert!(f.message.contains("overdue"), "{}", f.message);
+    }
+}
