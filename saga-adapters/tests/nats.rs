@@ -726,3 +726,28 @@ async fn publish_fetch_ack_rates() {
     })
     .await;
 }
+
+/// `depth` counts the tasks the broker has not delivered yet, per queue (the watchdog's
+/// capacity detector reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_counts_undelivered_tasks_per_queue() {
+    with_namespace(fast, |config| async move {
+        let q = queue(&config).await;
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(0));
+        for n in 0..5 {
+            q.publish(task("backlog", &format!("b{n}"), n, b"b"))
+                .await
+                .unwrap();
+        }
+        q.publish(task("other", "o", 0, b"o")).await.unwrap();
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(5));
+        let got = fetch_until(&q, "backlog", 2, Duration::from_secs(3)).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(3), "two in flight");
+        for d in &got {
+            q.ack(&d.tag).await.unwrap();
+        }
+        assert_eq!(q.depth("other").await.unwrap(), Some(1));
+    })
+    .await;
+}

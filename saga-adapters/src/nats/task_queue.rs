@@ -648,6 +648,23 @@ impl TaskQueue for NatsTaskQueue {
         Ok(())
     }
 
+    /// The queue consumer's `num_pending`: tasks the broker holds and has not delivered
+    /// yet (a delivery in flight, or nak'ed and waiting for its redelivery, is not
+    /// counted).
+    async fn depth(&self, queue: &str) -> Result<Option<u64>> {
+        subject::check_queue(queue)?;
+        let name = self.ensure_consumer(queue).await?;
+        let info = self.inner.tasks.consumer_info(&name).await.map_err(|e| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                "cannot read the queue's NATS consumer",
+            )
+            .with("consumer", &name)
+            .with_source(e)
+        })?;
+        Ok(Some(info.num_pending))
+    }
+
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
         subject::check_queue(queue)?;
         self.sweep(queue).await?;
