@@ -252,11 +252,12 @@ async fn deadlock_cancels_one_of_the_cycle_and_both_compensate() {
     store.append(&SagaId::new("x"), 0, x).await.unwrap();
     store.append(&SagaId::new("y"), 0, y).await.unwrap();
 
-    let engine = mutual_engine(store)
-        .watchdog(config())
-        .build()
-        .await
-        .unwrap();
+    // A cycle never moves: it is found among the executions idle for `stall_after`.
+    let config = WatchdogConfig {
+        stall_after: Duration::from_secs(10),
+        ..config()
+    };
+    let engine = mutual_engine(store).watchdog(config).build().await.unwrap();
     eventually("both executions of the cycle close", async || {
         let mut closed = true;
         for id in ["x", "y"] {
@@ -607,6 +608,13 @@ async fn open_executions_read_only_what_moved() {
 
     open.refresh(&store).await.unwrap();
     assert_eq!(reads() - before, 2, "nothing moved, nothing read");
+
+    // Asked for the executions idle since before they started: none, and nothing read.
+    let mut idle = OpenExecutions::new();
+    let long_ago = chrono::Utc::now() - chrono::TimeDelta::days(1);
+    idle.refresh_idle(&store, long_ago).await.unwrap();
+    assert!(idle.is_empty());
+    assert_eq!(reads() - before, 2);
 
     engine.signal("w1", "go", "now").await.unwrap();
     engine.result::<waiter>("w1").await.unwrap();

@@ -54,9 +54,14 @@ pub(crate) async fn run(
     format: Format,
 ) -> Result<(), CliError> {
     let store = client.store();
-    let mut open = OpenExecutions::new();
-    open.refresh(store).await?;
     let now = Utc::now();
+    // A threshold beyond the calendar leaves nothing idle enough: the earliest time.
+    let idle_since = chrono::TimeDelta::from_std(stall_after)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let mut open = OpenExecutions::new();
+    open.refresh_idle(store, idle_since).await?;
     let mut findings = stall::detect(&open, now, stall_after);
     findings.extend(deadlock::detect(&open, now));
     let backlog = Backlog::measure(store, None).await?;
@@ -64,8 +69,9 @@ pub(crate) async fn run(
     match format {
         Format::Json => print(&output::json(&findings)?),
         Format::Table if findings.is_empty() => print(&format!(
-            "no findings ({} open executions checked)",
-            open.len()
+            "no findings ({} open executions idle for {}s or more)",
+            open.len(),
+            stall_after.as_secs()
         )),
         Format::Table => print(&table(&findings)),
     }

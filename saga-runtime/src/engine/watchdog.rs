@@ -79,7 +79,11 @@ impl Inner {
             return findings;
         }
 
-        match memory.open.refresh(&*self.store).await {
+        let idle_since = chrono::TimeDelta::from_std(config.stall_after)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match memory.open.refresh_idle(&*self.store, idle_since).await {
             Ok(()) => {
                 memory
                     .reported

@@ -13,9 +13,9 @@
 //! | [`health`] | a port that does not answer | pause the workers until it answers again (circuit breaker) |
 //! | [`capacity`] | more tasks waiting than a threshold | none: the finding carries the backlog, to scale workers on |
 //!
-//! The stall and deadlock detectors read the open executions through
-//! [`OpenExecutions`], which folds their histories without the workflow code and keeps
-//! them between rounds, reading only the events appended since.
+//! The stall and deadlock detectors read the idle open executions through
+//! [`OpenExecutions`]: listed through the stores' index on the time of the last event,
+//! their histories folded without the workflow code and kept between rounds.
 
 pub mod capacity;
 pub mod deadlock;
@@ -42,6 +42,8 @@ pub struct WatchdogConfig {
     pub every: Duration,
     /// An open execution with no new event for this long is stalled (default 5 min).
     /// Keep it above your longest activity: a forced timeout abandons the attempt.
+    /// Deadlocks are looked for among these idle executions (a cycle never moves), so
+    /// this is also how long a cycle waits before it is broken.
     pub stall_after: Duration,
     /// Force the timeout of a stalled execution's pending activity attempt (default
     /// true); otherwise only report it.

@@ -1,12 +1,15 @@
 //! The open executions, as the stall and deadlock detectors see them.
 //!
-//! Why a kept view and not a column: a stall needs the time of each open execution's
-//! last event, and a deadlock the children each one waits on. Both follow from the
-//! history, folded without the workflow code exactly as `saga show` folds it. Kept
-//! between rounds, the view costs one listing per round plus a read of the events
-//! appended since the previous round, and only for the executions that moved: an
-//! idle execution (the ones a watchdog is looking for) costs nothing after its first
-//! read, and no store needs a new column or migration to support it.
+//! A stall needs the time of each open execution's last event, and a deadlock the
+//! children each one waits on. The first is indexed by every store
+//! ([`ExecutionSummary::updated_at`], with [`ExecutionFilter::updated_before`]), so
+//! [`OpenExecutions::refresh_idle`] lists only the executions idle since before a
+//! time: on a busy store, the few that matter, found through an index. The second
+//! follows from the history, folded without the workflow code exactly as `saga show`
+//! folds it. Kept between rounds, the view reads only the events appended since the
+//! previous round, and only for executions that moved: an idle execution costs
+//! nothing after its first read. A deadlocked cycle never moves, so its executions are
+//! among the idle ones.
 
 use std::collections::{HashMap, HashSet};
 
@@ -89,6 +92,24 @@ impl OpenExecutions {
     /// closed. An execution whose history does not fold is kept with its
     /// [`OpenExecution::fold_error`]: it may be stalled all the same.
     pub async fn refresh<S: EventStore + ?Sized>(&mut self, store: &S) -> Result<()> {
+        self.refresh_listing(store, None).await
+    }
+
+    /// [`OpenExecutions::refresh`] for the open executions whose last event is older
+    /// than `idle_since` only; the others leave the view.
+    pub async fn refresh_idle<S: EventStore + ?Sized>(
+        &mut self,
+        store: &S,
+        idle_since: DateTime<Utc>,
+    ) -> Result<()> {
+        self.refresh_listing(store, Some(idle_since)).await
+    }
+
+    async fn refresh_listing<S: EventStore + ?Sized>(
+        &mut self,
+        store: &S,
+        updated_before: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         let mut seen = HashSet::new();
         let activities = ActivityRegistry::new();
         let env = Env {
@@ -98,6 +119,7 @@ impl OpenExecutions {
         for status in [WorkflowStatus::Running, WorkflowStatus::Compensating] {
             let filter = ExecutionFilter {
                 status: Some(status),
+                updated_before,
                 ..Default::default()
             };
             for summary in store.list_executions(&filter).await? {
