@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::worker::Input;
-use super::Inner;
-use crate::domain::{EventType, SagaId};
+use super::{HealthReport, Inner};
+use crate::domain::{Error, ErrorKind, EventType, SagaId};
 use crate::watchdog::capacity::{self, Backlog};
 use crate::watchdog::{
     deadlock, health, stall, Action, Detector, Finding, OpenExecutions, Severity, WatchdogConfig,
@@ -197,6 +197,49 @@ impl Inner {
         kept.extend(findings);
         while kept.len() > config.keep_findings {
             kept.pop_front();
+        }
+    }
+}
+
+impl Inner {
+    /// Pings every port once: [`SagaEngine::health`](super::SagaEngine::health), and
+    /// the health detector's input.
+    pub(super) async fn health(&self) -> HealthReport {
+        let probe = SagaId::new("__health_probe__");
+        let as_kind = |kind: ErrorKind, port: &'static str| {
+            move |e: Error| {
+                if e.kind == kind {
+                    e
+                } else {
+                    Error::new(kind, format!("{port} is unhealthy: {}", e.message)).with_source(e)
+                }
+            }
+        };
+        HealthReport {
+            event_store: self
+                .store
+                .version(&probe)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::EventStore, "event store")),
+            timer_store: self
+                .store
+                .next_fire_at()
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::TimerStore, "timer store")),
+            task_queue: self
+                .queue
+                .dead_letters(&self.config.queue)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::TaskQueue, "task queue")),
+            signals: self
+                .signals
+                .subscribe(&probe)
+                .await
+                .map(|_| ())
+                .map_err(as_kind(ErrorKind::SignalDispatcher, "signal dispatcher")),
         }
     }
 }
