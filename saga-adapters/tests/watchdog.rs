@@ -1,6 +1,6 @@
-//! The watchdog's stall detector on the SQL stores: it lists the idle executions
-//! through their index on the time of the last event (migration 0004), forces the
-//! stuck attempt's timeout, and the retry completes the execution. On tokio's paused
+//! The watchdog's stall detector on the SQL stores: it lists the idle executions by
+//! the time of their last event (migration 0004), forces the stuck attempt's timeout,
+//! and the retry completes the execution. On tokio's paused
 //! clock, with `Held` keeping virtual time still while the database works; PostgreSQL
 //! in its own schema (skipped without a server unless `CI` is set, where it fails).
 #![allow(non_camel_case_types)]

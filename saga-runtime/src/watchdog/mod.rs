@@ -14,7 +14,7 @@
 //! | [`capacity`] | more tasks waiting than a threshold | none: the finding carries the backlog, to scale workers on |
 //!
 //! The stall and deadlock detectors read the idle open executions through
-//! [`OpenExecutions`]: listed through the stores' index on the time of the last event,
+//! [`OpenExecutions`]: picked out by the stores on the time of the last event,
 //! their histories folded without the workflow code and kept between rounds.
 
 pub mod capacity;

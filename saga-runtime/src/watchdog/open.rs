@@ -1,10 +1,12 @@
 //! The open executions, as the stall and deadlock detectors see them.
 //!
 //! A stall needs the time of each open execution's last event, and a deadlock the
-//! children each one waits on. The first is indexed by every store
-//! ([`ExecutionSummary::updated_at`], with [`ExecutionFilter::updated_before`]), so
-//! [`OpenExecutions::refresh_idle`] lists only the executions idle since before a
-//! time: on a busy store, the few that matter, found through an index. The second
+//! children each one waits on. The first is kept by every store on its execution row
+//! ([`ExecutionSummary::updated_at`], filtered with
+//! [`ExecutionFilter::updated_before`]), so [`OpenExecutions::refresh_idle`] lists
+//! only the executions idle since before a time: on a busy store, the few that matter,
+//! picked out in the database (the SQL stores do not index the column, which every
+//! step rewrites, and filter the open executions found by status). The second
 //! follows from the history, folded without the workflow code exactly as `saga show`
 //! folds it. Kept between rounds, the view reads only the events appended since the
 //! previous round, and only for executions that moved: an idle execution costs
