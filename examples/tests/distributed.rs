@@ -178,7 +178,6 @@ impl Drop for Worker {
 }
 
 impl Worker {
-
     /// SIGTERM; the worker must exit 0.
     fn stop(mut self) {
         let status = Command::new("kill")

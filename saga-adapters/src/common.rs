@@ -330,6 +330,7 @@ pub(crate) fn summary_from_row(
     status: Option<String>,
     started_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
     search_attributes: &str,
 ) -> Result<ExecutionSummary> {
     let status = parse_status(&saga_id, status.as_deref().unwrap_or("Running"))?;
@@ -348,13 +349,15 @@ pub(crate) fn summary_from_row(
         }
     };
     let version = to_u64("version", &saga_id, version)?;
+    let started_at = started_at.unwrap_or_default();
     Ok(ExecutionSummary {
         saga_id: SagaId::from(saga_id),
         workflow_type,
         status,
-        started_at: started_at.unwrap_or_default(),
+        started_at,
         closed_at,
         version,
+        updated_at: updated_at.unwrap_or(started_at),
         search_attributes: search,
     })
 }

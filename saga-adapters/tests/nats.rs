@@ -483,19 +483,19 @@ async fn depth_and_redrive() {
     };
     with_namespace(tune, |config| async move {
         let q = queue(&config).await;
-        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        assert_eq!(q.unacked("orders").await.unwrap(), 0);
         let tasks: Vec<Task> = (1..=3).map(|n| task("orders", "s", n, b"{}")).collect();
         for t in &tasks {
             q.publish(t.clone()).await.unwrap();
         }
         q.publish(task("other", "s", 9, b"{}")).await.unwrap();
-        assert_eq!(q.depth("orders").await.unwrap(), 3);
-        assert_eq!(q.depth("other").await.unwrap(), 1);
+        assert_eq!(q.unacked("orders").await.unwrap(), 3);
+        assert_eq!(q.unacked("other").await.unwrap(), 1);
         // Naked on their last allowed delivery: dead letters, out of the queue.
         for d in fetch_until(&q, "orders", 3, Duration::from_secs(3)).await {
             q.nak(&d.tag, Duration::ZERO).await.unwrap();
         }
-        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        assert_eq!(q.unacked("orders").await.unwrap(), 0);
         let dead = q.dead_letters("orders").await.unwrap();
         assert_eq!(dead.len(), 3, "{dead:?}");
 
@@ -517,14 +517,14 @@ async fn depth_and_redrive() {
             .map(|d| d.task.dedup_id)
             .collect();
         assert_eq!(left, ["s:1", "s:3"]);
-        assert_eq!(q.depth("orders").await.unwrap(), 1);
+        assert_eq!(q.unacked("orders").await.unwrap(), 1);
         let unknown = q.redrive("orders", Some("s:2")).await.unwrap_err();
         assert_eq!(unknown.context("code"), Some("not_found"), "{unknown}");
 
         let rest = q.redrive("orders", None).await.unwrap();
         assert_eq!(rest.len(), 2);
         assert!(q.dead_letters("orders").await.unwrap().is_empty());
-        assert_eq!(q.depth("orders").await.unwrap(), 3);
+        assert_eq!(q.unacked("orders").await.unwrap(), 3);
         // Workers get them again, as new tasks.
         let again = fetch_until(&q, "orders", 3, Duration::from_secs(3)).await;
         let mut got: Vec<Task> = again.iter().map(|d| d.task.clone()).collect();
@@ -533,10 +533,10 @@ async fn depth_and_redrive() {
         for d in &again {
             q.ack(&d.tag).await.unwrap();
         }
-        assert_eq!(q.depth("orders").await.unwrap(), 0);
+        assert_eq!(q.unacked("orders").await.unwrap(), 0);
         assert!(q.redrive("orders", None).await.unwrap().is_empty());
         assert_eq!(
-            q.depth("no.such").await.unwrap_err().kind,
+            q.unacked("no.such").await.unwrap_err().kind,
             ErrorKind::Validation
         );
     })
@@ -797,6 +797,31 @@ async fn publish_fetch_ack_rates() {
             rate(publish),
             rate(ack)
         );
+    })
+    .await;
+}
+
+/// `depth` counts the tasks the broker has not delivered yet, per queue (the watchdog's
+/// capacity detector reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_counts_undelivered_tasks_per_queue() {
+    with_namespace(fast, |config| async move {
+        let q = queue(&config).await;
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(0));
+        for n in 0..5 {
+            q.publish(task("backlog", &format!("b{n}"), n, b"b"))
+                .await
+                .unwrap();
+        }
+        q.publish(task("other", "o", 0, b"o")).await.unwrap();
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(5));
+        let got = fetch_until(&q, "backlog", 2, Duration::from_secs(3)).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(q.depth("backlog").await.unwrap(), Some(3), "two in flight");
+        for d in &got {
+            q.ack(&d.tag).await.unwrap();
+        }
+        assert_eq!(q.depth("other").await.unwrap(), Some(1));
     })
     .await;
 }

@@ -321,9 +321,7 @@ async fn run_durable(
     let tag = |m: Measurement| match s.backend {
         "sqlite" => m.with("synchronous", sync_name(s.sync)),
         // Statement counts are this process's store only (one of the processes).
-        "postgres+nats" => m
-            .with("pg_pool", s.pg_pool)
-            .with("processes", s.processes),
+        "postgres+nats" => m.with("pg_pool", s.pg_pool).with("processes", s.processes),
         _ => m.with("pg_pool", s.pg_pool),
     };
     if s.runs(Part::Throughput) {

@@ -118,6 +118,10 @@ pub(crate) enum Command {
     /// Dead letters of the NATS task queue: tasks no worker could finish.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Run the watchdog's detectors over the store once (stalled executions, child
+    /// workflows waiting on each other, outbox backlog) and print the findings with the
+    /// action each suggests. Changes nothing.
+    Watchdog(crate::commands::watchdog::WatchdogArgs),
 }
 
 #[derive(Debug, Args)]

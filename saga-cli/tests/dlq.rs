@@ -203,7 +203,7 @@ async fn dlq_list_and_redrive() {
         let rest = dlq(&["redrive", "-o", "json"]).await;
         assert_eq!(dedup_ids(rest.ok()), ["order-2:3"]);
         assert_eq!(dlq(&["list", "-o", "json"]).await.ok().trim(), "[]");
-        assert_eq!(q.depth("orders").await.unwrap(), 1);
+        assert_eq!(q.unacked("orders").await.unwrap(), 1);
     })
     .await;
 }

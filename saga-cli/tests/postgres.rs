@@ -291,3 +291,33 @@ async fn serve_on_postgres() {
     .await
     .fails(4, "cannot open the PostgreSQL store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_on_postgres() {
+    with_schema(|schema| async move {
+        let store = store(&schema).await;
+        fill(&store).await;
+        write_deadlock(&store).await;
+        let url = url();
+        let out = saga(&[
+            "--store", &url, "--schema", &schema, "watchdog", "-o", "json",
+        ])
+        .await;
+        let v: Value = serde_json::from_str(out.ok()).expect("findings JSON");
+        let found: Vec<(&str, &str)> = v
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|f| {
+                (
+                    f["detector"].as_str().unwrap(),
+                    f["saga_id"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert!(found.contains(&("deadlock", "loop-b")), "{found:?}");
+        assert!(found.contains(&("stall", "loop-a")), "{found:?}");
+        assert!(!found.iter().any(|f| f.1 == "tagged-1"), "{found:?}");
+    })
+    .await;
+}

@@ -402,3 +402,69 @@ async fn bad_input_is_one_line_and_an_exit_code() {
     let after = store.list_executions(&Default::default()).await.unwrap();
     assert_eq!(before, after);
 }
+
+/// Findings of `saga watchdog` as (detector, saga id, action) triples.
+fn findings(json_out: &str) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(json_out).expect("findings JSON");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|f| {
+            (
+                f["detector"].as_str().unwrap().to_owned(),
+                f["saga_id"].as_str().unwrap_or("-").to_owned(),
+                f["action"]["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_reports_stalls_and_deadlocks() {
+    let (_dir, url, store) = filled().await;
+    write_deadlock(&store).await;
+    let s = url.as_str();
+
+    // Written ten minutes ago and idle since: stalled past 5 minutes, and in a cycle.
+    let out = saga(&["--store", s, "watchdog", "-o", "json"]).await;
+    let found = findings(out.ok());
+    let deadlock = ("deadlock".into(), "loop-b".into(), "cancel".into());
+    assert!(found.contains(&deadlock), "{found:?}");
+    for id in ["loop-a", "loop-b"] {
+        assert!(
+            found.contains(&("stall".into(), id.into(), "none".into())),
+            "{found:?}"
+        );
+    }
+    // The executions the fixtures ran a moment ago are not stalled after 5 minutes...
+    assert!(!found.iter().any(|f| f.1 == "tagged-1"), "{found:?}");
+    // ...but are after 0 seconds (`parked-1` waits for a signal with a timeout timer
+    // that is not due: a timer moves it, so it is never stalled).
+    let out = saga(&[
+        "--store",
+        s,
+        "watchdog",
+        "--stall-after",
+        "0s",
+        "-o",
+        "json",
+    ])
+    .await;
+    let found = findings(out.ok());
+    assert!(
+        found.contains(&("stall".into(), "tagged-1".into(), "none".into())),
+        "{found:?}"
+    );
+
+    let table = saga(&["--store", s, "watchdog"]).await;
+    let table = table.ok();
+    assert!(table.starts_with("DETECTOR"), "{table}");
+    assert!(
+        table.contains("loop-a -> loop-b -> loop-a"),
+        "the cycle is named: {table}"
+    );
+
+    saga(&["--store", s, "watchdog", "--stall-after", "5x"])
+        .await
+        .fails(2, "--stall-after `5x` is not an age");
+}

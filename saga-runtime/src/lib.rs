@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod port;
 pub mod prelude;
 pub mod snapshot;
+pub mod watchdog;
 pub mod workflow;
 
 pub use domain::error::{Error, ErrorKind, Result};

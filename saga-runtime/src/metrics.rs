@@ -125,7 +125,7 @@ fn format_value(v: f64) -> String {
 impl EngineMetrics {
     /// The counters as `saga_engine_<name>_total` counter families, one per field.
     pub fn write_prometheus(&self, text: &mut PrometheusText) {
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "saga_engine_workflow_tasks_total",
                 "Batches of events appended by the engine (workflow tasks).",
@@ -176,6 +176,16 @@ impl EngineMetrics {
                 "Outbox tasks the reconciler published again.",
                 self.outbox_redelivered,
             ),
+            (
+                "saga_engine_watchdog_findings_total",
+                "Findings of the watchdog's detectors.",
+                self.watchdog_findings,
+            ),
+            (
+                "saga_engine_watchdog_actions_total",
+                "Actions the watchdog took (forced timeouts, cancelled deadlocks, pauses).",
+                self.watchdog_actions,
+            ),
         ];
         for (name, help, value) in counters {
             text.family(name, help, MetricType::Counter)
@@ -208,10 +218,12 @@ mod tests {
             workflow_task_failures: 8,
             store_errors: 9,
             outbox_redelivered: 10,
+            watchdog_findings: 11,
+            watchdog_actions: 12,
         };
         let text = m.to_prometheus();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 10, "{text}");
+        assert_eq!(samples.len(), 12, "{text}");
         for (i, line) in samples.iter().enumerate() {
             let (name, value) = line.split_once(' ').unwrap();
             assert!(

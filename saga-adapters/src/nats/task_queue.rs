@@ -383,7 +383,7 @@ impl NatsTaskQueue {
 
     /// Tasks of `queue` in the task stream: published and not yet acked, whether
     /// waiting for a worker or in flight (the stream keeps a task until it is acked).
-    pub async fn depth(&self, queue: &str) -> Result<u64> {
+    pub async fn unacked(&self, queue: &str) -> Result<u64> {
         use futures_util::TryStreamExt;
 
         subject::check_queue(queue)?;
@@ -728,6 +728,23 @@ impl TaskQueue for NatsTaskQueue {
             last.deadline = Instant::now() + self.inner.config.ack_wait;
         }
         Ok(())
+    }
+
+    /// The queue consumer's `num_pending`: tasks the broker holds and has not delivered
+    /// yet (a delivery in flight, or nak'ed and waiting for its redelivery, is not
+    /// counted).
+    async fn depth(&self, queue: &str) -> Result<Option<u64>> {
+        subject::check_queue(queue)?;
+        let name = self.ensure_consumer(queue).await?;
+        let info = self.inner.tasks.consumer_info(&name).await.map_err(|e| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                "cannot read the queue's NATS consumer",
+            )
+            .with("consumer", &name)
+            .with_source(e)
+        })?;
+        Ok(Some(info.num_pending))
     }
 
     async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {

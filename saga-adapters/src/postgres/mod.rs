@@ -318,7 +318,8 @@ WITH v AS (
            closed_at = CASE WHEN $4::text IS NULL THEN closed_at ELSE $5::timestamptz END,
            search_attributes = search_attributes || $6::jsonb,
            workflow_type = COALESCE($7::text, workflow_type),
-           started_at = COALESCE($8::timestamptz, started_at)
+           started_at = COALESCE($8::timestamptz, started_at),
+           updated_at = $32::timestamptz
      WHERE saga_id = $1 AND version = $2
  RETURNING 1
 ),
@@ -328,8 +329,9 @@ WITH v AS (
 const V_INSERT: &str = "\
 WITH v AS (
     INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at,
-                                 closed_at, search_attributes)
-    SELECT $1, $3, $7::text, $4::text, $8::timestamptz, $5::timestamptz, $6::jsonb
+                                 closed_at, search_attributes, updated_at)
+    SELECT $1, $3, $7::text, $4::text, $8::timestamptz, $5::timestamptz, $6::jsonb,
+           $32::timestamptz
      WHERE $2 = 0
     ON CONFLICT (saga_id) DO NOTHING
  RETURNING 1
@@ -508,6 +510,8 @@ impl PostgresStore {
                     .map(|t| t.payload.as_slice())
                     .collect::<Vec<_>>(),
             )
+            // The execution's `updated_at`: the time of the commit's last event.
+            .bind(e.last().map(|e| e.timestamp))
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| unavailable("commit a workflow task", e))?;
@@ -602,6 +606,7 @@ impl PostgresStore {
                 row.get(2),
                 row.get(3),
                 row.get(4),
+                None,
                 row.get::<&str, _>(5),
             )?),
         };
@@ -754,7 +759,8 @@ impl EventStore for PostgresStore {
         }
         let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
             "SELECT saga_id, version, workflow_type, status, started_at, closed_at, \
-             search_attributes::text FROM saga_executions WHERE workflow_type IS NOT NULL",
+             search_attributes::text, updated_at FROM saga_executions \
+             WHERE workflow_type IS NOT NULL",
         );
         if let Some(t) = &filter.workflow_type {
             qb.push(" AND workflow_type = ").push_bind(t.clone());
@@ -767,6 +773,9 @@ impl EventStore for PostgresStore {
         }
         if let Some(t) = filter.started_before {
             qb.push(" AND started_at < ").push_bind(t);
+        }
+        if let Some(t) = filter.updated_before {
+            qb.push(" AND updated_at < ").push_bind(t);
         }
         if !filter.search_attributes.is_empty() {
             // Containment finds candidates through the GIN index; equality per key is
@@ -808,6 +817,7 @@ impl EventStore for PostgresStore {
                 let started: Option<DateTime<Utc>> = col(row, 4, "start time", key)?;
                 let closed: Option<DateTime<Utc>> = col(row, 5, "close time", key)?;
                 let search: String = col(row, 6, "search attributes", key)?;
+                let updated: Option<DateTime<Utc>> = col(row, 7, "last event time", key)?;
                 summary_from_row(
                     saga_id.clone(),
                     version,
@@ -815,6 +825,7 @@ impl EventStore for PostgresStore {
                     status,
                     started,
                     closed,
+                    updated,
                     &search,
                 )
             })

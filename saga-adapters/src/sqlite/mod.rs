@@ -405,7 +405,8 @@ impl EventStore for SqliteStore {
         }
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "SELECT saga_id, version, workflow_type, status, started_at_us, closed_at_us, \
-             search_attributes FROM saga_executions x WHERE workflow_type IS NOT NULL",
+             search_attributes, updated_at_us FROM saga_executions x \
+             WHERE workflow_type IS NOT NULL",
         );
         if let Some(t) = &filter.workflow_type {
             qb.push(" AND workflow_type = ").push_bind(t.clone());
@@ -418,6 +419,9 @@ impl EventStore for SqliteStore {
         }
         if let Some(t) = filter.started_before {
             qb.push(" AND started_at_us < ").push_bind(to_us(t));
+        }
+        if let Some(t) = filter.updated_before {
+            qb.push(" AND updated_at_us < ").push_bind(to_us(t));
         }
         for (name, value) in &filter.search_attributes {
             qb.push(
@@ -451,6 +455,7 @@ impl EventStore for SqliteStore {
                 let started: Option<i64> = col(row, 4, "start time", key)?;
                 let closed: Option<i64> = col(row, 5, "close time", key)?;
                 let search: String = col(row, 6, "search attributes", key)?;
+                let updated: Option<i64> = col(row, 7, "last event time", key)?;
                 summary_from_row(
                     saga_id.clone(),
                     version,
@@ -458,6 +463,7 @@ impl EventStore for SqliteStore {
                     status,
                     started.map(from_us),
                     closed.map(from_us),
+                    updated.map(from_us),
                     &search,
                 )
             })

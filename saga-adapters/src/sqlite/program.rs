@@ -111,7 +111,8 @@ impl Program {
             ExecChange::Insert(summary) => {
                 self.statement(
                     "INSERT INTO saga_executions (saga_id, version, workflow_type, status, \
-                     started_at_us, closed_at_us, search_attributes) VALUES (?, ?, ?, ?, ?, ?, '{}') \
+                     started_at_us, closed_at_us, search_attributes, updated_at_us) \
+                     VALUES (?, ?, ?, ?, ?, ?, '{}', ?) \
                      ON CONFLICT (saga_id) DO NOTHING RETURNING 1",
                     Role::Check(i),
                 );
@@ -121,11 +122,13 @@ impl Program {
                 self.arg(summary.as_ref().map(|s| status_name(s.status)));
                 self.arg(summary.as_ref().map(|s| to_us(s.started_at)));
                 self.arg(summary.as_ref().and_then(|s| s.closed_at).map(to_us));
+                self.arg(last_event_us(c));
             }
             ExecChange::Update { status, .. } => {
                 self.statement(
                     "UPDATE saga_executions SET version = ?, status = COALESCE(?, status), \
-                     closed_at_us = CASE WHEN ? IS NULL THEN closed_at_us ELSE ? END \
+                     closed_at_us = CASE WHEN ? IS NULL THEN closed_at_us ELSE ? END, \
+                     updated_at_us = ? \
                      WHERE saga_id = ? AND version = ? RETURNING 1",
                     Role::Check(i),
                 );
@@ -134,6 +137,7 @@ impl Program {
                 self.arg(name);
                 self.arg(name);
                 self.arg(status.and_then(|(_, at)| at).map(to_us));
+                self.arg(last_event_us(c));
                 self.arg(saga.clone());
                 self.arg(c.expected_version as i64);
             }
@@ -275,4 +279,9 @@ pub(super) fn push_rows(sql: &mut String, rows: usize, columns: usize) {
         push_placeholders(sql, columns);
         sql.push(')');
     }
+}
+
+/// The time of the commit's last event: the execution's `updated_at`.
+fn last_event_us(c: &Commit) -> Option<i64> {
+    c.events.last().map(|e| to_us(e.timestamp))
 }

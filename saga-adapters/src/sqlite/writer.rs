@@ -466,14 +466,16 @@ impl Writer<'_> {
                 return Err(self.conflict(&c.saga_id, expected).await);
             }
         } else {
+            let last_us = c.events.last().map(|e| to_us(e.timestamp));
             match exec_change(expected, &c.events) {
                 ExecChange::Insert(summary) => {
                     let r = self
                         .exec(
                             sqlx::query(
                                 "INSERT INTO saga_executions (saga_id, version, workflow_type, \
-                                 status, started_at_us, closed_at_us, search_attributes) \
-                                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id) DO NOTHING",
+                                 status, started_at_us, closed_at_us, search_attributes, \
+                                 updated_at_us) \
+                                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id) DO NOTHING",
                             )
                             .bind(saga)
                             .bind(new_version as i64)
@@ -481,7 +483,8 @@ impl Writer<'_> {
                             .bind(summary.as_ref().map(|s| status_name(s.status)))
                             .bind(summary.as_ref().map(|s| to_us(s.started_at)))
                             .bind(summary.as_ref().and_then(|s| s.closed_at).map(to_us))
-                            .bind(search_json(summary.as_ref().map(|s| &s.search_attributes))),
+                            .bind(search_json(summary.as_ref().map(|s| &s.search_attributes)))
+                            .bind(last_us),
                         )
                         .await
                         .map_err(broken("index an execution"))?;
@@ -498,14 +501,16 @@ impl Writer<'_> {
                             sqlx::query(
                                 "UPDATE saga_executions SET version = ?1, \
                                  status = COALESCE(?2, status), \
-                                 closed_at_us = CASE WHEN ?2 IS NULL THEN closed_at_us ELSE ?3 END \
+                                 closed_at_us = CASE WHEN ?2 IS NULL THEN closed_at_us ELSE ?3 END, \
+                                 updated_at_us = ?6 \
                                  WHERE saga_id = ?4 AND version = ?5",
                             )
                             .bind(new_version as i64)
                             .bind(status.map(|(s, _)| status_name(s)))
                             .bind(status.and_then(|(_, at)| at).map(to_us))
                             .bind(saga)
-                            .bind(expected as i64),
+                            .bind(expected as i64)
+                            .bind(last_us),
                         )
                         .await
                         .map_err(broken("index an execution"))?;
@@ -572,6 +577,7 @@ impl Writer<'_> {
                     row.get(2),
                     row.get::<Option<i64>, _>(3).map(from_us),
                     row.get::<Option<i64>, _>(4).map(from_us),
+                    None,
                     row.get::<&str, _>(5),
                 )
                 .map_err(Failure::Broken)?,
@@ -581,7 +587,8 @@ impl Writer<'_> {
         self.exec(
             sqlx::query(
                 "UPDATE saga_executions SET version = ?, workflow_type = ?, status = ?, \
-                 started_at_us = ?, closed_at_us = ?, search_attributes = ? WHERE saga_id = ?",
+                 started_at_us = ?, closed_at_us = ?, search_attributes = ?, \
+                 updated_at_us = ? WHERE saga_id = ?",
             )
             .bind(new_version as i64)
             .bind(s.as_ref().map(|s| s.workflow_type.clone()))
@@ -589,6 +596,7 @@ impl Writer<'_> {
             .bind(s.as_ref().map(|s| to_us(s.started_at)))
             .bind(s.as_ref().and_then(|s| s.closed_at).map(to_us))
             .bind(search_json(s.as_ref().map(|s| &s.search_attributes)))
+            .bind(s.as_ref().map(|s| to_us(s.updated_at)))
             .bind(c.saga_id.as_str()),
         )
         .await

@@ -1,8 +1,10 @@
 //! The commands: reading (`list`, `show`, `history`, `diagram`, `definitions`),
-//! writing (`start`, `signal`, `cancel`), the dead-letter queue (`dlq`), and `serve`.
+//! writing (`start`, `signal`, `cancel`), the dead-letter queue (`dlq`), `serve`, and
+//! `watchdog`.
 
 mod dlq;
 mod read;
+pub(crate) mod watchdog;
 mod write;
 
 use crate::args::{Cli, Command, DlqCommand};
@@ -23,6 +25,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let json = match &command {
         Command::Start { input, .. } => Some(parse_json("--input", input)?),
         Command::Signal { payload, .. } => Some(parse_json("--payload", payload)?),
+        _ => None,
+    };
+    let stall_after = match &command {
+        Command::Watchdog(args) => Some(watchdog::parse_age(&args.stall_after)?),
         _ => None,
     };
     let filter = match &command {
@@ -60,6 +66,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Cancel { id } => write::cancel(&opened, &id, format).await,
         Command::Serve(_) | Command::Dlq(_) => unreachable!("handled above"),
+        Command::Watchdog(args) => {
+            let stall_after = stall_after.unwrap_or_default();
+            watchdog::run(&opened.client, stall_after, args.backlog_threshold, format).await
+        }
     }
 }
 

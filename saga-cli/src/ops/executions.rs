@@ -57,6 +57,7 @@ pub(crate) fn filter(args: &ListArgs) -> Result<ExecutionFilter, CliError> {
             .as_deref()
             .map(|t| parse_time("--until", t, now))
             .transpose()?,
+        updated_before: None,
         search_attributes,
         limit: args.limit,
     })

@@ -56,7 +56,7 @@ pub(crate) async fn render(s: &AppState) -> Result<String, CliError> {
         let mut depths = Vec::new();
         let mut dead = Vec::new();
         for q in &s.queues {
-            depths.push((q, queue.depth(q).await?));
+            depths.push((q, queue.unacked(q).await?));
             dead.push((q, queue.dead_letters(q).await?.len()));
         }
         let name = "saga_task_queue_depth";

@@ -36,7 +36,7 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
             let queue = nats::connect(&args.nats).await?;
             // A bad `--queue` is refused now rather than at every scrape.
             for name in &args.queues {
-                queue.depth(name).await?;
+                queue.unacked(name).await?;
             }
             Some(queue)
         }

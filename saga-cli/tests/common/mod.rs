@@ -156,3 +156,42 @@ pub async fn fill<S: WorkflowStore + Clone>(store: &S) {
     ];
     store.append(&id, 0, events).await.unwrap();
 }
+
+/// Writes two executions that wait on each other as child workflows, `loop-a` running
+/// `loop-b` and `loop-b` running `loop-a`, as a store written by another writer could
+/// hold them (the engine's own child starts cannot form a cycle): the watchdog's
+/// deadlock detector finds them.
+pub async fn write_deadlock<S: WorkflowStore>(store: &S) {
+    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    for (i, (me, partner)) in [("loop-a", "loop-b"), ("loop-b", "loop-a")]
+        .into_iter()
+        .enumerate()
+    {
+        let id = SagaId::new(me);
+        let at = start + chrono::TimeDelta::seconds(i as i64);
+        let trace = format!("trace-{me}");
+        let event = |n: u64, t: EventType, attributes| {
+            HistoryEvent::new(id.clone(), n, t, at, attributes, trace.clone())
+        };
+        let events = vec![
+            event(
+                0,
+                EventType::WorkflowExecutionStarted,
+                json!({"workflow_type": "mutual", "fingerprint": "m1", "input": null,
+                       "timeout_ms": null, "parent": {"saga_id": partner, "seq": 0}}),
+            ),
+            event(
+                1,
+                EventType::StartChildWorkflowExecutionInitiated,
+                json!({"seq": 0, "slot": 0, "child_id": partner, "workflow_type": "mutual",
+                       "input": null}),
+            ),
+            event(
+                2,
+                EventType::ChildWorkflowExecutionStarted,
+                json!({"seq": 0, "child_id": partner}),
+            ),
+        ];
+        store.append(&id, 0, events).await.unwrap();
+    }
+}

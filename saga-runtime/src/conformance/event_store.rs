@@ -26,6 +26,7 @@ pub async fn run_all_event_store<S: EventStore>(store: &Arc<S>) {
     check_list_by_workflow_type(s).await;
     check_list_by_status(s).await;
     check_list_by_start_time(s).await;
+    check_list_by_last_event_time(s).await;
     check_list_by_search_attributes(s).await;
     check_list_limit(s).await;
 }
@@ -403,6 +404,61 @@ pub async fn check_list_by_start_time<S: EventStore>(store: &S) {
         ids(&list(store, window(Some(30), Some(180))).await),
         sagas[1..3],
         "started_after and started_before must both apply"
+    );
+}
+
+/// `updated_at` is the time of the last event, moved by every append (the watchdog's
+/// stall detector depends on it); `updated_before` is exclusive.
+pub async fn check_list_by_last_event_time<S: EventStore>(store: &S) {
+    let ty = unique("wf-updated");
+    let t0 = now_s() - Duration::hours(3);
+    let idle = start(store, "es-updated-idle", &ty, t0, 0).await;
+    let moved = start(store, "es-updated-moved", &ty, t0, 0).await;
+    let later = t0 + Duration::minutes(90);
+    let poke = |saga: &SagaId, id: u64, at| {
+        event_at(
+            saga,
+            id,
+            EventType::SignalReceived,
+            at,
+            json!({"name": "poke"}),
+        )
+    };
+    ok(
+        "append",
+        store.append(&moved, 1, vec![poke(&moved, 1, t0)]).await,
+    );
+    ok(
+        "append",
+        store.append(&moved, 2, vec![poke(&moved, 2, later)]).await,
+    );
+
+    let all = list(store, by_type(&ty)).await;
+    let at = |id: &SagaId| all.iter().find(|s| s.saga_id == *id).map(|s| s.updated_at);
+    assert_eq!(at(&idle), Some(t0), "updated_at of a new saga is its start");
+    assert_eq!(
+        at(&moved),
+        Some(later),
+        "updated_at must follow the last appended event"
+    );
+    let idle_before = |t| ExecutionFilter {
+        updated_before: Some(t),
+        ..by_type(&ty)
+    };
+    assert_eq!(
+        ids(&list(store, idle_before(t0 + Duration::minutes(1))).await),
+        std::slice::from_ref(&idle),
+        "updated_before must leave out a saga that moved since"
+    );
+    assert!(
+        list(store, idle_before(t0)).await.is_empty(),
+        "updated_before must be exclusive"
+    );
+    assert_eq!(
+        list(store, idle_before(later + Duration::seconds(1)))
+            .await
+            .len(),
+        2
     );
 }
 

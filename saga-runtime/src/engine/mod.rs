@@ -13,6 +13,7 @@ pub(crate) mod execution;
 pub(crate) mod inputs;
 mod machine;
 mod reconciler;
+mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use crate::codec::AnyCodec;
 use crate::domain::{Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, WorkflowStatus};
 use crate::port::{HistoryReplayer, SignalDispatcher, StoreReplayer, TaskQueue, WorkflowStore};
 use crate::snapshot::SnapshotConfig;
+use crate::watchdog::{Finding, WatchdogConfig};
 use crate::workflow::Workflow;
 
 /// Options for one start.
@@ -65,6 +67,8 @@ struct Counters {
     workflow_task_failures: AtomicU64,
     store_errors: AtomicU64,
     outbox_redelivered: AtomicU64,
+    watchdog_findings: AtomicU64,
+    watchdog_actions: AtomicU64,
 }
 
 /// A copy of the engine's counters.
@@ -91,6 +95,11 @@ pub struct EngineMetrics {
     /// Outbox tasks the reconciler published again (their first publish was lost, or
     /// their result was not recorded in time).
     pub outbox_redelivered: u64,
+    /// Findings the watchdog reported (see [`SagaEngine::watchdog_findings`]).
+    pub watchdog_findings: u64,
+    /// Actions the watchdog took: forced timeouts, cancellations, worker pauses and
+    /// resumptions.
+    pub watchdog_actions: u64,
 }
 
 /// What `describe` reports about one execution.
@@ -184,6 +193,7 @@ struct Config {
     result_poll: Duration,
     outbox: OutboxConfig,
     progress_every: Duration,
+    watchdog: Option<WatchdogConfig>,
 }
 
 /// The transactional outbox and its reconciler (DESIGN.md section 6, [`Outbox`]).
@@ -233,6 +243,7 @@ impl Default for Config {
             result_poll: Duration::from_secs(1),
             outbox: OutboxConfig::default(),
             progress_every: Duration::from_secs(10),
+            watchdog: None,
         }
     }
 }
@@ -255,6 +266,10 @@ pub(crate) struct Inner {
     outbox: bool,
     timer_wake: Notify,
     shutdown: watch::Sender<bool>,
+    /// True while the watchdog's circuit breaker holds the workers (a port is down).
+    paused: watch::Sender<bool>,
+    /// The watchdog's recent findings, newest last.
+    findings: Mutex<std::collections::VecDeque<Finding>>,
     /// Itself, for effects that run as their own tasks (child starts, local
     /// activities): they call back into `process`.
     me: std::sync::Weak<Inner>,
@@ -379,6 +394,14 @@ impl SagaEngineBuilder {
         self
     }
 
+    /// Runs the watchdog (manual section 15; [`crate::watchdog`]) on this engine's
+    /// workers: its detectors every [`WatchdogConfig::every`], their actions, the
+    /// findings in [`SagaEngine::watchdog_findings`] and the metrics. Off by default.
+    pub fn watchdog(mut self, config: WatchdogConfig) -> Self {
+        self.config.watchdog = Some(config);
+        self
+    }
+
     /// Validates the configuration, registers each workflow's definition in the store
     /// (when it keeps them), and starts the workers.
     pub async fn build(self) -> Result<SagaEngine> {
@@ -428,6 +451,8 @@ impl SagaEngineBuilder {
             outbox,
             timer_wake: Notify::new(),
             shutdown,
+            paused: watch::channel(false).0,
+            findings: Mutex::new(std::collections::VecDeque::new()),
             me: me.clone(),
         });
         let mut tasks = Vec::new();
@@ -443,6 +468,9 @@ impl SagaEngineBuilder {
             // outbox holds the workflow tasks of starts and signals written by clients
             // without a queue (the `saga` CLI).
             tasks.push(tokio::spawn(inner.clone().reconcile_loop()));
+            if let Some(config) = inner.config.watchdog.clone() {
+                tasks.push(tokio::spawn(inner.clone().watchdog_loop(config)));
+            }
         }
         Ok(SagaEngine {
             inner,
@@ -649,43 +677,24 @@ impl SagaEngine {
     /// failure is reported with the kind of the port that failed, its cause kept as the
     /// source.
     pub async fn health(&self) -> HealthReport {
-        let i = &self.inner;
-        let probe = SagaId::new("__health_probe__");
-        let as_kind = |kind: ErrorKind, port: &'static str| {
-            move |e: Error| {
-                if e.kind == kind {
-                    e
-                } else {
-                    Error::new(kind, format!("{port} is unhealthy: {}", e.message)).with_source(e)
-                }
-            }
-        };
-        HealthReport {
-            event_store: i
-                .store
-                .version(&probe)
-                .await
-                .map(|_| ())
-                .map_err(as_kind(ErrorKind::EventStore, "event store")),
-            timer_store: i
-                .store
-                .next_fire_at()
-                .await
-                .map(|_| ())
-                .map_err(as_kind(ErrorKind::TimerStore, "timer store")),
-            task_queue: i
-                .queue
-                .dead_letters(&i.config.queue)
-                .await
-                .map(|_| ())
-                .map_err(as_kind(ErrorKind::TaskQueue, "task queue")),
-            signals: i
-                .signals
-                .subscribe(&probe)
-                .await
-                .map(|_| ())
-                .map_err(as_kind(ErrorKind::SignalDispatcher, "signal dispatcher")),
-        }
+        self.inner.health().await
+    }
+
+    /// The watchdog's recent findings, oldest first (empty without
+    /// [`SagaEngineBuilder::watchdog`]).
+    pub fn watchdog_findings(&self) -> Vec<Finding> {
+        self.inner
+            .findings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// True while the watchdog's circuit breaker holds the workers.
+    pub fn workers_paused(&self) -> bool {
+        *self.inner.paused.borrow()
     }
 
     /// The engine's counters.
@@ -703,6 +712,8 @@ impl SagaEngine {
             workflow_task_failures: get(&c.workflow_task_failures),
             store_errors: get(&c.store_errors),
             outbox_redelivered: get(&c.outbox_redelivered),
+            watchdog_findings: get(&c.watchdog_findings),
+            watchdog_actions: get(&c.watchdog_actions),
         }
     }
 

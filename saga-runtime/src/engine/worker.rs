@@ -34,7 +34,7 @@ pub(super) struct Input {
 }
 
 impl Input {
-    fn new(event_type: EventType, attributes: Value, at: DateTime<Utc>) -> Self {
+    pub(super) fn new(event_type: EventType, attributes: Value, at: DateTime<Utc>) -> Self {
         Input {
             event_type,
             attributes,
@@ -405,7 +405,7 @@ impl Inner {
 
     /// Records `inputs` if `wanted` still holds on the execution's current state;
     /// otherwise they are stale (a duplicate delivery, a late timer) and dropped.
-    async fn record_if(
+    pub(super) async fn record_if(
         &self,
         saga_id: &SagaId,
         wanted: impl Fn(&Execution) -> bool,
@@ -964,9 +964,17 @@ impl Inner {
 
     pub(super) async fn worker_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.subscribe();
+        let mut paused = self.paused.subscribe();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            // The watchdog's circuit breaker: fetch nothing while a port is down.
+            if *paused.borrow() {
+                tokio::select! {
+                    _ = paused.wait_for(|p| !*p) => continue,
+                    _ = shutdown.changed() => break,
+                }
             }
             let fetched = tokio::select! {
                 r = self.queue.fetch(&self.config.queue, 1, Duration::from_secs(1)) => r,

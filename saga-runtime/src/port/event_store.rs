@@ -41,6 +41,10 @@ pub struct ExecutionSummary {
     pub closed_at: Option<DateTime<Utc>>,
     /// Number of events in its history (the next event id).
     pub version: u64,
+    /// The time of its last event: when it last made progress (the watchdog's stall
+    /// detector asks for open executions idle since before a time).
+    #[serde(default)]
+    pub updated_at: DateTime<Utc>,
     /// Search attributes set by `UpsertSearchAttributes` events.
     pub search_attributes: BTreeMap<String, serde_json::Value>,
 }
@@ -58,13 +62,17 @@ impl ExecutionSummary {
             started_at: event.timestamp,
             closed_at: None,
             version: event.event_id + 1,
+            updated_at: event.timestamp,
             search_attributes: BTreeMap::new(),
         })
     }
 
     /// Folds one appended event into the summary.
     pub fn apply(&mut self, event: &HistoryEvent) {
-        self.version = self.version.max(event.event_id + 1);
+        if event.event_id + 1 >= self.version {
+            self.version = event.event_id + 1;
+            self.updated_at = event.timestamp;
+        }
         let closed = |s: &mut Self, st| {
             s.status = st;
             s.closed_at = Some(event.timestamp);
@@ -106,6 +114,8 @@ pub struct ExecutionFilter {
     pub started_after: Option<DateTime<Utc>>,
     /// Started before.
     pub started_before: Option<DateTime<Utc>>,
+    /// Last event before ([`ExecutionSummary::updated_at`]): idle since then.
+    pub updated_before: Option<DateTime<Utc>>,
     /// Search attributes that must be equal.
     pub search_attributes: BTreeMap<String, serde_json::Value>,
     /// At most this many, oldest first.
@@ -121,6 +131,7 @@ impl ExecutionFilter {
             && self.status.is_none_or(|st| st == s.status)
             && self.started_after.is_none_or(|t| s.started_at >= t)
             && self.started_before.is_none_or(|t| s.started_at < t)
+            && self.updated_before.is_none_or(|t| s.updated_at < t)
             && self
                 .search_attributes
                 .iter()

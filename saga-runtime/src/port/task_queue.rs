@@ -128,4 +128,10 @@ pub trait TaskQueue: Send + Sync + 'static {
     fn is_in_process(&self) -> bool {
         false
     }
+    /// How many tasks of `queue` wait to be fetched (ready or delayed, not in flight),
+    /// or `None` when the adapter cannot tell cheaply (the default). The watchdog's
+    /// capacity detector reads it.
+    async fn depth(&self, _queue: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }

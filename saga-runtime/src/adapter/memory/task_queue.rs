@@ -173,6 +173,13 @@ impl TaskQueue for InMemoryTaskQueue {
         Ok(())
     }
 
+    async fn depth(&self, queue: &str) -> Result<Option<u64>> {
+        let s = self.lock();
+        let ready = s.ready.get(queue).map_or(0, VecDeque::len);
+        let delayed = s.delayed.values().filter(|p| p.task.queue == queue).count();
+        Ok(Some((ready + delayed) as u64))
+    }
+
     async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let give_up = Instant::now() + wait;
         let waker = self.lock().waker(queue);
