@@ -100,13 +100,19 @@ async fn postgres_nats(
     Ok((store, queue))
 }
 
+/// Worker loops per process: `--workers`, or what the driving process uses on a
+/// database.
+fn workers(s: &Settings) -> usize {
+    s.workers.unwrap_or(crate::saga5::DURABLE_WORKERS)
+}
+
 /// Starts a `saga-bench worker` process for the run and waits until it serves.
 fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Child> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["worker", "--backend", "postgres+nats"])
         .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
         .args(["--pg-pool", &s.pg_pool.to_string()])
-        .args(["--workers", &s.workers.unwrap_or(100).to_string()])
+        .args(["--workers", &workers(s).to_string()])
         .args(["--schema", schema, "--nats-namespace", namespace])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -135,7 +141,7 @@ pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
         .queue(queue)
         .workflow::<crate::workflows::saga_5>()
         .activities([activity::<crate::workflows::touch>()])
-        .concurrency(s.workers.unwrap_or(100))
+        .concurrency(workers(s))
         .codec(s.codec)
         .recover_on_start(false)
         .build()

@@ -274,6 +274,49 @@ async fn running_engine_picks_up_client_writes_through_the_outbox() {
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
 
+/// An engine that does not run a workflow records a signal for it as it is (with the
+/// workflow task, on the execution's queue) and the engine that runs it folds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_without_the_workflow_records_a_signal_for_the_one_that_has_it() {
+    let store = InMemoryStore::new();
+    let queue = InMemoryTaskQueue::new();
+    let worker = engine(&store, &queue).await;
+    let other = SagaEngine::builder()
+        .store(store.clone())
+        .queue(queue.clone())
+        .client_only()
+        .build()
+        .await
+        .unwrap();
+    let run = worker
+        .start::<order_saga>("elsewhere", approval_order("elsewhere"))
+        .await
+        .unwrap();
+    let client = SagaClient::new(store.clone());
+    wait_for(&client, "elsewhere", |d| {
+        d.waiting_for_signals == ["approval"]
+    })
+    .await;
+    other
+        .signal("elsewhere", "approval", Approval { granted: true })
+        .await
+        .unwrap();
+    let receipt = tokio::time::timeout(Duration::from_secs(10), run.result())
+        .await
+        .expect("the worker folds the signal")
+        .unwrap();
+    assert_eq!(receipt.shipment.tracking, "trk-elsewhere");
+    let h = worker.history("elsewhere").await.unwrap();
+    let signal = h
+        .iter()
+        .find(|e| e.event_type == EventType::SignalReceived)
+        .expect("the signal is recorded");
+    assert_eq!(
+        signal.trace_id, h[0].trace_id,
+        "it carries the execution's trace id"
+    );
+}
+
 /// Bad input is a typed error and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_writes_nothing() {

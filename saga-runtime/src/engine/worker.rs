@@ -776,29 +776,18 @@ impl Inner {
         event_type: EventType,
         attributes: Value,
     ) -> Result<Task> {
-        // The execution's task queue, from its start event (this engine lacks its code
-        // and keeps no state of it; the path is rare enough to read the history).
-        let history = self.store.history(saga_id).await?;
-        let queue = history
-            .first()
-            .and_then(|e| e.attr_str("task_queue"))
-            .unwrap_or(&self.config.queue)
-            .to_owned();
         loop {
-            let version = self.store.version(saga_id).await?;
-            if version == 0 {
+            // This engine lacks the workflow's code and keeps no state of it: the history
+            // gives the version, the last event (its trace id) and, from the start
+            // event, the execution's task queue. The path is rare enough to read it all.
+            let history = self.store.history(saga_id).await?;
+            let (Some(first), Some(last)) = (history.first(), history.last()) else {
                 return Err(Error::not_found(saga_id.as_str()));
-            }
-            let last = self.store.history_from(saga_id, version - 1).await?;
-            let Some(last) = last.first() else {
-                return Err(Error::new(
-                    ErrorKind::EventStore,
-                    format!("the history of `{saga_id}` has version {version} but no last event"),
-                )
-                .with("saga_id", saga_id));
             };
+            let version = history.len() as u64;
+            let queue = first.attr_str("task_queue").unwrap_or(&self.config.queue);
             let e = inputs::outside_event(last, event_type, attributes.clone(), self.clock.now());
-            let task = inputs::workflow_task(saga_id, &queue, version + 1);
+            let task = inputs::workflow_task(saga_id, queue, version + 1);
             let mut commit = Commit::events_only(saga_id, version, vec![e]);
             if self.outbox {
                 let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
@@ -1157,15 +1146,17 @@ impl Inner {
     async fn awaits_attempt(&self, saga_id: &SagaId, seq: u64, attempt: u32) -> Result<bool> {
         let slot = self.slot(saga_id);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
+        let cached = guard.is_some();
+        if !cached {
             *guard = Some(self.load(saga_id).await?);
         }
         let awaits = guard
             .as_ref()
             .is_some_and(|e| e.accepts_result(seq, attempt));
         // With a shared queue (the outbox is on) another worker may have recorded this
-        // attempt since the cache was filled; a stale "no" is always re-checked.
-        let check = self.outbox || !awaits;
+        // attempt since the cache was filled; a stale "no" is always re-checked. A state
+        // just loaded is current: no second read.
+        let check = cached && (self.outbox || !awaits);
         if check
             && self.store.version(saga_id).await? != guard.as_ref().map_or(0, Execution::version)
         {
