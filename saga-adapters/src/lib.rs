@@ -39,7 +39,7 @@ pub mod sqlite;
 #[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgSignalDispatcher, PostgresConfig, PostgresStore};
+pub use postgres::{PgSignalDispatcher, PostgresConfig, PostgresStore, DEFAULT_COMMIT_FLUSHERS};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 

@@ -137,3 +137,85 @@ async fn corrupted_snapshot_falls_back() {
     })
     .await;
 }
+
+/// Group commit: the conformance check of many sagas committing at once, on a store
+/// with one flusher, where the commits certainly share statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_judges_each_commit_alone() {
+    with_schema(|config| async move {
+        let store = Arc::new(
+            connect(saga_adapters::PostgresConfig {
+                commit_flushers: Some(1),
+                ..config
+            })
+            .await,
+        );
+        conformance::workflow_store::check_concurrent_commits_across_sagas(&store).await;
+        assert!(
+            store.stats().batched_writes > 0,
+            "no commit shared a statement: {:?}",
+            store.stats()
+        );
+    })
+    .await;
+}
+
+/// A commit the database refuses (a NUL character, which `jsonb` cannot hold) fails
+/// alone when it shares a batch: the batch is retried one by one, the others are
+/// written, and the refused one writes nothing and gets a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_refused_commit_fails_alone() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::{Commit, EventStore};
+    use serde_json::json;
+
+    with_schema(|config| async move {
+        let store = connect(config).await;
+        let started = |id: &SagaId, input: serde_json::Value| {
+            let start = HistoryEvent::new(
+                id.clone(),
+                0,
+                EventType::WorkflowExecutionStarted,
+                chrono::Utc::now(),
+                json!({"workflow_type": "refused", "input": input}),
+                format!("trace-{id}"),
+            );
+            Commit::events_only(id, 0, vec![start])
+        };
+        let ids: Vec<SagaId> = (0..8).map(|i| SagaId::new(format!("gc-{i}"))).collect();
+        let commits = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let input = if i == 3 {
+                    json!("nul \u{0} here")
+                } else {
+                    json!(i)
+                };
+                started(id, input)
+            })
+            .collect();
+        let before = store.stats();
+        let results = store.commit_all(commits).await;
+        let after = store.stats();
+        // One batch statement (refused), then eight on their own.
+        assert_eq!(after.statements - before.statements, 9, "{after:?}");
+        assert_eq!(after.batched_writes, before.batched_writes, "{after:?}");
+        for (i, (id, r)) in ids.iter().zip(&results).enumerate() {
+            if i == 3 {
+                let e = r.as_ref().expect_err("the commit with a NUL must fail");
+                assert!(
+                    e.to_string().contains("commit a workflow task"),
+                    "a clear error: {e}"
+                );
+                assert_eq!(store.version(id).await.unwrap(), 0, "it wrote nothing");
+            } else {
+                assert_eq!(r.as_ref().ok(), Some(&1), "commit {i}: {r:?}");
+                let history = store.history(id).await.unwrap();
+                assert_eq!(history.len(), 1);
+                assert_eq!(history[0].attributes["input"], json!(i));
+            }
+        }
+    })
+    .await;
+}

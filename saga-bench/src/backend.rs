@@ -93,6 +93,8 @@ async fn postgres_nats(
 ) -> BenchResult<(PostgresStore, NatsTaskQueue)> {
     let store = PostgresStore::connect_with(PostgresConfig {
         max_connections: s.pg_pool,
+        max_commit_batch: s.pg_commit_batch,
+        commit_flushers: s.pg_commit_flushers,
         ..PostgresConfig::new(&s.database_url).schema(schema)
     })
     .await?;
@@ -112,6 +114,13 @@ fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Chil
         .args(["worker", "--backend", "postgres+nats"])
         .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
         .args(["--pg-pool", &s.pg_pool.to_string()])
+        .args(["--pg-commit-batch", &s.pg_commit_batch.to_string()])
+        .args(
+            s.pg_commit_flushers
+                .map(|f| ["--pg-commit-flushers".to_owned(), f.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .args(["--workers", &workers(s).to_string()])
         .args(["--schema", schema, "--nats-namespace", namespace])
         .stdin(Stdio::piped())
@@ -174,6 +183,8 @@ impl Store {
                 let schema = fresh_schema();
                 let store = PostgresStore::connect_with(PostgresConfig {
                     max_connections: s.pg_pool,
+                    max_commit_batch: s.pg_commit_batch,
+                    commit_flushers: s.pg_commit_flushers,
                     ..PostgresConfig::new(&s.database_url).schema(&schema)
                 })
                 .await?;

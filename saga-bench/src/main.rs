@@ -106,6 +106,16 @@ struct Cli {
     #[arg(long, default_value_t = backend::DEFAULT_PG_POOL)]
     pg_pool: u32,
 
+    /// PostgreSQL only: group commit, the most workflow-task commits per statement
+    /// (1: no group commit).
+    #[arg(long, default_value_t = 64)]
+    pg_commit_batch: usize,
+
+    /// PostgreSQL only: group commit, batches written at once (default: the store's,
+    /// `saga_adapters::DEFAULT_COMMIT_FLUSHERS`).
+    #[arg(long)]
+    pg_commit_flushers: Option<usize>,
+
     /// postgres+nats only: the NATS server.
     #[arg(long, default_value = backend::DEFAULT_NATS_URL)]
     nats_url: String,
@@ -227,6 +237,8 @@ pub(crate) struct Settings {
     pub(crate) database_url: String,
     /// PostgreSQL pool size of the engine's store.
     pub(crate) pg_pool: u32,
+    pub(crate) pg_commit_batch: usize,
+    pub(crate) pg_commit_flushers: Option<usize>,
     /// NATS server (postgres+nats).
     pub(crate) nats_url: String,
     /// Worker processes, this one included (postgres+nats).
@@ -287,6 +299,8 @@ fn main() -> ExitCode {
         sync: cli.sync.into(),
         database_url: cli.database_url,
         pg_pool: cli.pg_pool,
+        pg_commit_batch: cli.pg_commit_batch,
+        pg_commit_flushers: cli.pg_commit_flushers,
         nats_url: cli.nats_url,
         processes: cli.processes.max(1),
         worker_of: cli.schema.zip(cli.nats_namespace),

@@ -324,11 +324,20 @@ async fn run_durable(
         raw = m.steps_per_sec;
         lines.push(m);
     }
+    let pg = |m: Measurement| {
+        m.with("pg_pool", s.pg_pool)
+            .with("pg_commit_batch", s.pg_commit_batch)
+            .with(
+                "pg_commit_flushers",
+                s.pg_commit_flushers
+                    .unwrap_or(saga_adapters::DEFAULT_COMMIT_FLUSHERS),
+            )
+    };
     let tag = |m: Measurement| match s.backend {
         "sqlite" => m.with("synchronous", sync_name(s.sync)),
         // Statement counts are this process's store only (one of the processes).
-        "postgres+nats" => m.with("pg_pool", s.pg_pool).with("processes", s.processes),
-        _ => m.with("pg_pool", s.pg_pool),
+        "postgres+nats" => pg(m).with("processes", s.processes),
+        _ => pg(m),
     };
     if s.runs(Part::Throughput) {
         eprintln!("saga-5: throughput ({n} workflows, {c} in flight, {workers} workers)");
@@ -367,6 +376,8 @@ mod tests {
             sync: saga_adapters::Synchronous::Normal,
             database_url: crate::backend::DEFAULT_DATABASE_URL.into(),
             pg_pool: 4,
+            pg_commit_batch: 64,
+            pg_commit_flushers: None,
             nats_url: crate::backend::DEFAULT_NATS_URL.into(),
             processes: 1,
             worker_of: None,

@@ -13,7 +13,7 @@ use tokio::sync::Barrier;
 
 use super::{now_s, ok, unique};
 use crate::domain::{EventType, HistoryEvent, SagaId, TimerKind};
-use crate::port::{Commit, Snapshot, TimerRecord, WorkflowStore};
+use crate::port::{Commit, Snapshot, Task, TaskKind, TimerRecord, WorkflowStore};
 
 /// Runs every workflow store check, in turn, on `store`.
 pub async fn run_all_workflow_store<S: WorkflowStore>(store: &Arc<S>) {
@@ -22,6 +22,7 @@ pub async fn run_all_workflow_store<S: WorkflowStore>(store: &Arc<S>) {
     check_stale_commit_writes_nothing(s).await;
     check_misnumbered_commit_writes_nothing(s).await;
     check_concurrent_commits_one_wins(store).await;
+    check_concurrent_commits_across_sagas(store).await;
     super::outbox::run_all_outbox(s).await;
 }
 
@@ -202,6 +203,172 @@ pub async fn check_concurrent_commits_one_wins<S: WorkflowStore>(store: &Arc<S>)
             writer == winner,
             "only the winner's timer may exist (writer {writer}, winner {winner})"
         );
+    }
+}
+
+/// Many sagas committing at once, as a busy engine does (and as a store that groups
+/// concurrent commits into one transaction sees them): on each of 16 sagas two writers
+/// race at the current version and a third commits at a stale one; 16 new sagas are
+/// each created by two racing creators. No commit carries a snapshot. Every commit is
+/// judged on its own: per saga exactly one winner, whose events, timer changes, outbox
+/// settle and outbox task are all written, and nothing of any loser's.
+pub async fn check_concurrent_commits_across_sagas<S: WorkflowStore>(store: &Arc<S>) {
+    const SAGAS: usize = 16;
+    // Due long ago, at an instant no other check claims at.
+    let due = chrono::DateTime::from_timestamp(900_000_000, 0).unwrap_or_default();
+    let mut existing = Vec::with_capacity(SAGAS);
+    for _ in 0..SAGAS {
+        let (id, old_timer) = saga_with_timer(store.as_ref(), "ws-many").await;
+        let seed = outbox_task(&id, "seed");
+        let mut c = Commit::events_only(&id, 1, signals(&id, 1, 1));
+        c.tasks = vec![seed.clone()];
+        c.redeliver_at = due;
+        assert_eq!(ok("commit", store.commit(c).await), 2);
+        existing.push((id, old_timer, seed));
+    }
+    let created: Vec<SagaId> = (0..SAGAS)
+        .map(|_| SagaId::new(unique("ws-many-new")))
+        .collect();
+
+    // (saga, writer, its commit): writers 0 and 1 race at version 2, writer 2 is stale;
+    // on a new saga, creators 0 and 1 race at version 0.
+    let mut commits = Vec::new();
+    for (id, old_timer, seed) in &existing {
+        for writer in 0..3u64 {
+            let expected = if writer == 2 { 1 } else { 2 };
+            commits.push((
+                id.clone(),
+                writer,
+                Commit {
+                    create_timers: vec![timer(id, &format!("ws-many-w{writer}"))],
+                    cancel_timers: vec![old_timer.timer_id.clone()],
+                    tasks: vec![outbox_task(id, &format!("w{writer}"))],
+                    redeliver_at: due,
+                    settle_tasks: vec![seed.dedup_id.clone()],
+                    ..Commit::events_only(
+                        id,
+                        expected,
+                        vec![event(id, expected, json!({"writer": writer}))],
+                    )
+                },
+            ));
+        }
+    }
+    for id in &created {
+        for writer in 0..2u64 {
+            let start = HistoryEvent::new(
+                id.clone(),
+                0,
+                EventType::WorkflowExecutionStarted,
+                now_s(),
+                json!({"workflow_type": "wf-ws-many", "input": writer}),
+                format!("trace-{id}"),
+            );
+            commits.push((
+                id.clone(),
+                writer,
+                Commit {
+                    create_timers: vec![timer(id, &format!("ws-many-c{writer}"))],
+                    tasks: vec![outbox_task(id, &format!("w{writer}"))],
+                    redeliver_at: due,
+                    ..Commit::events_only(id, 0, vec![start])
+                },
+            ));
+        }
+    }
+    let barrier = Arc::new(Barrier::new(commits.len()));
+    let handles: Vec<_> = commits
+        .into_iter()
+        .map(|(id, writer, commit)| {
+            let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let timer = commit.create_timers[0].timer_id.clone();
+                barrier.wait().await;
+                (id, writer, timer, store.commit(commit).await)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.expect("a committer task panicked"));
+    }
+
+    let claimed: Vec<Task> = ok(
+        "claim_tasks",
+        store
+            .claim_tasks(due, std::time::Duration::from_secs(3_600), 100_000)
+            .await,
+    );
+    let sagas: Vec<&SagaId> = existing.iter().map(|e| &e.0).chain(&created).collect();
+    for saga in sagas {
+        let mine: Vec<_> = results.iter().filter(|r| r.0 == *saga).collect();
+        let new_saga = created.contains(saga);
+        let mut winners = Vec::new();
+        for (_, writer, _, result) in &mine {
+            match result {
+                Ok(v) => {
+                    assert_eq!(
+                        *v,
+                        if new_saga { 1 } else { 3 },
+                        "{saga}: writer {writer} won with the wrong version"
+                    );
+                    winners.push(*writer);
+                }
+                Err(e) => assert!(
+                    e.is_conflict(),
+                    "{saga}: a losing commit must be a Concurrency error, got {e}"
+                ),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{saga}: exactly one commit must win: {winners:?}"
+        );
+        let winner = winners[0];
+        assert!(winner < 2, "{saga}: the stale commit won");
+        let history = ok("history", store.history(saga).await);
+        let last = history.last().expect("a history");
+        if new_saga {
+            assert_eq!(history.len(), 1, "{saga}: {history:?}");
+            assert_eq!(last.attributes["input"], json!(winner));
+        } else {
+            assert_eq!(history.len(), 3, "{saga}: {history:?}");
+            assert_eq!(last.attributes, json!({"writer": winner}));
+        }
+        for (_, writer, timer, _) in &mine {
+            assert_eq!(
+                ok("cancel", store.cancel(timer).await),
+                *writer == winner,
+                "{saga}: only the winner's timer may exist (writer {writer}, winner {winner})"
+            );
+        }
+        let tasks: Vec<&str> = claimed
+            .iter()
+            .filter(|t| t.saga_id == *saga)
+            .map(|t| t.dedup_id.as_str())
+            .collect();
+        assert_eq!(
+            tasks,
+            [outbox_task(saga, &format!("w{winner}")).dedup_id.as_str()],
+            "{saga}: the outbox must hold the winner's task alone (the seed settled)"
+        );
+    }
+    for (_, old_timer, _) in &existing {
+        assert!(
+            !ok("cancel", store.cancel(&old_timer.timer_id).await),
+            "the winner must have cancelled the old timer"
+        );
+    }
+}
+
+fn outbox_task(saga: &SagaId, label: &str) -> Task {
+    Task {
+        kind: TaskKind::Activity,
+        saga_id: saga.clone(),
+        queue: "conformance".to_owned(),
+        dedup_id: format!("{saga}:{label}"),
+        payload: label.as_bytes().to_vec(),
     }
 }
 

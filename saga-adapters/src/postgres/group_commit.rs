@@ -1,0 +1,547 @@
+//! Group commit: workflow-task commits that arrive while others are being written go to
+//! PostgreSQL together, as one statement.
+//!
+//! Why: with many workflows in flight the database, not the engine, is the limit, and
+//! most of its work per commit is fixed cost of the statement (opening and locking six
+//! tables and their indexes, setting up the executor, one WAL flush), not the rows. One
+//! statement for N commits pays that once. Each commit in a batch still stands alone:
+//! its version check decides, row by row, whether its events, timer changes and outbox
+//! changes are written, so a stale writer in a batch fails alone and writes nothing,
+//! exactly as it would on its own.
+//!
+//! How: a commit joins a queue. If fewer than `max_flushers` flushers run, it starts
+//! one (a spawned task, so a caller that gives up waiting cannot abandon the others'
+//! commits half-way). A flusher takes up to `max_batch` queued commits, for distinct
+//! sagas, writes them in one statement, answers each, and goes on until the queue is
+//! empty. Nothing waits for a batch to fill: one workflow in flight is one commit per
+//! statement, with no added latency.
+//!
+//! When the statement fails with a database error (a deadlock between two processes'
+//! batches, a value one commit carries that the database refuses) every commit of the
+//! batch is retried alone, so that only the one at fault fails. A lost connection fails
+//! them all with `code=unavailable`, as a single commit would.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use saga_runtime::domain::SagaId;
+use saga_runtime::port::Commit;
+use saga_runtime::{Error, ErrorKind, Result};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+use super::{IndexValues, PostgresStore};
+use crate::common::{category_name, timer_kind_name};
+
+/// The answer to one commit: the new version, or (version check failed, nothing
+/// written) the version found.
+type Outcome = Result<std::result::Result<u64, u64>>;
+
+/// A commit that can share a statement: it has events, no snapshot, and its listing
+/// row's new values are known without reading it.
+pub(in crate::postgres) struct Grouped {
+    pub(in crate::postgres) commit: Commit,
+    pub(in crate::postgres) insert: bool,
+    pub(in crate::postgres) index: IndexValues,
+}
+
+/// A commit waiting for its batch.
+struct Pending {
+    commit: Commit,
+    insert: bool,
+    index: IndexValues,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The answer when a flusher went away without one (its runtime shut down).
+pub(super) fn no_answer() -> Error {
+    Error::new(
+        ErrorKind::EventStore,
+        "commit a workflow task: the group commit stopped before answering; \
+         whether the commit was written is unknown",
+    )
+}
+
+/// The queue and the flushers draining it (shared by the store's clones).
+pub(super) struct GroupCommit {
+    state: Mutex<Queue>,
+    max_batch: usize,
+    max_flushers: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    /// Sagas whose commit a flusher is writing: their next commit waits for it, so that
+    /// two commits of one saga are written in the order they were queued.
+    writing: HashSet<SagaId>,
+    /// Flushers running; never above `max_flushers`.
+    flushers: usize,
+}
+
+impl GroupCommit {
+    pub(super) fn new(max_batch: usize, max_flushers: usize) -> Self {
+        GroupCommit {
+            state: Mutex::new(Queue::default()),
+            max_batch: max_batch.max(1),
+            max_flushers: max_flushers.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Up to `max_batch` queued commits for distinct sagas none of which is being
+    /// written, oldest first (marked as being written). A second commit of a saga waits
+    /// for the first: both would pass the same version check inside one statement.
+    fn take_batch(&self, q: &mut Queue) -> Vec<Pending> {
+        let mut batch: Vec<Pending> = Vec::with_capacity(q.pending.len().min(self.max_batch));
+        let mut kept = VecDeque::with_capacity(q.pending.len());
+        while let Some(p) = q.pending.pop_front() {
+            if batch.len() < self.max_batch && q.writing.insert(p.commit.saga_id.clone()) {
+                batch.push(p);
+            } else {
+                kept.push_back(p);
+            }
+        }
+        q.pending = kept;
+        batch
+    }
+
+    /// The batch of `sagas` is written: their next commits may go.
+    fn written(&self, q: &mut Queue, sagas: &[SagaId]) {
+        for s in sagas {
+            q.writing.remove(s);
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Queues `commits` (together, so that a flusher finds them in one batch) and
+    /// waits for each to be written; the results are in the order of `commits`.
+    pub(super) async fn commit_grouped(&self, commits: Vec<Grouped>) -> Vec<Result<u64>> {
+        let mut waiting = Vec::with_capacity(commits.len());
+        let start = {
+            let mut q = self.group.lock();
+            for g in commits {
+                let (reply, answer) = oneshot::channel();
+                waiting.push((g.commit.saga_id.clone(), g.commit.expected_version, answer));
+                q.pending.push_back(Pending {
+                    commit: g.commit,
+                    insert: g.insert,
+                    index: g.index,
+                    reply,
+                });
+            }
+            let start = q.flushers < self.group.max_flushers;
+            if start {
+                q.flushers += 1;
+            }
+            start
+        };
+        if start {
+            tokio::spawn(self.clone().flush());
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for (saga_id, expected, answer) in waiting {
+            results.push(match answer.await {
+                Ok(Ok(Ok(v))) => {
+                    self.stats
+                        .commits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(v)
+                }
+                Ok(Ok(Err(actual))) => Err(Error::conflict(saga_id.as_str(), expected, actual)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(no_answer()),
+            });
+        }
+        results
+    }
+
+    /// A flusher: writes batches until no queued commit can go. (One that waits for
+    /// its saga's commit in another flusher's batch is taken by that flusher next.)
+    async fn flush(self) {
+        let mut slot = FlusherSlot {
+            store: Some(self.clone()),
+            writing: Vec::new(),
+        };
+        loop {
+            let batch = {
+                let mut q = self.group.lock();
+                self.group.written(&mut q, &slot.writing);
+                let batch = self.group.take_batch(&mut q);
+                if batch.is_empty() {
+                    // Decided under the lock a commit joins the queue under: a commit
+                    // queued after this finds the slot free and starts a flusher.
+                    q.flushers -= 1;
+                    slot.store = None;
+                    return;
+                }
+                batch
+            };
+            slot.writing = batch.iter().map(|p| p.commit.saga_id.clone()).collect();
+            self.write_batch(batch).await;
+        }
+    }
+
+    /// Writes one batch and answers every commit in it.
+    async fn write_batch(&self, batch: Vec<Pending>) {
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = super::unavailable("connect to PostgreSQL", e);
+                for p in batch {
+                    let _ = p.reply.send(Err(same_error(&e)));
+                }
+                return;
+            }
+        };
+        if batch.len() == 1 {
+            // The common case with few workflows in flight: the single-commit statement.
+            let Some(p) = batch.into_iter().next() else {
+                return;
+            };
+            let r = self
+                .run_commit(&mut conn, &p.commit, p.insert, p.index)
+                .await;
+            let _ = p.reply.send(r);
+            return;
+        }
+        match self.run_batch(&mut conn, &batch).await {
+            Ok(outcomes) => {
+                self.stats
+                    .batched
+                    .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                for (p, o) in batch.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(Ok(o));
+                }
+            }
+            Err(e) if e.context("code") == Some("unavailable") => {
+                for p in batch {
+                    let _ = p.reply.send(Err(same_error(&e)));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, commits = batch.len(), "group commit refused; committing one by one");
+                for p in batch {
+                    let r = self
+                        .run_commit(&mut conn, &p.commit, p.insert, p.index)
+                        .await;
+                    let _ = p.reply.send(r);
+                }
+            }
+        }
+    }
+
+    /// The batch statement; per commit (in order) the new version or the version found.
+    async fn run_batch(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        batch: &[Pending],
+    ) -> Result<Vec<std::result::Result<u64, u64>>> {
+        let cols = Columns::of(batch);
+        self.count(1);
+        let rows = sqlx::query(BATCH_COMMIT)
+            .bind(&cols.saga)
+            .bind(&cols.expected)
+            .bind(&cols.new_version)
+            .bind(&cols.insert)
+            .bind(&cols.status)
+            .bind(&cols.closed_at)
+            .bind(&cols.search)
+            .bind(&cols.workflow_type)
+            .bind(&cols.started_at)
+            .bind(&cols.updated_at)
+            .bind(&cols.closes)
+            .bind(&cols.ev_saga)
+            .bind(&cols.ev_id)
+            .bind(&cols.ev_type)
+            .bind(&cols.ev_category)
+            .bind(&cols.ev_ts)
+            .bind(&cols.ev_attrs)
+            .bind(&cols.ev_version)
+            .bind(&cols.ev_reset)
+            .bind(&cols.ev_retry)
+            .bind(&cols.ev_trace)
+            .bind(&cols.tc_owner)
+            .bind(&cols.tc_id)
+            .bind(&cols.tc_saga)
+            .bind(&cols.tc_kind)
+            .bind(&cols.tc_at)
+            .bind(&cols.tc_attrs)
+            .bind(&cols.td_owner)
+            .bind(&cols.td_id)
+            .bind(&cols.settle_owner)
+            .bind(&cols.settle_id)
+            .bind(&cols.task_owner)
+            .bind(&cols.task_saga)
+            .bind(&cols.task_id)
+            .bind(&cols.task_kind)
+            .bind(&cols.task_queue)
+            .bind(&cols.task_payload)
+            .bind(&cols.task_due)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| super::unavailable("commit a batch of workflow tasks", e))?;
+        let mut out = vec![Err(0); batch.len()];
+        let mut seen = 0;
+        for row in rows {
+            let ord: i64 = row.get(0);
+            let ok: bool = row.get(1);
+            let actual: Option<i64> = row.get(2);
+            let i = usize::try_from(ord - 1).ok().filter(|&i| i < batch.len());
+            let Some(i) = i else { continue };
+            seen += 1;
+            out[i] = if ok {
+                Ok(cols.new_version[i] as u64)
+            } else {
+                Err(actual.map_or(0, |v| v.max(0) as u64))
+            };
+        }
+        if seen != batch.len() {
+            return Err(Error::new(
+                ErrorKind::EventStore,
+                format!(
+                    "commit a batch of workflow tasks: {seen} answers for {} commits",
+                    batch.len()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Gives the flusher's slot back if the flusher ends without doing so itself (a panic
+/// in a batch, or its runtime shutting down), releases the sagas it was writing, and
+/// starts a new flusher for commits still queued.
+struct FlusherSlot {
+    store: Option<PostgresStore>,
+    writing: Vec<SagaId>,
+}
+
+impl Drop for FlusherSlot {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let restart = {
+            let mut q = store.group.lock();
+            store.group.written(&mut q, &self.writing);
+            if q.pending.is_empty() {
+                q.flushers -= 1;
+                false
+            } else {
+                true
+            }
+        };
+        if restart {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn(store.flush())),
+                Err(_) => store.group.lock().flushers -= 1,
+            }
+        }
+    }
+}
+
+/// The same error for every commit of a batch (errors are not `Clone`).
+fn same_error(e: &Error) -> Error {
+    let mut copy = Error::new(e.kind, e.message.clone());
+    if let Some(code) = e.context("code") {
+        copy = copy.with("code", code);
+    }
+    copy
+}
+
+/// The batch as one array per column, in the order of the statement's parameters.
+/// `owner` columns name the commit a row belongs to: it is written only if that
+/// commit's version check passed.
+#[derive(Default)]
+struct Columns<'a> {
+    saga: Vec<&'a str>,
+    expected: Vec<i64>,
+    new_version: Vec<i64>,
+    insert: Vec<bool>,
+    status: Vec<Option<&'a str>>,
+    closed_at: Vec<Option<DateTime<Utc>>>,
+    search: Vec<String>,
+    workflow_type: Vec<Option<&'a str>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    updated_at: Vec<Option<DateTime<Utc>>>,
+    closes: Vec<bool>,
+    ev_saga: Vec<&'a str>,
+    ev_id: Vec<i64>,
+    ev_type: Vec<&'a str>,
+    ev_category: Vec<&'static str>,
+    ev_ts: Vec<DateTime<Utc>>,
+    ev_attrs: Vec<String>,
+    ev_version: Vec<i32>,
+    ev_reset: Vec<bool>,
+    ev_retry: Vec<bool>,
+    ev_trace: Vec<&'a str>,
+    tc_owner: Vec<&'a str>,
+    tc_id: Vec<&'a str>,
+    tc_saga: Vec<&'a str>,
+    tc_kind: Vec<&'static str>,
+    tc_at: Vec<DateTime<Utc>>,
+    tc_attrs: Vec<String>,
+    td_owner: Vec<&'a str>,
+    td_id: Vec<&'a str>,
+    settle_owner: Vec<&'a str>,
+    settle_id: Vec<&'a str>,
+    task_owner: Vec<&'a str>,
+    task_saga: Vec<&'a str>,
+    task_id: Vec<&'a str>,
+    task_kind: Vec<&'static str>,
+    task_queue: Vec<&'a str>,
+    task_payload: Vec<&'a [u8]>,
+    task_due: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [Pending]) -> Self {
+        let mut c = Columns::default();
+        for p in batch {
+            let k = &p.commit;
+            let owner = k.saga_id.as_str();
+            c.saga.push(owner);
+            c.expected.push(k.expected_version as i64);
+            c.new_version
+                .push((k.expected_version + k.events.len() as u64) as i64);
+            c.insert.push(p.insert);
+            c.status.push(p.index.status.as_deref());
+            c.closed_at.push(p.index.closed_at);
+            c.search.push(p.index.search.to_string());
+            c.workflow_type.push(p.index.workflow_type.as_deref());
+            c.started_at.push(p.index.started_at);
+            c.updated_at.push(k.events.last().map(|e| e.timestamp));
+            c.closes.push(k.closes_execution());
+            for e in &k.events {
+                c.ev_saga.push(owner);
+                c.ev_id.push(e.event_id as i64);
+                c.ev_type.push(e.event_type.name());
+                c.ev_category.push(category_name(e.category));
+                c.ev_ts.push(e.timestamp);
+                c.ev_attrs.push(e.attributes.to_string());
+                c.ev_version.push(e.event_version as i32);
+                c.ev_reset.push(e.is_reset_point);
+                c.ev_retry.push(e.is_retry);
+                c.ev_trace.push(e.trace_id.as_str());
+            }
+            for t in &k.create_timers {
+                if k.cancel_timers.contains(&t.timer_id) {
+                    continue;
+                }
+                c.tc_owner.push(owner);
+                c.tc_id.push(t.timer_id.as_str());
+                c.tc_saga.push(t.saga_id.as_str());
+                c.tc_kind.push(timer_kind_name(t.kind));
+                c.tc_at.push(t.fire_at);
+                c.tc_attrs.push(t.attributes.to_string());
+            }
+            for id in &k.cancel_timers {
+                c.td_owner.push(owner);
+                c.td_id.push(id.as_str());
+            }
+            for id in &k.settle_tasks {
+                c.settle_owner.push(owner);
+                c.settle_id.push(id.as_str());
+            }
+            for t in &k.tasks {
+                c.task_owner.push(owner);
+                c.task_saga.push(t.saga_id.as_str());
+                c.task_id.push(t.dedup_id.as_str());
+                c.task_kind.push(t.kind.name());
+                c.task_queue.push(t.queue.as_str());
+                c.task_payload.push(t.payload.as_slice());
+                c.task_due.push(k.redeliver_at);
+            }
+        }
+        c
+    }
+}
+
+/// N workflow-task commits in one statement. `b` is one row per commit; `vu` (an
+/// existing saga: the version check and the listing summary) and `vi` (a new saga)
+/// return the sagas whose check passed, `ok`; every other part writes only rows whose
+/// owner is in `ok`. The `= ANY(..)` conditions keep the lookups on the primary keys
+/// whatever the planner thinks of the arrays' sizes. The answer: per commit, whether it
+/// was written and the version the statement found (the current one when it was not).
+const BATCH_COMMIT: &str = "\
+WITH b AS (
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::text[],
+                         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+                         $10::timestamptz[], $11::bool[])
+           WITH ORDINALITY
+           AS b(saga, expected, nv, ins, status, closed, search, wtype, started, updated,
+                closes, ord)
+),
+vu AS (
+    UPDATE saga_executions x
+       SET version = b.nv,
+           status = COALESCE(b.status, x.status),
+           closed_at = CASE WHEN b.status IS NULL THEN x.closed_at ELSE b.closed END,
+           search_attributes = x.search_attributes || b.search::jsonb,
+           workflow_type = COALESCE(b.wtype, x.workflow_type),
+           started_at = COALESCE(b.started, x.started_at),
+           updated_at = b.updated
+      FROM b
+     WHERE x.saga_id = ANY($1::text[]) AND x.saga_id = b.saga AND NOT b.ins
+       AND x.version = b.expected
+ RETURNING x.saga_id
+),
+vi AS (
+    INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at,
+                                 closed_at, search_attributes, updated_at)
+    SELECT b.saga, b.nv, b.wtype, b.status, b.started, b.closed, b.search::jsonb, b.updated
+      FROM b
+     WHERE b.ins AND b.expected = 0
+    ON CONFLICT (saga_id) DO NOTHING
+ RETURNING saga_id
+),
+ok AS (SELECT saga_id FROM vu UNION ALL SELECT saga_id FROM vi),
+ev AS (
+    INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
+                             event_version, is_reset_point, is_retry, trace_id)
+    SELECT e.saga, e.id, e.ty, e.cat, e.ts, e.attrs::jsonb, e.ver, e.reset, e.retry, e.trace
+      FROM unnest($12::text[], $13::bigint[], $14::text[], $15::text[], $16::timestamptz[],
+                  $17::text[], $18::int4[], $19::bool[], $20::bool[], $21::text[])
+           AS e(saga, id, ty, cat, ts, attrs, ver, reset, retry, trace)
+     WHERE e.saga IN (SELECT saga_id FROM ok)
+),
+tc AS (
+    INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes)
+    SELECT t.id, t.saga, t.kind, t.at, t.attrs::jsonb
+      FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::timestamptz[],
+                  $27::text[])
+           AS t(owner, id, saga, kind, at, attrs)
+     WHERE t.owner IN (SELECT saga_id FROM ok)
+    ON CONFLICT (timer_id) DO NOTHING
+),
+td AS (
+    DELETE FROM saga_timers x
+     USING unnest($28::text[], $29::text[]) AS d(owner, id)
+     WHERE x.timer_id = ANY($29::text[]) AND x.timer_id = d.id
+       AND d.owner IN (SELECT saga_id FROM ok)
+),
+od AS (
+    DELETE FROM saga_outbox o
+     WHERE o.saga_id = ANY($1::text[]) AND o.saga_id IN (SELECT saga_id FROM ok)
+       AND (o.saga_id IN (SELECT saga FROM b WHERE closes)
+            OR (o.saga_id, o.dedup_id) IN
+               (SELECT * FROM unnest($30::text[], $31::text[])))
+),
+oi AS (
+    INSERT INTO saga_outbox (saga_id, dedup_id, kind, queue, payload, due_at)
+    SELECT o.saga, o.id, o.kind, o.queue, o.payload, o.due
+      FROM unnest($32::text[], $33::text[], $34::text[], $35::text[], $36::text[],
+                  $37::bytea[], $38::timestamptz[])
+           AS o(owner, saga, id, kind, queue, payload, due)
+     WHERE o.owner IN (SELECT saga_id FROM ok)
+    ON CONFLICT (saga_id, dedup_id) DO NOTHING
+)
+SELECT b.ord, b.saga IN (SELECT saga_id FROM ok),
+       (SELECT x.version FROM saga_executions x WHERE x.saga_id = b.saga)
+  FROM b";
