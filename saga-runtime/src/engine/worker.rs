@@ -1074,7 +1074,10 @@ impl Inner {
         let saga_id = &d.task.saga_id;
         let task: ActivityTask = serde_json::from_slice(&d.task.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
-        if !self.awaits_attempt(saga_id, task.seq, task.attempt).await? {
+        if !self
+            .awaits_attempt(saga_id, task.seq, task.attempt, d.delivery_count)
+            .await?
+        {
             // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
             // whose result is recorded, or that was superseded: never run it twice.
             return Ok(Processed::Dropped);
@@ -1143,7 +1146,13 @@ impl Inner {
 
     /// Whether the execution still waits for this attempt's result (loading it into
     /// the cache if needed, where recording the result will find it).
-    async fn awaits_attempt(&self, saga_id: &SagaId, seq: u64, attempt: u32) -> Result<bool> {
+    async fn awaits_attempt(
+        &self,
+        saga_id: &SagaId,
+        seq: u64,
+        attempt: u32,
+        delivery_count: u32,
+    ) -> Result<bool> {
         let slot = self.slot(saga_id);
         let mut guard = slot.lock().await;
         let cached = guard.is_some();
@@ -1153,10 +1162,15 @@ impl Inner {
         let awaits = guard
             .as_ref()
             .is_some_and(|e| e.accepts_result(seq, attempt));
-        // With a shared queue (the outbox is on) another worker may have recorded this
-        // attempt since the cache was filled; a stale "no" is always re-checked. A state
-        // just loaded is current: no second read.
-        let check = cached && (self.outbox || !awaits);
+        // A stale "no" is always re-checked; a state just loaded is current. With a
+        // shared queue (the outbox is on) a redelivery may be of an attempt another
+        // worker finished after the cache was filled (its ack was lost): the store
+        // decides. A first delivery is not re-checked: its result is recorded only in
+        // the commit that settles its outbox row, and the reconciler re-publishes only
+        // unsettled rows, so the read would nearly always confirm the cache; in the rare
+        // race it loses, the attempt runs (activities are idempotency-keyed) and its
+        // commit fails the version check.
+        let check = cached && ((self.outbox && delivery_count > 1) || !awaits);
         if check
             && self.store.version(saga_id).await? != guard.as_ref().map_or(0, Execution::version)
         {
