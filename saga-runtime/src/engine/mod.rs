@@ -12,6 +12,7 @@ mod clock;
 pub(crate) mod execution;
 pub(crate) mod inputs;
 mod machine;
+mod outputs;
 mod reconciler;
 mod watchdog;
 mod worker;
@@ -265,6 +266,8 @@ pub(crate) struct Inner {
     /// resolved against the queue).
     outbox: bool,
     timer_wake: Notify,
+    /// Waiters in this process for outputs this engine commits.
+    outputs: Arc<outputs::Outputs>,
     shutdown: watch::Sender<bool>,
     /// True while the watchdog's circuit breaker holds the workers (a port is down).
     paused: watch::Sender<bool>,
@@ -450,6 +453,7 @@ impl SagaEngineBuilder {
             counters: Counters::default(),
             outbox,
             timer_wake: Notify::new(),
+            outputs: Arc::default(),
             shutdown,
             paused: watch::channel(false).0,
             findings: Mutex::new(std::collections::VecDeque::new()),

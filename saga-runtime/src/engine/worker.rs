@@ -355,6 +355,7 @@ impl Inner {
             if events.is_empty() {
                 return Ok(Processed::Dropped);
             }
+            let output = self.outputs.wanted(saga_id, &events);
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
             let snapshotted = snapshot.is_some();
             let is_child = exec.s.parent.is_some();
@@ -376,6 +377,9 @@ impl Inner {
                     drop(guard);
                     if closed {
                         self.evict(saga_id);
+                    }
+                    if let Some(output) = output {
+                        self.outputs.deliver(saga_id, output);
                     }
                     if timers_changed {
                         self.timer_wake.notify_one();
@@ -803,12 +807,16 @@ impl Inner {
 
     /// Waits until the execution closes.
     pub(super) async fn wait_closed(&self, saga_id: &SagaId) -> Result<Value> {
+        // First, so that a completion committed by this engine from now on comes
+        // straight from the commit.
+        let mut local = self.outputs.wait(saga_id);
         let mut sub = self.signals.subscribe(saga_id).await?;
         loop {
             if let Some(outcome) = self.outcome(saga_id).await? {
                 return outcome;
             }
             tokio::select! {
+                output = local.output() => return Ok(output),
                 n = sub.recv() => {
                     if n.is_none() {
                         tokio::time::sleep(self.config.result_poll).await;
