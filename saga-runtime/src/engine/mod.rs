@@ -69,10 +69,13 @@ struct Counters {
     outbox_redelivered: AtomicU64,
     watchdog_findings: AtomicU64,
     watchdog_actions: AtomicU64,
+    /// Activity latencies and workflow lifecycle counts, by type.
+    by_type: crate::metrics::Recorder,
 }
 
-/// A copy of the engine's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A copy of the engine's counters, histograms and per-type counts (render it with
+/// [`EngineMetrics::to_prometheus`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineMetrics {
     /// Batches of events appended by the engine.
     pub workflow_tasks: u64,
@@ -100,6 +103,11 @@ pub struct EngineMetrics {
     /// Actions the watchdog took: forced timeouts, cancellations, worker pauses and
     /// resumptions.
     pub watchdog_actions: u64,
+    /// How long activity attempts (local ones included) took on this engine's
+    /// workers, by activity type and outcome; sorted, types never run left out.
+    pub activity_latency: Vec<crate::metrics::ActivityLatency>,
+    /// Executions started and closed by this engine, by workflow type; sorted.
+    pub workflows: Vec<crate::metrics::WorkflowCounts>,
 }
 
 /// What `describe` reports about one execution.
@@ -701,6 +709,7 @@ impl SagaEngine {
     pub fn metrics(&self) -> EngineMetrics {
         let c = &self.inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (activity_latency, workflows) = c.by_type.snapshot();
         EngineMetrics {
             workflow_tasks: get(&c.workflow_tasks),
             conflicts: get(&c.conflicts),
@@ -714,6 +723,8 @@ impl SagaEngine {
             outbox_redelivered: get(&c.outbox_redelivered),
             watchdog_findings: get(&c.watchdog_findings),
             watchdog_actions: get(&c.watchdog_actions),
+            activity_latency,
+            workflows,
         }
     }
 
