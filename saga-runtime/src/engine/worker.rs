@@ -369,6 +369,7 @@ impl Inner {
             let timers_changed = !commit.create_timers.is_empty();
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
+            let span = super::in_trace(span, &exec.s.trace_id);
             match self.store.commit(commit).instrument(span).await {
                 Ok(_) => {
                     self.counter(&self.counters.workflow_tasks);
@@ -725,6 +726,7 @@ impl Inner {
             inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
+        let span = super::in_trace(span, &trace_id);
         self.process(saga_id, true, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
@@ -1099,6 +1101,7 @@ impl Inner {
             activity_type = %task.activity_type,
             attempt = task.attempt
         );
+        let span = super::in_trace(span, &task.trace_id);
         let began = Instant::now();
         let result = {
             // While the attempt runs, tell the queue the delivery is alive, so that a

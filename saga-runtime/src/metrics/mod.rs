@@ -4,7 +4,8 @@
 //! latency histograms ([`Histogram`], by activity type and [`AttemptOutcome`]) and
 //! its workflow lifecycle counts ([`WorkflowCounts`]); [`PrometheusText`] writes any
 //! other family in the same format (the `saga serve` command renders its store and
-//! task-queue gauges with it).
+//! task-queue gauges with it). With the feature `metrics-http`, `metrics::http::serve` answers
+//! Prometheus' scrapes itself (a worker process with no web server of its own).
 //!
 //! ```
 //! use saga_runtime::engine::EngineMetrics;
@@ -19,6 +20,9 @@
 //! assert!(body.contains("saga_engine_workflow_tasks_total 7\n"));
 //! assert!(body.contains("orders_open{region=\"eu\"} 3\n"));
 //! ```
+
+#[cfg(feature = "metrics-http")]
+pub mod http;
 
 use std::collections::HashMap;
 use std::fmt::Write;
