@@ -360,7 +360,7 @@ impl Inner {
             let snapshotted = snapshot.is_some();
             let is_child = exec.s.parent.is_some();
             let queue = self.queue_of(exec).to_owned();
-            let (started, closes) = crate::metrics::lifecycle(&events);
+            let (started, closes) = crate::metrics::lifecycle(expected, &events);
             let (mut commit, after) =
                 self.plan_commit(saga_id, expected, events, snapshot, is_child, &queue);
             if self.outbox {

@@ -278,7 +278,7 @@ pub struct ActivityLatency {
 pub struct WorkflowCounts {
     /// The workflow type.
     pub workflow_type: String,
-    /// Executions started (`WorkflowExecutionStarted`).
+    /// Executions started: by this engine, or by a client and first run here.
     pub started: u64,
     /// Closed with an output.
     pub completed: u64,
@@ -300,11 +300,16 @@ pub(crate) enum Closed {
     Cancelled,
 }
 
-/// Whether `events` (one append) start the execution, and how they close it if they
-/// do: the last lifecycle event decides (`Failed` followed by `Compensating` in the
-/// same append does not close it).
-pub(crate) fn lifecycle(events: &[HistoryEvent]) -> (bool, Option<Closed>) {
-    let mut started = false;
+/// Whether `events`, appended to a history of `version` events, start the execution,
+/// and how they close it if they do: the last lifecycle event decides (`Failed`
+/// followed by `Compensating` in the same append does not close it).
+///
+/// An engine's start appends `WorkflowExecutionStarted` with the first decisions; a
+/// client's start (`SagaClient`, `saga start`, `POST /executions`) appends the start
+/// event alone, and the worker that runs its first workflow task appends on top of
+/// that one event: both count as the start, once.
+pub(crate) fn lifecycle(version: u64, events: &[HistoryEvent]) -> (bool, Option<Closed>) {
+    let mut started = version == 1;
     let mut closed = None;
     for e in events {
         match e.event_type {
@@ -502,7 +507,7 @@ impl EngineMetrics {
         let name = "saga_engine_workflows_started_total";
         text.family(
             name,
-            "Executions this engine started, by workflow type.",
+            "Executions this engine started, or ran first after a client started them, by workflow type.",
             MetricType::Counter,
         );
         for w in &self.workflows {
@@ -691,7 +696,7 @@ mod tests {
         use EventType::*;
         let of = |types: &[(EventType, serde_json::Value)]| {
             let events: Vec<_> = types.iter().map(|(t, a)| event(*t, a.clone())).collect();
-            lifecycle(&events)
+            lifecycle(5, &events)
         };
         let none = json!({});
         assert_eq!(
@@ -725,7 +730,11 @@ mod tests {
             of(&[(WorkflowExecutionCanceled, json!({"reason": "cancelled"}))]),
             (false, Some(Closed::Cancelled))
         );
-        assert_eq!(of(&[(ActivityTaskCompleted, none)]), (false, None));
+        assert_eq!(of(&[(ActivityTaskCompleted, none.clone())]), (false, None));
+        // The first workflow task after a client's start (the history is its start).
+        let first = [event(ActivityTaskScheduled, none)];
+        assert_eq!(lifecycle(1, &first), (true, None));
+        assert_eq!(lifecycle(2, &first), (false, None));
     }
 
     #[test]
