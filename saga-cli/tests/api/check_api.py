@@ -171,7 +171,7 @@ def check_worker_metrics(py, bins, namespace):
         saga = [os.path.join(bins, "saga"), "--store", PG_URL, "--schema", schema]
         for i in range(3):
             order = {"id": f"w{i}", "amount_cents": 100 + i, "carrier_rejects": i == 2}
-            run([*saga, "start", "shop_order", "--input", json.dumps(order), "--id", f"w{i}"],
+            run([*saga, "start", "shop-order", "--input", json.dumps(order), "--id", f"w{i}"],
                 stdout=subprocess.DEVNULL)
         deadline = time.time() + 60
         while True:
@@ -200,8 +200,11 @@ def check_worker_metrics(py, bins, namespace):
                        and s[1]["activity_type"] == activity_type and s[1]["outcome"] == outcome]
             assert buckets[-1][1]["le"] == "+Inf" and buckets[-1][2] == n, buckets
         closed = {s[1]["outcome"]: s[2] for s in families["saga_engine_workflows_closed"]["samples"]
-                  if s[1]["workflow_type"] == "shop_order"}
+                  if s[1]["workflow_type"] == "shop-order"}
         assert closed["completed"] == 2 and closed["compensated"] == 1, closed
+        # Started by `saga start`: counted by the worker that ran their first task.
+        started = {s[1]["workflow_type"]: s[2] for s in families["saga_engine_workflows_started"]["samples"]}
+        assert started == {"shop-order": 3}, started
         print(f"worker /metrics parsed: {total:.0f} attempts timed, closed {closed}", flush=True)
     finally:
         worker.terminate()
@@ -209,7 +212,8 @@ def check_worker_metrics(py, bins, namespace):
         delete_streams([f"SAGA_TASKS_{namespace}", f"SAGA_DLQ_{namespace}"])
         if shutil.which("psql"):
             subprocess.run(["psql", PG_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
-                           check=False)
+                           check=False, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"})
     if code != 0:
         sys.exit(f"the worker exited with {code} on SIGTERM")
 
