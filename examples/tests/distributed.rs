@@ -175,7 +175,7 @@ impl Worker {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(&self.metrics).expect("connect to /metrics");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\n\r\n")
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).expect("a response");

@@ -10,7 +10,8 @@ use saga_runtime::conformance::fixtures::{order_saga, Order};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// One raw HTTP/1.1 exchange: the response head (status line first) and the body.
+/// One raw HTTP/1.1 exchange: the response head (status line first, in lower case)
+/// and the body.
 async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(head.as_bytes()).await.unwrap();
@@ -20,9 +21,11 @@ async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
         .expect("the server closes the connection")
         .unwrap();
     let (response_head, body) = out.split_once("\r\n\r\n").expect("a head and a body");
+    // Header names are case-insensitive (hyper writes them in lower case).
+    let response_head = response_head.to_lowercase();
     let length: usize = response_head
         .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .find_map(|l| l.strip_prefix("content-length: "))
         .expect("Content-Length")
         .parse()
         .unwrap();
@@ -31,7 +34,7 @@ async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
     } else {
         assert_eq!(length, body.len(), "{response_head}");
     }
-    (response_head.to_owned(), body.to_owned())
+    (response_head, body.to_owned())
 }
 
 /// The value of the sample `series` (name and labels exactly as written).
@@ -54,10 +57,14 @@ async fn a_scrape_sees_the_engines_counters_and_histograms() {
     }));
 
     // Before any saga: the families are there, empty.
-    let (status, body) = request(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(status.starts_with("HTTP/1.1 200 OK"), "{status}");
+    let (status, body) = request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("http/1.1 200 ok"), "{status}");
     assert!(
-        status.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        status.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
         "{status}"
     );
     assert_eq!(value(&body, "saga_engine_activity_attempts_total"), 0.0);
@@ -76,7 +83,11 @@ async fn a_scrape_sees_the_engines_counters_and_histograms() {
         let _ = run.result().await;
     }
 
-    let (_, body) = request(addr, "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (_, body) = request(
+        addr,
+        "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let attempts = value(&body, "saga_engine_activity_attempts_total");
     // 2 completed orders x 3 steps, 1 compensated: 3 steps + 3 compensations.
     assert_eq!(attempts, 12.0, "{body}");
@@ -117,24 +128,51 @@ async fn a_scrape_sees_the_engines_counters_and_histograms() {
     }
 
     // HEAD: the length, no body; other paths and methods are refused.
-    let (status, body) = request(addr, "HEAD /metrics HTTP/1.1\r\n\r\n").await;
+    let (status, body) = request(
+        addr,
+        "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(
-        status.starts_with("HTTP/1.1 200 OK") && body.is_empty(),
+        status.starts_with("http/1.1 200 ok") && body.is_empty(),
         "{status}"
     );
-    let (status, _) = request(addr, "GET / HTTP/1.1\r\n\r\n").await;
-    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
-    let (status, _) = request(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+    let (status, _) = request(
+        addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("http/1.1 404"), "{status}");
+    let (status, _) = request(
+        addr,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(
-        status.starts_with("HTTP/1.1 405") && status.contains("Allow: GET, HEAD"),
+        status.starts_with("http/1.1 405") && status.contains("allow: get, head"),
         "{status}"
     );
     // A client that sends half a request and hangs up does not stop the server.
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(b"GET /met").await.unwrap();
     drop(half);
+    // An HTTP/1.0 client (no Host, closes by default) is answered in kind.
     let (status, _) = request(addr, "GET /metrics HTTP/1.0\r\n\r\n").await;
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(status.starts_with("http/1.0 200 ok"), "{status}");
+
+    // Keep-alive: two requests on one connection (pipelined), both answered.
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut both = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut both))
+        .await
+        .expect("closed after the second")
+        .unwrap();
+    assert_eq!(both.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{both}");
 
     server.abort();
     engine.shutdown().await;

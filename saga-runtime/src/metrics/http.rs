@@ -1,9 +1,10 @@
-//! A minimal `/metrics` endpoint for a worker process (feature `metrics-http`): HTTP/1.1
-//! on a tokio `TcpListener`, one request per connection, nothing but
-//! `GET`/`HEAD /metrics`. No HTTP framework: the engine stays free of one, and a
-//! Prometheus scrape needs no more. An application that already runs a web server
-//! (axum, ...) should serve [`EngineMetrics::to_prometheus`](crate::engine::EngineMetrics::to_prometheus)
-//! from there instead.
+//! A `/metrics` endpoint for a worker process (feature `metrics-http`): hyper's HTTP/1
+//! server on a tokio `TcpListener`, answering `GET`/`HEAD /metrics` and nothing else.
+//! hyper (no framework on top) keeps the feature small: it is what `axum` runs on, so
+//! a workspace with `saga serve` builds nothing new for it. An application that
+//! already runs a web server should serve
+//! [`EngineMetrics::to_prometheus`](crate::engine::EngineMetrics::to_prometheus) from
+//! there instead.
 //!
 //! ```no_run
 //! # async fn demo(engine: saga_runtime::engine::SagaEngine) -> std::io::Result<()> {
@@ -15,103 +16,83 @@
 //! # Ok(()) }
 //! ```
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE as CONTENT_TYPE_HEADER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use super::CONTENT_TYPE;
 
-/// The longest request head read (request line and headers).
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a connection may take, from accept to the last byte written.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `GET /metrics` (and `HEAD`) on `listener` with the document `render` returns
 /// at each scrape; other paths get 404, other methods 405. Runs until the future is
-/// dropped (spawn it, abort it to stop); each connection is answered on its own task
-/// and given up after 10 s. A failed `accept` (out of file descriptors, ...) is
-/// retried after a short pause rather than ending the server.
+/// dropped (spawn it, abort it to stop); each connection is served on its own task
+/// (HTTP/1.1 keep-alive, as Prometheus scrapes), and one that sends no request head
+/// within 10 s is closed. A failed `accept` (out of file descriptors, ...) is retried
+/// after a short pause rather than ending the server.
 pub async fn serve<F>(listener: TcpListener, render: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
     let render = Arc::new(render);
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let render = render.clone();
-                tokio::spawn(async move {
-                    let answered =
-                        tokio::time::timeout(CONNECTION_DEADLINE, answer(stream, &*render)).await;
-                    if let Ok(Err(e)) = answered {
-                        tracing::debug!(error = %e, "metrics request not answered");
-                    }
-                });
-            }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics listener: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        }
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let response = respond(&req, &*render);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
+/// The answer to one request (hyper leaves the body out for `HEAD`).
+fn respond(
+    req: &Request<Incoming>,
     render: &(dyn Fn() -> String + Send + Sync),
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "", "").await;
+) -> Response<Full<Bytes>> {
+    let status = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut ok = Response::new(Full::new(Bytes::from(render())));
+            ok.headers_mut()
+                .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+            return ok;
         }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(()); // closed before a whole request
-        }
-        head.extend_from_slice(&chunk[..n]);
+        (_, "/metrics") => StatusCode::METHOD_NOT_ALLOWED,
+        _ => StatusCode::NOT_FOUND,
+    };
+    let mut refused = Response::new(Full::new(Bytes::new()));
+    *refused.status_mut() = status;
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        refused
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => respond(&mut stream, "200 OK", CONTENT_TYPE, &render()).await,
-        ("HEAD", "/metrics") => {
-            let body = render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            stream.write_all(head.as_bytes()).await?;
-            stream.shutdown().await
-        }
-        (_, "/metrics") => respond(&mut stream, "405 Method Not Allowed", "", "").await,
-        _ => respond(&mut stream, "404 Not Found", "", "").await,
-    }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    if !content_type.is_empty() {
-        out.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    stream.write_all(out.as_bytes()).await?;
-    stream.shutdown().await
+    refused
 }
