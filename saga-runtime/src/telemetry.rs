@@ -39,7 +39,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use sha2::{Digest, Sha256};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -172,8 +172,10 @@ impl Telemetry {
         Ok(Telemetry { provider })
     }
 
-    /// The `tracing` layer that turns spans (`DEBUG` and above, the engine's
-    /// `workflow_task` included) into OpenTelemetry spans for this exporter.
+    /// The `tracing` layer that turns spans into OpenTelemetry spans for this
+    /// exporter: this crate's from `DEBUG` (its `workflow_task` spans are), everyone
+    /// else's (the application, sqlx, async-nats) from `INFO`, so their debug
+    /// chatter is neither recorded nor paid for.
     pub fn layer<S>(&self) -> impl Layer<S>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
@@ -181,7 +183,11 @@ impl Telemetry {
         let tracer = self.provider.tracer("saga-runtime");
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_filter(LevelFilter::DEBUG)
+            .with_filter(
+                Targets::new()
+                    .with_target("saga_runtime", tracing::Level::DEBUG)
+                    .with_default(tracing::Level::INFO),
+            )
     }
 
     /// Exports every span still buffered and stops the exporter (waits up to the
