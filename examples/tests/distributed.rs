@@ -136,6 +136,8 @@ impl Drop for Nats {
 /// A `worker` process of the examples.
 struct Worker {
     child: Child,
+    /// Where it serves its metrics (`SAGA_METRICS_ADDR` on a free port).
+    metrics: String,
 }
 
 impl Worker {
@@ -148,6 +150,7 @@ impl Worker {
             .env("SAGA_CONCURRENCY", "16")
             .env("SAGA_REDELIVER_AFTER_MS", "3000")
             .env("SAGA_NATS_ACK_WAIT_MS", "3000")
+            .env("SAGA_METRICS_ADDR", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -155,10 +158,30 @@ impl Worker {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-        assert!(first.ends_with("ready"), "worker said {first:?}");
+        let metrics = first
+            .split_once(" metrics at http://")
+            .and_then(|(_, rest)| rest.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("worker said {first:?}"))
+            .to_owned();
+        let second = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert!(second.ends_with("ready"), "worker said {second:?}");
         // Keep reading, so the worker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Worker { child }
+        Worker { child, metrics }
+    }
+
+    /// `GET /metrics`: the body.
+    fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(&self.metrics).expect("connect to /metrics");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("a response");
+        let (head, body) = out.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        body.to_owned()
     }
 
     fn sigkill(&mut self) {
@@ -302,6 +325,27 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
 
     wait_closed(&store, SAGAS, limit).await;
     let elapsed = started.elapsed();
+    // Each worker's own metrics (since it last started): its attempts, each timed.
+    let mut scraped_attempts = 0.0;
+    for w in &workers {
+        let text = w.scrape();
+        let sample = |series: &str| -> Vec<f64> {
+            text.lines()
+                .filter(|l| l.starts_with(series))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+                .collect()
+        };
+        let attempts = sample("saga_engine_activity_attempts_total ")[0];
+        let timed: f64 = sample("saga_engine_activity_attempt_duration_seconds_count{")
+            .iter()
+            .sum();
+        assert_eq!(timed, attempts, "every attempt timed:\n{text}");
+        assert!(
+            text.contains("# TYPE saga_engine_activity_attempt_duration_seconds histogram"),
+            "{text}"
+        );
+        scraped_attempts += attempts;
+    }
     for w in workers {
         w.stop();
     }
@@ -369,6 +413,11 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
         store.outbox_len().await.unwrap(),
         0,
         "closed sagas leave no task in the outbox"
+    );
+    // The live workers ran some of the attempts (the killed ones' are gone with them).
+    assert!(
+        scraped_attempts > 0.0 && scraped_attempts <= attempts as f64,
+        "workers' metrics count {scraped_attempts} attempts of {attempts}"
     );
     println!(
         "{SAGAS} sagas ({compensated} compensated) in {elapsed:?}: {} effects, {attempts} \

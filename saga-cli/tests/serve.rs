@@ -163,6 +163,24 @@ async fn writes_are_recorded_and_refused_as_documented() {
     assert!(m.contains("`api-1` already exists"), "{m}");
     s.post("/executions", r#"{"workflow_type": "nope", "input": 1}"#)
         .error(404, "unknown_workflow");
+    let queued = s.post(
+        "/executions",
+        r#"{"workflow_type": "order-saga", "input": {"id": "q"}, "id": "api-q", "task_queue": "billing"}"#,
+    );
+    assert_eq!(queued.status, 201, "{queued:#?}");
+    assert_eq!(queued.json()["task_queue"], "billing");
+    assert_eq!(body["task_queue"], "default");
+    // `history -o json` is one event per line; a start is one event.
+    let started = cli_json(&url, &["history", "api-q"]).await;
+    assert_eq!(started["event_type"], "WorkflowExecutionStarted");
+    assert_eq!(started["attributes"]["task_queue"], "billing");
+    let m = s
+        .post(
+            "/executions",
+            r#"{"workflow_type": "order-saga", "input": 1, "id": "api-q2", "task_queue": ""}"#,
+        )
+        .error(400, "bad_input");
+    assert!(m.contains("a task queue name cannot be empty"), "{m}");
     s.post("/executions", r#"{"workflow_type": "order-saga""#)
         .error(400, "bad_input");
     s.post("/executions", r#"{"workflow_type": "order-saga"}"#)

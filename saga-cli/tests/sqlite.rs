@@ -291,6 +291,79 @@ async fn start_signal_cancel_are_run_by_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_on_a_task_queue() {
+    let (_dir, url, store) = filled().await;
+    let s = url.as_str();
+    let input = serde_json::to_string(&approval_order("q")).unwrap();
+    let start = |id: &'static str, queue: &'static str| {
+        let input = input.clone();
+        async move {
+            saga(&[
+                "--store",
+                s,
+                "-o",
+                "json",
+                "start",
+                "order-saga",
+                "--input",
+                &input,
+                "--id",
+                id,
+                "--task-queue",
+                queue,
+            ])
+            .await
+        }
+    };
+    let started = start("billing-1", "billing-eu_2").await;
+    let started: Value = serde_json::from_str(started.ok()).unwrap();
+    assert_eq!(started["task_queue"], "billing-eu_2");
+    // Recorded in `WorkflowExecutionStarted`, where workers read it.
+    let history = saga(&["--store", s, "-o", "json", "history", "billing-1"]).await;
+    // One event per line.
+    let first: Value = serde_json::from_str(history.ok().lines().next().unwrap()).unwrap();
+    assert_eq!(first["event_type"], "WorkflowExecutionStarted", "{first}");
+    assert_eq!(first["attributes"]["task_queue"], "billing-eu_2", "{first}");
+    let stored = store.history(&"billing-1".into()).await.unwrap();
+    assert_eq!(stored[0].attr_str("task_queue"), Some("billing-eu_2"));
+
+    // Without the flag: the default queue.
+    let plain = saga(&[
+        "--store",
+        s,
+        "-o",
+        "json",
+        "start",
+        "order-saga",
+        "--input",
+        &input,
+        "--id",
+        "plain-1",
+    ])
+    .await;
+    let plain: Value = serde_json::from_str(plain.ok()).unwrap();
+    assert_eq!(plain["task_queue"], "default");
+
+    // A name no adapter could serve: bad input (2), nothing started.
+    start("empty-1", "")
+        .await
+        .fails(2, "a task queue name cannot be empty");
+    start("dots-1", "billing.eu").await.fails(
+        2,
+        "invalid task queue name \"billing.eu\": use 1 to 128 letters",
+    );
+    let long: &'static str = "q".repeat(129).leak();
+    start("long-1", long)
+        .await
+        .fails(2, "invalid task queue name");
+    for id in ["empty-1", "dots-1", "long-1"] {
+        saga(&["--store", s, "show", id])
+            .await
+            .fails(3, &format!("no execution with id `{id}`"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_one_line_and_an_exit_code() {
     let (dir, url, store) = filled().await;
     let s = url.as_str();

@@ -9,7 +9,10 @@
 //! - [`codec`] and [`snapshot`]: state encoding and checksummed snapshots;
 //! - [`adapter::memory`]: in-process adapters;
 //! - [`client`]: `SagaClient`, which operates executions without the workflow code;
-//! - [`metrics`]: the engine's counters (and any other metric) in Prometheus text format;
+//! - [`metrics`]: the engine's counters, latency histograms (and any other metric) in
+//!   Prometheus text format;
+//! - `telemetry` (feature `otel`): the engine's spans exported over OTLP, one saga one
+//!   trace;
 //! - [`conformance`]: the test suite every adapter must pass unchanged.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -27,6 +30,8 @@ pub mod metrics;
 pub mod port;
 pub mod prelude;
 pub mod snapshot;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod watchdog;
 pub mod workflow;
 

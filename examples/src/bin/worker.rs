@@ -12,7 +12,15 @@
 //!   the production names `SAGA_TASKS`, `saga.tasks`, ...);
 //! - `SAGA_CONCURRENCY` worker loops (default 32), `SAGA_REDELIVER_AFTER_MS` (the
 //!   outbox's `redeliver_after`, default 60 000), `SAGA_NATS_ACK_WAIT_MS` (how long
-//!   before a task a dead worker held is delivered again, default 30 000).
+//!   before a task a dead worker held is delivered again, default 30 000);
+//! - `SAGA_METRICS_ADDR` (optional, e.g. `0.0.0.0:9464`): serve the engine's metrics
+//!   (counters, activity latency histograms, workflows by type) at
+//!   `http://ADDR/metrics` in Prometheus text format; the worker prints the address it
+//!   bound (port 0 picks a free one);
+//! - `OTEL_EXPORTER_OTLP_ENDPOINT` (optional, e.g. `http://127.0.0.1:4318`): export
+//!   the engine's spans to that OpenTelemetry collector over OTLP/HTTP (JSON), one
+//!   saga one trace (`saga_runtime::telemetry`); `OTEL_SERVICE_NAME` names the
+//!   service (default `saga-worker`).
 //!
 //! SIGTERM (or Ctrl-C) stops it gracefully: the worker loops finish the task in hand
 //! and take no other; a task fetched and not finished is never acknowledged, so the
@@ -25,6 +33,7 @@ use examples::shop;
 use saga_adapters::{NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore};
 use saga_runtime::engine::OutboxConfig;
 use saga_runtime::prelude::*;
+use saga_runtime::telemetry::Telemetry;
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -71,10 +80,33 @@ async fn serve() -> Result<(), Error> {
         .build()
         .await?;
     let pid = std::process::id();
+    let metrics = match std::env::var("SAGA_METRICS_ADDR") {
+        Ok(addr) => {
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::Configuration,
+                    format!("SAGA_METRICS_ADDR: cannot listen on `{addr}`: {e}"),
+                )
+            })?;
+            let bound = listener.local_addr().map_err(|e| {
+                Error::new(ErrorKind::Configuration, format!("SAGA_METRICS_ADDR: {e}"))
+            })?;
+            println!("worker {pid} metrics at http://{bound}/metrics");
+            let handle = engine.metrics_handle();
+            let render = move || handle.metrics().to_prometheus();
+            Some(tokio::spawn(saga_runtime::metrics::http::serve(
+                listener, render,
+            )))
+        }
+        Err(_) => None,
+    };
     println!("worker {pid} ready");
     stopped().await;
     println!("worker {pid} stopping");
     engine.shutdown().await;
+    if let Some(server) = metrics {
+        server.abort();
+    }
     println!("worker {pid} stopped");
     Ok(())
 }
@@ -104,17 +136,44 @@ async fn stopped() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // The engine's warnings (a failed publish, a store outage, a redelivery) on stderr.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let telemetry = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        None => None,
+        Some(_) => {
+            let service = var("OTEL_SERVICE_NAME", "saga-worker");
+            match Telemetry::otlp(None, &service) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    // The engine's warnings (a failed publish, a store outage, a redelivery) on stderr;
+    // with OpenTelemetry, its spans to the collector too.
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(telemetry.as_ref().map(Telemetry::layer))
         .init();
-    match serve().await {
+    let code = match serve().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(t) = telemetry {
+        if let Err(e) = t.shutdown().await {
+            eprintln!("error: {e}");
+        }
     }
+    code
 }

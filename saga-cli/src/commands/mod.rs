@@ -50,6 +50,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             workflow_type,
             id,
             timeout,
+            task_queue,
             ..
         } => {
             let req = StartRequest {
@@ -57,6 +58,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
                 input: json.unwrap_or_default(),
                 id,
                 timeout_secs: timeout,
+                task_queue,
             };
             write::start(&opened, req, format).await
         }

@@ -183,6 +183,8 @@ pub(crate) struct StartRequest {
     pub(crate) id: Option<String>,
     /// Default: the workflow's own timeout, if any.
     pub(crate) timeout_secs: Option<u64>,
+    /// Default: the client's queue (`default`).
+    pub(crate) task_queue: Option<String>,
 }
 
 /// A started execution.
@@ -192,11 +194,34 @@ pub(crate) struct Started {
     pub(crate) workflow_type: String,
     pub(crate) fingerprint: String,
     pub(crate) trace_id: String,
+    /// The queue its tasks go to.
+    pub(crate) task_queue: String,
     pub(crate) started_at: String,
 }
 
 /// The longest timeout a start accepts: ten years (beyond, deadlines overflow dates).
 pub(crate) const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The longest task queue name a start accepts.
+pub(crate) const MAX_QUEUE_LEN: usize = 128;
+
+/// A task queue name every adapter accepts: it becomes a NATS subject token and part
+/// of a consumer name, so only `[A-Za-z0-9_-]`, 1 to [`MAX_QUEUE_LEN`] of them (the
+/// OpenAPI document's `task_queue` pattern says the same).
+fn check_task_queue(queue: &str) -> Result<(), CliError> {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if (1..=MAX_QUEUE_LEN).contains(&queue.len()) && queue.bytes().all(safe) {
+        return Ok(());
+    }
+    let what = if queue.is_empty() {
+        "a task queue name cannot be empty".to_owned()
+    } else {
+        format!("invalid task queue name {queue:?}")
+    };
+    Err(CliError::bad_input(format!(
+        "{what}: use 1 to {MAX_QUEUE_LEN} letters, digits, `_` or `-`"
+    )))
+}
 
 /// Starts an execution of a registered workflow type.
 pub(crate) async fn start(client: &SagaClient, req: StartRequest) -> Result<Started, CliError> {
@@ -207,6 +232,9 @@ pub(crate) async fn start(client: &SagaClient, req: StartRequest) -> Result<Star
             )));
         }
     }
+    if let Some(q) = &req.task_queue {
+        check_task_queue(q)?;
+    }
     let workflow_type = req.workflow_type;
     let id = req.id.unwrap_or_else(|| {
         let now = Utc::now();
@@ -215,7 +243,7 @@ pub(crate) async fn start(client: &SagaClient, req: StartRequest) -> Result<Star
     let options = StartOptions {
         timeout: req.timeout_secs.map(Duration::from_secs),
         trace_id: None,
-        task_queue: None,
+        task_queue: req.task_queue,
     };
     let started = client
         .start(&workflow_type, id.as_str(), req.input, options)
@@ -223,6 +251,10 @@ pub(crate) async fn start(client: &SagaClient, req: StartRequest) -> Result<Star
     Ok(Started {
         fingerprint: started
             .attr_str("fingerprint")
+            .unwrap_or_default()
+            .to_owned(),
+        task_queue: started
+            .attr_str("task_queue")
             .unwrap_or_default()
             .to_owned(),
         saga_id: started.saga_id,

@@ -345,17 +345,20 @@ fn schemas() -> Value {
                 "input": {"nullable": true, "description": "The workflow's input (any JSON)."},
                 "id": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "The execution id, not blank (default: `<type>-<time>`)."},
                 "timeout_secs": {"type": "integer", "minimum": 1, "maximum": crate::ops::executions::MAX_TIMEOUT_SECS,
-                                 "description": "Fail and compensate after this long (default: the workflow's own timeout)."}
+                                 "description": "Fail and compensate after this long (default: the workflow's own timeout)."},
+                "task_queue": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$",
+                               "description": "The task queue its workflow and activity tasks go to: only workers serving it run the execution (default: `default`)."}
             }
         },
         "Started": {
             "type": "object",
-            "required": ["saga_id", "workflow_type", "fingerprint", "trace_id", "started_at"],
+            "required": ["saga_id", "workflow_type", "fingerprint", "trace_id", "task_queue", "started_at"],
             "properties": {
                 "saga_id": {"type": "string"},
                 "workflow_type": {"type": "string"},
                 "fingerprint": {"type": "string"},
                 "trace_id": {"type": "string"},
+                "task_queue": {"type": "string", "description": "The queue its tasks go to."},
                 "started_at": timestamp()
             }
         },

@@ -159,6 +159,8 @@ struct StartBody {
     id: Option<String>,
     #[serde(default)]
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    task_queue: Option<String>,
 }
 
 async fn start(State(s): Shared, bytes: Bytes) -> Reply<Response> {
@@ -168,6 +170,7 @@ async fn start(State(s): Shared, bytes: Bytes) -> Reply<Response> {
         input: b.input,
         id: b.id,
         timeout_secs: b.timeout_secs,
+        task_queue: b.task_queue,
     };
     let started = ops::start(&s.client, req).await?;
     let location = format!("/executions/{}", path_segment(started.saga_id.as_str()));

@@ -13,7 +13,11 @@ crate's `order_saga` (one completed and one compensated execution), starts
   counts the store holds;
 - then again with `--nats` (a namespace of its own, whose streams are deleted at the
   end): schemathesis on the dead-letter operations, and the task-queue gauges parsed.
-  Without a NATS server this part fails when CI is set and is skipped otherwise.
+  Without a NATS server this part fails when CI is set and is skipped otherwise;
+- and a worker's `/metrics` (the engine's counters and activity latency histograms,
+  which `saga serve` cannot have): the `examples` `worker` on PostgreSQL (a schema of
+  its own, dropped at the end) and NATS (its own namespace) with `SAGA_METRICS_ADDR`,
+  three shop orders started with `saga start`, then its `/metrics` parsed.
 
 Usage: python3 saga-cli/tests/api/check_api.py  (from anywhere; uses cargo's target
 dir, so CARGO_TARGET_DIR is honoured). Exits non-zero on any failure.
@@ -21,6 +25,7 @@ dir, so CARGO_TARGET_DIR is honoured). Exits non-zero on any failure.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,6 +39,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 PACKAGES = ["schemathesis==4.32.5", "prometheus-client==0.26.0"]
 CHECKS_EXCLUDED = "positive_data_acceptance"
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+PG_URL = os.environ.get("SAGA_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
 
 
 def run(cmd, **kw):
@@ -59,7 +65,7 @@ def main():
         run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES])
 
         run(["cargo", "build", "--quiet", "-p", "saga-cli", "--bin", "saga",
-             "-p", "examples", "--bin", "order_saga"], cwd=REPO)
+             "-p", "examples", "--bin", "order_saga", "--bin", "worker"], cwd=REPO)
         bins = os.path.join(target_dir(), "debug")
         db = os.path.join(work, "saga.db")
         run([os.path.join(bins, "order_saga")], cwd=REPO,
@@ -97,6 +103,8 @@ def main():
                     stop(server)
                     server = None
                 delete_streams([f"SAGA_TASKS_{namespace}", f"SAGA_DLQ_{namespace}"])
+            if pg_reachable():
+                check_worker_metrics(py, bins, f"{namespace}_w")
         print("API check passed", flush=True)
     finally:
         if server is not None:
@@ -124,6 +132,90 @@ def stop(server):
     server.terminate()
     if server.wait(timeout=10) != 0:
         sys.exit(f"saga serve exited with {server.returncode} on SIGTERM")
+
+
+def pg_reachable():
+    url = urllib.parse.urlparse(PG_URL)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), timeout=2).close()
+        return True
+    except OSError as e:
+        if os.environ.get("CI"):
+            sys.exit(f"PostgreSQL at {PG_URL} is required (CI is set) but unreachable: {e}")
+        print(f"SKIPPED the worker part: PostgreSQL at {PG_URL} is unreachable ({e})", flush=True)
+        return False
+
+
+def check_worker_metrics(py, bins, namespace):
+    """A worker's /metrics: three shop orders (one compensated) run by the `worker`
+    binary, then its engine counters and latency histograms parsed."""
+    schema = namespace.lower()
+    host, port = nats_address()
+    worker = subprocess.Popen(
+        [os.path.join(bins, "worker")],
+        env={**os.environ, "SAGA_DATABASE_URL": PG_URL, "SAGA_SCHEMA": schema,
+             "SAGA_NATS_URL": f"{host}:{port}", "SAGA_NATS_NAMESPACE": namespace,
+             "SAGA_METRICS_ADDR": "127.0.0.1:0", "SAGA_CONCURRENCY": "4",
+             # `saga start` writes the task to the outbox; the worker publishes it.
+             "SAGA_REDELIVER_AFTER_MS": "200"},
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        first = worker.stdout.readline().strip()
+        marker = " metrics at "
+        if marker not in first:
+            sys.exit(f"the worker did not serve metrics: {first!r}")
+        metrics_url = first.split(marker, 1)[1]
+        ready = worker.stdout.readline().strip()
+        assert ready.endswith("ready"), ready
+        saga = [os.path.join(bins, "saga"), "--store", PG_URL, "--schema", schema]
+        for i in range(3):
+            order = {"id": f"w{i}", "amount_cents": 100 + i, "carrier_rejects": i == 2}
+            run([*saga, "start", "shop-order", "--input", json.dumps(order), "--id", f"w{i}"],
+                stdout=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while True:
+            listed = subprocess.run([*saga, "-o", "json", "list"], check=True,
+                                    capture_output=True, text=True).stdout
+            statuses = {e["saga_id"]: e["status"] for e in json.loads(listed)}
+            if all(statuses.get(f"w{i}") in ("Completed", "Cancelled") for i in range(3)):
+                break
+            if time.time() > deadline:
+                sys.exit(f"the worker did not finish the shop orders: {statuses}")
+            time.sleep(0.2)
+        families = parse_metrics(py, metrics_url)
+        # prometheus-client names a counter family without its `_total`.
+        attempts = families["saga_engine_activity_attempts"]
+        assert attempts["type"] == "counter", attempts
+        total = attempts["samples"][0][2]
+        latency = families["saga_engine_activity_attempt_duration_seconds"]
+        assert latency["type"] == "histogram", latency
+        counts = {(s[1]["activity_type"], s[1]["outcome"]): s[2]
+                  for s in latency["samples"] if s[0].endswith("_count")}
+        # 3 steps for each order, 3 compensations for the rejected one (at least:
+        # a redelivered attempt may run twice).
+        assert total >= 12 and sum(counts.values()) == total, (total, counts)
+        for (activity_type, outcome), n in counts.items():
+            buckets = [s for s in latency["samples"] if s[0].endswith("_bucket")
+                       and s[1]["activity_type"] == activity_type and s[1]["outcome"] == outcome]
+            assert buckets[-1][1]["le"] == "+Inf" and buckets[-1][2] == n, buckets
+        closed = {s[1]["outcome"]: s[2] for s in families["saga_engine_workflows_closed"]["samples"]
+                  if s[1]["workflow_type"] == "shop-order"}
+        assert closed["completed"] == 2 and closed["compensated"] == 1, closed
+        # Started by `saga start`: counted by the worker that ran their first task.
+        started = {s[1]["workflow_type"]: s[2] for s in families["saga_engine_workflows_started"]["samples"]}
+        assert started == {"shop-order": 3}, started
+        print(f"worker /metrics parsed: {total:.0f} attempts timed, closed {closed}", flush=True)
+    finally:
+        worker.terminate()
+        code = worker.wait(timeout=30)
+        delete_streams([f"SAGA_TASKS_{namespace}", f"SAGA_DLQ_{namespace}"])
+        if shutil.which("psql"):
+            subprocess.run(["psql", PG_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                           check=False, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"})
+    if code != 0:
+        sys.exit(f"the worker exited with {code} on SIGTERM")
 
 
 def nats_address():
@@ -182,14 +274,20 @@ print(json.dumps(families))
 """
 
 
-def check_metrics(py, base):
-    with urllib.request.urlopen(f"{base}/metrics") as r:
+def parse_metrics(py, url):
+    """GET `url` and parse it with prometheus-client: {family: {type, samples}}."""
+    with urllib.request.urlopen(url) as r:
         content_type = r.headers["Content-Type"]
         text = r.read().decode()
     assert content_type.startswith("text/plain; version=0.0.4"), content_type
     parsed = subprocess.run([py, "-c", PARSE], input=text, capture_output=True,
                             text=True, check=True).stdout
-    families = json.loads(parsed)
+    return json.loads(parsed)
+
+
+def check_metrics(py, base):
+    families = parse_metrics(py, f"{base}/metrics")
+    text = json.dumps(families)
     for name in ("saga_executions", "saga_outbox_tasks"):
         assert name in families, f"{name} missing from /metrics:\n{text}"
         assert families[name]["type"] == "gauge", families[name]

@@ -70,10 +70,13 @@ struct Counters {
     outbox_redelivered: AtomicU64,
     watchdog_findings: AtomicU64,
     watchdog_actions: AtomicU64,
+    /// Activity latencies and workflow lifecycle counts, by type.
+    by_type: crate::metrics::Recorder,
 }
 
-/// A copy of the engine's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A copy of the engine's counters, histograms and per-type counts (render it with
+/// [`EngineMetrics::to_prometheus`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineMetrics {
     /// Batches of events appended by the engine.
     pub workflow_tasks: u64,
@@ -101,6 +104,11 @@ pub struct EngineMetrics {
     /// Actions the watchdog took: forced timeouts, cancellations, worker pauses and
     /// resumptions.
     pub watchdog_actions: u64,
+    /// How long activity attempts (local ones included) took on this engine's
+    /// workers, by activity type and outcome; sorted, types never run left out.
+    pub activity_latency: Vec<crate::metrics::ActivityLatency>,
+    /// Executions started and closed by this engine, by workflow type; sorted.
+    pub workflows: Vec<crate::metrics::WorkflowCounts>,
 }
 
 /// What `describe` reports about one execution.
@@ -518,6 +526,65 @@ impl Drop for SagaEngine {
     }
 }
 
+/// Reads an engine's metrics (see [`SagaEngine::metrics_handle`]); cheap to clone.
+///
+/// ```
+/// # async fn demo(engine: saga_runtime::engine::SagaEngine) {
+/// let metrics = engine.metrics_handle();
+/// let render = move || metrics.metrics().to_prometheus();
+/// assert!(render().contains("saga_engine_activity_attempts_total"));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MetricsHandle(Arc<Inner>);
+
+impl MetricsHandle {
+    /// The engine's counters, histograms and per-type counts now.
+    pub fn metrics(&self) -> EngineMetrics {
+        self.0.metrics()
+    }
+}
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsHandle").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn metrics(&self) -> EngineMetrics {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (activity_latency, workflows) = c.by_type.snapshot();
+        EngineMetrics {
+            workflow_tasks: get(&c.workflow_tasks),
+            conflicts: get(&c.conflicts),
+            loads: get(&c.loads),
+            corrupt_snapshots: get(&c.corrupt_snapshots),
+            snapshots_saved: get(&c.snapshots_saved),
+            activity_attempts: get(&c.activity_attempts),
+            dropped_tasks: get(&c.dropped_tasks),
+            workflow_task_failures: get(&c.workflow_task_failures),
+            store_errors: get(&c.store_errors),
+            outbox_redelivered: get(&c.outbox_redelivered),
+            watchdog_findings: get(&c.watchdog_findings),
+            watchdog_actions: get(&c.watchdog_actions),
+            activity_latency,
+            workflows,
+        }
+    }
+}
+
+/// `span`, in the OpenTelemetry trace of the saga whose trace id is `trace_id` (feature
+/// `otel`; without it, unchanged).
+fn in_trace(span: tracing::Span, trace_id: &str) -> tracing::Span {
+    #[cfg(feature = "otel")]
+    crate::telemetry::adopt(&span, trace_id);
+    #[cfg(not(feature = "otel"))]
+    let _ = trace_id;
+    span
+}
+
 /// A started execution of `W`.
 pub struct RunHandle<W: Workflow> {
     inner: Arc<Inner>,
@@ -701,24 +768,16 @@ impl SagaEngine {
         *self.inner.paused.borrow()
     }
 
-    /// The engine's counters.
+    /// The engine's counters, histograms and per-type counts.
     pub fn metrics(&self) -> EngineMetrics {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        EngineMetrics {
-            workflow_tasks: get(&c.workflow_tasks),
-            conflicts: get(&c.conflicts),
-            loads: get(&c.loads),
-            corrupt_snapshots: get(&c.corrupt_snapshots),
-            snapshots_saved: get(&c.snapshots_saved),
-            activity_attempts: get(&c.activity_attempts),
-            dropped_tasks: get(&c.dropped_tasks),
-            workflow_task_failures: get(&c.workflow_task_failures),
-            store_errors: get(&c.store_errors),
-            outbox_redelivered: get(&c.outbox_redelivered),
-            watchdog_findings: get(&c.watchdog_findings),
-            watchdog_actions: get(&c.watchdog_actions),
-        }
+        self.inner.metrics()
+    }
+
+    /// A handle that reads [`Self::metrics`] from elsewhere (a `/metrics` server's
+    /// task), without borrowing the engine; it outlives a shutdown (the numbers then
+    /// stay as they were).
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle(self.inner.clone())
     }
 
     /// Forgets cached executions, so the next task for each replays from the store.

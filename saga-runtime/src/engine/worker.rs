@@ -20,6 +20,7 @@ use crate::codec::AnyCodec;
 use crate::domain::{
     Error, ErrorKind, EventType, HistoryEvent, Result, SagaId, TimerKind, WorkflowStatus,
 };
+use crate::metrics::AttemptOutcome;
 use crate::port::{
     Commit, Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord,
 };
@@ -360,6 +361,7 @@ impl Inner {
             let snapshotted = snapshot.is_some();
             let is_child = exec.s.parent.is_some();
             let queue = self.queue_of(exec).to_owned();
+            let (started, closes) = crate::metrics::lifecycle(expected, &events);
             let (mut commit, after) =
                 self.plan_commit(saga_id, expected, events, snapshot, is_child, &queue);
             if self.outbox {
@@ -368,9 +370,13 @@ impl Inner {
             let timers_changed = !commit.create_timers.is_empty();
             let closed = exec.is_closed();
             let span = tracing::debug_span!("workflow_task", saga_id = %saga_id, trace_id = %exec.s.trace_id, version = expected);
+            let span = super::in_trace(span, &exec.s.trace_id);
             match self.store.commit(commit).instrument(span).await {
                 Ok(_) => {
                     self.counter(&self.counters.workflow_tasks);
+                    self.counters
+                        .by_type
+                        .workflow(&workflow_type, started, closes);
                     if snapshotted {
                         self.counter(&self.counters.snapshots_saved);
                     }
@@ -724,6 +730,7 @@ impl Inner {
             inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
+        let span = super::in_trace(span, &trace_id);
         self.process(saga_id, true, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
@@ -1105,6 +1112,8 @@ impl Inner {
             activity_type = %task.activity_type,
             attempt = task.attempt
         );
+        let span = super::in_trace(span, &task.trace_id);
+        let began = Instant::now();
         let result = {
             // While the attempt runs, tell the queue the delivery is alive, so that a
             // slow activity is not redelivered the way a dead worker's task is.
@@ -1123,6 +1132,11 @@ impl Inner {
                 }
             }
         };
+        self.counters.by_type.activity_attempt(
+            &task.activity_type,
+            attempt_outcome(&result),
+            began.elapsed(),
+        );
         let finished = self.clock.now();
         let (event_type, attributes) = match result {
             Ok(output) => (
@@ -1352,6 +1366,15 @@ impl Inner {
     }
 }
 
+/// The latency label of an attempt's result (see [`Inner::execute`]).
+fn attempt_outcome<T>(r: &std::result::Result<T, Option<ActivityError>>) -> AttemptOutcome {
+    match r {
+        Ok(_) => AttemptOutcome::Completed,
+        Err(Some(_)) => AttemptOutcome::Failed,
+        Err(None) => AttemptOutcome::TimedOut,
+    }
+}
+
 type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Inner {
@@ -1396,9 +1419,15 @@ impl Inner {
                 attempt,
                 activity_type: run.activity_type.clone(),
             };
+            let began = Instant::now();
             let r = self
                 .execute(ctx, raw(Some(&run.input)), run.timeout_ms, None)
                 .await;
+            self.counters.by_type.activity_attempt(
+                &run.activity_type,
+                attempt_outcome(&r),
+                began.elapsed(),
+            );
             let failure = match &r {
                 Ok(_) => None,
                 Err(None) => Some(ActivityError::timeout(Duration::from_millis(
