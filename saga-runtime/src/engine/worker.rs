@@ -1119,15 +1119,20 @@ impl Inner {
             // slow activity is not redelivered the way a dead worker's task is.
             let attempt = self.execute(ctx, task.input, task.timeout_ms, Some(span));
             tokio::pin!(attempt);
-            let mut beat = tokio::time::interval(self.config.progress_every);
-            beat.tick().await; // the first tick is immediate
+            // A sleep, not an `Interval`: an interval's first tick is "immediate" only
+            // at the timer's 1 ms resolution, which cost every attempt about a
+            // millisecond before it started (BENCHMARKS.md).
+            let every = self.config.progress_every;
+            let beat = tokio::time::sleep(every);
+            tokio::pin!(beat);
             loop {
                 tokio::select! {
                     r = &mut attempt => break r,
-                    _ = beat.tick() => {
+                    _ = &mut beat => {
                         if let Err(e) = self.queue.progress(&d.tag).await {
                             tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
                         }
+                        beat.as_mut().reset(tokio::time::Instant::now() + every);
                     }
                 }
             }
