@@ -128,6 +128,7 @@ impl DeadLetterStream {
             while (out.len() as u64) < total {
                 let msgs = pull(
                     client,
+                    None,
                     &self.name,
                     &name,
                     LIST_BATCH,

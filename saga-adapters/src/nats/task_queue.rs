@@ -12,7 +12,7 @@ use saga_runtime::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
 use super::dead_letter::DeadLetterStream;
-use super::pull::{pull, Wait};
+use super::pull::{pull, Inboxes, Wait};
 use super::signals::NatsSignalDispatcher;
 use super::tag::{self, AckSubject};
 use super::{envelope, subject, NatsConfig};
@@ -82,6 +82,8 @@ struct Inner {
     /// Deliveries fetched here on their last allowed attempt, by stream sequence: if
     /// the ack wait runs out, they are dead-lettered (see the type's docs).
     last_attempts: Mutex<HashMap<u64, LastAttempt>>,
+    /// Reply subscriptions of finished pulls, for the next ones.
+    inboxes: Inboxes,
 }
 
 struct LastAttempt {
@@ -136,6 +138,7 @@ impl NatsTaskQueue {
                 dead,
                 consumers: tokio::sync::Mutex::new(HashSet::new()),
                 last_attempts: Mutex::new(HashMap::new()),
+                inboxes: Inboxes::default(),
             }),
         })
     }
@@ -308,6 +311,7 @@ impl NatsTaskQueue {
         let consumer = self.ensure_consumer(queue).await?;
         let pulled = pull(
             &self.inner.client,
+            Some(&self.inner.inboxes),
             &c.stream,
             &consumer,
             batch,
@@ -338,6 +342,7 @@ impl NatsTaskQueue {
         if let Err(e) = self.inner.tasks.consumer_info(&consumer).await {
             tracing::warn!(error = %e, consumer, stream = %c.stream, "NATS did not answer a pull and the consumer cannot be read; recreating it");
             self.inner.consumers.lock().await.remove(queue);
+            self.inner.inboxes.forget(&consumer);
             ensure_stream(&self.inner.js, task_stream_config(c)).await?;
             DeadLetterStream::open(&self.inner.js, c).await?;
             self.ensure_consumer(queue).await?;
