@@ -84,6 +84,8 @@ struct Inner {
     last_attempts: Mutex<HashMap<u64, LastAttempt>>,
     /// Reply subscriptions of finished pulls, for the next ones.
     inboxes: Inboxes,
+    /// Held while this process replaces a broken task stream.
+    replacing: tokio::sync::Mutex<()>,
 }
 
 struct LastAttempt {
@@ -139,6 +141,7 @@ impl NatsTaskQueue {
                 consumers: tokio::sync::Mutex::new(HashSet::new()),
                 last_attempts: Mutex::new(HashMap::new()),
                 inboxes: Inboxes::default(),
+                replacing: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -381,9 +384,41 @@ impl NatsTaskQueue {
                 self.recreate_streams().await?;
                 self.publish_once(&subject, &headers, &body).await
             }
+            Err(e) if store_failed(&e) => {
+                self.replace_broken_stream().await?;
+                self.publish_once(&subject, &headers, &body).await
+            }
             other => other,
         }
         .map_err(|e| failed(&e))
+    }
+
+    /// The task stream exists but the server cannot read or write its storage (its
+    /// files went missing: seen when a stream is deleted and at once recreated under
+    /// the same name while the server still removes the old files). Such a stream
+    /// never recovers, and what it held is lost already; the outbox re-drives those
+    /// tasks. So it is deleted and created anew, once per process at a time, and only
+    /// if it still fails after a pause (another worker may have replaced it already).
+    async fn replace_broken_stream(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.replacing.lock().await;
+        let c = &self.inner.config;
+        let jitter = u64::from(std::process::id() % 200);
+        tokio::time::sleep(Duration::from_millis(200 + jitter)).await;
+        if let Ok(stream) = self.inner.js.get_stream(&c.stream).await {
+            let age =
+                chrono::Utc::now().timestamp() - stream.cached_info().created.unix_timestamp();
+            if age < 5 {
+                // Replaced a moment ago (by another worker, or by this one for another
+                // publish): try that one.
+                return Ok(());
+            }
+        }
+        tracing::warn!(stream = %c.stream, "the NATS task stream cannot store messages; deleting and recreating it");
+        if let Err(e) = self.inner.js.delete_stream(&c.stream).await {
+            // Gone already, or the recreate below finds it and the next publish tells.
+            tracing::debug!(stream = %c.stream, error = %e, "could not delete the broken stream");
+        }
+        self.recreate_streams().await
     }
 
     /// Tasks of `queue` in the task stream: published and not yet acked, whether
@@ -757,6 +792,14 @@ impl TaskQueue for NatsTaskQueue {
         self.sweep(queue).await?;
         self.inner.dead.list(&self.inner.client, queue).await
     }
+}
+
+/// Whether a publish failed because the stream's storage is broken (JetStream error
+/// 10077, "error opening msg block file" and the like).
+fn store_failed(e: &jetstream::context::PublishError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<jetstream::Error>())
+        .is_some_and(|j| j.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED)
 }
 
 fn task_stream_config(c: &NatsConfig) -> stream::Config {
