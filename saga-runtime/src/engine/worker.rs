@@ -1094,7 +1094,8 @@ impl Inner {
             .await?
         {
             // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
-            // whose result is recorded, or that was superseded: never run it twice.
+            // whose result is recorded, or that was superseded: not run again. (Which
+            // deliveries are checked against the store: see `awaits_attempt`.)
             return Ok(Processed::Dropped);
         }
         let started_at = self.clock.now();
