@@ -397,21 +397,21 @@ impl NatsTaskQueue {
     /// files went missing: seen when a stream is deleted and at once recreated under
     /// the same name while the server still removes the old files). Such a stream
     /// never recovers, and what it held is lost already; the outbox re-drives those
-    /// tasks. So it is deleted and created anew, once per process at a time, and only
-    /// if it still fails after a pause (another worker may have replaced it already).
+    /// tasks. So it is deleted and created anew, once per process at a time, unless it
+    /// was created in the last few seconds (checked before and after a short pause:
+    /// another worker may have replaced it already).
     async fn replace_broken_stream(&self) -> Result<()> {
         let _one_at_a_time = self.inner.replacing.lock().await;
+        // Publishes that failed together queue up here: once the first has replaced
+        // the stream, the others see it new and retry at once, without the pause.
+        if self.task_stream_is_new().await {
+            return Ok(());
+        }
         let c = &self.inner.config;
         let jitter = u64::from(std::process::id() % 200);
         tokio::time::sleep(Duration::from_millis(200 + jitter)).await;
-        if let Ok(stream) = self.inner.js.get_stream(&c.stream).await {
-            let age =
-                chrono::Utc::now().timestamp() - stream.cached_info().created.unix_timestamp();
-            if age < 5 {
-                // Replaced a moment ago (by another worker, or by this one for another
-                // publish): try that one.
-                return Ok(());
-            }
+        if self.task_stream_is_new().await {
+            return Ok(());
         }
         tracing::warn!(stream = %c.stream, "the NATS task stream cannot store messages; deleting and recreating it");
         if let Err(e) = self.inner.js.delete_stream(&c.stream).await {
@@ -419,6 +419,18 @@ impl NatsTaskQueue {
             tracing::debug!(stream = %c.stream, error = %e, "could not delete the broken stream");
         }
         self.recreate_streams().await
+    }
+
+    /// Whether the task stream was created in the last few seconds (replaced a moment
+    /// ago, by another worker or by this one for another publish).
+    async fn task_stream_is_new(&self) -> bool {
+        match self.inner.js.get_stream(&self.inner.config.stream).await {
+            Ok(stream) => {
+                let created = stream.cached_info().created.unix_timestamp();
+                chrono::Utc::now().timestamp() - created < 5
+            }
+            Err(_) => false,
+        }
     }
 
     /// Tasks of `queue` in the task stream: published and not yet acked, whether
