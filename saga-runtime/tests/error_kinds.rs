@@ -68,6 +68,9 @@ impl Outbox for Down {
     async fn settle_tasks(&self, _: &SagaId, _: &[String]) -> Result<(), Error> {
         Err(down(ErrorKind::EventStore))
     }
+    async fn defer_tasks(&self, _: &SagaId, _: &[String], _: DateTime<Utc>) -> Result<(), Error> {
+        Err(down(ErrorKind::EventStore))
+    }
     async fn outbox_len(&self) -> Result<u64, Error> {
         Err(down(ErrorKind::EventStore))
     }

@@ -412,6 +412,15 @@ impl Outbox for Switch {
         self.check()?;
         self.inner.settle_tasks(saga_id, ids).await
     }
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.defer_tasks(saga_id, ids, until).await
+    }
     async fn outbox_len(&self) -> Result<u64> {
         self.check()?;
         self.inner.outbox_len().await

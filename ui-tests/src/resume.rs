@@ -221,6 +221,14 @@ impl saga_runtime::port::Outbox for CrashingStore {
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
         self.inner.settle_tasks(saga_id, dedup_ids).await
     }
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        self.inner.defer_tasks(saga_id, dedup_ids, until).await
+    }
     async fn outbox_len(&self) -> Result<u64> {
         self.inner.outbox_len().await
     }

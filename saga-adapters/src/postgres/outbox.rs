@@ -60,6 +60,29 @@ impl Outbox for PostgresStore {
         self.settle_in(&mut conn, saga_id, dedup_ids).await
     }
 
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        if dedup_ids.is_empty() {
+            return Ok(());
+        }
+        self.count(1);
+        sqlx::query(
+            "UPDATE saga_outbox SET due_at = $3 \
+              WHERE saga_id = $1 AND dedup_id = ANY($2) AND due_at < $3",
+        )
+        .bind(saga_id.as_str())
+        .bind(dedup_ids)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unavailable("defer outbox tasks", e))?;
+        Ok(())
+    }
+
     async fn outbox_len(&self) -> Result<u64> {
         self.count(1);
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_outbox")

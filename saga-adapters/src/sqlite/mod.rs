@@ -559,6 +559,24 @@ impl Outbox for SqliteStore {
         }
     }
 
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        if dedup_ids.is_empty() {
+            return Ok(());
+        }
+        match self
+            .write(Op::DeferTasks(saga_id.clone(), dedup_ids.to_vec(), until))
+            .await?
+        {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn outbox_len(&self) -> Result<u64> {
         let mut conn = self.read().await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saga_outbox")

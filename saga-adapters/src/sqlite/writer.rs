@@ -57,14 +57,17 @@ pub(super) enum Op {
         lease: Duration,
     },
     SettleTasks(SagaId, Vec<String>),
+    DeferTasks(SagaId, Vec<String>, DateTime<Utc>),
 }
 
 impl Op {
     fn kind(&self) -> ErrorKind {
         match self {
-            Op::Commit(_) | Op::SaveSnapshot(..) | Op::ClaimTasks { .. } | Op::SettleTasks(..) => {
-                ErrorKind::EventStore
-            }
+            Op::Commit(_)
+            | Op::SaveSnapshot(..)
+            | Op::ClaimTasks { .. }
+            | Op::SettleTasks(..)
+            | Op::DeferTasks(..) => ErrorKind::EventStore,
             _ => ErrorKind::TimerStore,
         }
     }
@@ -397,6 +400,10 @@ impl Writer<'_> {
             }
             Op::SettleTasks(saga, ids) => {
                 self.settle_tasks(saga, ids).await?;
+                Ok(Reply::Done)
+            }
+            Op::DeferTasks(saga, ids, until) => {
+                self.defer_tasks(saga, ids, to_us(*until)).await?;
                 Ok(Reply::Done)
             }
             Op::Claim { now, limit, lease } => {
@@ -747,6 +754,28 @@ impl Writer<'_> {
             }
             self.exec(q).await.map_err(|e| {
                 Failure::Broken(db_error(ErrorKind::EventStore, "settle outbox tasks", e))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn defer_tasks(&mut self, saga: &SagaId, ids: &[String], until_us: i64) -> OpResult<()> {
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "UPDATE saga_outbox SET due_at_us = ? \
+                 WHERE saga_id = ? AND due_at_us < ? AND dedup_id IN (",
+            );
+            push_placeholders(&mut sql, chunk.len());
+            sql.push(')');
+            let mut q = sqlx::query(&sql)
+                .bind(until_us)
+                .bind(saga.as_str())
+                .bind(until_us);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            self.exec(q).await.map_err(|e| {
+                Failure::Broken(db_error(ErrorKind::EventStore, "defer outbox tasks", e))
             })?;
         }
         Ok(())

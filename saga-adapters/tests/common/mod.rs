@@ -178,6 +178,14 @@ pub mod held {
         async fn settle_tasks(&self, saga_id: &SagaId, ids: &[String]) -> Result<()> {
             hold(self.0.settle_tasks(saga_id, ids)).await
         }
+        async fn defer_tasks(
+            &self,
+            saga_id: &SagaId,
+            ids: &[String],
+            until: DateTime<Utc>,
+        ) -> Result<()> {
+            hold(self.0.defer_tasks(saga_id, ids, until)).await
+        }
         async fn outbox_len(&self) -> Result<u64> {
             hold(self.0.outbox_len()).await
         }

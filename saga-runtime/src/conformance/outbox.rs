@@ -22,6 +22,7 @@ pub async fn run_all_outbox<S: WorkflowStore>(store: &S) {
     check_settled_tasks_are_not_claimed(store).await;
     check_stale_commit_writes_no_tasks(store).await;
     check_closing_commit_settles_every_task(store).await;
+    check_deferred_tasks_wait_until_their_time(store).await;
 }
 
 /// A commit's tasks are kept once each, claimed from their `redeliver_at` on, and not
@@ -191,6 +192,57 @@ pub async fn check_closing_commit_settles_every_task<S: WorkflowStore>(store: &S
         "closing an execution must not settle another's tasks"
     );
     settle_all(store, &other).await;
+}
+
+/// `defer_tasks` keeps a task from being claimed until its new time, never brings a
+/// task forward, touches only the named tasks of its saga, and ignores unknown ids.
+pub async fn check_deferred_tasks_wait_until_their_time<S: WorkflowStore>(store: &S) {
+    let at = instant(5);
+    let id = started(store, "ob-defer").await;
+    let (held, free) = (
+        task(&id, 1, TaskKind::Activity),
+        task(&id, 2, TaskKind::Activity),
+    );
+    let mut c = Commit::events_only(&id, 1, vec![signal(&id, 1)]);
+    c.tasks = vec![held.clone(), free.clone()];
+    c.redeliver_at = at;
+    ok("commit", store.commit(c).await);
+    let later = at + TimeDelta::minutes(10);
+    ok(
+        "defer_tasks",
+        store
+            .defer_tasks(&id, &[held.dedup_id.clone(), format!("{id}:999")], later)
+            .await,
+    );
+    let lease = Duration::from_secs(3_600);
+    assert_eq!(
+        claim(store, &id, at, lease).await,
+        vec![free],
+        "a deferred task must not be claimed before its new time; the others must"
+    );
+    // Deferring to an earlier time than the row's leaves it as it was.
+    ok(
+        "defer_tasks",
+        store
+            .defer_tasks(
+                &id,
+                std::slice::from_ref(&held.dedup_id),
+                at + TimeDelta::minutes(1),
+            )
+            .await,
+    );
+    assert!(
+        claim(store, &id, at + TimeDelta::minutes(2), lease)
+            .await
+            .is_empty(),
+        "defer_tasks must never make a task due sooner"
+    );
+    assert_eq!(
+        claim(store, &id, later, lease).await,
+        vec![held],
+        "a deferred task must be claimed from its new time on"
+    );
+    settle_all(store, &id).await;
 }
 
 /// Claim instant `n` of this suite: hours apart, years before any real task is due.

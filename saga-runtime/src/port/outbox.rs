@@ -26,7 +26,9 @@ use crate::domain::{Result, SagaId};
 ///   a commit that closes its execution (completed, failed, cancelled, terminated,
 ///   timed out) removes every row of the saga;
 /// - `claim_tasks` returns due rows, oldest due first, and moves each one's due time to
-///   `now + lease`, so concurrent reconcilers do not publish the same row at once.
+///   `now + lease`, so concurrent reconcilers do not publish the same row at once;
+/// - `defer_tasks` moves the due time of those rows of its saga to `until`, never
+///   earlier than it was.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Claims up to `limit` unsettled tasks due at `now`; each is due again at
@@ -40,6 +42,16 @@ pub trait Outbox: Send + Sync + 'static {
     /// Settles the tasks of `saga_id` with these dedup ids: they are never published
     /// again. Unknown ids are ignored.
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()>;
+    /// Keeps the tasks of `saga_id` with these dedup ids from being claimed before
+    /// `until` (a row already due later keeps its time). A worker running a task it
+    /// never received from the queue (eager dispatch) calls it while the task runs, as
+    /// a queue consumer reports progress. Unknown ids are ignored.
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()>;
     /// How many tasks are unsettled.
     async fn outbox_len(&self) -> Result<u64>;
 }

@@ -143,6 +143,14 @@ impl Outbox for InMemoryStore {
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
         self.outbox.settle_tasks(saga_id, dedup_ids).await
     }
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        self.outbox.defer_tasks(saga_id, dedup_ids, until).await
+    }
     async fn outbox_len(&self) -> Result<u64> {
         self.outbox.outbox_len().await
     }

@@ -106,6 +106,29 @@ impl Outbox for InMemoryOutbox {
         Ok(())
     }
 
+    async fn defer_tasks(
+        &self,
+        saga_id: &SagaId,
+        dedup_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut rows = self.lock();
+        for id in dedup_ids {
+            let key = (saga_id.clone(), id.clone());
+            let Some(row) = rows.by_key.get_mut(&key) else {
+                continue;
+            };
+            let at = row.1;
+            if at >= until {
+                continue;
+            }
+            row.1 = until;
+            rows.due.remove(&(at, key.0.clone(), key.1.clone()));
+            rows.due.insert((until, key.0, key.1));
+        }
+        Ok(())
+    }
+
     async fn outbox_len(&self) -> Result<u64> {
         Ok(self.lock().by_key.len() as u64)
     }
