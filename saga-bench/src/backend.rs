@@ -122,6 +122,7 @@ fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Chil
                 .flatten(),
         )
         .args(["--workers", &workers(s).to_string()])
+        .args(["--eager-activities", &s.eager_activities.to_string()])
         .args(["--schema", schema, "--nats-namespace", namespace])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -151,6 +152,7 @@ pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
         .workflow::<crate::workflows::saga_5>()
         .activities([activity::<crate::workflows::touch>()])
         .concurrency(workers(s))
+        .eager_activities(s.eager_activities)
         .codec(s.codec)
         .recover_on_start(false)
         .build()

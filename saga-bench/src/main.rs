@@ -124,6 +124,12 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     processes: usize,
 
+    /// The engine's eager activity dispatch (on by default; it acts only where the
+    /// outbox is on: postgres+nats): `--eager-activities false` sends every task
+    /// through the queue.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    eager_activities: bool,
+
     /// (Internal, `worker`) the schema and NATS namespace of the run to serve.
     #[arg(long, hide = true)]
     schema: Option<String>,
@@ -243,6 +249,8 @@ pub(crate) struct Settings {
     pub(crate) nats_url: String,
     /// Worker processes, this one included (postgres+nats).
     pub(crate) processes: usize,
+    /// The engine's eager activity dispatch.
+    pub(crate) eager_activities: bool,
     /// `worker` mode: the schema and NATS namespace of the run it serves.
     pub(crate) worker_of: Option<(String, String)>,
 }
@@ -303,6 +311,7 @@ fn main() -> ExitCode {
         pg_commit_flushers: cli.pg_commit_flushers,
         nats_url: cli.nats_url,
         processes: cli.processes.max(1),
+        eager_activities: cli.eager_activities,
         worker_of: cli.schema.zip(cli.nats_namespace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -59,6 +59,7 @@ impl Bench {
             .workflow::<saga_5>()
             .activities([activity::<touch>()])
             .concurrency(workers)
+            .eager_activities(s.eager_activities)
             .codec(s.codec)
             .recover_on_start(false)
             .build()
@@ -380,6 +381,7 @@ mod tests {
             pg_commit_flushers: None,
             nats_url: crate::backend::DEFAULT_NATS_URL.into(),
             processes: 1,
+            eager_activities: true,
             worker_of: None,
         }
     }

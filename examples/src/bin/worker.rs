@@ -13,6 +13,11 @@
 //! - `SAGA_CONCURRENCY` worker loops (default 32), `SAGA_REDELIVER_AFTER_MS` (the
 //!   outbox's `redeliver_after`, default 60 000), `SAGA_NATS_ACK_WAIT_MS` (how long
 //!   before a task a dead worker held is delivered again, default 30 000);
+//! - `SAGA_EAGER_ACTIVITIES` (`1`, the default, or `0`): run the activities this
+//!   worker's own steps schedule here at once instead of through NATS (eager
+//!   dispatch, `SagaEngineBuilder::eager_activities`): a saga stays on the worker that
+//!   took its first task; if that worker dies, the outbox re-drives its steps after
+//!   `SAGA_REDELIVER_AFTER_MS`;
 //! - `SAGA_METRICS_ADDR` (optional, e.g. `0.0.0.0:9464`): serve the engine's metrics
 //!   (counters, activity latency histograms, workflows by type) at
 //!   `http://ADDR/metrics` in Prometheus text format; the worker prints the address it
@@ -23,8 +28,9 @@
 //!   service (default `saga-worker`).
 //!
 //! SIGTERM (or Ctrl-C) stops it gracefully: the worker loops finish the task in hand
-//! and take no other; a task fetched and not finished is never acknowledged, so the
-//! broker delivers it to another worker after its ack wait. Nothing is dropped.
+//! and take no other, and the attempts running eagerly finish and record their
+//! results; a task fetched and not finished is never acknowledged, so the broker
+//! delivers it to another worker after its ack wait. Nothing is dropped.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,6 +43,18 @@ use saga_runtime::telemetry::Telemetry;
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn flag(name: &str, default: bool) -> Result<bool, Error> {
+    match std::env::var(name).as_deref() {
+        Err(_) => Ok(default),
+        Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(v) => Err(Error::new(
+            ErrorKind::Configuration,
+            format!("{name} must be 1 or 0, got `{v}`"),
+        )),
+    }
 }
 
 fn number(name: &str, default: u64) -> Result<u64, Error> {
@@ -77,6 +95,7 @@ async fn serve() -> Result<(), Error> {
             ..OutboxConfig::default()
         })
         .concurrency(number("SAGA_CONCURRENCY", 32)? as usize)
+        .eager_activities(flag("SAGA_EAGER_ACTIVITIES", true)?)
         .build()
         .await?;
     let pid = std::process::id();

@@ -35,6 +35,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<local_flow>()
         .workflow::<parent_flow>()
         .workflow::<recorder>()
+        .workflow::<pair<patient>>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -45,6 +46,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
             activity::<flaky>(),
             activity::<slow>(),
             activity::<echo>(),
+            activity::<patient>(),
         ])
         .concurrency(4)
         .timer_poll_interval(Duration::from_millis(200))
@@ -1283,6 +1285,9 @@ pub async fn outbox_redelivers_lost_tasks<S: ScenarioStore>(store: S) {
             redeliver_after: Duration::from_secs(5),
             ..Default::default()
         })
+        // Every task through the queue: eager dispatch would keep the later steps
+        // off it (see `eager_activities_skip_the_queue`).
+        .eager_activities(false)
         .build()
         .await
         .unwrap();
@@ -1392,6 +1397,141 @@ pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
     );
 }
 
+/// An outbox with an in-process queue, redelivering after `secs` seconds.
+fn outbox_after(secs: u64) -> crate::engine::OutboxConfig {
+    crate::engine::OutboxConfig {
+        enabled: Some(true),
+        redeliver_after: Duration::from_secs(secs),
+        reconcile_every: Duration::from_millis(200),
+    }
+}
+
+/// Eager dispatch: the activities a worker's own commits schedule run on that worker
+/// at once, without the queue. Only the first step (scheduled by the start, a client
+/// call) goes through the queue; here the queue loses it, and the outbox re-drives it.
+/// Each step runs once, and the closed saga leaves nothing in the outbox.
+pub async fn eager_activities_skip_the_queue<S: ScenarioStore>(store: S) {
+    let queue = LossyQueue::default();
+    let engine = builder(store.clone())
+        .queue(queue.clone())
+        .outbox(outbox_after(5))
+        .build()
+        .await
+        .unwrap();
+    let receipt = engine
+        .start::<order_saga>("eager-1", Order::new("eg"))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(receipt.shipment.tracking, "trk-eg");
+    let h = engine.history("eager-1").await.unwrap();
+    assert_history_sound(&h);
+    let m = engine.metrics();
+    assert_eq!(
+        (m.activity_attempts, m.eager_activities),
+        (3, 2),
+        "three steps, the last two run eagerly: {m:?}"
+    );
+    let published: Vec<_> = queue.seen().iter().map(|t| t.dedup_id.clone()).collect();
+    let scheduled: Vec<_> = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+        .map(|e| format!("{}:{}", e.saga_id, e.event_id))
+        .collect();
+    assert_eq!(
+        published,
+        vec![scheduled[0].clone(), scheduled[0].clone()],
+        "only the first step's task goes to the queue (lost once, re-published once)"
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
+/// An eager attempt whose worker dies is not lost: its task stayed in the outbox, the
+/// reconciler of another worker publishes it once `redeliver_after` passes, and that
+/// worker runs it.
+pub async fn eager_run_of_a_dead_worker_is_redriven<S: ScenarioStore>(store: S) {
+    {
+        let first = builder(store.clone())
+            .outbox(outbox_after(60))
+            .build()
+            .await
+            .unwrap();
+        first
+            .start::<pair<patient>>("eager-dead", 500)
+            .await
+            .unwrap();
+        // Wait until the second step runs eagerly (500 ms of virtual time), then die.
+        loop {
+            let h = first.history("eager-dead").await.unwrap();
+            let scheduled = h
+                .iter()
+                .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+                .count();
+            if scheduled == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(first.metrics().eager_activities, 1);
+    }
+    let second = builder(store.clone())
+        .outbox(outbox_after(2))
+        .build()
+        .await
+        .unwrap();
+    let output = second.result::<pair<patient>>("eager-dead").await.unwrap();
+    assert_eq!(output, 500);
+    let m = second.metrics();
+    assert!(
+        m.outbox_redelivered >= 1,
+        "re-published by the outbox: {m:?}"
+    );
+    assert_eq!(
+        m.activity_attempts, 1,
+        "the survivor ran the second step: {m:?}"
+    );
+    let h = second.history("eager-dead").await.unwrap();
+    assert_history_sound(&h);
+    assert_eq!(
+        h.iter()
+            .filter(|e| e.event_type == EventType::ActivityTaskStarted)
+            .count(),
+        2,
+        "the dead worker's attempt left nothing in history"
+    );
+}
+
+/// A step longer than `redeliver_after` is not handed out again while its worker is
+/// alive: the running attempt keeps its outbox row from coming due, whether it came
+/// from the queue (the first step) or runs eagerly (the second).
+pub async fn long_steps_are_not_redelivered<S: ScenarioStore>(store: S) {
+    let engine = builder(store.clone())
+        .outbox(outbox_after(2))
+        .build()
+        .await
+        .unwrap();
+    let output = engine
+        .start::<pair<patient>>("eager-long", 7_000)
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(output, 7_000);
+    let m = engine.metrics();
+    assert_eq!(
+        (
+            m.activity_attempts,
+            m.eager_activities,
+            m.outbox_redelivered
+        ),
+        (2, 1, 0),
+        "each 7 s step ran once, never re-published: {m:?}"
+    );
+}
+
 /// Calls the macro `$m` with the names of every scenario meant for tokio's paused
 /// clock: the one list each store's test file expands, so a new scenario runs on
 /// every adapter.
@@ -1431,6 +1571,9 @@ macro_rules! for_each_paused_scenario {
             recorded_values_replay,
             stale_writer_conflicts_and_retries,
             outbox_redelivers_lost_tasks,
+            eager_activities_skip_the_queue,
+            eager_run_of_a_dead_worker_is_redriven,
+            long_steps_are_not_redelivered,
             task_queues_route_work
         );
     };

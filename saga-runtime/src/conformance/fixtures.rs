@@ -556,6 +556,54 @@ where
     }
 }
 
+/// Runs activity `A` twice, the second time on the first's output, and returns the
+/// second output: the second step is scheduled by a worker, not by the start.
+pub struct pair<A>(std::marker::PhantomData<fn() -> A>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PairState<I> {
+    Start { input: I },
+    First,
+    Second,
+}
+
+impl<A: Activity<Output = <A as Activity>::Input>> Workflow for pair<A>
+where
+    A::Input: Clone + std::fmt::Debug,
+{
+    const TYPE_ID: &'static str = "pair";
+    const FINGERPRINT: &'static str = "pair:v1";
+    type Input = A::Input;
+    type Output = A::Output;
+    type Error = SagaError;
+    type State = PairState<A::Input>;
+
+    fn start(input: A::Input) -> PairState<A::Input> {
+        PairState::Start { input }
+    }
+
+    fn resume(
+        state: PairState<A::Input>,
+        _ctx: &mut WorkflowContext,
+        wake: Wake,
+    ) -> Transition<Self> {
+        match state {
+            PairState::Start { input } => Transition::Suspend {
+                commands: vec![Command::activity::<A>(&input)],
+                state: PairState::First,
+            },
+            PairState::First => {
+                let first: A::Output = take!(wake.activity::<A>());
+                Transition::Suspend {
+                    commands: vec![Command::activity::<A>(&first)],
+                    state: PairState::Second,
+                }
+            }
+            PairState::Second => Transition::Complete(take!(wake.activity::<A>())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaiterInput {
     /// Sleep this long before waiting (0: wait at once).

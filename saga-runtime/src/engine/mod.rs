@@ -70,6 +70,7 @@ struct Counters {
     outbox_redelivered: AtomicU64,
     watchdog_findings: AtomicU64,
     watchdog_actions: AtomicU64,
+    eager_activities: AtomicU64,
     /// Activity latencies and workflow lifecycle counts, by type.
     by_type: crate::metrics::Recorder,
 }
@@ -104,6 +105,9 @@ pub struct EngineMetrics {
     /// Actions the watchdog took: forced timeouts, cancellations, worker pauses and
     /// resumptions.
     pub watchdog_actions: u64,
+    /// Activity attempts this engine ran eagerly, right after the commit that
+    /// scheduled them, without the task queue (also counted in `activity_attempts`).
+    pub eager_activities: u64,
     /// How long activity attempts (local ones included) took on this engine's
     /// workers, by activity type and outcome; sorted, types never run left out.
     pub activity_latency: Vec<crate::metrics::ActivityLatency>,
@@ -202,6 +206,7 @@ struct Config {
     result_poll: Duration,
     outbox: OutboxConfig,
     progress_every: Duration,
+    eager_activities: bool,
     watchdog: Option<WatchdogConfig>,
 }
 
@@ -252,6 +257,7 @@ impl Default for Config {
             result_poll: Duration::from_secs(1),
             outbox: OutboxConfig::default(),
             progress_every: Duration::from_secs(10),
+            eager_activities: true,
             watchdog: None,
         }
     }
@@ -281,6 +287,9 @@ pub(crate) struct Inner {
     paused: watch::Sender<bool>,
     /// The watchdog's recent findings, newest last.
     findings: Mutex<std::collections::VecDeque<Finding>>,
+    /// Activity attempts running eagerly (see [`SagaEngineBuilder::eager_activities`]):
+    /// aborted with the engine, awaited by a graceful shutdown.
+    eager: Mutex<tokio::task::JoinSet<()>>,
     /// Itself, for effects that run as their own tasks (child starts, local
     /// activities): they call back into `process`.
     me: std::sync::Weak<Inner>,
@@ -398,6 +407,22 @@ impl SagaEngineBuilder {
         self
     }
 
+    /// Eager activity dispatch (default on; like Temporal's eager activities): with
+    /// the outbox on, an activity that this engine's own work schedules on this
+    /// engine's queue runs here at once, while a slot is free (at most
+    /// [`concurrency`](Self::concurrency) such runs), instead of going through the
+    /// task queue. The task is still in the outbox, written with the events that
+    /// schedule it, and the running attempt keeps deferring it there; if this process
+    /// dies, the reconciler publishes it after [`OutboxConfig::redeliver_after`] and
+    /// another worker runs it. A saga thus stays on the worker that took its first task,
+    /// which saves each step a publish and a delivery, and keeps its state in that
+    /// worker's cache. Starts and signals from clients always go through the queue, so
+    /// new sagas spread over the workers.
+    pub fn eager_activities(mut self, yes: bool) -> Self {
+        self.config.eager_activities = yes;
+        self
+    }
+
     /// The transactional outbox and its reconciler (default: on when the task queue is
     /// outside the process).
     pub fn outbox(mut self, config: OutboxConfig) -> Self {
@@ -465,6 +490,7 @@ impl SagaEngineBuilder {
             shutdown,
             paused: watch::channel(false).0,
             findings: Mutex::new(std::collections::VecDeque::new()),
+            eager: Mutex::new(tokio::task::JoinSet::new()),
             me: me.clone(),
         });
         let mut tasks = Vec::new();
@@ -523,6 +549,7 @@ impl Drop for SagaEngine {
         {
             t.abort();
         }
+        self.inner.eager_runs().abort_all();
     }
 }
 
@@ -552,6 +579,11 @@ impl std::fmt::Debug for MetricsHandle {
 }
 
 impl Inner {
+    /// The eager runs' set (a poisoned lock is still a valid set).
+    fn eager_runs(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
+        self.eager.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn metrics(&self) -> EngineMetrics {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -569,6 +601,7 @@ impl Inner {
             outbox_redelivered: get(&c.outbox_redelivered),
             watchdog_findings: get(&c.watchdog_findings),
             watchdog_actions: get(&c.watchdog_actions),
+            eager_activities: get(&c.eager_activities),
             activity_latency,
             workflows,
         }
@@ -800,6 +833,15 @@ impl SagaEngine {
             .collect();
         for t in tasks {
             let _ = t.await;
+        }
+        // Then the attempts running eagerly: each records its result (and starts no
+        // new eager run, the engine being shut down).
+        loop {
+            let mut running = std::mem::take(&mut *self.inner.eager_runs());
+            if running.is_empty() {
+                break;
+            }
+            while running.join_next().await.is_some() {}
         }
     }
 }

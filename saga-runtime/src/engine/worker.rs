@@ -53,6 +53,17 @@ pub(super) enum Processed {
     Dropped,
 }
 
+/// Who asks for a commit; it decides where the activities the commit schedules run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A client call (start, signal, cancel): the tasks go to the queue, so that new
+    /// executions spread over the workers.
+    Client,
+    /// This engine's own work on the execution (a task, a timer, a local activity, a
+    /// child's result): the activities it schedules may run here at once.
+    Worker,
+}
+
 /// The body of an activity task.
 #[derive(Debug, Serialize, Deserialize)]
 struct ActivityTask {
@@ -69,6 +80,12 @@ struct ActivityTask {
 /// Something to do once new events are durable.
 enum Effect {
     Publish(Task),
+    /// An activity task this commit scheduled: run it here at once when this engine
+    /// may (eager dispatch), or publish it.
+    Dispatch {
+        task: Task,
+        activity_type: String,
+    },
     /// Only for re-driving: timers normally commit with their events.
     CreateTimer(TimerRecord),
     Notify(Notification),
@@ -260,12 +277,14 @@ impl Inner {
         &self,
         saga_id: &SagaId,
         create: bool,
+        origin: Origin,
         make: F,
     ) -> Result<Processed>
     where
         F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
     {
-        self.process_settling(saga_id, create, None, make).await
+        self.process_settling(saga_id, create, origin, None, make)
+            .await
     }
 
     /// [`Self::process`], settling the outbox task `settle` (the delivery whose result
@@ -274,13 +293,16 @@ impl Inner {
         &self,
         saga_id: &SagaId,
         create: bool,
+        origin: Origin,
         settle: Option<&str>,
         make: F,
     ) -> Result<Processed>
     where
         F: FnMut(&mut Execution) -> Result<Option<Vec<Input>>>,
     {
-        let r = self.process_once(saga_id, create, settle, make).await;
+        let r = self
+            .process_once(saga_id, create, origin, settle, make)
+            .await;
         if let Err(e) = &r {
             self.note(e);
         }
@@ -291,6 +313,7 @@ impl Inner {
         &self,
         saga_id: &SagaId,
         create: bool,
+        origin: Origin,
         settle: Option<&str>,
         mut make: F,
     ) -> Result<Processed>
@@ -390,7 +413,7 @@ impl Inner {
                     if timers_changed {
                         self.timer_wake.notify_one();
                     }
-                    self.run_effects(saga_id, after).await;
+                    self.run_effects(saga_id, after, origin).await;
                     return Ok(Processed::Appended);
                 }
                 Err(e) if e.is_conflict() => {
@@ -432,7 +455,7 @@ impl Inner {
         wanted: impl Fn(&Execution) -> bool,
         inputs: Vec<Input>,
     ) -> Result<Processed> {
-        self.process_settling(saga_id, false, settle, |exec| {
+        self.process_settling(saga_id, false, Origin::Worker, settle, |exec| {
             Ok(wanted(exec).then(|| inputs.clone()))
         })
         .await
@@ -563,11 +586,15 @@ impl Inner {
                             attributes: json!({"seq": task.seq, "attempt": task.attempt}),
                         });
                     }
+                    let activity_type = task.activity_type.clone();
                     let task = activity_task(e, &task, queue);
                     if self.outbox {
                         commit.tasks.push(task.clone());
                     }
-                    out.push(Effect::Publish(task));
+                    out.push(Effect::Dispatch {
+                        task,
+                        activity_type,
+                    });
                 }
                 EventType::TimerStarted => {
                     let (Some(id), Ok(kind), Ok(fire_at)) = (
@@ -656,11 +683,18 @@ impl Inner {
         }
     }
 
-    async fn run_effects(&self, saga_id: &SagaId, effects: Vec<Effect>) {
+    async fn run_effects(&self, saga_id: &SagaId, effects: Vec<Effect>, origin: Origin) {
         let mut timers_changed = false;
         for effect in effects {
             let r = match effect {
                 Effect::Publish(task) => self.queue.publish(task).await,
+                Effect::Dispatch {
+                    task,
+                    activity_type,
+                } => match self.run_eagerly(task, &activity_type, origin) {
+                    None => Ok(()),
+                    Some(task) => self.queue.publish(task).await,
+                },
                 Effect::CreateTimer(t) => {
                     timers_changed = true;
                     self.store.create(t).await
@@ -731,7 +765,7 @@ impl Inner {
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         let span = super::in_trace(span, &trace_id);
-        self.process(saga_id, true, |exec| {
+        self.process(saga_id, true, Origin::Client, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
                 event_type: EventType::WorkflowExecutionStarted,
@@ -752,7 +786,7 @@ impl Inner {
         attributes: Value,
     ) -> Result<()> {
         let result = self
-            .process(saga_id, false, |exec| {
+            .process(saga_id, false, Origin::Client, |exec| {
                 if !exec.is_open() {
                     return Err(Error::new(
                         ErrorKind::Validation,
@@ -1001,7 +1035,10 @@ impl Inner {
     async fn handle(&self, d: Delivery) {
         let saga_id = d.task.saga_id.clone();
         let outcome = match d.task.kind {
-            TaskKind::Activity => self.run_activity(&d).await,
+            TaskKind::Activity => {
+                self.run_activity(&d.task, d.delivery_count, Some(&d.tag))
+                    .await
+            }
             TaskKind::Workflow => self.run_workflow_task(&saga_id).await,
         };
         // Settle the outbox row of a task that needs no redelivery: a workflow task once
@@ -1012,11 +1049,7 @@ impl Inner {
             _ => false,
         };
         if settle {
-            let ids = std::slice::from_ref(&d.task.dedup_id);
-            if let Err(e) = self.store.settle_tasks(&saga_id, ids).await {
-                self.note(&e);
-                tracing::debug!(saga_id = %saga_id, error = %e, "could not settle a task");
-            }
+            self.settle_task(&d.task).await;
         }
         let settled = match outcome {
             Ok(Processed::Appended) => self.queue.ack(&d.tag).await,
@@ -1037,6 +1070,68 @@ impl Inner {
         };
         if let Err(e) = settled {
             tracing::debug!(saga_id = %saga_id, error = %e, "could not settle delivery");
+        }
+    }
+
+    /// Removes a task's outbox row: it needs no redelivery.
+    async fn settle_task(&self, task: &Task) {
+        let ids = std::slice::from_ref(&task.dedup_id);
+        if let Err(e) = self.store.settle_tasks(&task.saga_id, ids).await {
+            self.note(&e);
+            tracing::debug!(saga_id = %task.saga_id, error = %e, "could not settle a task");
+        }
+    }
+
+    /// Eager dispatch ([`SagaEngineBuilder::eager_activities`]): runs an activity task
+    /// that this engine's own work just scheduled here and now, when it may. Returns
+    /// the task when it must go to the queue instead.
+    ///
+    /// [`SagaEngineBuilder::eager_activities`]: super::SagaEngineBuilder::eager_activities
+    fn run_eagerly(&self, task: Task, activity_type: &str, origin: Origin) -> Option<Task> {
+        // Only where the outbox keeps the task (it is never published, so nothing else
+        // would), for this engine's own queue and a registered activity, and not while
+        // the engine stops or its workers are paused.
+        let may = origin == Origin::Worker
+            && self.config.eager_activities
+            && self.outbox
+            && self.config.run_workers
+            && task.queue == self.config.queue
+            && self.activities.get_activity(activity_type).is_some()
+            && !*self.shutdown.borrow()
+            && !*self.paused.borrow();
+        let me = self.me.upgrade().filter(|_| may);
+        let Some(me) = me else {
+            return Some(task);
+        };
+        let mut running = self.eager_runs();
+        while running.try_join_next().is_some() {}
+        if running.len() >= self.config.concurrency {
+            return Some(task);
+        }
+        self.counter(&self.counters.eager_activities);
+        running.spawn(me.eager_task(task));
+        None
+    }
+
+    /// One eagerly dispatched attempt, settled as a delivery from the queue would be.
+    async fn run_eager(&self, task: Task) {
+        match self.run_activity(&task, 1, None).await {
+            // The commit that recorded the result settled the outbox row.
+            Ok(Processed::Appended) => {}
+            Ok(Processed::Dropped) => {
+                self.counter(&self.counters.dropped_tasks);
+                self.settle_task(&task).await;
+            }
+            Err(e) => {
+                // As a delivery from the queue is nak'ed: after a pause, the queue's
+                // redelivery, retries and dead-lettering take over. Should the publish
+                // fail too, the outbox row is still there for the reconciler.
+                tracing::warn!(saga_id = %task.saga_id, error = %e, "eager activity failed; handing it to the queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = self.queue.publish(task).await {
+                    tracing::debug!(error = %e, "could not publish; the outbox re-drives it");
+                }
+            }
         }
     }
 
@@ -1085,12 +1180,20 @@ impl Inner {
         }
     }
 
-    async fn run_activity(&self, d: &Delivery) -> Result<Processed> {
-        let saga_id = &d.task.saga_id;
-        let task: ActivityTask = serde_json::from_slice(&d.task.payload)
+    /// Runs the attempt `queued` asks for, unless its result is recorded, and records
+    /// the result. `delivery`: where the task came from the queue (`None` for an eager
+    /// run), on which to report progress.
+    async fn run_activity(
+        &self,
+        queued: &Task,
+        delivery_count: u32,
+        delivery: Option<&crate::port::DeliveryTag>,
+    ) -> Result<Processed> {
+        let saga_id = &queued.saga_id;
+        let task: ActivityTask = serde_json::from_slice(&queued.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
         if !self
-            .awaits_attempt(saga_id, task.seq, task.attempt, d.delivery_count)
+            .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count)
             .await?
         {
             // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
@@ -1116,22 +1219,39 @@ impl Inner {
         let span = super::in_trace(span, &task.trace_id);
         let began = Instant::now();
         let result = {
-            // While the attempt runs, tell the queue the delivery is alive, so that a
-            // slow activity is not redelivered the way a dead worker's task is.
+            // While the attempt runs, tell the queue the delivery is alive and keep the
+            // task's outbox row from coming due, so that a slow activity is not handed
+            // out again the way a dead worker's task is.
             let attempt = self.execute(ctx, task.input, task.timeout_ms, Some(span));
             tokio::pin!(attempt);
+            let redeliver_after = self.config.outbox.redeliver_after;
+            let every = if self.outbox {
+                let third = (redeliver_after / 3).max(Duration::from_millis(1));
+                self.config.progress_every.min(third)
+            } else {
+                self.config.progress_every
+            };
             // A sleep, not an `Interval`: an interval's first tick is "immediate" only
             // at the timer's 1 ms resolution, which cost every attempt about a
             // millisecond before it started (BENCHMARKS.md).
-            let every = self.config.progress_every;
             let beat = tokio::time::sleep(every);
             tokio::pin!(beat);
             loop {
                 tokio::select! {
                     r = &mut attempt => break r,
                     _ = &mut beat => {
-                        if let Err(e) = self.queue.progress(&d.tag).await {
-                            tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
+                        if let Some(tag) = delivery {
+                            if let Err(e) = self.queue.progress(tag).await {
+                                tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
+                            }
+                        }
+                        if self.outbox {
+                            // Not published again by a reconciler while it runs.
+                            let until = plus_ms(self.clock.now(), redeliver_after.as_millis() as u64);
+                            let ids = std::slice::from_ref(&queued.dedup_id);
+                            if let Err(e) = self.store.defer_tasks(saga_id, ids, until).await {
+                                tracing::debug!(saga_id = %saga_id, error = %e, "outbox task not deferred");
+                            }
                         }
                         beat.as_mut().reset(tokio::time::Instant::now() + every);
                     }
@@ -1158,14 +1278,14 @@ impl Inner {
                 json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "error": error}),
             ),
         };
-        let started = json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "delivery": d.delivery_count});
+        let started = json!({"seq": task.seq, "attempt": task.attempt, "activity_type": task.activity_type, "delivery": delivery_count});
         let inputs = vec![
             Input::new(EventType::ActivityTaskStarted, started, started_at),
             Input::new(event_type, attributes, finished),
         ];
         self.record_settling_if(
             saga_id,
-            Some(&d.task.dedup_id),
+            Some(&queued.dedup_id),
             |exec| exec.accepts_result(task.seq, task.attempt),
             inputs,
         )
@@ -1212,11 +1332,12 @@ impl Inner {
     }
 
     /// A workflow task: reload the execution from the store, record what it owes, and
-    /// re-drive its pending activities and timers (recovery after a crash).
+    /// re-drive its pending activities (unless the outbox does), timers and children
+    /// (recovery after a crash).
     async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<Processed> {
         self.evict(saga_id);
         let processed = self
-            .process(saga_id, false, |_| Ok(Some(Vec::new())))
+            .process(saga_id, false, Origin::Worker, |_| Ok(Some(Vec::new())))
             .await?;
         let slot = self.slot(saga_id);
         let guard = slot.lock().await;
@@ -1236,6 +1357,12 @@ impl Inner {
                     retry: pa.retry.clone(),
                     timeout_ms: pa.timeout_ms,
                 }));
+                continue;
+            }
+            if self.outbox {
+                // The outbox holds its task and re-publishes it when it comes due. A
+                // publish now could hand out an attempt still running eagerly on
+                // another worker (never published, so the broker cannot drop it).
                 continue;
             }
             let task = ActivityTask {
@@ -1286,7 +1413,7 @@ impl Inner {
             });
         }
         drop(guard);
-        self.run_effects(saga_id, effects).await;
+        self.run_effects(saga_id, effects, Origin::Worker).await;
         Ok(Processed::Appended)
     }
 
@@ -1386,6 +1513,10 @@ type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 impl Inner {
     // The effects below call back into `process`, whose future spawns them: returning
     // a named, boxed `Send` future breaks that cycle for the compiler's `Send` check.
+
+    fn eager_task(self: Arc<Self>, task: Task) -> BoxedTask {
+        Box::pin(async move { self.run_eager(task).await })
+    }
 
     fn run_local_task(self: Arc<Self>, saga_id: SagaId, run: LocalRun) -> BoxedTask {
         Box::pin(async move { self.run_local(saga_id, run).await })
@@ -1489,7 +1620,7 @@ impl Inner {
                 let fingerprint = wf.fingerprint();
                 let now = self.clock.now();
                 let r = self
-                    .process(&start.child_id, true, |exec| {
+                    .process(&start.child_id, true, Origin::Worker, |exec| {
                         exec.s.trace_id = start.trace_id.clone();
                         Ok(Some(vec![Input {
                             event_type: EventType::WorkflowExecutionStarted,
