@@ -130,6 +130,11 @@ struct Cli {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     eager_activities: bool,
 
+    /// saga-5: drive each workflow with `start(..)` then `result()` (which reads the
+    /// store once more before it waits) instead of `execute(..)`.
+    #[arg(long)]
+    start_then_result: bool,
+
     /// (Internal, `worker`) the schema and NATS namespace of the run to serve.
     #[arg(long, hide = true)]
     schema: Option<String>,
@@ -251,6 +256,8 @@ pub(crate) struct Settings {
     pub(crate) processes: usize,
     /// The engine's eager activity dispatch.
     pub(crate) eager_activities: bool,
+    /// saga-5: `start` then `result` instead of `execute`.
+    pub(crate) start_then_result: bool,
     /// `worker` mode: the schema and NATS namespace of the run it serves.
     pub(crate) worker_of: Option<(String, String)>,
 }
@@ -312,6 +319,7 @@ fn main() -> ExitCode {
         nats_url: cli.nats_url,
         processes: cli.processes.max(1),
         eager_activities: cli.eager_activities,
+        start_then_result: cli.start_then_result,
         worker_of: cli.schema.zip(cli.nats_namespace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

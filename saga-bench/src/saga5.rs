@@ -1,7 +1,8 @@
 //! `saga-5`: five sequential no-op activities per workflow.
 //!
 //! - throughput: N workflows with C in flight (C driver tasks, each awaiting
-//!   `engine.start(..)` then `.result()` before taking the next); workflows/s, steps/s
+//!   `engine.execute(..)`, or with `--start-then-result` `engine.start(..)` then
+//!   `.result()`, before taking the next); workflows/s, steps/s
 //!   (activities completed), and start-to-result percentiles under that load;
 //! - latency: the same at concurrency 1;
 //! - the plain-tokio baselines of [`crate::baseline`], in the same run, so that
@@ -48,6 +49,8 @@ pub(crate) struct Bench {
     store: Store,
     /// No other process runs this bench's tasks.
     sole_worker: bool,
+    /// Drive with `start` then `result` instead of `execute`.
+    start_then_result: bool,
 }
 
 impl Bench {
@@ -68,6 +71,7 @@ impl Bench {
             engine: Arc::new(engine),
             store,
             sole_worker: s.processes <= 1,
+            start_then_result: s.start_then_result,
         })
     }
 
@@ -133,6 +137,7 @@ impl Run {
 /// output and that every step ran exactly once.
 pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchResult<Run> {
     let engine = &bench.engine;
+    let start_then_result = bench.start_then_result;
     let attempts_before = engine.metrics().activity_attempts;
     let cpu_before = process_cpu();
     let next = Arc::new(AtomicU64::new(first));
@@ -150,10 +155,13 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
                     return Ok::<_, crate::BoxError>(latencies);
                 }
                 let t = Instant::now();
-                let run = engine
-                    .start::<saga_5>(format!("saga-5-{i}"), Payload::new(i))
-                    .await?;
-                let out = run.result().await?;
+                let id = format!("saga-5-{i}");
+                let out = if start_then_result {
+                    let run = engine.start::<saga_5>(id, Payload::new(i)).await?;
+                    run.result().await?
+                } else {
+                    engine.execute::<saga_5>(id, Payload::new(i)).await?
+                };
                 latencies.push(t.elapsed());
                 if out.counter != i + STEPS {
                     return Err(format!("workflow {i} counted {}", out.counter).into());
@@ -382,6 +390,7 @@ mod tests {
             nats_url: crate::backend::DEFAULT_NATS_URL.into(),
             processes: 1,
             eager_activities: true,
+            start_then_result: false,
             worker_of: None,
         }
     }

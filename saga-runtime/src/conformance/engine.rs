@@ -1397,6 +1397,60 @@ pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
     );
 }
 
+/// `execute` starts and waits in one call: the output of a completed execution, the
+/// error of a compensated one, on the engine that runs it and on a client that does
+/// not (there the close arrives as a notification); a taken id is refused and the
+/// first execution untouched.
+pub async fn execute_starts_and_waits<S: ScenarioStore>(store: S) {
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let worker = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let client = builder(store)
+        .queue(queue)
+        .signals(signals)
+        .client_only()
+        .build()
+        .await
+        .unwrap();
+    for (engine, id) in [(&worker, "exec-worker"), (&client, "exec-client")] {
+        let receipt = engine
+            .execute::<order_saga>(id, Order::new(id))
+            .await
+            .unwrap();
+        assert_eq!(receipt.shipment.tracking, format!("trk-{id}"));
+        let rejected = Order {
+            carrier_rejects: true,
+            ..Order::new(id)
+        };
+        let err = engine
+            .execute::<order_saga>(format!("{id}-rejected"), rejected)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::WorkflowExecution, "{err}");
+        assert_eq!(err.context("compensated"), Some("true"), "{err}");
+        let again = engine
+            .execute::<order_saga>(id, Order::new("other"))
+            .await
+            .unwrap_err();
+        assert!(again.is_already_started(), "{again}");
+        assert_eq!(
+            engine.result::<order_saga>(id).await.unwrap(),
+            receipt,
+            "the first execution is untouched"
+        );
+    }
+    assert_eq!(
+        client.metrics().activity_attempts,
+        0,
+        "the client ran nothing"
+    );
+}
+
 /// An outbox with an in-process queue, redelivering after `secs` seconds.
 fn outbox_after(secs: u64) -> crate::engine::OutboxConfig {
     crate::engine::OutboxConfig {
@@ -1572,6 +1626,7 @@ macro_rules! for_each_paused_scenario {
             stale_writer_conflicts_and_retries,
             outbox_redelivers_lost_tasks,
             eager_activities_skip_the_queue,
+            execute_starts_and_waits,
             eager_run_of_a_dead_worker_is_redriven,
             long_steps_are_not_redelivered,
             task_queues_route_work

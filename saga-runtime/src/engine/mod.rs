@@ -643,6 +643,10 @@ impl<W: Workflow> RunHandle<W> {
     /// Waits until the execution closes; its output, or why it did not complete.
     pub async fn result(&self) -> Result<W::Output> {
         let value = self.inner.wait_closed(&self.saga_id).await?;
+        self.decode(value)
+    }
+
+    fn decode(&self, value: serde_json::Value) -> Result<W::Output> {
         serde_json::from_value(value).map_err(|e| {
             Error::codec(format!("output of `{}` does not decode: {e}", W::TYPE_ID))
                 .with("saga_id", &self.saga_id)
@@ -675,6 +679,48 @@ impl SagaEngine {
             .await
     }
 
+    /// Starts an execution of `W` and waits for its result: [`SagaEngine::start`] then
+    /// [`RunHandle::result`], but watching for the close before the start is written,
+    /// so that no close can slip in between and the first look at the store is not
+    /// needed (two statements fewer per execution; like Temporal's
+    /// `execute_workflow`).
+    pub async fn execute<W: Workflow>(
+        &self,
+        saga_id: impl Into<SagaId>,
+        input: W::Input,
+    ) -> Result<W::Output> {
+        self.execute_with::<W>(saga_id, input, StartOptions::default())
+            .await
+    }
+
+    /// [`SagaEngine::execute`] with options.
+    pub async fn execute_with<W: Workflow>(
+        &self,
+        saga_id: impl Into<SagaId>,
+        input: W::Input,
+        options: StartOptions,
+    ) -> Result<W::Output> {
+        let saga_id = saga_id.into();
+        self.registered::<W>()?;
+        let watch = self.inner.watch(&saga_id).await?;
+        let handle = self.start_with::<W>(saga_id, input, options).await?;
+        let value = self
+            .inner
+            .wait_watched(&handle.saga_id, watch, false)
+            .await?;
+        handle.decode(value)
+    }
+
+    fn registered<W: Workflow>(&self) -> Result<()> {
+        if self.inner.workflows.contains_key(W::TYPE_ID) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Configuration,
+            format!("workflow `{}` is not registered on this engine", W::TYPE_ID),
+        ))
+    }
+
     /// [`SagaEngine::start`] with options.
     pub async fn start_with<W: Workflow>(
         &self,
@@ -683,12 +729,7 @@ impl SagaEngine {
         options: StartOptions,
     ) -> Result<RunHandle<W>> {
         let saga_id = saga_id.into();
-        if !self.inner.workflows.contains_key(W::TYPE_ID) {
-            return Err(Error::new(
-                ErrorKind::Configuration,
-                format!("workflow `{}` is not registered on this engine", W::TYPE_ID),
-            ));
-        }
+        self.registered::<W>()?;
         let input = serde_json::to_value(&input)?;
         let timeout = options.timeout.or(W::options().timeout);
         self.inner

@@ -64,6 +64,12 @@ pub(super) enum Origin {
     Worker,
 }
 
+/// Watching one execution for its close (see [`Inner::watch`]).
+pub(super) struct Watch {
+    local: super::outputs::OutputWaiter,
+    sub: crate::port::SignalSubscription,
+}
+
 /// The body of an activity task.
 #[derive(Debug, Serialize, Deserialize)]
 struct ActivityTask {
@@ -848,14 +854,37 @@ impl Inner {
 
     /// Waits until the execution closes.
     pub(super) async fn wait_closed(&self, saga_id: &SagaId) -> Result<Value> {
-        // First, so that a completion committed by this engine from now on comes
-        // straight from the commit.
-        let mut local = self.outputs.wait(saga_id);
-        let mut sub = self.signals.subscribe(saga_id).await?;
+        let watch = self.watch(saga_id).await?;
+        self.wait_watched(saga_id, watch, true).await
+    }
+
+    /// Starts watching for the execution's close: from now on a completion committed
+    /// by this engine comes straight from the commit, and one written elsewhere is
+    /// notified (the subscription is confirmed before this returns).
+    pub(super) async fn watch(&self, saga_id: &SagaId) -> Result<Watch> {
+        let local = self.outputs.wait(saga_id);
+        let sub = self.signals.subscribe(saga_id).await?;
+        Ok(Watch { local, sub })
+    }
+
+    /// Waits until the execution closes. `check_first`: read the store before the
+    /// first wait, for a close that may have come before `watch` (two reads; skipped
+    /// only when the execution started after the watch began).
+    pub(super) async fn wait_watched(
+        &self,
+        saga_id: &SagaId,
+        watch: Watch,
+        check_first: bool,
+    ) -> Result<Value> {
+        let Watch { mut local, mut sub } = watch;
+        let mut check = check_first;
         loop {
-            if let Some(outcome) = self.outcome(saga_id).await? {
-                return outcome;
+            if check {
+                if let Some(outcome) = self.outcome(saga_id).await? {
+                    return outcome;
+                }
             }
+            check = true;
             tokio::select! {
                 output = local.output() => return Ok(output),
                 n = sub.recv() => {
