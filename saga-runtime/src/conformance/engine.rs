@@ -1557,6 +1557,43 @@ pub async fn eager_run_of_a_dead_worker_is_redriven<S: ScenarioStore>(store: S) 
     );
 }
 
+/// A graceful shutdown waits for the attempts running eagerly: the step finishes and
+/// its result (here the execution's completion) is recorded before `shutdown` returns.
+pub async fn shutdown_finishes_eager_attempts<S: ScenarioStore>(store: S) {
+    let engine = builder(store.clone())
+        .outbox(outbox_after(60))
+        .build()
+        .await
+        .unwrap();
+    engine
+        .start::<pair<patient>>("eager-stop", 2_000)
+        .await
+        .unwrap();
+    loop {
+        let h = engine.history("eager-stop").await.unwrap();
+        let scheduled = h
+            .iter()
+            .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+            .count();
+        if scheduled == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(engine.metrics().eager_activities, 1);
+    engine.shutdown().await;
+    let h = store
+        .history(&crate::domain::SagaId::new("eager-stop"))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.last().map(|e| e.event_type),
+        Some(EventType::WorkflowExecutionCompleted),
+        "the eager attempt finished and recorded its result before shutdown returned"
+    );
+    assert_history_sound(&h);
+}
+
 /// A step longer than `redeliver_after` is not handed out again while its worker is
 /// alive: the running attempt keeps its outbox row from coming due, whether it came
 /// from the queue (the first step) or runs eagerly (the second).
@@ -1629,6 +1666,7 @@ macro_rules! for_each_paused_scenario {
             execute_starts_and_waits,
             eager_run_of_a_dead_worker_is_redriven,
             long_steps_are_not_redelivered,
+            shutdown_finishes_eager_attempts,
             task_queues_route_work
         );
     };
