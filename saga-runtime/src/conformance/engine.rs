@@ -1502,6 +1502,21 @@ pub async fn eager_activities_skip_the_queue<S: ScenarioStore>(store: S) {
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
 
+/// Waits until the `pair` execution `id` has scheduled its second step.
+async fn second_step_scheduled(engine: &SagaEngine, id: &str) {
+    loop {
+        let h = engine.history(id).await.unwrap();
+        let scheduled = h
+            .iter()
+            .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+            .count();
+        if scheduled == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An eager attempt whose worker dies is not lost: its task stayed in the outbox, the
 /// reconciler of another worker publishes it once `redeliver_after` passes, and that
 /// worker runs it.
@@ -1517,17 +1532,7 @@ pub async fn eager_run_of_a_dead_worker_is_redriven<S: ScenarioStore>(store: S) 
             .await
             .unwrap();
         // Wait until the second step runs eagerly (500 ms of virtual time), then die.
-        loop {
-            let h = first.history("eager-dead").await.unwrap();
-            let scheduled = h
-                .iter()
-                .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
-                .count();
-            if scheduled == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        second_step_scheduled(&first, "eager-dead").await;
         assert_eq!(first.metrics().eager_activities, 1);
     }
     let second = builder(store.clone())
@@ -1569,17 +1574,7 @@ pub async fn shutdown_finishes_eager_attempts<S: ScenarioStore>(store: S) {
         .start::<pair<patient>>("eager-stop", 2_000)
         .await
         .unwrap();
-    loop {
-        let h = engine.history("eager-stop").await.unwrap();
-        let scheduled = h
-            .iter()
-            .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
-            .count();
-        if scheduled == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    second_step_scheduled(&engine, "eager-stop").await;
     assert_eq!(engine.metrics().eager_activities, 1);
     engine.shutdown().await;
     let h = store
