@@ -228,6 +228,13 @@ async fn writes_are_recorded_and_refused_as_documented() {
         .error(400, "bad_input");
     s.post("/executions/api-1/signals", "approval")
         .error(400, "bad_input");
+    // The fields in an array instead of an object (serde alone would take it).
+    let m = s
+        .post("/executions/api-1/signals", r#"["approval"]"#)
+        .error(400, "bad_input");
+    assert!(m.contains("must be a JSON object"), "{m}");
+    s.post("/executions", r#"["order-saga", 1]"#)
+        .error(400, "bad_input");
 
     let cancelled = s.post("/executions/api-1/cancel", "");
     assert_eq!(cancelled.status, 202, "{cancelled:#?}");
