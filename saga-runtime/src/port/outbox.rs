@@ -43,9 +43,10 @@ pub trait Outbox: Send + Sync + 'static {
     /// again. Unknown ids are ignored.
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()>;
     /// Keeps the tasks of `saga_id` with these dedup ids from being claimed before
-    /// `until` (a row already due later keeps its time). A worker running a task it
-    /// never received from the queue (eager dispatch) calls it while the task runs, as
-    /// a queue consumer reports progress. Unknown ids are ignored.
+    /// `until` (a row already due later keeps its time). The engine calls it while an
+    /// activity attempt runs, as it reports progress on a delivery: for an attempt run
+    /// eagerly, never published, it is all that keeps the task from being handed out
+    /// again. Unknown ids are ignored.
     async fn defer_tasks(
         &self,
         saga_id: &SagaId,
