@@ -295,10 +295,11 @@ async fn start_on_a_task_queue() {
     let (_dir, url, store) = filled().await;
     let s = url.as_str();
     let input = serde_json::to_string(&approval_order("q")).unwrap();
-    let start = |id: &'static str, queue: &'static str| {
+    // `saga start` with `--task-queue QUEUE`, or without the flag for `None`.
+    let start = |id: &'static str, queue: Option<&'static str>| {
         let input = input.clone();
         async move {
-            saga(&[
+            let mut args = vec![
                 "--store",
                 s,
                 "-o",
@@ -309,13 +310,12 @@ async fn start_on_a_task_queue() {
                 &input,
                 "--id",
                 id,
-                "--task-queue",
-                queue,
-            ])
-            .await
+            ];
+            args.extend(queue.map(|q| ["--task-queue", q]).into_iter().flatten());
+            saga(&args).await
         }
     };
-    let started = start("billing-1", "billing-eu_2").await;
+    let started = start("billing-1", Some("billing-eu_2")).await;
     let started: Value = serde_json::from_str(started.ok()).unwrap();
     assert_eq!(started["task_queue"], "billing-eu_2");
     // Recorded in `WorkflowExecutionStarted`, where workers read it.
@@ -328,32 +328,20 @@ async fn start_on_a_task_queue() {
     assert_eq!(stored[0].attr_str("task_queue"), Some("billing-eu_2"));
 
     // Without the flag: the default queue.
-    let plain = saga(&[
-        "--store",
-        s,
-        "-o",
-        "json",
-        "start",
-        "order-saga",
-        "--input",
-        &input,
-        "--id",
-        "plain-1",
-    ])
-    .await;
+    let plain = start("plain-1", None).await;
     let plain: Value = serde_json::from_str(plain.ok()).unwrap();
     assert_eq!(plain["task_queue"], "default");
 
     // A name no adapter could serve: bad input (2), nothing started.
-    start("empty-1", "")
+    start("empty-1", Some(""))
         .await
         .fails(2, "a task queue name cannot be empty");
-    start("dots-1", "billing.eu").await.fails(
+    start("dots-1", Some("billing.eu")).await.fails(
         2,
         "invalid task queue name \"billing.eu\": use 1 to 128 letters",
     );
     let long: &'static str = "q".repeat(129).leak();
-    start("long-1", long)
+    start("long-1", Some(long))
         .await
         .fails(2, "invalid task queue name");
     for id in ["empty-1", "dots-1", "long-1"] {
