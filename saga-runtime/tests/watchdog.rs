@@ -4,12 +4,13 @@
 
 #![allow(non_camel_case_types)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -20,16 +21,14 @@ use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
 use saga_runtime::conformance::fixtures::{
     release_inventory, reserve_inventory, single, waiter, Order, WaiterInput,
 };
-use saga_runtime::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId, WorkflowStatus};
+use saga_runtime::domain::{EventType, HistoryEvent, SagaId, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
-use saga_runtime::port::{
-    Commit, DeadLetter, DefinitionStore, Delivery, DeliveryTag, EventStore, ExecutionFilter,
-    ExecutionSummary, Outbox, Snapshot, Task, TaskQueue, TimerRecord, TimerStore,
-    WorkflowDefinition, WorkflowStore,
-};
+use saga_runtime::port::{DeadLetter, Delivery, DeliveryTag, EventStore, Task, TaskQueue};
 use saga_runtime::watchdog::{Action, Detector, Finding, OpenExecutions, WatchdogConfig};
 use saga_runtime::workflow::{Command, SagaError, Transition, Wake, Workflow, WorkflowContext};
 use saga_runtime::Result;
+
+use common::Switch;
 
 fn config() -> WatchdogConfig {
     WatchdogConfig {
@@ -298,142 +297,6 @@ async fn deadlock_cancels_one_of_the_cycle_and_both_compensate() {
 }
 
 // ---------------------------------------------------------------- health
-
-/// A store that can be switched off: every call fails with an `EventStore` error
-/// while it is down, as an unreachable database's would.
-#[derive(Clone, Default)]
-struct Switch {
-    inner: InMemoryStore,
-    down: Arc<AtomicBool>,
-    /// Calls that read history.
-    reads: Arc<AtomicU64>,
-}
-
-impl Switch {
-    fn check(&self) -> Result<()> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(Error::new(ErrorKind::EventStore, "connection refused"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl EventStore for Switch {
-    async fn append(&self, id: &SagaId, v: u64, events: Vec<HistoryEvent>) -> Result<u64> {
-        self.check()?;
-        self.inner.append(id, v, events).await
-    }
-    async fn history_from(&self, id: &SagaId, from: u64) -> Result<Vec<HistoryEvent>> {
-        self.check()?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.history_from(id, from).await
-    }
-    async fn version(&self, id: &SagaId) -> Result<u64> {
-        self.check()?;
-        self.inner.version(id).await
-    }
-    async fn save_snapshot(&self, s: Snapshot, max: u32) -> Result<()> {
-        self.check()?;
-        self.inner.save_snapshot(s, max).await
-    }
-    async fn latest_snapshot(&self, id: &SagaId) -> Result<Option<Snapshot>> {
-        self.check()?;
-        self.inner.latest_snapshot(id).await
-    }
-    async fn snapshots(&self, id: &SagaId) -> Result<Vec<Snapshot>> {
-        self.check()?;
-        self.inner.snapshots(id).await
-    }
-    async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        self.check()?;
-        self.inner.list_executions(f).await
-    }
-}
-
-#[async_trait]
-impl TimerStore for Switch {
-    async fn create(&self, t: TimerRecord) -> Result<()> {
-        self.check()?;
-        self.inner.create(t).await
-    }
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<TimerRecord>> {
-        self.check()?;
-        self.inner.claim_due(now, limit, lease).await
-    }
-    async fn complete(&self, id: &str) -> Result<()> {
-        self.check()?;
-        self.inner.complete(id).await
-    }
-    async fn cancel(&self, id: &str) -> Result<bool> {
-        self.check()?;
-        self.inner.cancel(id).await
-    }
-    async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>> {
-        self.check()?;
-        self.inner.next_fire_at().await
-    }
-}
-
-#[async_trait]
-impl DefinitionStore for Switch {
-    async fn register_definition(&self, d: WorkflowDefinition) -> Result<()> {
-        self.check()?;
-        self.inner.register_definition(d).await
-    }
-    async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
-        self.check()?;
-        self.inner.definitions().await
-    }
-    async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
-        self.check()?;
-        self.inner.definition(workflow_type).await
-    }
-}
-
-#[async_trait]
-impl Outbox for Switch {
-    async fn claim_tasks(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<Task>> {
-        self.check()?;
-        self.inner.claim_tasks(now, lease, limit).await
-    }
-    async fn settle_tasks(&self, saga_id: &SagaId, ids: &[String]) -> Result<()> {
-        self.check()?;
-        self.inner.settle_tasks(saga_id, ids).await
-    }
-    async fn defer_tasks(
-        &self,
-        saga_id: &SagaId,
-        ids: &[String],
-        until: DateTime<Utc>,
-    ) -> Result<()> {
-        self.check()?;
-        self.inner.defer_tasks(saga_id, ids, until).await
-    }
-    async fn outbox_len(&self) -> Result<u64> {
-        self.check()?;
-        self.inner.outbox_len().await
-    }
-}
-
-#[async_trait]
-impl WorkflowStore for Switch {
-    async fn commit(&self, c: Commit) -> Result<u64> {
-        self.check()?;
-        self.inner.commit(c).await
-    }
-}
 
 /// The in-memory queue, counting fetches: a paused worker does not fetch.
 #[derive(Clone, Default)]

@@ -94,11 +94,18 @@ fn check_prefix(prefix: &str) -> Result<()> {
 impl SignalDispatcher for NatsSignalDispatcher {
     async fn notify(&self, saga_id: &SagaId, notification: Notification) -> Result<()> {
         let subject = self.subject(saga_id)?;
-        let body = serde_json::to_vec(&notification).map_err(|e| {
-            Error::new(ErrorKind::Codec, "cannot encode a notification")
-                .with("saga_id", saga_id)
-                .with_source(e)
-        })?;
+        let encode = |n: &Notification| {
+            serde_json::to_vec(n).map_err(|e| {
+                Error::new(ErrorKind::Codec, "cannot encode a notification")
+                    .with("saga_id", saga_id)
+                    .with_source(e)
+            })
+        };
+        let mut body = encode(&notification)?;
+        if body.len() > self.client.server_info().max_payload {
+            // Too large for one message: the waiter reads the output from the store.
+            body = encode(&notification.without_output())?;
+        }
         self.client
             .publish(subject, body.into())
             .await

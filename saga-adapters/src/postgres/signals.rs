@@ -30,6 +30,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
+/// PostgreSQL refuses a `NOTIFY` payload of this many bytes or more.
+const NOTIFY_MAX_BYTES: usize = 8000;
+
 /// How long `subscribe` waits for its marker before registering without it.
 const MARKER_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -175,7 +178,12 @@ fn deliver(subscribers: &Subscribers, payload: &str) {
 #[async_trait]
 impl SignalDispatcher for PgSignalDispatcher {
     async fn notify(&self, saga_id: &SagaId, notification: Notification) -> Result<()> {
-        let payload = json!({"saga_id": saga_id, "notification": notification}).to_string();
+        let mut payload = json!({"saga_id": saga_id, "notification": notification}).to_string();
+        if payload.len() >= NOTIFY_MAX_BYTES {
+            // Too large for NOTIFY: the waiter reads the output from the store.
+            let notification = notification.without_output();
+            payload = json!({"saga_id": saga_id, "notification": notification}).to_string();
+        }
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(self.inner.channel.as_str())
             .bind(payload)

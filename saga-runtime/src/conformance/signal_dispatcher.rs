@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::{ok, unique};
 use crate::domain::{SagaId, WorkflowStatus};
-use crate::port::{Notification, SignalDispatcher, SignalSubscription};
+use crate::port::{Notification, SignalDispatcher, SignalSubscription, CARRIED_OUTPUT_BYTES};
+use serde_json::{json, Value};
 
 /// How long a check waits for a notification that must arrive.
 const PATIENCE: Duration = Duration::from_secs(3);
@@ -17,6 +18,7 @@ pub async fn run_all_signal_dispatcher<D: SignalDispatcher>(dispatcher: &D) {
     check_notifications_are_per_saga(dispatcher).await;
     check_every_subscriber_receives(dispatcher).await;
     check_dropped_subscription_does_not_break_notify(dispatcher).await;
+    check_completion_outputs_are_carried(dispatcher).await;
 }
 
 /// A subscriber of X receives every notification sent to X, in order.
@@ -103,6 +105,37 @@ pub async fn check_dropped_subscription_does_not_break_notify<D: SignalDispatche
     );
 }
 
+/// A completion's output of up to [`CARRIED_OUTPUT_BYTES`] arrives with it; a larger
+/// one may be dropped from the notification, but the notification still arrives (in
+/// order with the others).
+pub async fn check_completion_outputs_are_carried<D: SignalDispatcher>(d: &D) {
+    let x = SagaId::new(unique("sd-output"));
+    let mut sub = ok("subscribe", d.subscribe(&x).await);
+    let completed = |output: Value| Notification::StatusChanged {
+        status: WorkflowStatus::Completed,
+        output: Some(output),
+    };
+    // The carried limit counts the output's JSON: a string of n bytes is n + 2.
+    let fits = json!("f".repeat(CARRIED_OUTPUT_BYTES - 2));
+    let huge = json!("h".repeat(64 * 1024));
+    ok("notify", d.notify(&x, completed(fits.clone())).await);
+    ok("notify", d.notify(&x, completed(huge.clone())).await);
+    ok("notify", d.notify(&x, signal("after")).await);
+    assert_eq!(
+        recv(&mut sub, &x).await,
+        completed(fits),
+        "an output of {CARRIED_OUTPUT_BYTES} bytes must arrive with its notification"
+    );
+    let got = recv(&mut sub, &x).await;
+    assert!(
+        got == completed(huge.clone()) || got == completed(huge).without_output(),
+        "a 64 KiB output must arrive whole or not at all, with its notification; got {}",
+        format!("{got:?}").chars().take(120).collect::<String>()
+    );
+    assert_eq!(recv(&mut sub, &x).await, signal("after"));
+    assert_quiet(&mut sub, &x).await;
+}
+
 fn signal(name: &str) -> Notification {
     Notification::SignalReceived {
         name: name.to_owned(),
@@ -119,6 +152,7 @@ fn sample(n: usize) -> Vec<Notification> {
             },
             _ => Notification::StatusChanged {
                 status: WorkflowStatus::ALL[i % WorkflowStatus::ALL.len()],
+                output: (i % 2 == 0).then(|| json!({"order": i, "total": 12.5})),
             },
         })
         .collect()

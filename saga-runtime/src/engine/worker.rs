@@ -664,7 +664,18 @@ impl Inner {
                     if is_child && status != WorkflowStatus::Compensating {
                         out.push(Effect::NotifyParent);
                     }
-                    out.push(Effect::Notify(Notification::StatusChanged { status }));
+                    // A waiter in another process takes a completion's output from
+                    // the notification instead of reading it back.
+                    let output = match t {
+                        EventType::WorkflowExecutionCompleted => {
+                            Some(e.attributes.get("output").cloned().unwrap_or(Value::Null))
+                        }
+                        _ => None,
+                    };
+                    out.push(Effect::Notify(Notification::StatusChanged {
+                        status,
+                        output,
+                    }));
                 }
             }
         }
@@ -886,12 +897,18 @@ impl Inner {
             }
             check = true;
             tokio::select! {
+                // Local first: a completion committed here is notified too, and the
+                // notification must not win the race and cost a read of the store.
+                biased;
                 output = local.output() => return Ok(output),
-                n = sub.recv() => {
-                    if n.is_none() {
-                        tokio::time::sleep(self.config.result_poll).await;
-                    }
-                }
+                n = sub.recv() => match n {
+                    Some(Notification::StatusChanged {
+                        status: WorkflowStatus::Completed,
+                        output: Some(output),
+                    }) => return Ok(output),
+                    Some(_) => {}
+                    None => tokio::time::sleep(self.config.result_poll).await,
+                },
                 _ = tokio::time::sleep(self.config.result_poll) => {}
             }
         }

@@ -15,7 +15,9 @@ pub use definition_store::{CheckpointRow, DefinitionStore, WorkflowDefinition};
 pub use event_store::{EventStore, ExecutionFilter, ExecutionSummary, Snapshot};
 pub use history_replayer::{HistoryReplayer, LoadedHistory, StoreReplayer};
 pub use outbox::Outbox;
-pub use signal_dispatcher::{Notification, SignalDispatcher, SignalSubscription};
+pub use signal_dispatcher::{
+    Notification, SignalDispatcher, SignalSubscription, CARRIED_OUTPUT_BYTES,
+};
 pub use task_queue::{DeadLetter, Delivery, DeliveryTag, Task, TaskKind, TaskQueue};
 pub use timer_store::{TimerRecord, TimerStore};
 pub use workflow_store::{Commit, WorkflowStore};
