@@ -71,6 +71,7 @@ struct Counters {
     watchdog_findings: AtomicU64,
     watchdog_actions: AtomicU64,
     eager_activities: AtomicU64,
+    histories_carried: AtomicU64,
     /// Activity latencies and workflow lifecycle counts, by type.
     by_type: crate::metrics::Recorder,
 }
@@ -108,6 +109,9 @@ pub struct EngineMetrics {
     /// Activity attempts this engine ran eagerly, right after the commit that
     /// scheduled them, without the task queue (also counted in `activity_attempts`).
     pub eager_activities: u64,
+    /// Executions this engine built from the history their task carried instead of
+    /// loading them from the store (the first task of an execution started elsewhere).
+    pub histories_carried: u64,
     /// How long activity attempts (local ones included) took on this engine's
     /// workers, by activity type and outcome; sorted, types never run left out.
     pub activity_latency: Vec<crate::metrics::ActivityLatency>,
@@ -602,6 +606,7 @@ impl Inner {
             watchdog_findings: get(&c.watchdog_findings),
             watchdog_actions: get(&c.watchdog_actions),
             eager_activities: get(&c.eager_activities),
+            histories_carried: get(&c.histories_carried),
             activity_latency,
             workflows,
         }

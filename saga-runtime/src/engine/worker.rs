@@ -81,7 +81,18 @@ struct ActivityTask {
     timeout_ms: Option<u64>,
     /// The execution's trace id, so the activity's span joins its trace.
     trace_id: String,
+    /// The execution's whole history, when the commit that scheduled the task started
+    /// the execution and the history is small: the first task of an execution usually
+    /// goes to another worker, which builds the execution from these events and reads
+    /// only its version to confirm them, instead of loading its snapshot and history
+    /// (like a Temporal workflow task, which carries its history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<HistoryEvent>>,
 }
+
+/// The largest task payload that carries the execution's history
+/// ([`ActivityTask::history`]); a larger one goes without it.
+const SEEDED_TASK_MAX_BYTES: usize = 16 * 1024;
 
 /// Something to do once new events are durable.
 enum Effect {
@@ -147,13 +158,18 @@ fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
 }
 
 /// The task that runs one attempt of the activity `scheduled` schedules, on `queue`.
-fn activity_task(scheduled: &HistoryEvent, task: &ActivityTask, queue: &str) -> Task {
+fn activity_task(scheduled: &HistoryEvent, task: &mut ActivityTask, queue: &str) -> Task {
+    let mut payload = serde_json::to_vec(&*task).unwrap_or_default();
+    if task.history.is_some() && payload.len() > SEEDED_TASK_MAX_BYTES {
+        task.history = None;
+        payload = serde_json::to_vec(&*task).unwrap_or_default();
+    }
     Task {
         kind: TaskKind::Activity,
         saga_id: scheduled.saga_id.clone(),
         queue: queue.to_owned(),
         dedup_id: format!("{}:{}", scheduled.saga_id, scheduled.event_id),
-        payload: serde_json::to_vec(task).unwrap_or_default(),
+        payload,
     }
 }
 
@@ -572,13 +588,14 @@ impl Inner {
         for e in &events {
             match e.event_type {
                 EventType::ActivityTaskScheduled => {
-                    let task = ActivityTask {
+                    let mut task = ActivityTask {
                         seq: e.attr_u64("seq").unwrap_or_default(),
                         attempt: e.attr_u64("attempt").unwrap_or(1) as u32,
                         activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
                         input: raw(e.attributes.get("input")),
                         timeout_ms: e.attr_u64("timeout_ms"),
                         trace_id: e.trace_id.clone(),
+                        history: (expected_version == 0).then(|| events.clone()),
                     };
                     if let Some(ms) = task.timeout_ms {
                         commit.create_timers.push(TimerRecord {
@@ -593,7 +610,7 @@ impl Inner {
                         });
                     }
                     let activity_type = task.activity_type.clone();
-                    let task = activity_task(e, &task, queue);
+                    let task = activity_task(e, &mut task, queue);
                     if self.outbox {
                         commit.tasks.push(task.clone());
                     }
@@ -1236,10 +1253,11 @@ impl Inner {
         delivery: Option<&crate::port::DeliveryTag>,
     ) -> Result<Processed> {
         let saga_id = &queued.saga_id;
-        let task: ActivityTask = serde_json::from_slice(&queued.payload)
+        let mut task: ActivityTask = serde_json::from_slice(&queued.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
+        let history = task.history.take();
         if !self
-            .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count)
+            .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count, history)
             .await?
         {
             // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
@@ -1339,19 +1357,36 @@ impl Inner {
     }
 
     /// Whether the execution still waits for this attempt's result (loading it into
-    /// the cache if needed, where recording the result will find it).
+    /// the cache if needed, where recording the result will find it). `history`: the
+    /// execution's history as the task carried it, if it did.
     async fn awaits_attempt(
         &self,
         saga_id: &SagaId,
         seq: u64,
         attempt: u32,
         delivery_count: u32,
+        history: Option<Vec<HistoryEvent>>,
     ) -> Result<bool> {
         let slot = self.slot(saga_id);
         let mut guard = slot.lock().await;
         let cached = guard.is_some();
+        let mut carried = false;
         if !cached {
-            *guard = Some(self.load(saga_id).await?);
+            let seeded = history.and_then(|events| match self.fold(saga_id, None, &events) {
+                Ok(exec) => Some(exec),
+                Err(e) => {
+                    tracing::debug!(saga_id = %saga_id, error = %e, "carried history does not fold; reading the store");
+                    None
+                }
+            });
+            carried = seeded.is_some();
+            *guard = Some(match seeded {
+                Some(exec) => {
+                    self.counter(&self.counters.histories_carried);
+                    exec
+                }
+                None => self.load(saga_id).await?,
+            });
         }
         let awaits = guard
             .as_ref()
@@ -1364,7 +1399,10 @@ impl Inner {
         // unsettled rows, so the read would nearly always confirm the cache; in the rare
         // race it loses, the attempt runs (activities are idempotency-keyed) and its
         // commit fails the version check.
-        let check = cached && ((self.outbox && delivery_count > 1) || !awaits);
+        // A carried history is always checked: the task may be a late duplicate of one
+        // whose execution has moved on, or closed and left every cache (one read, of
+        // the version, instead of loading the history).
+        let check = carried || (cached && ((self.outbox && delivery_count > 1) || !awaits));
         if check
             && self.store.version(saga_id).await? != guard.as_ref().map_or(0, Execution::version)
         {
@@ -1411,13 +1449,14 @@ impl Inner {
                 // another worker (never published, so the broker cannot drop it).
                 continue;
             }
-            let task = ActivityTask {
+            let mut task = ActivityTask {
                 seq: pa.seq,
                 attempt: pa.attempt,
                 activity_type: pa.activity_type.clone(),
                 input: raw(Some(&pa.input)),
                 timeout_ms: pa.timeout_ms,
                 trace_id: exec.s.trace_id.clone(),
+                history: None,
             };
             // The task as first published: same dedup id (the broker drops it if it
             // still holds the original), same outbox row.
@@ -1431,7 +1470,7 @@ impl Inner {
             );
             effects.push(Effect::Publish(activity_task(
                 &scheduled,
-                &task,
+                &mut task,
                 self.queue_of(exec),
             )));
         }

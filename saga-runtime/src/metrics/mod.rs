@@ -423,7 +423,7 @@ impl EngineMetrics {
     /// `saga_engine_workflows_closed_total{workflow_type, outcome}` (`completed`,
     /// `failed`, `compensated`, `cancelled`).
     pub fn write_prometheus(&self, text: &mut PrometheusText) {
-        let counters: [(&str, &str, u64); 13] = [
+        let counters: [(&str, &str, u64); 14] = [
             (
                 "saga_engine_workflow_tasks_total",
                 "Batches of events appended by the engine (workflow tasks).",
@@ -488,6 +488,11 @@ impl EngineMetrics {
                 "saga_engine_eager_activities_total",
                 "Activity attempts run eagerly, without the task queue.",
                 self.eager_activities,
+            ),
+            (
+                "saga_engine_histories_carried_total",
+                "Executions built from the history their task carried, not loaded from the store.",
+                self.histories_carried,
             ),
         ];
         for (name, help, value) in counters {
@@ -572,6 +577,7 @@ mod tests {
             watchdog_findings: 11,
             watchdog_actions: 12,
             eager_activities: 13,
+            histories_carried: 14,
             activity_latency: Vec::new(),
             workflows: Vec::new(),
         };
@@ -579,7 +585,7 @@ mod tests {
         // Without activities or workflows the histogram and per-type families have
         // their HELP and TYPE lines and no samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 13, "{text}");
+        assert_eq!(samples.len(), 14, "{text}");
         assert!(text.contains(
             "# TYPE saga_engine_activity_attempt_duration_seconds histogram\n\
              # HELP saga_engine_workflows_started_total "
