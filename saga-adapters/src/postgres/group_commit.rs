@@ -11,7 +11,8 @@
 //!
 //! How: a commit joins a queue. If fewer than `max_flushers` flushers run, it starts
 //! one (a spawned task, so a caller that gives up waiting cannot abandon the others'
-//! commits half-way). A flusher takes up to `max_batch` queued commits, for distinct
+//! commits half-way); when nothing is queued or being written at all, the caller
+//! writes its commit itself, saving the hand-off (one workflow in flight). A flusher takes up to `max_batch` queued commits, for distinct
 //! sagas, writes them in one statement, answers each, and goes on until the queue is
 //! empty. Nothing waits for a batch to fill: one workflow in flight is one commit per
 //! statement, with no added latency.
@@ -110,6 +111,18 @@ impl GroupCommit {
         batch
     }
 
+    /// Whether nothing is queued or being written: if so, takes a flusher's slot and
+    /// marks `saga` as being written, for a caller that writes its one commit itself.
+    fn idle(&self, saga: &SagaId) -> bool {
+        let mut q = self.lock();
+        let idle = q.flushers == 0 && q.pending.is_empty() && q.writing.is_empty();
+        if idle {
+            q.flushers += 1;
+            q.writing.insert(saga.clone());
+        }
+        idle
+    }
+
     /// The batch of `sagas` is written: their next commits may go.
     fn written(&self, q: &mut Queue, sagas: &[SagaId]) {
         for s in sagas {
@@ -121,7 +134,12 @@ impl GroupCommit {
 impl PostgresStore {
     /// Queues `commits` (together, so that a flusher finds them in one batch) and
     /// waits for each to be written; the results are in the order of `commits`.
-    pub(super) async fn commit_grouped(&self, commits: Vec<Grouped>) -> Vec<Result<u64>> {
+    pub(super) async fn commit_grouped(&self, mut commits: Vec<Grouped>) -> Vec<Result<u64>> {
+        if commits.len() == 1 && self.group.idle(&commits[0].commit.saga_id) {
+            if let Some(g) = commits.pop() {
+                return vec![self.commit_inline(g).await];
+            }
+        }
         let mut waiting = Vec::with_capacity(commits.len());
         let start = {
             let mut q = self.group.lock();
@@ -147,18 +165,48 @@ impl PostgresStore {
         let mut results = Vec::with_capacity(waiting.len());
         for (saga_id, expected, answer) in waiting {
             results.push(match answer.await {
-                Ok(Ok(Ok(v))) => {
-                    self.stats
-                        .commits
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Ok(v)
-                }
-                Ok(Ok(Err(actual))) => Err(Error::conflict(saga_id.as_str(), expected, actual)),
-                Ok(Err(e)) => Err(e),
+                Ok(outcome) => self.answer(&saga_id, expected, outcome),
                 Err(_) => Err(no_answer()),
             });
         }
         results
+    }
+
+    /// One commit while no flusher runs and none waits (one workflow in flight): the
+    /// caller writes it itself, as a flusher whose batch is its own commit, and saves
+    /// the hand-off to a flusher task. Never anyone else's commit, so a caller that
+    /// gives up waiting abandons only its own.
+    async fn commit_inline(&self, g: Grouped) -> Result<u64> {
+        let saga_id = g.commit.saga_id.clone();
+        let expected = g.commit.expected_version;
+        // Gives the slot back when done (or dropped half-way); a commit queued
+        // meanwhile gets a flusher.
+        let _slot = FlusherSlot {
+            store: Some(self.clone()),
+            writing: vec![saga_id.clone()],
+        };
+        let outcome = match self.pool.acquire().await {
+            Ok(mut conn) => {
+                self.run_commit(&mut conn, &g.commit, g.insert, g.index)
+                    .await
+            }
+            Err(e) => Err(super::unavailable("connect to PostgreSQL", e)),
+        };
+        self.answer(&saga_id, expected, outcome)
+    }
+
+    /// A commit's outcome as the caller sees it.
+    fn answer(&self, saga_id: &SagaId, expected: u64, outcome: Outcome) -> Result<u64> {
+        match outcome {
+            Ok(Ok(v)) => {
+                self.stats
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(v)
+            }
+            Ok(Err(actual)) => Err(Error::conflict(saga_id.as_str(), expected, actual)),
+            Err(e) => Err(e),
+        }
     }
 
     /// A flusher: writes batches until no queued commit can go. (One that waits for
