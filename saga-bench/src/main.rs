@@ -135,6 +135,12 @@ struct Cli {
     #[arg(long)]
     start_then_result: bool,
 
+    /// saga-5: start each workflow with `StartOptions::eager`, so that its first step
+    /// runs on this process too instead of going through the queue (postgres+nats;
+    /// with more processes they then serve nothing).
+    #[arg(long)]
+    eager_start: bool,
+
     /// (Internal, `worker`) the schema and NATS namespace of the run to serve.
     #[arg(long, hide = true)]
     schema: Option<String>,
@@ -258,6 +264,8 @@ pub(crate) struct Settings {
     pub(crate) eager_activities: bool,
     /// saga-5: `start` then `result` instead of `execute`.
     pub(crate) start_then_result: bool,
+    /// saga-5: eager start.
+    pub(crate) eager_start: bool,
     /// `worker` mode: the schema and NATS namespace of the run it serves.
     pub(crate) worker_of: Option<(String, String)>,
 }
@@ -320,6 +328,7 @@ fn main() -> ExitCode {
         processes: cli.processes.max(1),
         eager_activities: cli.eager_activities,
         start_then_result: cli.start_then_result,
+        eager_start: cli.eager_start,
         worker_of: cli.schema.zip(cli.nats_namespace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

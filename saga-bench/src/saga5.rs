@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use saga_adapters::StoreStats;
 use saga_runtime::activity::activity;
-use saga_runtime::engine::SagaEngine;
+use saga_runtime::engine::{SagaEngine, StartOptions};
 use tokio::task::JoinSet;
 
 use crate::backend::{per_step, sync_name, Store};
@@ -51,6 +51,8 @@ pub(crate) struct Bench {
     sole_worker: bool,
     /// Drive with `start` then `result` instead of `execute`.
     start_then_result: bool,
+    /// Start with `StartOptions::eager`.
+    eager_start: bool,
 }
 
 impl Bench {
@@ -72,6 +74,7 @@ impl Bench {
             store,
             sole_worker: s.processes <= 1,
             start_then_result: s.start_then_result,
+            eager_start: s.eager_start,
         })
     }
 
@@ -138,6 +141,10 @@ impl Run {
 pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchResult<Run> {
     let engine = &bench.engine;
     let start_then_result = bench.start_then_result;
+    let options = StartOptions {
+        eager: bench.eager_start,
+        ..StartOptions::default()
+    };
     let attempts_before = engine.metrics().activity_attempts;
     let cpu_before = process_cpu();
     let next = Arc::new(AtomicU64::new(first));
@@ -147,6 +154,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
     for _ in 0..c.max(1) {
         let next = next.clone();
         let engine = engine.clone();
+        let options = options.clone();
         drivers.spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -157,10 +165,14 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
                 let t = Instant::now();
                 let id = format!("saga-5-{i}");
                 let out = if start_then_result {
-                    let run = engine.start::<saga_5>(id, Payload::new(i)).await?;
+                    let run = engine
+                        .start_with::<saga_5>(id, Payload::new(i), options.clone())
+                        .await?;
                     run.result().await?
                 } else {
-                    engine.execute::<saga_5>(id, Payload::new(i)).await?
+                    engine
+                        .execute_with::<saga_5>(id, Payload::new(i), options.clone())
+                        .await?
                 };
                 latencies.push(t.elapsed());
                 if out.counter != i + STEPS {
@@ -345,7 +357,9 @@ async fn run_durable(
     let tag = |m: Measurement| match s.backend {
         "sqlite" => m.with("synchronous", sync_name(s.sync)),
         // Statement counts are this process's store only (one of the processes).
-        "postgres+nats" => pg(m).with("processes", s.processes),
+        "postgres+nats" => pg(m)
+            .with("processes", s.processes)
+            .with("eager_start", s.eager_start),
         _ => pg(m),
     };
     if s.runs(Part::Throughput) {
@@ -391,6 +405,7 @@ mod tests {
             processes: 1,
             eager_activities: true,
             start_then_result: false,
+            eager_start: false,
             worker_of: None,
         }
     }

@@ -293,8 +293,7 @@ async fn every_error_kind_is_produced() {
     // Timeout: the workflow-level timeout.
     let opts = StartOptions {
         timeout: Some(Duration::from_secs(1)),
-        trace_id: None,
-        task_queue: None,
+        ..StartOptions::default()
     };
     let input = WaiterInput {
         sleep_first_secs: 0,

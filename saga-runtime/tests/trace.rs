@@ -42,9 +42,8 @@ async fn spans_carry_the_trace_id() {
 
     let engine = builder(InMemoryStore::new()).build().await.unwrap();
     let options = StartOptions {
-        timeout: None,
         trace_id: Some("trace-abc123".into()),
-        task_queue: None,
+        ..StartOptions::default()
     };
     let run = engine
         .start_with::<order_saga>("traced", Order::new("t"), options)

@@ -242,8 +242,8 @@ pub(crate) async fn start(client: &SagaClient, req: StartRequest) -> Result<Star
     });
     let options = StartOptions {
         timeout: req.timeout_secs.map(Duration::from_secs),
-        trace_id: None,
         task_queue: req.task_queue,
+        ..StartOptions::default()
     };
     let started = client
         .start(&workflow_type, id.as_str(), req.input, options)

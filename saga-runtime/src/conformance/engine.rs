@@ -395,8 +395,7 @@ pub async fn workflow_timeout<S: ScenarioStore>(store: S) {
             },
             StartOptions {
                 timeout: Some(Duration::from_secs(5)),
-                trace_id: None,
-                task_queue: None,
+                ..StartOptions::default()
             },
         )
         .await
@@ -1502,6 +1501,48 @@ pub async fn eager_activities_skip_the_queue<S: ScenarioStore>(store: S) {
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
 
+/// Eager start (`StartOptions::eager`): the first step's activities run on the
+/// starting engine too, so no task of the execution reaches the queue; a start without
+/// it on the same engine still hands its first step to the queue. `execute` takes it
+/// as `start` does.
+pub async fn eager_start_runs_the_first_step_here<S: ScenarioStore>(store: S) {
+    let queue = LossyQueue::default();
+    let engine = builder(store.clone())
+        .queue(queue.clone())
+        .outbox(outbox_after(5))
+        .build()
+        .await
+        .unwrap();
+    let eager = StartOptions {
+        eager: true,
+        ..StartOptions::default()
+    };
+    let receipt = engine
+        .execute_with::<order_saga>("eager-start", Order::new("es"), eager)
+        .await
+        .unwrap();
+    assert_eq!(receipt.shipment.tracking, "trk-es");
+    assert_history_sound(&engine.history("eager-start").await.unwrap());
+    let m = engine.metrics();
+    assert_eq!(
+        (m.activity_attempts, m.eager_activities),
+        (3, 3),
+        "every step ran eagerly: {m:?}"
+    );
+    assert!(queue.seen().is_empty(), "nothing went to the queue");
+
+    engine
+        .execute::<order_saga>("queued-start", Order::new("qs"))
+        .await
+        .unwrap();
+    let published: Vec<_> = queue.seen().iter().map(|t| t.saga_id.clone()).collect();
+    assert!(
+        !published.is_empty() && published.iter().all(|s| s.as_str() == "queued-start"),
+        "without eager start the first step goes to the queue: {published:?}"
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
 /// Waits until the `pair` execution `id` has scheduled its second step.
 async fn second_step_scheduled(engine: &SagaEngine, id: &str) {
     loop {
@@ -1659,6 +1700,7 @@ macro_rules! for_each_paused_scenario {
             outbox_redelivers_lost_tasks,
             eager_activities_skip_the_queue,
             execute_starts_and_waits,
+            eager_start_runs_the_first_step_here,
             eager_run_of_a_dead_worker_is_redriven,
             long_steps_are_not_redelivered,
             shutdown_finishes_eager_attempts,

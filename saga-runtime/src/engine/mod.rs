@@ -53,6 +53,16 @@ pub struct StartOptions {
     /// only workers serving it ([`SagaEngineBuilder::task_queue_name`]) run them. Default:
     /// the starting engine's queue. Recorded in `WorkflowExecutionStarted`.
     pub task_queue: Option<String>,
+    /// Eager start: the activities the first step schedules run on this engine right
+    /// after the start commits, as a worker's own step's do
+    /// ([`SagaEngineBuilder::eager_activities`]), instead of going through the task
+    /// queue; the execution then stays on this engine. Lower latency for a caller
+    /// that is itself a worker of the execution's queue (like Temporal's
+    /// `request_eager_start`); off by default, so that new executions spread over the
+    /// workers. Where the engine cannot run them (no outbox, another queue, no free
+    /// slot, activity not registered) they go to the queue as usual. Only an engine
+    /// runs activities: a [`SagaClient`](crate::client::SagaClient) start ignores it.
+    pub eager: bool,
 }
 
 /// Counters the engine keeps (exported as metrics by the operations layer).
@@ -685,7 +695,7 @@ impl SagaEngine {
     }
 
     /// Starts an execution of `W` and waits for its result: [`SagaEngine::start`] then
-    /// [`RunHandle::result`], but watching for the close before the start is written,
+    /// [`RunHandle::result`], but watching for the close while the start is written,
     /// so that no close can slip in between and the first look at the store is not
     /// needed (two statements fewer per execution; like Temporal's
     /// `execute_workflow`).
@@ -707,8 +717,8 @@ impl SagaEngine {
     ) -> Result<W::Output> {
         let saga_id = saga_id.into();
         self.registered::<W>()?;
-        let watch = self.inner.watch(&saga_id).await?;
-        let handle = self.start_with::<W>(saga_id, input, options).await?;
+        let start = self.start_with::<W>(saga_id.clone(), input, options);
+        let (handle, watch) = self.inner.watch_around(&saga_id, start).await?;
         let value = self
             .inner
             .wait_watched(&handle.saga_id, watch, false)
@@ -736,16 +746,12 @@ impl SagaEngine {
         let saga_id = saga_id.into();
         self.registered::<W>()?;
         let input = serde_json::to_value(&input)?;
-        let timeout = options.timeout.or(W::options().timeout);
+        let options = StartOptions {
+            timeout: options.timeout.or(W::options().timeout),
+            ..options
+        };
         self.inner
-            .start(
-                &saga_id,
-                W::TYPE_ID,
-                input,
-                timeout,
-                options.trace_id,
-                options.task_queue,
-            )
+            .start(&saga_id, W::TYPE_ID, input, options)
             .await?;
         Ok(RunHandle {
             inner: self.inner.clone(),

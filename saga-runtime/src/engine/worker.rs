@@ -60,7 +60,8 @@ pub(super) enum Origin {
     /// executions spread over the workers.
     Client,
     /// This engine's own work on the execution (a task, a timer, a local activity, a
-    /// child's result): the activities it schedules may run here at once.
+    /// child's result, or an eager start): the activities it schedules may run here
+    /// at once.
     Worker,
 }
 
@@ -779,27 +780,37 @@ impl Inner {
         }
     }
 
-    /// Starts a new execution.
+    /// Starts a new execution (`options.timeout`: the workflow's default already
+    /// applied).
     pub(super) async fn start(
         &self,
         saga_id: &SagaId,
         workflow_type: &'static str,
         input: Value,
-        timeout: Option<Duration>,
-        trace_id: Option<String>,
-        task_queue: Option<String>,
+        options: super::StartOptions,
     ) -> Result<()> {
         let fingerprint = self.workflow(workflow_type)?.fingerprint();
-        let task_queue = task_queue.unwrap_or_else(|| self.config.queue.clone());
+        let task_queue = options
+            .task_queue
+            .unwrap_or_else(|| self.config.queue.clone());
         let now = self.clock.now();
-        let trace_id = trace_id.unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
-        let timeout_ms = timeout.map(|d| d.as_millis() as u64);
+        let trace_id = options
+            .trace_id
+            .unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
+        let timeout_ms = options.timeout.map(|d| d.as_millis() as u64);
+        let eager = options.eager;
         let attributes =
             inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         let span = super::in_trace(span, &trace_id);
-        self.process(saga_id, true, Origin::Client, |exec| {
+        // An eager start dispatches its first activities as this engine's own step.
+        let origin = if eager {
+            Origin::Worker
+        } else {
+            Origin::Client
+        };
+        self.process(saga_id, true, origin, |exec| {
             exec.s.trace_id = trace_id.clone();
             Ok(Some(vec![Input {
                 event_type: EventType::WorkflowExecutionStarted,
@@ -893,6 +904,26 @@ impl Inner {
         let local = self.outputs.wait(saga_id);
         let sub = self.signals.subscribe(saga_id).await?;
         Ok(Watch { local, sub })
+    }
+
+    /// [`Self::watch`] around `start` (which starts the execution): the subscription's
+    /// round trip overlaps the start's commit. A close cannot be notified before the
+    /// start is written and a step has run after it, so the subscription is in place
+    /// first in every case but a reconnecting dispatcher, which the periodic read of
+    /// the store covers; a failed subscription falls back to that read alone.
+    pub(super) async fn watch_around<T>(
+        &self,
+        saga_id: &SagaId,
+        start: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<(T, Watch)> {
+        let local = self.outputs.wait(saga_id);
+        let (sub, started) = tokio::join!(self.signals.subscribe(saga_id), start);
+        let started = started?;
+        let sub = sub.unwrap_or_else(|e| {
+            tracing::warn!(saga_id = %saga_id, error = %e, "no subscription; reading the store for the result");
+            tokio::sync::mpsc::unbounded_channel().1
+        });
+        Ok((started, Watch { local, sub }))
     }
 
     /// Waits until the execution closes. `check_first`: read the store before the
