@@ -69,6 +69,31 @@ pub(super) struct GroupCommit {
     state: Mutex<Queue>,
     max_batch: usize,
     max_flushers: usize,
+    /// The connections commits are written on, kept out of the pool: sqlx pings a
+    /// pooled connection every time it goes back to the pool, a second round trip on
+    /// the database for every commit (1 ms of a 5-step workflow's 3 at one in flight).
+    /// By statement, because each wants its own plan cache mode.
+    connections: Mutex<Kept>,
+}
+
+/// Connections kept for commits (at most one of each kind per flusher).
+#[derive(Default)]
+struct Kept {
+    single: Vec<sqlx::PgConnection>,
+    batch: Vec<sqlx::PgConnection>,
+}
+
+/// What a connection for commits writes, which decides how its statements are planned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Statement {
+    /// The single-commit statement: after five executions PostgreSQL plans it once
+    /// for all (a generic plan), which saves planning it on every commit (about 0.17
+    /// ms, or 1 ms of a 5-step workflow at one in flight).
+    Single,
+    /// The batch statement: planned for each batch (`plan_cache_mode =
+    /// force_custom_plan`). A generic plan cannot see the arrays' sizes; when
+    /// PostgreSQL chose one, a run lost a third of its throughput (BENCHMARKS.md).
+    Batch,
 }
 
 #[derive(Default)]
@@ -87,6 +112,7 @@ impl GroupCommit {
             state: Mutex::new(Queue::default()),
             max_batch: max_batch.max(1),
             max_flushers: max_flushers.max(1),
+            connections: Mutex::new(Kept::default()),
         }
     }
 
@@ -185,12 +211,15 @@ impl PostgresStore {
             store: Some(self.clone()),
             writing: vec![saga_id.clone()],
         };
-        let outcome = match self.pool.acquire().await {
+        let outcome = match self.commit_connection(Statement::Single).await {
             Ok(mut conn) => {
-                self.run_commit(&mut conn, &g.commit, g.insert, g.index)
-                    .await
+                let r = self
+                    .run_commit(&mut conn, &g.commit, g.insert, g.index)
+                    .await;
+                self.keep_connection(Statement::Single, conn, &r);
+                r
             }
-            Err(e) => Err(super::unavailable("connect to PostgreSQL", e)),
+            Err(e) => Err(e),
         };
         self.answer(&saga_id, expected, outcome)
     }
@@ -206,6 +235,54 @@ impl PostgresStore {
             }
             Ok(Err(actual)) => Err(Error::conflict(saga_id.as_str(), expected, actual)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A connection for commits written with `statement`: a kept one, or one taken
+    /// out of the pool (which waits for the database as any call does).
+    async fn commit_connection(&self, statement: Statement) -> Result<sqlx::PgConnection> {
+        let kept = {
+            let mut kept = self
+                .group
+                .connections
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match statement {
+                Statement::Single => kept.single.pop(),
+                Statement::Batch => kept.batch.pop(),
+            }
+        };
+        if let Some(conn) = kept {
+            return Ok(conn);
+        }
+        let mut conn = match self.pool.acquire().await {
+            Ok(pooled) => pooled.detach(),
+            Err(e) => return Err(super::unavailable("connect to PostgreSQL", e)),
+        };
+        if statement == Statement::Batch {
+            self.count(1);
+            sqlx::query("SET plan_cache_mode = force_custom_plan")
+                .execute(&mut conn)
+                .await
+                .map_err(|e| super::unavailable("set up a connection for commits", e))?;
+        }
+        Ok(conn)
+    }
+
+    /// Keeps a connection for the next commit, unless its last statement failed: the
+    /// connection may be broken, and a new one costs little next to that.
+    fn keep_connection<T>(&self, statement: Statement, conn: sqlx::PgConnection, last: &Result<T>) {
+        if last.is_err() {
+            return;
+        }
+        let mut kept = self
+            .group
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match statement {
+            Statement::Single => kept.single.push(conn),
+            Statement::Batch => kept.batch.push(conn),
         }
     }
 
@@ -237,28 +314,42 @@ impl PostgresStore {
 
     /// Writes one batch and answers every commit in it.
     async fn write_batch(&self, batch: Vec<Pending>) {
-        let mut conn = match self.pool.acquire().await {
+        let statement = if batch.len() == 1 {
+            Statement::Single
+        } else {
+            Statement::Batch
+        };
+        let mut conn = match self.commit_connection(statement).await {
             Ok(c) => c,
             Err(e) => {
-                let e = super::unavailable("connect to PostgreSQL", e);
                 for p in batch {
                     let _ = p.reply.send(Err(same_error(&e)));
                 }
                 return;
             }
         };
+        let outcome = self.write_batch_on(&mut conn, batch).await;
+        self.keep_connection(statement, conn, &outcome);
+    }
+
+    /// [`Self::write_batch`] on `conn`; an error if a statement failed (the
+    /// connection may be broken; the commits have their answers).
+    async fn write_batch_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        batch: Vec<Pending>,
+    ) -> Result<()> {
         if batch.len() == 1 {
             // The common case with few workflows in flight: the single-commit statement.
             let Some(p) = batch.into_iter().next() else {
-                return;
+                return Ok(());
             };
-            let r = self
-                .run_commit(&mut conn, &p.commit, p.insert, p.index)
-                .await;
+            let r = self.run_commit(conn, &p.commit, p.insert, p.index).await;
+            let failed = r.as_ref().err().map(same_error);
             let _ = p.reply.send(r);
-            return;
+            return failed.map_or(Ok(()), Err);
         }
-        match self.run_batch(&mut conn, &batch).await {
+        match self.run_batch(conn, &batch).await {
             Ok(outcomes) => {
                 self.stats
                     .batched
@@ -266,20 +357,25 @@ impl PostgresStore {
                 for (p, o) in batch.into_iter().zip(outcomes) {
                     let _ = p.reply.send(Ok(o));
                 }
+                Ok(())
             }
             Err(e) if e.context("code") == Some("unavailable") => {
                 for p in batch {
                     let _ = p.reply.send(Err(same_error(&e)));
                 }
+                Err(e)
             }
             Err(e) => {
                 tracing::debug!(error = %e, commits = batch.len(), "group commit refused; committing one by one");
+                let mut failed = None;
                 for p in batch {
-                    let r = self
-                        .run_commit(&mut conn, &p.commit, p.insert, p.index)
-                        .await;
+                    let r = self.run_commit(conn, &p.commit, p.insert, p.index).await;
+                    if let Err(e) = &r {
+                        failed = Some(same_error(e));
+                    }
                     let _ = p.reply.send(r);
                 }
+                failed.map_or(Ok(()), Err)
             }
         }
     }

@@ -89,7 +89,9 @@ pub struct PostgresConfig {
     /// The schema for the tables (created if missing, and set as `search_path` on
     /// every connection); `None` uses the server's default `search_path`.
     pub schema: Option<String>,
-    /// Pooled connections (default 16).
+    /// Connections to the database in all (default 16): up to two for each commit
+    /// flusher ([`PostgresConfig::commit_flushers`]; one per commit statement), the
+    /// rest pooled for everything else (at least two).
     pub max_connections: u32,
     /// How long a call waits for a free connection, or for the database to come back,
     /// before failing (default 30 s).
@@ -98,7 +100,7 @@ pub struct PostgresConfig {
     /// (default 64; 1 turns group commit off).
     pub max_commit_batch: usize,
     /// Group commit: at most this many batches written at once, each on a connection of
-    /// the pool (default [`DEFAULT_COMMIT_FLUSHERS`]).
+    /// its own (default [`DEFAULT_COMMIT_FLUSHERS`]).
     pub commit_flushers: Option<usize>,
 }
 
@@ -211,8 +213,18 @@ impl PostgresStore {
             }
             None => "saga_signals".to_owned(),
         };
+        let flushers = config
+            .commit_flushers
+            .unwrap_or(DEFAULT_COMMIT_FLUSHERS)
+            .max(1);
+        // The flushers' connections come out of the pool (detached), which then may
+        // open as many again: the pool's share is what is left for the rest.
+        let pooled = config
+            .max_connections
+            .saturating_sub(u32::try_from(2 * flushers).unwrap_or(u32::MAX))
+            .max(2);
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
+            .max_connections(pooled)
             .min_connections(0)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(None)
@@ -232,10 +244,10 @@ impl PostgresStore {
             stats: Arc::new(Stats::default()),
             group: Arc::new(group_commit::GroupCommit::new(
                 config.max_commit_batch,
-                config.commit_flushers.unwrap_or(DEFAULT_COMMIT_FLUSHERS),
+                flushers,
             )),
         };
-        store.prewarm(config.max_connections.max(1)).await?;
+        store.prewarm(pooled).await?;
         Ok(store)
     }
 
