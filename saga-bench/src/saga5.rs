@@ -339,7 +339,7 @@ async fn run_durable(
     if s.runs(Part::Baseline) {
         eprintln!(
             "saga-5: raw commit rate ({} writers)",
-            crate::rawcommit::WRITERS
+            crate::rawcommit::writers(s.backend)
         );
         let m = crate::rawcommit::measurement("saga-5", s).await?;
         raw = m.steps_per_sec;
