@@ -12,10 +12,12 @@
 //! How: a commit joins a queue. If fewer than `max_flushers` flushers run, it starts
 //! one (a spawned task, so a caller that gives up waiting cannot abandon the others'
 //! commits half-way); when nothing is queued or being written at all, the caller
-//! writes its commit itself, saving the hand-off (one workflow in flight). A flusher takes up to `max_batch` queued commits, for distinct
-//! sagas, writes them in one statement, answers each, and goes on until the queue is
-//! empty. Nothing waits for a batch to fill: one workflow in flight is one commit per
-//! statement, with no added latency.
+//! writes its commit itself, saving the hand-off (one workflow in flight). A flusher
+//! takes up to `max_batch` queued commits, for distinct sagas, writes them in one
+//! statement, answers each, and goes on until the queue is empty. Nothing waits for a
+//! batch to fill: one workflow in flight is one commit per statement, with no added
+//! latency. Commits go over connections kept for them, out of the pool (see
+//! [`GroupCommit`]'s `connections`).
 //!
 //! When the statement fails with a database error (a deadlock between two processes'
 //! batches, a value one commit carries that the database refuses) every commit of the
@@ -83,6 +85,15 @@ struct Kept {
     batch: Vec<sqlx::PgConnection>,
 }
 
+impl Kept {
+    fn of(&mut self, statement: Statement) -> &mut Vec<sqlx::PgConnection> {
+        match statement {
+            Statement::Single => &mut self.single,
+            Statement::Batch => &mut self.batch,
+        }
+    }
+}
+
 /// What a connection for commits writes, which decides how its statements are planned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Statement {
@@ -118,6 +129,10 @@ impl GroupCommit {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Up to `max_batch` queued commits for distinct sagas none of which is being
@@ -241,17 +256,7 @@ impl PostgresStore {
     /// A connection for commits written with `statement`: a kept one, or one taken
     /// out of the pool (which waits for the database as any call does).
     async fn commit_connection(&self, statement: Statement) -> Result<sqlx::PgConnection> {
-        let kept = {
-            let mut kept = self
-                .group
-                .connections
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match statement {
-                Statement::Single => kept.single.pop(),
-                Statement::Batch => kept.batch.pop(),
-            }
-        };
+        let kept = self.group.kept().of(statement).pop();
         if let Some(conn) = kept {
             return Ok(conn);
         }
@@ -272,17 +277,8 @@ impl PostgresStore {
     /// Keeps a connection for the next commit, unless its last statement failed: the
     /// connection may be broken, and a new one costs little next to that.
     fn keep_connection<T>(&self, statement: Statement, conn: sqlx::PgConnection, last: &Result<T>) {
-        if last.is_err() {
-            return;
-        }
-        let mut kept = self
-            .group
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match statement {
-            Statement::Single => kept.single.push(conn),
-            Statement::Batch => kept.batch.push(conn),
+        if last.is_ok() {
+            self.group.kept().of(statement).push(conn);
         }
     }
 

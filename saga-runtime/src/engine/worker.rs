@@ -93,7 +93,7 @@ struct ActivityTask {
 
 /// The largest task payload that carries the execution's history
 /// ([`ActivityTask::history`]); a larger one goes without it.
-const SEEDED_TASK_MAX_BYTES: usize = 16 * 1024;
+const CARRIED_HISTORY_MAX_BYTES: usize = 16 * 1024;
 
 /// Something to do once new events are durable.
 enum Effect {
@@ -161,7 +161,7 @@ fn plus_ms(t: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
 /// The task that runs one attempt of the activity `scheduled` schedules, on `queue`.
 fn activity_task(scheduled: &HistoryEvent, task: &mut ActivityTask, queue: &str) -> Task {
     let mut payload = serde_json::to_vec(&*task).unwrap_or_default();
-    if task.history.is_some() && payload.len() > SEEDED_TASK_MAX_BYTES {
+    if task.history.is_some() && payload.len() > CARRIED_HISTORY_MAX_BYTES {
         task.history = None;
         payload = serde_json::to_vec(&*task).unwrap_or_default();
     }
