@@ -220,3 +220,112 @@ async fn group_commit_refused_commit_fails_alone() {
     })
     .await;
 }
+
+/// Commits go over connections the store keeps out of its pool. When the database
+/// drops them (a restart, `pg_terminate_backend`), a commit may fail, with
+/// `unavailable` and nothing written, and the next ones go over new connections: one at
+/// a time (the single-commit statement) and many at once (the batch statement) both
+/// recover, and every history ends whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_recover_from_dropped_connections() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+    use serde_json::json;
+
+    with_schema(|config| async move {
+        // Named connections, so that only this store's are dropped.
+        let app = config.schema.clone().expect("a test schema");
+        let sep = if config.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}application_name={app}", config.url);
+        let store = connect(saga_adapters::PostgresConfig { url, ..config }).await;
+        let ids: Vec<SagaId> = (0..8).map(|i| SagaId::new(format!("drop-{i}"))).collect();
+        let event = |id: &SagaId, n: u64| {
+            let t = if n == 0 {
+                EventType::WorkflowExecutionStarted
+            } else {
+                EventType::SignalReceived
+            };
+            let e = HistoryEvent::new(
+                id.clone(),
+                n,
+                t,
+                chrono::Utc::now(),
+                json!({"workflow_type": "dropped", "name": "s", "n": n}),
+                format!("trace-{id}"),
+            );
+            Commit::events_only(id, n, vec![e])
+        };
+        // Event `n` of every saga: the first one alone, then the others at once; a
+        // commit failing with `unavailable` wrote nothing and is tried again (up to 4
+        // times). Returns how many tries failed.
+        let step = |n: u64| {
+            let (store, ids) = (&store, &ids);
+            async move {
+                let mut failed = 0;
+                loop {
+                    match store.commit(event(&ids[0], n)).await {
+                        Ok(v) => {
+                            assert_eq!(v, n + 1);
+                            break;
+                        }
+                        Err(e) => {
+                            assert_eq!(e.context("code"), Some("unavailable"), "{e}");
+                            failed += 1;
+                        }
+                    }
+                    assert!(failed < 4, "the single commit still fails");
+                }
+                let mut pending: Vec<&SagaId> = ids[1..].iter().collect();
+                while !pending.is_empty() {
+                    let commits = pending.iter().map(|id| event(id, n)).collect();
+                    let results = store.commit_all(commits).await;
+                    let mut left = Vec::new();
+                    for (id, r) in pending.into_iter().zip(results) {
+                        match r {
+                            Ok(v) => assert_eq!(v, n + 1),
+                            Err(e) => {
+                                // Not a conflict: a failed try wrote nothing.
+                                assert_eq!(e.context("code"), Some("unavailable"), "{id}: {e}");
+                                left.push(id);
+                            }
+                        }
+                    }
+                    if !left.is_empty() {
+                        failed += 1;
+                        assert!(failed < 8, "the batch still fails");
+                    }
+                    pending = left;
+                }
+                failed
+            }
+        };
+        assert_eq!(step(0).await + step(1).await, 0);
+        let mut admin = common::pg::admin().await.expect("admin connection");
+        let dropped: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(dropped.len() >= 2, "the store's connections: {dropped:?}");
+        let failed = step(2).await + step(3).await;
+        assert!(failed >= 1, "the dropped connections were not in use");
+        for id in &ids {
+            let mut tries = 0;
+            let history = loop {
+                match store.history(id).await {
+                    Ok(h) => break h,
+                    Err(e) if tries < 4 => {
+                        tries += 1;
+                        assert_eq!(e.context("code"), Some("unavailable"), "{e}");
+                    }
+                    Err(e) => panic!("history of {id}: {e}"),
+                }
+            };
+            let ids: Vec<u64> = history.iter().map(|e| e.event_id).collect();
+            assert_eq!(ids, vec![0, 1, 2, 3], "{id}");
+        }
+    })
+    .await;
+}
