@@ -430,8 +430,9 @@ impl SagaEngineBuilder {
     /// dies, the reconciler publishes it after [`OutboxConfig::redeliver_after`] and
     /// another worker runs it. A saga thus stays on the worker that took its first task,
     /// which saves each step a publish and a delivery, and keeps its state in that
-    /// worker's cache. Starts and signals from clients always go through the queue, so
-    /// new sagas spread over the workers.
+    /// worker's cache. Starts and signals from clients go through the queue, so new
+    /// sagas spread over the workers, unless a start asks for an eager start
+    /// ([`StartOptions::eager`]).
     pub fn eager_activities(mut self, yes: bool) -> Self {
         self.config.eager_activities = yes;
         self
