@@ -71,41 +71,28 @@ pub(super) struct GroupCommit {
     state: Mutex<Queue>,
     max_batch: usize,
     max_flushers: usize,
-    /// The connections commits are written on, kept out of the pool: sqlx pings a
-    /// pooled connection every time it goes back to the pool, a second round trip on
-    /// the database for every commit (1 ms of a 5-step workflow's 3 at one in flight).
-    /// By statement, because each wants its own plan cache mode.
-    connections: Mutex<Kept>,
+    /// The connections commits are written on, at most one per flusher, kept out of
+    /// the pool: sqlx pings a pooled connection every time it goes back to the pool, a
+    /// second round trip on the database for every commit (1 ms of a 5-step
+    /// workflow's 3 at one in flight). Set up by [`PLAN_ONCE`].
+    connections: Mutex<Vec<sqlx::PgConnection>>,
 }
 
-/// Connections kept for commits (at most one of each kind per flusher).
-#[derive(Default)]
-struct Kept {
-    single: Vec<sqlx::PgConnection>,
-    batch: Vec<sqlx::PgConnection>,
-}
-
-impl Kept {
-    fn of(&mut self, statement: Statement) -> &mut Vec<sqlx::PgConnection> {
-        match statement {
-            Statement::Single => &mut self.single,
-            Statement::Batch => &mut self.batch,
-        }
-    }
-}
-
-/// What a connection for commits writes, which decides how its statements are planned.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Statement {
-    /// The single-commit statement: after five executions PostgreSQL plans it once
-    /// for all (a generic plan), which saves planning it on every commit (about 0.17
-    /// ms, or 1 ms of a 5-step workflow at one in flight).
-    Single,
-    /// The batch statement: planned for each batch (`plan_cache_mode =
-    /// force_custom_plan`). A generic plan cannot see the arrays' sizes; when
-    /// PostgreSQL chose one, a run lost a third of its throughput (BENCHMARKS.md).
-    Batch,
-}
+/// How commit connections plan their statements: once per connection (a generic
+/// plan), and never with a sequential scan of a table.
+///
+/// Why: planning the batch statement for each batch cost PostgreSQL more than running
+/// it (1.1 ms against 1.2 for 30 commits, measured with `EXPLAIN (ANALYZE)`), because a
+/// custom plan looks at every element of the parameter arrays. A generic plan is made
+/// from the tables' statistics at the time, and on a new schema those say the tables
+/// are empty: PostgreSQL then scans whole tables, and keeps doing so while they grow
+/// (in paired runs of three processes, 3 900 and 3 100 steps/s). Every lookup of
+/// these statements has an index on its key, so no sequential scan is ever the right
+/// plan once tables have rows; with them off the generic plan is right whatever the
+/// statistics say (4 900 and 5 400 steps/s in those pairs, against 4 500-5 000 with a
+/// custom plan per batch; BENCHMARKS.md).
+const PLAN_ONCE: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), \
+                                set_config('enable_seqscan', 'off', false)";
 
 #[derive(Default)]
 struct Queue {
@@ -123,7 +110,7 @@ impl GroupCommit {
             state: Mutex::new(Queue::default()),
             max_batch: max_batch.max(1),
             max_flushers: max_flushers.max(1),
-            connections: Mutex::new(Kept::default()),
+            connections: Mutex::new(Vec::new()),
         }
     }
 
@@ -131,7 +118,7 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<sqlx::PgConnection>> {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -226,12 +213,12 @@ impl PostgresStore {
             store: Some(self.clone()),
             writing: vec![saga_id.clone()],
         };
-        let outcome = match self.commit_connection(Statement::Single).await {
+        let outcome = match self.commit_connection().await {
             Ok(mut conn) => {
                 let r = self
                     .run_commit(&mut conn, &g.commit, g.insert, g.index)
                     .await;
-                self.keep_connection(Statement::Single, conn, &r);
+                self.keep_connection(conn, &r);
                 r
             }
             Err(e) => Err(e),
@@ -253,32 +240,50 @@ impl PostgresStore {
         }
     }
 
-    /// A connection for commits written with `statement`: a kept one, or one taken
-    /// out of the pool (which waits for the database as any call does).
-    async fn commit_connection(&self, statement: Statement) -> Result<sqlx::PgConnection> {
-        let kept = self.group.kept().of(statement).pop();
+    /// A connection for commits: a kept one, or one taken out of the pool (which
+    /// waits for the database as any call does) and set up by [`PLAN_ONCE`].
+    async fn commit_connection(&self) -> Result<sqlx::PgConnection> {
+        let kept = self.group.kept().pop();
         if let Some(conn) = kept {
             return Ok(conn);
         }
-        let mut conn = match self.pool.acquire().await {
+        let pooled = match self.pool.acquire().await {
             Ok(pooled) => pooled.detach(),
             Err(e) => return Err(super::unavailable("connect to PostgreSQL", e)),
         };
-        if statement == Statement::Batch {
-            self.count(1);
-            sqlx::query("SET plan_cache_mode = force_custom_plan")
-                .execute(&mut conn)
-                .await
-                .map_err(|e| super::unavailable("set up a connection for commits", e))?;
+        match self.plan_once(pooled).await {
+            Ok(conn) => Ok(conn),
+            // The pool keeps idle connections without checking them: after a restart
+            // of the database every one is dead, and each would fail a commit. The
+            // setup wrote nothing, so a new connection can take its place.
+            Err(_) => {
+                let conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.options)
+                    .await
+                    .map_err(|e| super::unavailable("connect to PostgreSQL", e))?;
+                self.plan_once(conn).await
+            }
         }
+    }
+
+    /// `conn` set up by [`PLAN_ONCE`].
+    async fn plan_once(&self, mut conn: sqlx::PgConnection) -> Result<sqlx::PgConnection> {
+        self.count(1);
+        sqlx::query(PLAN_ONCE)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| super::unavailable("set up a connection for commits", e))?;
         Ok(conn)
     }
 
     /// Keeps a connection for the next commit, unless its last statement failed: the
-    /// connection may be broken, and a new one costs little next to that.
-    fn keep_connection<T>(&self, statement: Statement, conn: sqlx::PgConnection, last: &Result<T>) {
-        if last.is_ok() {
-            self.group.kept().of(statement).push(conn);
+    /// connection may be broken, and a new one costs little next to that. A lost
+    /// connection drops the other kept ones too: what lost one (a restart, an
+    /// administrator ending the store's sessions) has most likely lost them all.
+    fn keep_connection<T>(&self, conn: sqlx::PgConnection, last: &Result<T>) {
+        match last {
+            Ok(_) => self.group.kept().push(conn),
+            Err(e) if e.context("code") == Some("unavailable") => self.group.kept().clear(),
+            Err(_) => {}
         }
     }
 
@@ -310,12 +315,7 @@ impl PostgresStore {
 
     /// Writes one batch and answers every commit in it.
     async fn write_batch(&self, batch: Vec<Pending>) {
-        let statement = if batch.len() == 1 {
-            Statement::Single
-        } else {
-            Statement::Batch
-        };
-        let mut conn = match self.commit_connection(statement).await {
+        let mut conn = match self.commit_connection().await {
             Ok(c) => c,
             Err(e) => {
                 for p in batch {
@@ -325,7 +325,7 @@ impl PostgresStore {
             }
         };
         let outcome = self.write_batch_on(&mut conn, batch).await;
-        self.keep_connection(statement, conn, &outcome);
+        self.keep_connection(conn, &outcome);
     }
 
     /// [`Self::write_batch`] on `conn`; an error if a statement failed (the

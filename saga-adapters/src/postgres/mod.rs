@@ -89,9 +89,9 @@ pub struct PostgresConfig {
     /// The schema for the tables (created if missing, and set as `search_path` on
     /// every connection); `None` uses the server's default `search_path`.
     pub schema: Option<String>,
-    /// Connections to the database in all (default 16): up to two for each commit
-    /// flusher ([`PostgresConfig::commit_flushers`]; one per commit statement), the
-    /// rest pooled for everything else (at least two).
+    /// Connections to the database in all (default 16): one for each commit flusher
+    /// ([`PostgresConfig::commit_flushers`]), the rest pooled for everything else (at
+    /// least two).
     pub max_connections: u32,
     /// How long a call waits for a free connection, or for the database to come back,
     /// before failing (default 30 s).
@@ -221,7 +221,7 @@ impl PostgresStore {
         // open as many again: the pool's share is what is left for the rest.
         let pooled = config
             .max_connections
-            .saturating_sub(u32::try_from(2 * flushers).unwrap_or(u32::MAX))
+            .saturating_sub(u32::try_from(flushers).unwrap_or(u32::MAX))
             .max(2);
         let pool = PgPoolOptions::new()
             .max_connections(pooled)
