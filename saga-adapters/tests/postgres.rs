@@ -138,6 +138,45 @@ async fn corrupted_snapshot_falls_back() {
     .await;
 }
 
+/// The reads of a worker taking a task (here the version) go over a connection kept
+/// out of the pool: set up once, then one statement per read, with no ping of a pooled
+/// connection after each. Reads at once beyond the kept connections take pooled ones,
+/// and all of them answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reads_reuse_kept_connections() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+
+    with_schema(|config| async move {
+        let store = connect(config).await;
+        let id = SagaId::new("kept-reads");
+        let start = HistoryEvent::new(
+            id.clone(),
+            0,
+            EventType::WorkflowExecutionStarted,
+            chrono::Utc::now(),
+            serde_json::json!({"workflow_type": "kept"}),
+            "trace-kept".to_owned(),
+        );
+        store
+            .commit(Commit::events_only(&id, 0, vec![start]))
+            .await
+            .unwrap();
+        let before = store.stats().statements;
+        for _ in 0..20 {
+            assert_eq!(store.version(&id).await.unwrap(), 1);
+        }
+        let after = store.stats().statements;
+        assert_eq!(after - before, 21, "one setup, then one statement per read");
+
+        let reads = (0..32).map(|_| store.version(&id));
+        for v in futures_util::future::join_all(reads).await {
+            assert_eq!(v.unwrap(), 1);
+        }
+    })
+    .await;
+}
+
 /// Group commit: the conformance check of many sagas committing at once, on a store
 /// with one flusher, where the commits certainly share statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

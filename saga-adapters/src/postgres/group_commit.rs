@@ -25,7 +25,7 @@
 //! them all with `code=unavailable`, as a single commit would.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use saga_runtime::domain::SagaId;
@@ -34,6 +34,7 @@ use saga_runtime::{Error, ErrorKind, Result};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
+use super::kept::{Connection, KeptConnections};
 use super::{IndexValues, PostgresStore};
 use crate::common::{category_name, timer_kind_name};
 
@@ -71,28 +72,10 @@ pub(super) struct GroupCommit {
     state: Mutex<Queue>,
     max_batch: usize,
     max_flushers: usize,
-    /// The connections commits are written on, at most one per flusher, kept out of
-    /// the pool: sqlx pings a pooled connection every time it goes back to the pool, a
-    /// second round trip on the database for every commit (1 ms of a 5-step
-    /// workflow's 3 at one in flight). Set up by [`PLAN_ONCE`].
-    connections: Mutex<Vec<sqlx::PgConnection>>,
+    /// The connections commits are written on, kept out of the pool, one per
+    /// flusher ([`super::kept`]).
+    connections: Arc<KeptConnections>,
 }
-
-/// How commit connections plan their statements: once per connection (a generic
-/// plan), and never with a sequential scan of a table.
-///
-/// Why: planning the batch statement for each batch cost PostgreSQL more than running
-/// it (1.1 ms against 1.2 for 30 commits, measured with `EXPLAIN (ANALYZE)`), because a
-/// custom plan looks at every element of the parameter arrays. A generic plan is made
-/// from the tables' statistics at the time, and on a new schema those say the tables
-/// are empty: PostgreSQL then scans whole tables, and keeps doing so while they grow
-/// (in paired runs of three processes, 3 900 and 3 100 steps/s). Every lookup of
-/// these statements has an index on its key, so no sequential scan is ever the right
-/// plan once tables have rows; with them off the generic plan is right whatever the
-/// statistics say (4 900 and 5 400 steps/s in those pairs, against 4 500-5 000 with a
-/// custom plan per batch; BENCHMARKS.md).
-const PLAN_ONCE: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), \
-                                set_config('enable_seqscan', 'off', false)";
 
 #[derive(Default)]
 struct Queue {
@@ -110,16 +93,12 @@ impl GroupCommit {
             state: Mutex::new(Queue::default()),
             max_batch: max_batch.max(1),
             max_flushers: max_flushers.max(1),
-            connections: Mutex::new(Vec::new()),
+            connections: KeptConnections::new(max_flushers.max(1)),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<sqlx::PgConnection>> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Up to `max_batch` queued commits for distinct sagas none of which is being
@@ -218,7 +197,7 @@ impl PostgresStore {
                 let r = self
                     .run_commit(&mut conn, &g.commit, g.insert, g.index)
                     .await;
-                self.keep_connection(conn, &r);
+                conn.give_back(&r);
                 r
             }
             Err(e) => Err(e),
@@ -240,51 +219,12 @@ impl PostgresStore {
         }
     }
 
-    /// A connection for commits: a kept one, or one taken out of the pool (which
-    /// waits for the database as any call does) and set up by [`PLAN_ONCE`].
-    async fn commit_connection(&self) -> Result<sqlx::PgConnection> {
-        let kept = self.group.kept().pop();
-        if let Some(conn) = kept {
-            return Ok(conn);
-        }
-        let pooled = match self.pool.acquire().await {
-            Ok(pooled) => pooled.detach(),
-            Err(e) => return Err(super::unavailable("connect to PostgreSQL", e)),
-        };
-        match self.plan_once(pooled).await {
-            Ok(conn) => Ok(conn),
-            // The pool keeps idle connections without checking them: after a restart
-            // of the database every one is dead, and each would fail a commit. The
-            // setup wrote nothing, so a new connection can take its place.
-            Err(_) => {
-                let conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.options)
-                    .await
-                    .map_err(|e| super::unavailable("connect to PostgreSQL", e))?;
-                self.plan_once(conn).await
-            }
-        }
-    }
-
-    /// `conn` set up by [`PLAN_ONCE`].
-    async fn plan_once(&self, mut conn: sqlx::PgConnection) -> Result<sqlx::PgConnection> {
-        self.count(1);
-        sqlx::query(PLAN_ONCE)
-            .execute(&mut conn)
+    /// A connection for commits ([`super::kept`]).
+    async fn commit_connection(&self) -> Result<Connection> {
+        self.group
+            .connections
+            .get(&self.pool, &self.options, || self.count(1))
             .await
-            .map_err(|e| super::unavailable("set up a connection for commits", e))?;
-        Ok(conn)
-    }
-
-    /// Keeps a connection for the next commit, unless its last statement failed: the
-    /// connection may be broken, and a new one costs little next to that. A lost
-    /// connection drops the other kept ones too: what lost one (a restart, an
-    /// administrator ending the store's sessions) has most likely lost them all.
-    fn keep_connection<T>(&self, conn: sqlx::PgConnection, last: &Result<T>) {
-        match last {
-            Ok(_) => self.group.kept().push(conn),
-            Err(e) if e.context("code") == Some("unavailable") => self.group.kept().clear(),
-            Err(_) => {}
-        }
     }
 
     /// A flusher: writes batches until no queued commit can go. (One that waits for
@@ -325,7 +265,7 @@ impl PostgresStore {
             }
         };
         let outcome = self.write_batch_on(&mut conn, batch).await;
-        self.keep_connection(conn, &outcome);
+        conn.give_back(&outcome);
     }
 
     /// [`Self::write_batch`] on `conn`; an error if a statement failed (the

@@ -44,6 +44,7 @@
 
 mod definitions;
 mod group_commit;
+mod kept;
 mod outbox;
 mod signals;
 
@@ -81,6 +82,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// More help when the database has cores to spare and fsync is slow.
 pub const DEFAULT_COMMIT_FLUSHERS: usize = 2;
 
+/// Connections kept out of the pool for the reads of a worker taking a task (version,
+/// history, snapshot): a handful suffice, each read being one short statement; when
+/// all are in use a read takes a pooled connection.
+const KEPT_READERS: usize = 4;
+
 /// Settings of a [`PostgresStore`].
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
@@ -90,8 +96,8 @@ pub struct PostgresConfig {
     /// every connection); `None` uses the server's default `search_path`.
     pub schema: Option<String>,
     /// Connections to the database in all (default 16): one for each commit flusher
-    /// ([`PostgresConfig::commit_flushers`]), the rest pooled for everything else (at
-    /// least two).
+    /// ([`PostgresConfig::commit_flushers`]), four kept for the reads of workers taking
+    /// tasks, the rest pooled for everything else (at least two).
     pub max_connections: u32,
     /// How long a call waits for a free connection, or for the database to come back,
     /// before failing (default 30 s).
@@ -133,6 +139,8 @@ pub struct PostgresStore {
     channel: String,
     stats: Arc<Stats>,
     group: Arc<group_commit::GroupCommit>,
+    /// Connections kept for the reads of a worker taking a task ([`kept`]).
+    readers: Arc<kept::KeptConnections>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -217,11 +225,11 @@ impl PostgresStore {
             .commit_flushers
             .unwrap_or(DEFAULT_COMMIT_FLUSHERS)
             .max(1);
-        // The flushers' connections come out of the pool (detached), which then may
-        // open as many again: the pool's share is what is left for the rest.
+        // The kept connections come out of the pool (detached), which then may open as
+        // many again: the pool's share is what is left for the rest.
         let pooled = config
             .max_connections
-            .saturating_sub(u32::try_from(flushers).unwrap_or(u32::MAX))
+            .saturating_sub(u32::try_from(flushers + KEPT_READERS).unwrap_or(u32::MAX))
             .max(2);
         let pool = PgPoolOptions::new()
             .max_connections(pooled)
@@ -246,6 +254,7 @@ impl PostgresStore {
                 config.max_commit_batch,
                 flushers,
             )),
+            readers: kept::KeptConnections::new(KEPT_READERS),
         };
         store.prewarm(pooled).await?;
         Ok(store)
@@ -269,6 +278,13 @@ impl PostgresStore {
     /// connections: one listening, one notifying).
     pub async fn signal_dispatcher(&self) -> Result<PgSignalDispatcher> {
         PgSignalDispatcher::connect_with(self.options.clone(), self.channel.clone()).await
+    }
+
+    /// A connection for a read of a worker taking a task ([`kept`]).
+    async fn reader(&self) -> Result<kept::Connection> {
+        self.readers
+            .get(&self.pool, &self.options, || self.count(1))
+            .await
     }
 
     /// The connection pool (for tools and tests).
@@ -699,6 +715,9 @@ fn snapshot_from_row(saga_id: &SagaId, row: &PgRow) -> Result<Snapshot> {
 
 const SNAPSHOT_COLUMNS: &str = "SELECT last_event_id, codec, state, checksum, created_at \
                                 FROM saga_snapshots WHERE saga_id = $1 ORDER BY last_event_id DESC";
+const LATEST_SNAPSHOT: &str = "SELECT last_event_id, codec, state, checksum, created_at \
+                               FROM saga_snapshots WHERE saga_id = $1 ORDER BY last_event_id DESC \
+                               LIMIT 1";
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -718,6 +737,7 @@ impl EventStore for PostgresStore {
         from_event_id: u64,
     ) -> Result<Vec<HistoryEvent>> {
         self.count(1);
+        let mut conn = self.reader().await?;
         let rows = sqlx::query(
             "SELECT event_id, event_type, ts, attributes::text, event_version, is_reset_point, \
              is_retry, trace_id FROM saga_events WHERE saga_id = $1 AND event_id >= $2 \
@@ -725,9 +745,11 @@ impl EventStore for PostgresStore {
         )
         .bind(saga_id.as_str())
         .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(|e| unavailable("read a history", e))?;
+        .map_err(|e| unavailable("read a history", e));
+        conn.give_back(&rows);
+        let rows = rows?;
         let key = ("saga_id", saga_id.as_str());
         let events = rows
             .iter()
@@ -754,13 +776,15 @@ impl EventStore for PostgresStore {
 
     async fn version(&self, saga_id: &SagaId) -> Result<u64> {
         self.count(1);
-        let v: Option<i64> =
+        let mut conn = self.reader().await?;
+        let v: Result<Option<i64>> =
             sqlx::query_scalar("SELECT version FROM saga_executions WHERE saga_id = $1")
                 .bind(saga_id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(|e| unavailable("read a version", e))?;
-        crate::common::to_u64("version", saga_id.as_str(), v.unwrap_or(0))
+                .map_err(|e| unavailable("read a version", e));
+        conn.give_back(&v);
+        crate::common::to_u64("version", saga_id.as_str(), v?.unwrap_or(0))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, max_snapshots: u32) -> Result<()> {
@@ -772,12 +796,14 @@ impl EventStore for PostgresStore {
 
     async fn latest_snapshot(&self, saga_id: &SagaId) -> Result<Option<Snapshot>> {
         self.count(1);
-        let sql = format!("{SNAPSHOT_COLUMNS} LIMIT 1");
-        let row = sqlx::query(&sql)
+        let mut conn = self.reader().await?;
+        let row = sqlx::query(LATEST_SNAPSHOT)
             .bind(saga_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(|e| unavailable("read a snapshot", e))?;
+            .map_err(|e| unavailable("read a snapshot", e));
+        conn.give_back(&row);
+        let row = row?;
         row.map(|r| snapshot_from_row(saga_id, &r)).transpose()
     }
 
