@@ -7,7 +7,8 @@
 //! after its statement finished; a call cancelled half-way drops it with the call, so
 //! no connection in an unknown state is ever reused, and no ping is needed. Measured
 //! on commits: 1 ms of a 5-step workflow's 3 at one in flight; on the version read of
-//! each saga's first task: 9-11 % more steps/s with three processes (BENCHMARKS.md).
+//! each saga's first task: 15-22 % more steps/s with three processes, in two paired
+//! runs (BENCHMARKS.md).
 //!
 //! Kept connections are set up by [`PLAN_ONCE`].
 
@@ -25,8 +26,8 @@ use super::unavailable;
 /// How kept connections plan their statements: once per connection (a generic plan),
 /// and never with a sequential scan of a table.
 ///
-/// Why: planning the batch commit statement for each batch cost PostgreSQL more than
-/// running it (1.1 ms against 1.2 for 30 commits, measured with `EXPLAIN (ANALYZE)`),
+/// Why: planning the batch commit statement for each batch cost PostgreSQL about as
+/// much as running it (1.1 ms against 1.2 for 64 commits, `EXPLAIN (ANALYZE)`),
 /// because a custom plan looks at every element of the parameter arrays. A generic
 /// plan is made from the tables' statistics at the time, and on a new schema those say
 /// the tables are empty: PostgreSQL then scans whole tables, and keeps doing so while
