@@ -17,8 +17,8 @@
 //! statement, answers each, and goes on until the queue is empty. Nothing waits for a
 //! batch to fill: one workflow in flight is one commit per statement, with no added
 //! latency; only after a batch of several does a flusher yield to the runtime a few
-//! times before the next, while commits keep arriving ([`LINGER_AFTER`]). Commits go over connections kept for them, out of the pool (see
-//! [`GroupCommit`]'s `connections`).
+//! times before the next, while commits keep arriving ([`LINGER_AFTER`]). Commits go
+//! over connections kept for them, out of the pool (see [`super::kept`]).
 //!
 //! When the statement fails with a database error (a deadlock between two processes'
 //! batches, a value one commit carries that the database refuses) every commit of the
