@@ -94,6 +94,34 @@ async fn signal_dispatcher_conformance() {
     .await;
 }
 
+/// `subscribe` returns only once the server has the subscription: a notification
+/// sent at once from another connection is never missed, however busy the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_right_after_subscribe_arrives() {
+    with_namespace(fast, |config| async move {
+        let here = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
+            .await
+            .unwrap();
+        let there = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
+            .await
+            .unwrap();
+        for i in 0..300 {
+            let id = SagaId::new(format!("right-after-{i}"));
+            let mut sub = here.subscribe(&id).await.unwrap();
+            let n = Notification::SignalReceived {
+                name: i.to_string(),
+            };
+            there.notify(&id, n.clone()).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(3), sub.recv())
+                .await
+                .unwrap_or_else(|_| panic!("notification {i} missed"))
+                .expect("open subscription");
+            assert_eq!(got, n);
+        }
+    })
+    .await;
+}
+
 /// Engines in different processes: a notification sent on one connection reaches a
 /// subscriber on another, as soon as `subscribe` has returned; ids that are not subject
 /// tokens (dots, spaces, wildcards) stay apart.

@@ -1,6 +1,8 @@
 //! [`NatsSignalDispatcher`]: the [`SignalDispatcher`] port on core NATS subjects.
 
-use async_nats::Client;
+use std::time::Duration;
+
+use async_nats::{Client, RequestError, RequestErrorKind};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use saga_runtime::domain::SagaId;
@@ -78,6 +80,27 @@ impl NatsSignalDispatcher {
     }
 }
 
+/// How long `subscribe` waits for the server to confirm a subscription.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
+
+/// Returns once the server has registered the subscriptions sent before on `client`.
+///
+/// Why: the server handles one connection's messages in order, so its answer to a
+/// request sent after them means they are in place. The request goes to a new inbox
+/// that nobody listens on, and the answer is the server's own "no responders".
+/// (`Client::flush` is not enough: it only writes out the client's buffer and waits
+/// for nothing from the server, so a notification sent at once from another
+/// connection could overtake the subscription, and did, in CI.)
+async fn confirm_subscription(client: &Client) -> std::result::Result<(), RequestError> {
+    let request = async_nats::Request::new().timeout(Some(CONFIRM_WITHIN));
+    match client.send_request(client.new_inbox(), request).await {
+        // An answer from anyone also comes after the subscriptions.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn check_prefix(prefix: &str) -> Result<()> {
     if subject::is_prefix(prefix) {
         Ok(())
@@ -133,9 +156,7 @@ impl SignalDispatcher for NatsSignalDispatcher {
             .subscribe(subject)
             .await
             .map_err(|e| failed("subscribe", &e))?;
-        // The round trip that makes the subscription effective before we return.
-        self.client
-            .flush()
+        confirm_subscription(&self.client)
             .await
             .map_err(|e| failed("confirm a subscription", &e))?;
         let (tx, rx) = unbounded_channel();
