@@ -260,6 +260,67 @@ async fn group_commit_refused_commit_fails_alone() {
     .await;
 }
 
+/// The reads a worker makes when it takes a task go over connections the store keeps
+/// out of its pool. When the database drops them all, one read fails (`unavailable`),
+/// and the next goes over a new connection rather than trying the other dead ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_recover_from_dropped_connections() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+
+    with_schema(|config| async move {
+        // Named connections, so that only this store's are dropped.
+        let app = config.schema.clone().expect("a test schema");
+        let sep = if config.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}application_name={app}", config.url);
+        let store = connect(saga_adapters::PostgresConfig { url, ..config }).await;
+        let id = SagaId::new("dropped-reads");
+        let start = HistoryEvent::new(
+            id.clone(),
+            0,
+            EventType::WorkflowExecutionStarted,
+            chrono::Utc::now(),
+            serde_json::json!({"workflow_type": "dropped"}),
+            "trace-dropped".to_owned(),
+        );
+        store
+            .commit(Commit::events_only(&id, 0, vec![start]))
+            .await
+            .unwrap();
+        // Reads at once: every kept connection for reads is opened, and stays idle.
+        let reads = (0..16).map(|_| store.version(&id));
+        for v in futures_util::future::join_all(reads).await {
+            assert_eq!(v.unwrap(), 1);
+        }
+        let mut admin = common::pg::admin().await.expect("admin connection");
+        let dropped: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(dropped.len() >= 2, "the store's connections: {dropped:?}");
+        let mut failed = 0;
+        loop {
+            match store.version(&id).await {
+                Ok(v) => {
+                    assert_eq!(v, 1);
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e.context("code"), Some("unavailable"), "{e}");
+                    failed += 1;
+                    assert!(failed < 8, "reads still fail");
+                }
+            }
+        }
+        assert_eq!(failed, 1, "reads failed on lost connections");
+        assert_eq!(store.history(&id).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
 /// Commits go over connections the store keeps out of its pool. When the database
 /// drops them (a restart, `pg_terminate_backend`), one commit fails, with
 /// `unavailable` and nothing written, and the next ones go over new connections: one at
