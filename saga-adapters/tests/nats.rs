@@ -94,17 +94,19 @@ async fn signal_dispatcher_conformance() {
     .await;
 }
 
+/// Two signal dispatchers on connections of their own, as in two processes.
+async fn two_dispatchers(config: &NatsConfig) -> (NatsSignalDispatcher, NatsSignalDispatcher) {
+    let url = url();
+    let connect = || NatsSignalDispatcher::connect(&url, &config.signal_prefix);
+    (connect().await.unwrap(), connect().await.unwrap())
+}
+
 /// `subscribe` returns only once the server has the subscription: a notification
 /// sent at once from another connection is never missed, however busy the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notification_right_after_subscribe_arrives() {
     with_namespace(fast, |config| async move {
-        let here = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
-            .await
-            .unwrap();
-        let there = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
-            .await
-            .unwrap();
+        let (here, there) = two_dispatchers(&config).await;
         for i in 0..300 {
             let id = SagaId::new(format!("right-after-{i}"));
             let mut sub = here.subscribe(&id).await.unwrap();
@@ -128,12 +130,7 @@ async fn notification_right_after_subscribe_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_cross_connections() {
     with_namespace(fast, |config| async move {
-        let here = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
-            .await
-            .unwrap();
-        let there = NatsSignalDispatcher::connect(&url(), &config.signal_prefix)
-            .await
-            .unwrap();
+        let (here, there) = two_dispatchers(&config).await;
         let ids = ["order.42", "order 42", "order.*", "order.>", "order"];
         let mut subs = Vec::new();
         for id in ids {

@@ -19,6 +19,50 @@ async fn connect(config: saga_adapters::PostgresConfig) -> PostgresStore {
         .expect("connect the PostgreSQL store")
 }
 
+/// A store whose connections carry the test schema's name as `application_name`, so
+/// that [`drop_connections`] ends exactly them; and that name.
+async fn named_store(config: saga_adapters::PostgresConfig) -> (PostgresStore, String) {
+    let app = config.schema.clone().expect("a test schema");
+    let sep = if config.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}application_name={app}", config.url);
+    (
+        connect(saga_adapters::PostgresConfig { url, ..config }).await,
+        app,
+    )
+}
+
+/// Ends every connection named `app`, as a restart of the database would; at least
+/// two must have been open.
+async fn drop_connections(app: &str) {
+    let mut admin = common::pg::admin().await.expect("admin connection");
+    let dropped: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(app)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(dropped.len() >= 2, "the store's connections: {dropped:?}");
+}
+
+/// Starts execution `id`: its first event, committed.
+async fn start_one(store: &PostgresStore, id: &saga_runtime::domain::SagaId) {
+    use saga_runtime::domain::{EventType, HistoryEvent};
+    use saga_runtime::port::{Commit, WorkflowStore};
+    let start = HistoryEvent::new(
+        id.clone(),
+        0,
+        EventType::WorkflowExecutionStarted,
+        chrono::Utc::now(),
+        serde_json::json!({"workflow_type": "started"}),
+        format!("trace-{id}"),
+    );
+    store
+        .commit(Commit::events_only(id, 0, vec![start]))
+        .await
+        .expect("start an execution");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_store_conformance() {
     with_schema(|config| async move {
@@ -144,24 +188,13 @@ async fn corrupted_snapshot_falls_back() {
 /// and all of them answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reads_reuse_kept_connections() {
-    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
-    use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+    use saga_runtime::domain::SagaId;
+    use saga_runtime::port::EventStore;
 
     with_schema(|config| async move {
         let store = connect(config).await;
         let id = SagaId::new("kept-reads");
-        let start = HistoryEvent::new(
-            id.clone(),
-            0,
-            EventType::WorkflowExecutionStarted,
-            chrono::Utc::now(),
-            serde_json::json!({"workflow_type": "kept"}),
-            "trace-kept".to_owned(),
-        );
-        store
-            .commit(Commit::events_only(&id, 0, vec![start]))
-            .await
-            .unwrap();
+        start_one(&store, &id).await;
         let before = store.stats().statements;
         for _ in 0..20 {
             assert_eq!(store.version(&id).await.unwrap(), 1);
@@ -265,42 +298,19 @@ async fn group_commit_refused_commit_fails_alone() {
 /// and the next goes over a new connection rather than trying the other dead ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_recover_from_dropped_connections() {
-    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
-    use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+    use saga_runtime::domain::SagaId;
+    use saga_runtime::port::EventStore;
 
     with_schema(|config| async move {
-        // Named connections, so that only this store's are dropped.
-        let app = config.schema.clone().expect("a test schema");
-        let sep = if config.url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}application_name={app}", config.url);
-        let store = connect(saga_adapters::PostgresConfig { url, ..config }).await;
+        let (store, app) = named_store(config).await;
         let id = SagaId::new("dropped-reads");
-        let start = HistoryEvent::new(
-            id.clone(),
-            0,
-            EventType::WorkflowExecutionStarted,
-            chrono::Utc::now(),
-            serde_json::json!({"workflow_type": "dropped"}),
-            "trace-dropped".to_owned(),
-        );
-        store
-            .commit(Commit::events_only(&id, 0, vec![start]))
-            .await
-            .unwrap();
+        start_one(&store, &id).await;
         // Reads at once: every kept connection for reads is opened, and stays idle.
         let reads = (0..16).map(|_| store.version(&id));
         for v in futures_util::future::join_all(reads).await {
             assert_eq!(v.unwrap(), 1);
         }
-        let mut admin = common::pg::admin().await.expect("admin connection");
-        let dropped: Vec<(bool,)> = sqlx::query_as(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-        )
-        .bind(&app)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        assert!(dropped.len() >= 2, "the store's connections: {dropped:?}");
+        drop_connections(&app).await;
         let mut failed = 0;
         loop {
             match store.version(&id).await {
@@ -333,11 +343,7 @@ async fn commits_recover_from_dropped_connections() {
     use serde_json::json;
 
     with_schema(|config| async move {
-        // Named connections, so that only this store's are dropped.
-        let app = config.schema.clone().expect("a test schema");
-        let sep = if config.url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}application_name={app}", config.url);
-        let store = connect(saga_adapters::PostgresConfig { url, ..config }).await;
+        let (store, app) = named_store(config).await;
         let ids: Vec<SagaId> = (0..8).map(|i| SagaId::new(format!("drop-{i}"))).collect();
         let event = |id: &SagaId, n: u64| {
             let t = if n == 0 {
@@ -400,15 +406,7 @@ async fn commits_recover_from_dropped_connections() {
             }
         };
         assert_eq!(step(0).await + step(1).await, 0);
-        let mut admin = common::pg::admin().await.expect("admin connection");
-        let dropped: Vec<(bool,)> = sqlx::query_as(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-        )
-        .bind(&app)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        assert!(dropped.len() >= 2, "the store's connections: {dropped:?}");
+        drop_connections(&app).await;
         let failed = step(2).await + step(3).await;
         // One commit fails, on the first lost connection; after it the store opens new
         // ones rather than trying the other dead ones (kept, or idle in the pool).

@@ -62,7 +62,7 @@ impl KeptConnections {
     /// An idle kept connection, or a new one taken out of `pool` (which waits for the
     /// database as any call does) if fewer than `max` are open; `None` if all are in
     /// use. `setups` counts the statements a new connection's setup ran.
-    pub(super) async fn take(
+    async fn take(
         self: &Arc<Self>,
         pool: &PgPool,
         options: &PgConnectOptions,
