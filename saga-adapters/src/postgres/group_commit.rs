@@ -35,6 +35,7 @@ use saga_runtime::{Error, ErrorKind, Result};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
+use super::commit_sql::{self, Parts};
 use super::kept::{Connection, KeptConnections};
 use super::{IndexValues, PostgresStore};
 use crate::common::{category_name, timer_kind_name};
@@ -355,8 +356,11 @@ impl PostgresStore {
         batch: &[Pending],
     ) -> Result<Vec<std::result::Result<u64, u64>>> {
         let cols = Columns::of(batch);
+        let parts = batch
+            .iter()
+            .fold(Parts::default(), |all, p| all.and(Parts::of(&p.commit)));
         self.count(1);
-        let rows = sqlx::query(BATCH_COMMIT)
+        let rows = sqlx::query(commit_sql::batch(parts))
             .bind(&cols.saga)
             .bind(&cols.expected)
             .bind(&cols.new_version)
@@ -574,86 +578,3 @@ impl<'a> Columns<'a> {
         c
     }
 }
-
-/// N workflow-task commits in one statement. `b` is one row per commit; `vu` (an
-/// existing saga: the version check and the listing summary) and `vi` (a new saga)
-/// return the sagas whose check passed, `ok`; every other part writes only rows whose
-/// owner is in `ok`. The `= ANY(..)` conditions keep the lookups on the primary keys
-/// whatever the planner thinks of the arrays' sizes. The answer: per commit, whether it
-/// was written and the version the statement found (the current one when it was not).
-const BATCH_COMMIT: &str = "\
-WITH b AS (
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::text[],
-                         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
-                         $10::timestamptz[], $11::bool[])
-           WITH ORDINALITY
-           AS b(saga, expected, nv, ins, status, closed, search, wtype, started, updated,
-                closes, ord)
-),
-vu AS (
-    UPDATE saga_executions x
-       SET version = b.nv,
-           status = COALESCE(b.status, x.status),
-           closed_at = CASE WHEN b.status IS NULL THEN x.closed_at ELSE b.closed END,
-           search_attributes = x.search_attributes || b.search::jsonb,
-           workflow_type = COALESCE(b.wtype, x.workflow_type),
-           started_at = COALESCE(b.started, x.started_at),
-           updated_at = b.updated
-      FROM b
-     WHERE x.saga_id = ANY($1::text[]) AND x.saga_id = b.saga AND NOT b.ins
-       AND x.version = b.expected
- RETURNING x.saga_id
-),
-vi AS (
-    INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at,
-                                 closed_at, search_attributes, updated_at)
-    SELECT b.saga, b.nv, b.wtype, b.status, b.started, b.closed, b.search::jsonb, b.updated
-      FROM b
-     WHERE b.ins AND b.expected = 0
-    ON CONFLICT (saga_id) DO NOTHING
- RETURNING saga_id
-),
-ok AS (SELECT saga_id FROM vu UNION ALL SELECT saga_id FROM vi),
-ev AS (
-    INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
-                             event_version, is_reset_point, is_retry, trace_id)
-    SELECT e.saga, e.id, e.ty, e.cat, e.ts, e.attrs::jsonb, e.ver, e.reset, e.retry, e.trace
-      FROM unnest($12::text[], $13::bigint[], $14::text[], $15::text[], $16::timestamptz[],
-                  $17::text[], $18::int4[], $19::bool[], $20::bool[], $21::text[])
-           AS e(saga, id, ty, cat, ts, attrs, ver, reset, retry, trace)
-     WHERE e.saga IN (SELECT saga_id FROM ok)
-),
-tc AS (
-    INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes)
-    SELECT t.id, t.saga, t.kind, t.at, t.attrs::jsonb
-      FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::timestamptz[],
-                  $27::text[])
-           AS t(owner, id, saga, kind, at, attrs)
-     WHERE t.owner IN (SELECT saga_id FROM ok)
-    ON CONFLICT (timer_id) DO NOTHING
-),
-td AS (
-    DELETE FROM saga_timers x
-     USING unnest($28::text[], $29::text[]) AS d(owner, id)
-     WHERE x.timer_id = ANY($29::text[]) AND x.timer_id = d.id
-       AND d.owner IN (SELECT saga_id FROM ok)
-),
-od AS (
-    DELETE FROM saga_outbox o
-     WHERE o.saga_id = ANY($1::text[]) AND o.saga_id IN (SELECT saga_id FROM ok)
-       AND (o.saga_id IN (SELECT saga FROM b WHERE closes)
-            OR (o.saga_id, o.dedup_id) IN
-               (SELECT * FROM unnest($30::text[], $31::text[])))
-),
-oi AS (
-    INSERT INTO saga_outbox (saga_id, dedup_id, kind, queue, payload, due_at)
-    SELECT o.saga, o.id, o.kind, o.queue, o.payload, o.due
-      FROM unnest($32::text[], $33::text[], $34::text[], $35::text[], $36::text[],
-                  $37::bytea[], $38::timestamptz[])
-           AS o(owner, saga, id, kind, queue, payload, due)
-     WHERE o.owner IN (SELECT saga_id FROM ok)
-    ON CONFLICT (saga_id, dedup_id) DO NOTHING
-)
-SELECT b.ord, b.saga IN (SELECT saga_id FROM ok),
-       (SELECT x.version FROM saga_executions x WHERE x.saga_id = b.saga)
-  FROM b";

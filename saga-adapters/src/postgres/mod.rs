@@ -42,6 +42,7 @@
 //! second (BENCHMARKS.md): most of PostgreSQL's work per commit is the statement's
 //! fixed cost, not its rows.
 
+mod commit_sql;
 mod definitions;
 mod group_commit;
 mod kept;
@@ -322,76 +323,6 @@ async fn create_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
     }
 }
 
-/// The commit of one workflow task as one statement: `v` is the version check (and
-/// the execution-index update); the events, timer changes and outbox changes (`od`
-/// settles, all of the saga's tasks when `$24` says the commit closes it; `oi` adds)
-/// happen only if it changed a row.
-const COMMIT_TAIL: &str = "\
-ev AS (
-    INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
-                             event_version, is_reset_point, is_retry, trace_id)
-    SELECT $1, e.id, e.ty, e.cat, e.ts, e.attrs::jsonb, e.ver, e.reset, e.retry, e.trace
-      FROM unnest($9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
-                  $14::int4[], $15::bool[], $16::bool[], $17::text[])
-           AS e(id, ty, cat, ts, attrs, ver, reset, retry, trace)
-     WHERE EXISTS (SELECT 1 FROM v)
-),
-tc AS (
-    INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes)
-    SELECT t.id, t.saga, t.kind, t.at, t.attrs::jsonb
-      FROM unnest($18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::text[])
-           AS t(id, saga, kind, at, attrs)
-     WHERE EXISTS (SELECT 1 FROM v)
-    ON CONFLICT (timer_id) DO NOTHING
-),
-td AS (
-    DELETE FROM saga_timers WHERE timer_id = ANY($23::text[]) AND EXISTS (SELECT 1 FROM v)
-),
-od AS (
-    DELETE FROM saga_outbox
-     WHERE saga_id = $1 AND ($24::bool OR dedup_id = ANY($25::text[]))
-       AND EXISTS (SELECT 1 FROM v)
-),
-oi AS (
-    INSERT INTO saga_outbox (saga_id, dedup_id, kind, queue, payload, due_at)
-    SELECT o.saga, o.id, o.kind, o.queue, o.payload, $30::timestamptz
-      FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $31::bytea[])
-           AS o(saga, id, kind, queue, payload)
-     WHERE EXISTS (SELECT 1 FROM v)
-    ON CONFLICT (saga_id, dedup_id) DO NOTHING
-)
-SELECT EXISTS (SELECT 1 FROM v), (SELECT version FROM saga_executions WHERE saga_id = $1)";
-
-/// `v` for an existing saga: `$4` status (NULL: unchanged), `$5` close time, `$6`
-/// search attributes to merge, `$7`/`$8` workflow type and start (NULL: unchanged).
-const V_UPDATE: &str = "\
-WITH v AS (
-    UPDATE saga_executions
-       SET version = $3,
-           status = COALESCE($4::text, status),
-           closed_at = CASE WHEN $4::text IS NULL THEN closed_at ELSE $5::timestamptz END,
-           search_attributes = search_attributes || $6::jsonb,
-           workflow_type = COALESCE($7::text, workflow_type),
-           started_at = COALESCE($8::timestamptz, started_at),
-           updated_at = $32::timestamptz
-     WHERE saga_id = $1 AND version = $2
- RETURNING 1
-),
-";
-
-/// `v` for a new saga (`$2` is 0).
-const V_INSERT: &str = "\
-WITH v AS (
-    INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at,
-                                 closed_at, search_attributes, updated_at)
-    SELECT $1, $3, $7::text, $4::text, $8::timestamptz, $5::timestamptz, $6::jsonb,
-           $32::timestamptz
-     WHERE $2 = 0
-    ON CONFLICT (saga_id) DO NOTHING
- RETURNING 1
-),
-";
-
 /// The values bound to the index part of the commit statement.
 struct IndexValues {
     status: Option<String>,
@@ -487,9 +418,9 @@ impl PostgresStore {
             .filter(|t| !cancelled.contains(&t.timer_id))
             .collect();
         let e = &c.events;
-        let sql = format!("{}{COMMIT_TAIL}", if insert { V_INSERT } else { V_UPDATE });
+        let sql = commit_sql::single(commit_sql::Parts::of(c), insert);
         self.count(1);
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(sql)
             .bind(c.saga_id.as_str())
             .bind(c.expected_version as i64)
             .bind(new_version as i64)
