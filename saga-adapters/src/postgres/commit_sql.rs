@@ -155,7 +155,7 @@ const EV: &str = "\
 ev AS (
     INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
                              event_version, is_reset_point, is_retry, trace_id)
-    SELECT $1, e.id, e.ty, e.cat, e.ts, e.attrs::jsonb, e.ver, e.reset, e.retry, e.trace
+    SELECT $1, e.id, e.ty, e.cat, e.ts, e.attrs::json, e.ver, e.reset, e.retry, e.trace
       FROM unnest($9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
                   $14::int4[], $15::bool[], $16::bool[], $17::text[])
            AS e(id, ty, cat, ts, attrs, ver, reset, retry, trace)
@@ -251,7 +251,7 @@ const B_EV: &str = "\
 ev AS (
     INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
                              event_version, is_reset_point, is_retry, trace_id)
-    SELECT e.saga, e.id, e.ty, e.cat, e.ts, e.attrs::jsonb, e.ver, e.reset, e.retry, e.trace
+    SELECT e.saga, e.id, e.ty, e.cat, e.ts, e.attrs::json, e.ver, e.reset, e.retry, e.trace
       FROM unnest($12::text[], $13::bigint[], $14::text[], $15::text[], $16::timestamptz[],
                   $17::text[], $18::int4[], $19::bool[], $20::bool[], $21::text[])
            AS e(saga, id, ty, cat, ts, attrs, ver, reset, retry, trace)

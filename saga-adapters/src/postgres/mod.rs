@@ -19,7 +19,7 @@
 //!
 //! | table | key | holds |
 //! |---|---|---|
-//! | `saga_events` | `(saga_id, event_id)` | one row per event; attributes `jsonb` |
+//! | `saga_events` | `(saga_id, event_id)` | one row per event; attributes `json` (read back whole, never queried inside) |
 //! | `saga_executions` | `saga_id` | the history's version and listing summary, indexed by type, status, start time, and GIN over the search attributes |
 //! | `saga_snapshots` | `(saga_id, last_event_id)` | snapshots, pruned to `max_snapshots` per saga |
 //! | `saga_timers` | `timer_id`, index `fire_at` | durable timers; claimed with `FOR UPDATE SKIP LOCKED` |
