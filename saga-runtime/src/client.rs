@@ -298,7 +298,7 @@ impl SagaClient {
         event: HistoryEvent,
         queue: &str,
     ) -> Result<()> {
-        let task = inputs::workflow_task(saga_id, queue, version + 1);
+        let task = inputs::workflow_task(saga_id, queue, version);
         let now = inputs::now_ms();
         let mut commit = Commit::events_only(saga_id, version, vec![event]);
         commit.tasks.push(task.clone());

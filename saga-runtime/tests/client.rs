@@ -317,6 +317,69 @@ async fn engine_without_the_workflow_records_a_signal_for_the_one_that_has_it() 
     );
 }
 
+/// A client's start leaves the first activity's task in the outbox while it runs.
+///
+/// The workflow task of the start and the task of the activity its worker schedules
+/// are different tasks and must have different dedup ids: when the workflow task's id
+/// named the history's next event (the activity's scheduled event, whose id its task
+/// also carries), the activity's outbox row was taken for the workflow task's and
+/// never written, the worker then settled that row, and the running activity had no
+/// task to re-drive it (and, published, the broker would drop it as a duplicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_start_keeps_the_first_activity_task_in_the_outbox() {
+    use saga_runtime::engine::OutboxConfig;
+    use saga_runtime::port::TaskKind;
+
+    let store = InMemoryStore::new();
+    let queue = InMemoryTaskQueue::new();
+    // The outbox as with a queue outside the process.
+    let engine = builder(store.clone())
+        .queue(queue.clone())
+        .outbox(OutboxConfig {
+            enabled: Some(true),
+            ..OutboxConfig::default()
+        })
+        .build()
+        .await
+        .expect("engine");
+    let client = client(&store, &queue);
+    client
+        .start(
+            <pair<patient>>::TYPE_ID,
+            "first-task",
+            json!(600),
+            StartOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_for(&client, "first-task", |d| d.history_length >= 2).await;
+    // Past the workflow task's processing and settling (the activity runs 600 ms).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let far = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    let rows = store
+        .claim_tasks(far, Duration::from_secs(3_600), 100)
+        .await
+        .unwrap();
+    let ours: Vec<_> = rows
+        .iter()
+        .filter(|t| t.saga_id.as_str() == "first-task")
+        .map(|t| (t.kind, t.dedup_id.as_str()))
+        .collect();
+    assert_eq!(
+        ours,
+        [(TaskKind::Activity, "first-task:1")],
+        "the running activity's task, and only it"
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.result::<pair<patient>>("first-task"),
+    )
+    .await
+    .expect("it finishes")
+    .unwrap();
+    assert_eq!(out, 600);
+}
+
 /// Bad input is a typed error and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_writes_nothing() {

@@ -87,14 +87,18 @@ pub(crate) fn outside_event(
 /// The task queue an engine serves unless told otherwise.
 pub(crate) const DEFAULT_QUEUE: &str = "default";
 
-/// The workflow task that asks a worker to fold what an outside input appended;
-/// `version` is the history length after it (deduplicates redeliveries).
-pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, version: u64) -> Task {
+/// The workflow task that asks a worker to fold what an outside input appended, the
+/// event `event_id`. Its dedup id is `<saga_id>:<event_id>`, like every task's: the
+/// id of the event that caused it. (Not the history's next event id: that is the id
+/// of the event the worker appends next, often an activity's scheduled event, whose
+/// task carries the same dedup id, so the two would be taken for one task, in the
+/// outbox and by the broker.)
+pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, event_id: u64) -> Task {
     Task {
         kind: TaskKind::Workflow,
         saga_id: saga_id.clone(),
         queue: queue.to_owned(),
-        dedup_id: format!("{saga_id}:{version}"),
+        dedup_id: format!("{saga_id}:{event_id}"),
         payload: Vec::new(),
     }
 }

@@ -877,7 +877,7 @@ impl Inner {
             let version = history.len() as u64;
             let queue = first.attr_str("task_queue").unwrap_or(&self.config.queue);
             let e = inputs::outside_event(last, event_type, attributes.clone(), self.clock.now());
-            let task = inputs::workflow_task(saga_id, queue, version + 1);
+            let task = inputs::workflow_task(saga_id, queue, version);
             let mut commit = Commit::events_only(saga_id, version, vec![e]);
             if self.outbox {
                 let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
@@ -1085,7 +1085,10 @@ impl Inner {
                         kind: TaskKind::Workflow,
                         saga_id: s.saga_id.clone(),
                         queue: self.config.queue.clone(),
-                        dedup_id: format!("{}:{}", s.saga_id, s.version),
+                        // Caused by no event: its own kind of id, so that it is
+                        // never taken for the task of the history's last or next
+                        // event, yet the same for every engine recovering at once.
+                        dedup_id: format!("{}:{}:recover", s.saga_id, s.version),
                         payload: Vec::new(),
                     })
                     .await?;
