@@ -77,10 +77,12 @@ use crate::{Stats, StoreStats};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Batches of workflow-task commits written at once by default. Few and large beats
-/// many and small while the database's CPU is the limit: on the 2-core benchmark
+/// Batches of workflow-task commits written at once by default, at most. Few and large
+/// beats many and small while the database's CPU is the limit: on the 2-core benchmark
 /// machine (BENCHMARKS.md) 1 and 2 flushers did 5 400 and 5 000 steps/s, 8 did 3 600.
-/// More help when the database has cores to spare and fsync is slow.
+/// More help when the database has cores to spare and fsync is slow. The second starts
+/// only while half a batch waits for the first, so a process with few commits in
+/// flight (one of several workers on one database) writes them in one statement.
 pub const DEFAULT_COMMIT_FLUSHERS: usize = 2;
 
 /// Connections kept out of the pool for the reads of a worker taking a task (version,
