@@ -302,6 +302,66 @@ async fn group_commit_refused_commit_fails_alone() {
     .await;
 }
 
+/// A history written before event attributes became `json` (migration 6) reads back
+/// unchanged after the migration, which converts the column in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_from_before_json_attributes_read_back() {
+    use saga_runtime::domain::{EventType, SagaId};
+    use saga_runtime::port::EventStore;
+    use serde_json::json;
+    use sqlx::{Connection, Executor};
+
+    with_schema(|config| async move {
+        let schema = config.schema.clone().expect("a test schema");
+        // The schema as migrations 1 to 5 left it.
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let before = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&all).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.as_str() < "0006" {
+                std::fs::copy(&path, before.path().join(&name)).unwrap();
+            }
+        }
+        let mut conn = sqlx::PgConnection::connect(&config.url).await.unwrap();
+        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\"").as_str())
+            .await
+            .unwrap();
+        let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
+        assert_eq!(migrator.iter().count(), 5);
+        migrator.run(&mut conn).await.unwrap();
+        let attributes = json!({"workflow_type": "old", "input": {"note": "ü \"quoted\"", "n": [1, 2.5, null]}});
+        conn.execute(
+            format!(
+                "INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at, updated_at) \
+                 VALUES ('old', 1, 'old', 'running', now(), now()); \
+                 INSERT INTO saga_events VALUES ('old', 0, 'WorkflowExecutionStarted', 'Workflow', now(), \
+                 '{attributes}'::jsonb, 1, true, false, 'trace-old')"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        drop(conn);
+
+        let store = connect(config).await;
+        let history = store.history(&SagaId::new("old")).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].event_type, EventType::WorkflowExecutionStarted);
+        assert_eq!(history[0].attributes, attributes);
+        let column: (String,) = sqlx::query_as(
+            "SELECT data_type FROM information_schema.columns \
+              WHERE table_schema = $1 AND table_name = 'saga_events' AND column_name = 'attributes'",
+        )
+        .bind(&schema)
+        .fetch_one(&mut common::pg::admin().await.expect("admin connection"))
+        .await
+        .unwrap();
+        assert_eq!(column.0, "json");
+    })
+    .await;
+}
+
 /// The reads a worker makes when it takes a task go over connections the store keeps
 /// out of its pool. When the database drops them all, one read fails (`unavailable`),
 /// and the next goes over a new connection rather than trying the other dead ones.
