@@ -96,27 +96,39 @@ pub(super) fn batch(parts: Parts) -> &'static str {
 }
 
 fn build_single(parts: Parts, insert: bool) -> String {
-    let mut ctes = vec![if insert { V_INSERT } else { V_UPDATE }, EV];
-    let optional = [
-        (parts.timers_created, TC),
-        (parts.timers_cancelled, TD),
-        (parts.outbox_settled, OD),
-        (parts.outbox_added, OI),
-    ];
-    ctes.extend(optional.iter().filter(|(on, _)| *on).map(|(_, cte)| *cte));
-    format!("WITH {}\n{SINGLE_ANSWER}", ctes.join(",\n"))
+    let always = [if insert { V_INSERT } else { V_UPDATE }, EV];
+    assemble(&always, parts, [TC, TD, OD, OI], SINGLE_ANSWER)
 }
 
 fn build_batch(parts: Parts) -> String {
-    let mut ctes = vec![B, VU, VI, OK, B_EV];
-    let optional = [
-        (parts.timers_created, B_TC),
-        (parts.timers_cancelled, B_TD),
-        (parts.outbox_settled, B_OD),
-        (parts.outbox_added, B_OI),
+    assemble(
+        &[B, VU, VI, OK, B_EV],
+        parts,
+        [B_TC, B_TD, B_OD, B_OI],
+        BATCH_ANSWER,
+    )
+}
+
+/// `WITH` the parts every statement has, then the optional ones (`tc`, `td`, `od`,
+/// `oi`, in that order) that `parts` names, then the answer.
+fn assemble(always: &[&str], parts: Parts, optional: [&str; 4], answer: &str) -> String {
+    let named = [
+        parts.timers_created,
+        parts.timers_cancelled,
+        parts.outbox_settled,
+        parts.outbox_added,
     ];
-    ctes.extend(optional.iter().filter(|(on, _)| *on).map(|(_, cte)| *cte));
-    format!("WITH {}\n{BATCH_ANSWER}", ctes.join(",\n"))
+    let ctes: Vec<&str> = always
+        .iter()
+        .copied()
+        .chain(
+            named
+                .into_iter()
+                .zip(optional)
+                .filter_map(|(on, cte)| on.then_some(cte)),
+        )
+        .collect();
+    format!("WITH {}\n{answer}", ctes.join(",\n"))
 }
 
 // One commit. `v` is the version check (and the execution-index update); the events,
