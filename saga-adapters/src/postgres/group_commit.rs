@@ -12,14 +12,15 @@
 //! How: a commit joins a queue. If no flusher runs, it starts one (a spawned task, so a
 //! caller that gives up waiting cannot abandon the others' commits half-way), and
 //! another, up to `max_flushers`, only once half a batch waits
-//! ([`GroupCommit::another_flusher`]); when nothing is queued or being written at all, the caller
-//! writes its commit itself, saving the hand-off (one workflow in flight). A flusher
-//! takes up to `max_batch` queued commits, for distinct sagas, writes them in one
-//! statement, answers each, and goes on until the queue is empty. Nothing waits for a
-//! batch to fill: one workflow in flight is one commit per statement, with no added
-//! latency; only after a batch of several does a flusher yield to the runtime a few
-//! times before the next, while commits keep arriving ([`LINGER_AFTER`]). Commits go
-//! over connections kept for them, out of the pool (see [`super::kept`]).
+//! ([`GroupCommit::another_flusher`]); when nothing is queued or being written at all,
+//! the caller writes its commit itself, saving the hand-off (one workflow in flight).
+//! A flusher takes up to `max_batch` queued commits, for distinct sagas, writes them in
+//! one statement ([`super::commit_sql`]), answers each, and goes on until the queue is
+//! empty. Nothing waits for a batch to fill: one workflow in flight is one commit per
+//! statement, with no added latency; only after a batch of several does a flusher
+//! yield to the runtime a few times before the next, while commits keep arriving
+//! ([`LINGER_AFTER`]). Commits go over connections kept for them, out of the pool (see
+//! [`super::kept`]).
 //!
 //! When the statement fails with a database error (a deadlock between two processes'
 //! batches, a value one commit carries that the database refuses) every commit of the
