@@ -14,62 +14,59 @@ use std::sync::OnceLock;
 
 use saga_runtime::port::Commit;
 
-/// Which optional parts a statement has.
+/// Which optional parts a statement has: a set of the bits below, in the order the
+/// parts appear in the statement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Parts {
-    /// Timers to create (`tc`).
-    pub(super) timers_created: bool,
-    /// Timers to cancel (`td`).
-    pub(super) timers_cancelled: bool,
-    /// Outbox rows to remove: tasks settled, or all of a closing saga's (`od`).
-    pub(super) outbox_settled: bool,
-    /// Outbox rows to add (`oi`).
-    pub(super) outbox_added: bool,
-}
-
-/// How many distinct [`Parts`] there are.
-const VARIANTS: usize = 16;
+pub(super) struct Parts(u8);
 
 impl Parts {
+    /// Timers to create (`tc`).
+    const TIMERS_CREATED: u8 = 1;
+    /// Timers to cancel (`td`).
+    const TIMERS_CANCELLED: u8 = 2;
+    /// Outbox rows to remove: tasks settled, or all of a closing saga's (`od`).
+    const OUTBOX_SETTLED: u8 = 4;
+    /// Outbox rows to add (`oi`).
+    const OUTBOX_ADDED: u8 = 8;
+    /// Every part, in statement order.
+    const ALL: [u8; 4] = [
+        Self::TIMERS_CREATED,
+        Self::TIMERS_CANCELLED,
+        Self::OUTBOX_SETTLED,
+        Self::OUTBOX_ADDED,
+    ];
+
     /// The parts `c` needs.
     pub(super) fn of(c: &Commit) -> Self {
-        Parts {
-            timers_created: c
-                .create_timers
+        let needed = [
+            c.create_timers
                 .iter()
                 .any(|t| !c.cancel_timers.contains(&t.timer_id)),
-            timers_cancelled: !c.cancel_timers.is_empty(),
-            outbox_settled: !c.settle_tasks.is_empty() || c.closes_execution(),
-            outbox_added: !c.tasks.is_empty(),
-        }
+            !c.cancel_timers.is_empty(),
+            !c.settle_tasks.is_empty() || c.closes_execution(),
+            !c.tasks.is_empty(),
+        ];
+        Parts(
+            Self::ALL
+                .into_iter()
+                .zip(needed)
+                .filter_map(|(bit, on)| on.then_some(bit))
+                .sum(),
+        )
     }
 
     /// The parts of a statement carrying both `self`'s and `other`'s commits.
     pub(super) fn and(self, other: Parts) -> Self {
-        Parts {
-            timers_created: self.timers_created || other.timers_created,
-            timers_cancelled: self.timers_cancelled || other.timers_cancelled,
-            outbox_settled: self.outbox_settled || other.outbox_settled,
-            outbox_added: self.outbox_added || other.outbox_added,
-        }
+        Parts(self.0 | other.0)
     }
 
-    fn index(self) -> usize {
-        usize::from(self.timers_created)
-            | usize::from(self.timers_cancelled) << 1
-            | usize::from(self.outbox_settled) << 2
-            | usize::from(self.outbox_added) << 3
-    }
-
-    fn from_index(i: usize) -> Self {
-        Parts {
-            timers_created: i & 1 != 0,
-            timers_cancelled: i & 2 != 0,
-            outbox_settled: i & 4 != 0,
-            outbox_added: i & 8 != 0,
-        }
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
     }
 }
+
+/// How many distinct [`Parts`] there are.
+const VARIANTS: usize = 1 << Parts::ALL.len();
 
 /// The statement for one commit (`insert`: a new saga) with `parts`. Its answer is one
 /// row: whether the version check passed, and the version found when it did not.
@@ -77,22 +74,18 @@ pub(super) fn single(parts: Parts, insert: bool) -> &'static str {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
         (0..VARIANTS * 2)
-            .map(|i| build_single(Parts::from_index(i / 2), i % 2 == 1))
+            .map(|i| build_single(Parts((i / 2) as u8), i % 2 == 1))
             .collect()
     });
-    &texts[parts.index() * 2 + usize::from(insert)]
+    &texts[usize::from(parts.0) * 2 + usize::from(insert)]
 }
 
 /// The statement for a batch of commits whose parts together are `parts`. Its answer
 /// is one row per commit, in the order of the batch.
 pub(super) fn batch(parts: Parts) -> &'static str {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        (0..VARIANTS)
-            .map(|i| build_batch(Parts::from_index(i)))
-            .collect()
-    });
-    &texts[parts.index()]
+    let texts = TEXTS.get_or_init(|| (0..VARIANTS).map(|i| build_batch(Parts(i as u8))).collect());
+    &texts[usize::from(parts.0)]
 }
 
 fn build_single(parts: Parts, insert: bool) -> String {
@@ -112,20 +105,14 @@ fn build_batch(parts: Parts) -> String {
 /// `WITH` the parts every statement has, then the optional ones (`tc`, `td`, `od`,
 /// `oi`, in that order) that `parts` names, then the answer.
 fn assemble(always: &[&str], parts: Parts, optional: [&str; 4], answer: &str) -> String {
-    let named = [
-        parts.timers_created,
-        parts.timers_cancelled,
-        parts.outbox_settled,
-        parts.outbox_added,
-    ];
     let ctes: Vec<&str> = always
         .iter()
         .copied()
         .chain(
-            named
+            Parts::ALL
                 .into_iter()
                 .zip(optional)
-                .filter_map(|(on, cte)| on.then_some(cte)),
+                .filter_map(|(bit, cte)| parts.has(bit).then_some(cte)),
         )
         .collect();
     format!("WITH {}\n{answer}", ctes.join(",\n"))
@@ -323,14 +310,30 @@ mod tests {
     #[test]
     fn every_variant_names_its_parts_and_only_those() {
         for i in 0..VARIANTS {
-            let parts = Parts::from_index(i);
-            assert_eq!(parts.index(), i);
+            let parts = Parts(i as u8);
             for text in [single(parts, false), single(parts, true), batch(parts)] {
                 assert!(text.contains("ev AS ("), "{text}");
-                assert_eq!(text.contains("tc AS ("), parts.timers_created, "{text}");
-                assert_eq!(text.contains("td AS ("), parts.timers_cancelled, "{text}");
-                assert_eq!(text.contains("od AS ("), parts.outbox_settled, "{text}");
-                assert_eq!(text.contains("oi AS ("), parts.outbox_added, "{text}");
+                let named = |bit| parts.has(bit);
+                assert_eq!(
+                    text.contains("tc AS ("),
+                    named(Parts::TIMERS_CREATED),
+                    "{text}"
+                );
+                assert_eq!(
+                    text.contains("td AS ("),
+                    named(Parts::TIMERS_CANCELLED),
+                    "{text}"
+                );
+                assert_eq!(
+                    text.contains("od AS ("),
+                    named(Parts::OUTBOX_SETTLED),
+                    "{text}"
+                );
+                assert_eq!(
+                    text.contains("oi AS ("),
+                    named(Parts::OUTBOX_ADDED),
+                    "{text}"
+                );
             }
             assert!(single(parts, true).contains("INSERT INTO saga_executions"));
             assert!(single(parts, false).contains("UPDATE saga_executions"));

@@ -373,11 +373,8 @@ impl PostgresStore {
         batch: &[Pending],
     ) -> Result<Vec<std::result::Result<u64, u64>>> {
         let cols = Columns::of(batch);
-        let parts = batch
-            .iter()
-            .fold(Parts::default(), |all, p| all.and(Parts::of(&p.commit)));
         self.count(1);
-        let rows = sqlx::query(commit_sql::batch(parts))
+        let rows = sqlx::query(commit_sql::batch(cols.parts))
             .bind(&cols.saga)
             .bind(&cols.expected)
             .bind(&cols.new_version)
@@ -493,6 +490,8 @@ fn same_error(e: &Error) -> Error {
 /// commit's version check passed.
 #[derive(Default)]
 struct Columns<'a> {
+    /// The statement's optional parts: those any commit of the batch needs.
+    parts: Parts,
     saga: Vec<&'a str>,
     expected: Vec<i64>,
     new_version: Vec<i64>,
@@ -539,6 +538,7 @@ impl<'a> Columns<'a> {
         for p in batch {
             let k = &p.commit;
             let owner = k.saga_id.as_str();
+            c.parts = c.parts.and(Parts::of(k));
             c.saga.push(owner);
             c.expected.push(k.expected_version as i64);
             c.new_version
