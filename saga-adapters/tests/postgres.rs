@@ -330,19 +330,22 @@ async fn histories_from_before_json_attributes_read_back() {
         let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
         assert_eq!(migrator.iter().count(), 5);
         migrator.run(&mut conn).await.unwrap();
-        let attributes = json!({"workflow_type": "old", "input": {"note": "ü \"quoted\"", "n": [1, 2.5, null]}});
-        conn.execute(
-            format!(
-                "INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at, updated_at) \
-                 VALUES ('old', 1, 'old', 'running', now(), now()); \
-                 INSERT INTO saga_events VALUES ('old', 0, 'WorkflowExecutionStarted', 'Workflow', now(), \
-                 '{attributes}'::jsonb, 1, true, false, 'trace-old')"
-            )
-            .as_str(),
-        )
-        .await
-        .unwrap();
         drop(conn);
+        let attributes = json!({"workflow_type": "old", "input": {"note": "ü \"quoted\"", "n": [1, 2.5, null]}});
+        common::pg::exec(
+            &schema,
+            "INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at, \
+             updated_at) VALUES ('old', 1, 'old', 'running', now(), now())",
+        )
+        .await;
+        common::pg::exec(
+            &schema,
+            &format!(
+                "INSERT INTO saga_events VALUES ('old', 0, 'WorkflowExecutionStarted', 'Workflow', \
+                 now(), '{attributes}'::jsonb, 1, true, false, 'trace-old')"
+            ),
+        )
+        .await;
 
         let store = connect(config).await;
         let history = store.history(&SagaId::new("old")).await.unwrap();
