@@ -210,6 +210,91 @@ async fn hot_reads_reuse_kept_connections() {
     .await;
 }
 
+/// Group read: version reads that arrive while one runs go together, in one
+/// statement, and each gets its own saga's version (0 for none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_reads_queued_behind_one_share_a_statement() {
+    use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+    use saga_runtime::port::EventStore;
+
+    with_schema(|config| async move {
+        let store = connect(config).await;
+        let ids: Vec<SagaId> = (0..3)
+            .map(|i| SagaId::new(format!("grouped-{i}")))
+            .collect();
+        for id in &ids {
+            start_one(&store, id).await;
+        }
+        let moved = HistoryEvent::new(
+            ids[2].clone(),
+            1,
+            EventType::SignalReceived,
+            chrono::Utc::now(),
+            serde_json::json!({"name": "go"}),
+            "trace".to_owned(),
+        );
+        store.append(&ids[2], 1, vec![moved]).await.unwrap();
+        let missing = SagaId::new("grouped-missing");
+        let asked: Vec<&SagaId> = (0..40)
+            .map(|i| match i % 4 {
+                3 => &missing,
+                k => &ids[k],
+            })
+            .collect();
+        let before = store.stats().statements;
+        // One task polls them all before any answer can come: the first reads alone,
+        // the other 39 queue behind it.
+        let versions =
+            futures_util::future::join_all(asked.iter().map(|id| store.version(id))).await;
+        let statements = store.stats().statements - before;
+        for (id, v) in asked.iter().zip(versions) {
+            let want = match id.as_str() {
+                "grouped-2" => 2,
+                "grouped-missing" => 0,
+                _ => 1,
+            };
+            assert_eq!(v.unwrap(), want, "{id}");
+        }
+        // The first read, the queued ones together, and the setup of a new connection.
+        assert!(statements <= 3, "40 reads took {statements} statements");
+    })
+    .await;
+}
+
+/// A caller that gives up while its read runs does not strand the reads queued behind
+/// it: they are answered all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_version_read_hands_its_queue_on() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use saga_runtime::domain::SagaId;
+    use saga_runtime::port::EventStore;
+
+    with_schema(|config| async move {
+        let store = connect(config).await;
+        let (first, second) = (SagaId::new("gives-up"), SagaId::new("waits"));
+        start_one(&store, &first).await;
+        start_one(&store, &second).await;
+        let mut running = Box::pin(store.version(&first));
+        let mut queued = Box::pin(store.version(&second));
+        std::future::poll_fn(|cx| {
+            assert!(running.as_mut().poll(cx).is_pending(), "answered at once");
+            assert!(queued.as_mut().poll(cx).is_pending(), "answered at once");
+            Poll::Ready(())
+        })
+        .await;
+        drop(running);
+        let v = tokio::time::timeout(std::time::Duration::from_secs(10), queued)
+            .await
+            .expect("the queued read was stranded");
+        assert_eq!(v.unwrap(), 1);
+        // And the store reads on as before.
+        assert_eq!(store.version(&first).await.unwrap(), 1);
+    })
+    .await;
+}
+
 /// Group commit: the conformance check of many sagas committing at once, on a store
 /// with one flusher, where the commits certainly share statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,7 +477,7 @@ impl Drop for FlusherSlot {
 }
 
 /// The same error for every commit of a batch (errors are not `Clone`).
-fn same_error(e: &Error) -> Error {
+pub(super) fn same_error(e: &Error) -> Error {
     let mut copy = Error::new(e.kind, e.message.clone());
     if let Some(code) = e.context("code") {
         copy = copy.with("code", code);

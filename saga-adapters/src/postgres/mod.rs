@@ -40,11 +40,13 @@
 //! check decides for its own rows, so each is still all or nothing and a stale one
 //! fails alone. With 100 workflows in flight this more than doubled the steps per
 //! second (BENCHMARKS.md): most of PostgreSQL's work per commit is the statement's
-//! fixed cost, not its rows.
+//! fixed cost, not its rows. Version reads that arrive while one runs share one
+//! statement too (group read, `group_read.rs`).
 
 mod commit_sql;
 mod definitions;
 mod group_commit;
+mod group_read;
 mod kept;
 mod outbox;
 mod signals;
@@ -142,6 +144,8 @@ pub struct PostgresStore {
     channel: String,
     stats: Arc<Stats>,
     group: Arc<group_commit::GroupCommit>,
+    /// Version reads queued behind a running one ([`group_read`]).
+    group_read: Arc<group_read::GroupRead>,
     /// Connections kept for the reads of a worker taking a task ([`kept`]).
     readers: Arc<kept::KeptConnections>,
 }
@@ -257,6 +261,7 @@ impl PostgresStore {
                 config.max_commit_batch,
                 flushers,
             )),
+            group_read: Arc::default(),
             readers: kept::KeptConnections::new(KEPT_READERS),
         };
         store.prewarm(pooled).await?;
@@ -708,16 +713,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn version(&self, saga_id: &SagaId) -> Result<u64> {
-        self.count(1);
-        let mut conn = self.reader().await?;
-        let v: Result<Option<i64>> =
-            sqlx::query_scalar("SELECT version FROM saga_executions WHERE saga_id = $1")
-                .bind(saga_id.as_str())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| unavailable("read a version", e));
-        conn.give_back(&v);
-        crate::common::to_u64("version", saga_id.as_str(), v?.unwrap_or(0))
+        self.version_grouped(saga_id).await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, max_snapshots: u32) -> Result<()> {
