@@ -303,6 +303,14 @@ pub(crate) fn check_dense(saga_id: &SagaId, from: u64, events: &[HistoryEvent]) 
     Ok(())
 }
 
+/// `v` as JSON text, for a `json`/`jsonb`/`text` column. `serde_json::to_string`
+/// writes straight into a buffer; `Value`'s `Display` (`v.to_string()`) goes through
+/// `fmt` and took 2.7 times as long for an activity's attributes (450 against 160 ns).
+pub(crate) fn json_text(v: &serde_json::Value) -> String {
+    // Cannot fail for a `Value` (its map keys are strings); `Display` as a fallback.
+    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+}
+
 pub(crate) fn to_u64(what: &str, saga_id: &str, v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| {
         Error::new(ErrorKind::Codec, format!("stored {what} {v} is negative"))

@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 use super::commit_sql::{self, Parts};
 use super::kept::{Connection, KeptConnections};
 use super::{IndexValues, PostgresStore};
-use crate::common::{category_name, timer_kind_name};
+use crate::common::{category_name, json_text, timer_kind_name};
 
 /// The answer to one commit: the new version, or (version check failed, nothing
 /// written) the version found.
@@ -546,7 +546,7 @@ impl<'a> Columns<'a> {
             c.insert.push(p.insert);
             c.status.push(p.index.status.as_deref());
             c.closed_at.push(p.index.closed_at);
-            c.search.push(p.index.search.to_string());
+            c.search.push(json_text(&p.index.search));
             c.workflow_type.push(p.index.workflow_type.as_deref());
             c.started_at.push(p.index.started_at);
             c.updated_at.push(k.events.last().map(|e| e.timestamp));
@@ -557,7 +557,7 @@ impl<'a> Columns<'a> {
                 c.ev_type.push(e.event_type.name());
                 c.ev_category.push(category_name(e.category));
                 c.ev_ts.push(e.timestamp);
-                c.ev_attrs.push(e.attributes.to_string());
+                c.ev_attrs.push(json_text(&e.attributes));
                 c.ev_version.push(e.event_version as i32);
                 c.ev_reset.push(e.is_reset_point);
                 c.ev_retry.push(e.is_retry);
@@ -572,7 +572,7 @@ impl<'a> Columns<'a> {
                 c.tc_saga.push(t.saga_id.as_str());
                 c.tc_kind.push(timer_kind_name(t.kind));
                 c.tc_at.push(t.fire_at);
-                c.tc_attrs.push(t.attributes.to_string());
+                c.tc_attrs.push(json_text(&t.attributes));
             }
             for id in &k.cancel_timers {
                 c.td_owner.push(owner);

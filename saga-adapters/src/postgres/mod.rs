@@ -71,9 +71,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
 use crate::common::{
-    category_name, check_dense, db_error, decode_event, exec_change, fold_summary, migrate_error,
-    parse_json, parse_timer_kind, status_name, summary_from_row, timer_kind_name, validate_append,
-    ExecChange, RawEvent,
+    category_name, check_dense, db_error, decode_event, exec_change, fold_summary, json_text,
+    migrate_error, parse_json, parse_timer_kind, status_name, summary_from_row, timer_kind_name,
+    validate_append, ExecChange, RawEvent,
 };
 use crate::{Stats, StoreStats};
 
@@ -387,7 +387,7 @@ impl PostgresStore {
             .bind(t.saga_id.as_str())
             .bind(timer_kind_name(t.kind))
             .bind(t.fire_at)
-            .bind(t.attributes.to_string())
+            .bind(json_text(&t.attributes))
             .execute(&mut *tx)
             .await
             .map_err(|e| timer_error("create a timer", e))?;
@@ -446,7 +446,7 @@ impl PostgresStore {
             .bind(e.iter().map(|e| e.timestamp).collect::<Vec<_>>())
             .bind(
                 e.iter()
-                    .map(|e| e.attributes.to_string())
+                    .map(|e| json_text(&e.attributes))
                     .collect::<Vec<_>>(),
             )
             .bind(e.iter().map(|e| e.event_version as i32).collect::<Vec<_>>())
@@ -475,7 +475,7 @@ impl PostgresStore {
             .bind(
                 timers
                     .iter()
-                    .map(|t| t.attributes.to_string())
+                    .map(|t| json_text(&t.attributes))
                     .collect::<Vec<_>>(),
             )
             .bind(cancelled.iter().map(String::as_str).collect::<Vec<_>>())
@@ -842,7 +842,7 @@ impl TimerStore for PostgresStore {
         .bind(t.saga_id.as_str())
         .bind(timer_kind_name(t.kind))
         .bind(t.fire_at)
-        .bind(t.attributes.to_string())
+        .bind(json_text(&t.attributes))
         .execute(&self.pool)
         .await
         .map_err(|e| timer_error("create a timer", e))?;

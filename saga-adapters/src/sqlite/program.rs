@@ -28,7 +28,8 @@ use sqlx::Arguments;
 
 use super::to_us;
 use crate::common::{
-    category_name, exec_change, status_name, timer_kind_name, ExecChange, ROWS_PER_INSERT,
+    category_name, exec_change, json_text, status_name, timer_kind_name, ExecChange,
+    ROWS_PER_INSERT,
 };
 
 /// What a statement of the program tells about its commit.
@@ -158,7 +159,7 @@ impl Program {
             self.arg(e.event_type.name());
             self.arg(category_name(e.category));
             self.arg(to_us(e.timestamp));
-            self.arg(e.attributes.to_string());
+            self.arg(json_text(&e.attributes));
             self.arg(i64::from(e.event_version));
             self.arg(e.is_reset_point);
             self.arg(e.is_retry);
@@ -214,7 +215,7 @@ impl Program {
                 self.arg(t.saga_id.as_str().to_owned());
                 self.arg(timer_kind_name(t.kind));
                 self.arg(to_us(t.fire_at));
-                self.arg(t.attributes.to_string());
+                self.arg(json_text(&t.attributes));
             }
             self.arg(i as i64);
         }

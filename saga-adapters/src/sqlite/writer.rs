@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::program::{Program, Role};
 use super::{from_us, to_us, Stats};
 use crate::common::{
-    category_name, db_error, exec_change, fold_summary, status_name, summary_from_row,
+    category_name, db_error, exec_change, fold_summary, json_text, status_name, summary_from_row,
     timer_kind_name, validate_append, ExecChange, ROWS_PER_INSERT,
 };
 
@@ -690,7 +690,7 @@ impl Writer<'_> {
                     .bind(e.event_type.name())
                     .bind(category_name(e.category))
                     .bind(to_us(e.timestamp))
-                    .bind(e.attributes.to_string())
+                    .bind(json_text(&e.attributes))
                     .bind(i64::from(e.event_version))
                     .bind(e.is_reset_point)
                     .bind(e.is_retry)
@@ -805,7 +805,7 @@ impl Writer<'_> {
                     .bind(t.saga_id.as_str())
                     .bind(timer_kind_name(t.kind))
                     .bind(to_us(t.fire_at))
-                    .bind(t.attributes.to_string());
+                    .bind(json_text(&t.attributes));
             }
             self.exec(q).await.map_err(|e| {
                 Failure::Broken(db_error(ErrorKind::TimerStore, "create timers", e))
