@@ -22,7 +22,9 @@ use sqlx::Executor;
 use tokio::task::JoinSet;
 
 use crate::backend::{drop_schema, fresh_schema, sync_name};
-use crate::report::{load_average, median, round, Measurement, Reporter};
+use crate::report::{
+    load_average, machine_busy, machine_busy_since, median, round, Measurement, Reporter,
+};
 use crate::{BenchResult, Settings};
 
 /// Concurrent writer tasks (SQLite).
@@ -46,15 +48,24 @@ const RUN: Duration = Duration::from_secs(3);
 /// One insert's future.
 type Insert<'a> = Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
 
+/// One timed run's commits: per second, and per second of the machine's busy CPU
+/// ([`crate::report::machine_busy`]; `None` where it cannot be read).
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_sec: f64,
+    per_busy_sec: Option<f64>,
+}
+
 /// One task per writer, each calling `insert` on its own `W` (one row, one commit)
-/// until `RUN` is over; commits per second.
+/// until `RUN` is over.
 async fn hammer<W: Send + 'static>(
     writers: Vec<W>,
     insert: for<'a> fn(&'a mut W, String) -> Insert<'a>,
-) -> BenchResult<f64> {
+) -> BenchResult<Rate> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
+    let busy_before = machine_busy();
     let started = Instant::now();
     for (w, mut writer) in writers.into_iter().enumerate() {
         let (stop, done) = (stop.clone(), done.clone());
@@ -74,11 +85,16 @@ async fn hammer<W: Send + 'static>(
         drop(joined??);
     }
     let elapsed = started.elapsed();
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+    let busy = machine_busy_since(busy_before).filter(|b| !b.is_zero());
+    let done = done.load(Ordering::Relaxed) as f64;
+    Ok(Rate {
+        per_sec: done / elapsed.as_secs_f64(),
+        per_busy_sec: busy.map(|b| done / b.as_secs_f64()),
+    })
 }
 
 /// One timed run on a new SQLite file.
-async fn sqlite_run(sync: Synchronous) -> BenchResult<f64> {
+async fn sqlite_run(sync: Synchronous) -> BenchResult<Rate> {
     let dir = tempfile::Builder::new()
         .prefix("saga-bench-raw-")
         .tempdir()?;
@@ -148,7 +164,7 @@ async fn sqlite_sequential(sync: Synchronous) -> BenchResult<f64> {
 }
 
 /// One timed run in a new PostgreSQL schema.
-async fn postgres_run(url: &str) -> BenchResult<f64> {
+async fn postgres_run(url: &str) -> BenchResult<Rate> {
     let schema = fresh_schema();
     let result = async {
         let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
@@ -182,8 +198,17 @@ async fn postgres_run(url: &str) -> BenchResult<f64> {
     result
 }
 
-/// The median commits/s of `repeat` runs after a warm-up, and each run's.
-pub(crate) async fn commits_per_sec(s: &Settings) -> BenchResult<(f64, Vec<f64>)> {
+/// The raw commit rate: medians of `repeat` runs after a warm-up.
+pub(crate) struct CommitRate {
+    /// Commits per second (median), and each run's.
+    pub(crate) per_sec: f64,
+    pub(crate) runs: Vec<f64>,
+    /// Commits per second of the machine's busy CPU (median), where it can be read.
+    pub(crate) per_busy_sec: Option<f64>,
+}
+
+/// The raw commit rate of `s`'s backend.
+pub(crate) async fn commits_per_sec(s: &Settings) -> BenchResult<CommitRate> {
     let once = || async {
         match s.backend {
             "sqlite" => sqlite_run(s.sync).await,
@@ -193,20 +218,34 @@ pub(crate) async fn commits_per_sec(s: &Settings) -> BenchResult<(f64, Vec<f64>)
         }
     };
     once().await?; // warm-up (page cache, WAL files, server buffers)
-    let mut runs = Vec::with_capacity(s.repeat);
+    let mut rates = Vec::with_capacity(s.repeat);
     for _ in 0..s.repeat {
-        runs.push(once().await?);
+        rates.push(once().await?);
     }
-    let shown = runs.iter().map(|r| round(*r, 0)).collect();
-    Ok((median(&mut runs), shown))
+    let mut per_sec: Vec<f64> = rates.iter().map(|r| r.per_sec).collect();
+    let runs = per_sec.iter().map(|r| round(*r, 0)).collect();
+    let per_busy_sec: Option<Vec<f64>> = rates.iter().map(|r| r.per_busy_sec).collect();
+    Ok(CommitRate {
+        per_sec: median(&mut per_sec),
+        runs,
+        per_busy_sec: per_busy_sec.map(|mut v| median(&mut v)),
+    })
 }
 
 /// The raw-commit measurement, under `scenario`.
 pub(crate) async fn measurement(scenario: &'static str, s: &Settings) -> BenchResult<Measurement> {
-    let (rate, runs) = commits_per_sec(s).await?;
+    let CommitRate {
+        per_sec: rate,
+        runs,
+        per_busy_sec,
+    } = commits_per_sec(s).await?;
     let mut m = Measurement::new(scenario, "baseline-commit", s.backend, s.codec_name())
         .with("commits_per_sec", round(rate, 0))
         .with("runs_commits_per_sec", runs)
+        .with(
+            "commits_per_machine_cpu_sec",
+            per_busy_sec.map(|r| round(r, 0)),
+        )
         .with("writers", writers(s.backend))
         .with("load_avg", load_average());
     if s.backend == "sqlite" {

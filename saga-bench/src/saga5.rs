@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 
 use crate::backend::{per_step, sync_name, Store};
 use crate::baseline::{self, Variant, STEPS};
-use crate::report::{load_average, process_cpu, round, Measurement, Reporter};
+use crate::report::{
+    load_average, machine_busy, machine_busy_since, process_cpu, round, Measurement, Reporter,
+};
 use crate::workflows::{saga_5, touch, Payload};
 use crate::{BenchResult, Part, Settings};
 
@@ -100,6 +102,9 @@ pub(crate) struct Run {
     pub(crate) latencies: Vec<Duration>,
     /// CPU time the process used meanwhile (both runtime threads).
     pub(crate) cpu: Option<Duration>,
+    /// Busy CPU time of the whole machine meanwhile (every process: the database, the
+    /// broker, the other workers).
+    pub(crate) machine_busy: Option<Duration>,
     /// Statements, transactions and commits per step (durable backends).
     pub(crate) per_step: Option<(f64, f64, f64)>,
 }
@@ -109,9 +114,25 @@ impl Run {
         (self.latencies.len() as u64 * STEPS) as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Steps per second of the machine's busy CPU.
+    pub(crate) fn steps_per_machine_cpu_sec(&self) -> Option<f64> {
+        self.machine_busy
+            .filter(|b| !b.is_zero())
+            .map(|b| (self.latencies.len() as u64 * STEPS) as f64 / b.as_secs_f64())
+    }
+
     /// Adds `cpu_util` (CPU-seconds per second: at most 2 on two cores) and
-    /// `steps_per_cpu_sec` to `m`.
+    /// `steps_per_cpu_sec` to `m`, this process's; `machine_cpu_util` and
+    /// `steps_per_machine_cpu_sec`, the whole machine's.
     fn cpu_fields(&self, mut m: Measurement) -> Measurement {
+        if let (Some(busy), Some(steps)) = (self.machine_busy, self.steps_per_machine_cpu_sec()) {
+            m = m
+                .with(
+                    "machine_cpu_util",
+                    round(busy.as_secs_f64() / self.elapsed.as_secs_f64(), 2),
+                )
+                .with("steps_per_machine_cpu_sec", round(steps, 0));
+        }
         if let Some((statements, transactions, commits)) = self.per_step {
             m = m
                 .with("statements_per_step", round(statements, 3))
@@ -147,6 +168,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
     };
     let attempts_before = engine.metrics().activity_attempts;
     let cpu_before = process_cpu();
+    let busy_before = machine_busy();
     let next = Arc::new(AtomicU64::new(first));
     let end = first + n;
     let started = Instant::now();
@@ -186,6 +208,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         latencies.extend(joined??);
     }
     let elapsed = started.elapsed();
+    let machine_busy = machine_busy_since(busy_before);
     let cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
@@ -208,6 +231,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         elapsed,
         latencies,
         cpu,
+        machine_busy,
         per_step: None,
     })
 }
@@ -335,7 +359,7 @@ async fn run_durable(
     workers: usize,
 ) -> BenchResult {
     let mut lines = Vec::new();
-    let mut raw = None;
+    let (mut raw, mut raw_per_busy_sec) = (None, None);
     if s.runs(Part::Baseline) {
         eprintln!(
             "saga-5: raw commit rate ({} writers)",
@@ -343,6 +367,10 @@ async fn run_durable(
         );
         let m = crate::rawcommit::measurement("saga-5", s).await?;
         raw = m.steps_per_sec;
+        raw_per_busy_sec = m
+            .extra
+            .get("commits_per_machine_cpu_sec")
+            .and_then(serde_json::Value::as_f64);
         lines.push(m);
     }
     let pg = |m: Measurement| {
@@ -367,6 +395,15 @@ async fn run_durable(
         let mut m = tag(throughput(s, n, c, workers).await?);
         if let Some(raw) = raw {
             m = m.against(raw);
+        }
+        // The same comparison per busy CPU-second of the machine: what a step costs
+        // all processes together against what a raw commit does.
+        let steps_per_busy_sec = m
+            .extra
+            .get("steps_per_machine_cpu_sec")
+            .and_then(serde_json::Value::as_f64);
+        if let (Some(steps), Some(raw)) = (steps_per_busy_sec, raw_per_busy_sec) {
+            m = m.with("ratio_machine_cpu", round(steps / raw, 4));
         }
         lines.push(m);
     }
@@ -416,6 +453,15 @@ mod tests {
         let run = drive(&bench, 0, 40, 8).await.unwrap();
         assert_eq!(run.latencies.len(), 40);
         assert_eq!(bench.engine.metrics().activity_attempts, 200);
+        let busy = run.machine_busy.expect("the machine's busy CPU is read");
+        let m = run.cpu_fields(Measurement::new("saga-5", "throughput", "memory", "json"));
+        // A run shorter than a tick of `/proc/stat` reads no busy time, and no rate.
+        assert_eq!(
+            m.extra.contains_key("steps_per_machine_cpu_sec"),
+            !busy.is_zero(),
+            "{busy:?}: {:?}",
+            m.extra
+        );
         let again = drive(&bench, 40, 3, 1).await.unwrap();
         assert_eq!(again.latencies.len(), 3);
         bench.close().await.unwrap();
