@@ -261,8 +261,9 @@ async fn version_reads_queued_behind_one_share_a_statement() {
     .await;
 }
 
-/// A caller that gives up while its read runs does not strand the reads queued behind
-/// it: they are answered all the same.
+/// A caller that gives up while it leads a read does not strand the reads queued
+/// behind it: the first of them leads the next statement; and one that gives up after
+/// taking others' reads along leaves them to ask again. Each is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_version_read_hands_its_queue_on() {
     use std::future::Future;
@@ -273,24 +274,44 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
 
     with_schema(|config| async move {
         let store = connect(config).await;
-        let (first, second) = (SagaId::new("gives-up"), SagaId::new("waits"));
-        start_one(&store, &first).await;
-        start_one(&store, &second).await;
-        let mut running = Box::pin(store.version(&first));
-        let mut queued = Box::pin(store.version(&second));
+        let ids: Vec<SagaId> = ["gives-up", "leads-next", "asks-again"]
+            .into_iter()
+            .map(SagaId::new)
+            .collect();
+        for id in &ids {
+            start_one(&store, id).await;
+        }
+        let mut first = Box::pin(store.version(&ids[0]));
+        let mut second = Box::pin(store.version(&ids[1]));
+        let mut third = Box::pin(store.version(&ids[2]));
+        // `first` leads (its statement is on the wire), the other two queue.
         std::future::poll_fn(|cx| {
-            assert!(running.as_mut().poll(cx).is_pending(), "answered at once");
-            assert!(queued.as_mut().poll(cx).is_pending(), "answered at once");
+            assert!(first.as_mut().poll(cx).is_pending(), "answered at once");
+            assert!(second.as_mut().poll(cx).is_pending(), "answered at once");
+            assert!(third.as_mut().poll(cx).is_pending(), "answered at once");
             Poll::Ready(())
         })
         .await;
-        drop(running);
-        let v = tokio::time::timeout(std::time::Duration::from_secs(10), queued)
+        // `first` gives up: `second` is woken to lead, takes `third` along, and gives
+        // up in turn while its statement runs.
+        drop(first);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        std::future::poll_fn(|cx| {
+            assert!(second.as_mut().poll(cx).is_pending(), "answered at once");
+            Poll::Ready(())
+        })
+        .await;
+        drop(second);
+        let v = tokio::time::timeout(std::time::Duration::from_secs(10), third)
             .await
             .expect("the queued read was stranded");
         assert_eq!(v.unwrap(), 1);
-        // And the store reads on as before.
-        assert_eq!(store.version(&first).await.unwrap(), 1);
+        // And the store reads on as before, one read and many.
+        assert_eq!(store.version(&ids[0]).await.unwrap(), 1);
+        let reads = ids.iter().map(|id| store.version(id));
+        for v in futures_util::future::join_all(reads).await {
+            assert_eq!(v.unwrap(), 1);
+        }
     })
     .await;
 }

@@ -9,17 +9,19 @@
 //! them with five or more). PostgreSQL's cost of such a read is nearly all the
 //! statement's, not the row's, as with commits (`group_commit.rs`).
 //!
-//! How: one read statement at a time per store. A read that finds none running runs
-//! its own at once (no hand-off, no added latency at one in flight); one that finds a
-//! statement running joins a queue, and the queue goes as one
-//! `saga_id = ANY($1)` statement as soon as the running one is done, run by a spawned
-//! task so that a caller that gives up waiting cannot strand the others.
+//! How: one read statement at a time per store, run by a caller. A read that finds
+//! none running runs its own at once (no hand-off, no added latency at one in flight);
+//! one that finds a statement running joins a queue. When the running read is done,
+//! the first caller in the queue is woken to lead the next statement, for itself and
+//! whatever queued behind it (`saga_id = ANY($1)`). No task is spawned: a caller that
+//! gives up while it leads passes the lead on as it drops (`ReadSlot`), and a queued
+//! caller whose leader went away without answering queues again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use saga_runtime::domain::SagaId;
-use saga_runtime::{Error, ErrorKind, Result};
+use saga_runtime::Result;
 use tokio::sync::oneshot;
 
 use super::group_commit::same_error;
@@ -37,9 +39,17 @@ pub(super) struct GroupRead {
 
 #[derive(Default)]
 struct Queue {
-    /// A read statement runs (a caller's own or a spawned reader's).
+    /// A caller holds the read slot: its statement runs, or is about to.
     reading: bool,
-    waiting: Vec<(SagaId, oneshot::Sender<Result<u64>>)>,
+    waiting: VecDeque<(SagaId, oneshot::Sender<Reply>)>,
+}
+
+/// What a queued caller is told.
+enum Reply {
+    /// Its saga's version, read by the leader's statement.
+    Version(Result<u64>),
+    /// The slot is its own now: it leads the next statement.
+    Lead,
 }
 
 impl GroupRead {
@@ -48,108 +58,82 @@ impl GroupRead {
     }
 }
 
-/// Holds the store's one read slot; given up when dropped (also by a caller cancelled
-/// half-way), handing whatever queued meanwhile to a spawned reader.
-struct ReadSlot {
-    store: PostgresStore,
+/// The store's one read slot, held by the caller leading a statement; when dropped
+/// (done, or cancelled half-way) it goes to the first queued caller still waiting.
+struct ReadSlot<'a> {
+    group: &'a GroupRead,
 }
 
-impl Drop for ReadSlot {
+impl Drop for ReadSlot<'_> {
     fn drop(&mut self) {
-        let mut q = self.store.group_read.lock();
-        if q.waiting.is_empty() {
-            q.reading = false;
-        } else {
-            // Still `reading`: the slot passes to the reader.
-            drop(q);
-            let store = self.store.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(store.read_queued());
-            } else {
-                // No runtime (it is shutting down): the waiters get no answer.
-                let mut q = self.store.group_read.lock();
-                q.waiting.clear();
-                q.reading = false;
+        let mut q = self.group.lock();
+        while let Some((saga_id, lead)) = q.waiting.pop_front() {
+            match lead.send(Reply::Lead) {
+                Ok(()) => return,
+                // That caller gave up: the next one.
+                Err(_) => tracing::trace!(saga_id = %saga_id, "a queued version read gave up"),
             }
         }
+        q.reading = false;
     }
-}
-
-/// The answer when the reader went away without one (its runtime shut down).
-fn no_answer() -> Error {
-    Error::new(
-        ErrorKind::EventStore,
-        "read a version: the group read stopped before answering",
-    )
 }
 
 impl PostgresStore {
     /// The version of `saga_id` (0: none), read alone when no other read runs, else
     /// together with the reads queued behind the running one.
     pub(super) async fn version_grouped(&self, saga_id: &SagaId) -> Result<u64> {
-        let answer = {
-            let mut q = self.group_read.lock();
-            if q.reading {
+        let group = &*self.group_read;
+        let slot = loop {
+            let answer = {
+                let mut q = group.lock();
+                if !q.reading {
+                    q.reading = true;
+                    break ReadSlot { group };
+                }
                 let (reply, answer) = oneshot::channel();
-                q.waiting.push((saga_id.clone(), reply));
-                Some(answer)
-            } else {
-                q.reading = true;
-                None
-            }
-        };
-        match answer {
-            Some(answer) => answer.await.unwrap_or_else(|_| Err(no_answer())),
-            None => {
-                let _slot = ReadSlot {
-                    store: self.clone(),
-                };
-                let mut found = self.read_versions(std::slice::from_ref(saga_id)).await?;
-                Ok(found.remove(saga_id.as_str()).unwrap_or(0))
-            }
-        }
-    }
-
-    /// A reader: answers the queued reads, a statement per [`MAX_BATCH`], until none
-    /// is left; then gives the slot up.
-    async fn read_queued(self) {
-        let _slot = ReadSlot {
-            store: self.clone(),
-        };
-        loop {
-            let batch: Vec<_> = {
-                let mut q = self.group_read.lock();
-                let n = q.waiting.len().min(MAX_BATCH);
-                q.waiting.drain(..n).collect()
+                q.waiting.push_back((saga_id.clone(), reply));
+                answer
             };
-            if batch.is_empty() {
-                return;
+            match answer.await {
+                Ok(Reply::Version(v)) => return v,
+                Ok(Reply::Lead) => break ReadSlot { group },
+                // The leader that took this read along went away without an answer
+                // (cancelled half-way): ask again.
+                Err(_) => continue,
             }
-            let ids: Vec<SagaId> = batch.iter().map(|(id, _)| id.clone()).collect();
-            match self.read_versions(&ids).await {
-                Ok(found) => {
-                    for (id, reply) in batch {
-                        let _ = reply.send(Ok(found.get(id.as_str()).copied().unwrap_or(0)));
-                    }
-                }
-                Err(e) => {
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err(same_error(&e)));
-                    }
-                }
+        };
+        let along: Vec<(SagaId, oneshot::Sender<Reply>)> = {
+            let mut q = group.lock();
+            let n = q.waiting.len().min(MAX_BATCH - 1);
+            q.waiting.drain(..n).collect()
+        };
+        let mut ids = Vec::with_capacity(along.len() + 1);
+        ids.push(saga_id.as_str());
+        ids.extend(along.iter().map(|(id, _)| id.as_str()));
+        let found = self.read_versions(&ids).await;
+        // The statement is done: the next one may start while the answers go out.
+        drop(slot);
+        let version = |id: &str| -> Result<u64> {
+            match &found {
+                Ok(found) => Ok(found.get(id).copied().unwrap_or(0)),
+                Err(e) => Err(same_error(e)),
             }
+        };
+        for (id, reply) in along {
+            // A caller that gave up meanwhile needs no answer.
+            let _ = reply.send(Reply::Version(version(id.as_str())));
         }
+        found.map(|mut found| found.remove(saga_id.as_str()).unwrap_or(0))
     }
 
     /// One statement: the versions of those of `ids` that exist.
-    async fn read_versions(&self, ids: &[SagaId]) -> Result<HashMap<String, u64>> {
+    async fn read_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
         self.count(1);
-        let names: Vec<&str> = ids.iter().map(SagaId::as_str).collect();
         let mut conn = self.reader().await?;
         let rows: Result<Vec<(String, i64)>> = sqlx::query_as(
             "SELECT saga_id, version FROM saga_executions WHERE saga_id = ANY($1::text[])",
         )
-        .bind(&names)
+        .bind(ids)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| unavailable("read a version", e));
