@@ -322,8 +322,10 @@ mod tests {
         assert_eq!(percentile(&mut [], 0.5), None);
     }
 
-    /// A core kept busy for 300 ms shows in the machine's busy time (at least most of
-    /// it: the readings tick every 10 ms, and the spin may be descheduled for a while).
+    /// A core kept busy for 300 ms shows in the machine's busy time: whatever runs on
+    /// that core meanwhile counts, the spin or what preempted it. Only a third of it is
+    /// required: the readings tick every 10 ms, and the hypervisor may take the core
+    /// for a while (steal time, not counted).
     #[test]
     fn machine_busy_counts_a_spinning_core() {
         let before = machine_busy();
@@ -335,7 +337,7 @@ mod tests {
         }
         let busy = machine_busy_since(before).unwrap();
         assert!(
-            busy >= Duration::from_millis(150),
+            busy >= Duration::from_millis(100),
             "{busy:?} after {spins} spins"
         );
     }

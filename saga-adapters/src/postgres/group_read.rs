@@ -5,9 +5,10 @@
 //! saga's version before it runs the activity (the task carries the history; the read
 //! says whether the saga moved on meanwhile). With three worker processes that is one
 //! read for two sagas in three, a statement and a round trip each, and under load they
-//! pile up: a process saw about three in flight on average when one began (19 % of
-//! them with five or more). PostgreSQL's cost of such a read is nearly all the
-//! statement's, not the row's, as with commits (`group_commit.rs`).
+//! pile up: in a worker process, more than a quarter of the reads began with five or
+//! more already in flight, and only a quarter with none (BENCHMARKS.md). PostgreSQL's
+//! cost of such a read is nearly all the statement's, not the row's, as with commits
+//! (`group_commit.rs`).
 //!
 //! How: one read statement at a time per store, run by a caller. A read that finds
 //! none running runs its own at once (no hand-off, no added latency at one in flight);
