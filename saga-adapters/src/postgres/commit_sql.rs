@@ -313,27 +313,16 @@ mod tests {
             let parts = Parts(i as u8);
             for text in [single(parts, false), single(parts, true), batch(parts)] {
                 assert!(text.contains("ev AS ("), "{text}");
-                let named = |bit| parts.has(bit);
-                assert_eq!(
-                    text.contains("tc AS ("),
-                    named(Parts::TIMERS_CREATED),
-                    "{text}"
-                );
-                assert_eq!(
-                    text.contains("td AS ("),
-                    named(Parts::TIMERS_CANCELLED),
-                    "{text}"
-                );
-                assert_eq!(
-                    text.contains("od AS ("),
-                    named(Parts::OUTBOX_SETTLED),
-                    "{text}"
-                );
-                assert_eq!(
-                    text.contains("oi AS ("),
-                    named(Parts::OUTBOX_ADDED),
-                    "{text}"
-                );
+                let optional = [
+                    ("tc", Parts::TIMERS_CREATED),
+                    ("td", Parts::TIMERS_CANCELLED),
+                    ("od", Parts::OUTBOX_SETTLED),
+                    ("oi", Parts::OUTBOX_ADDED),
+                ];
+                for (cte, bit) in optional {
+                    let named = text.contains(&format!("{cte} AS ("));
+                    assert_eq!(named, parts.has(bit), "{cte} in {text}");
+                }
             }
             assert!(single(parts, true).contains("INSERT INTO saga_executions"));
             assert!(single(parts, false).contains("UPDATE saga_executions"));
