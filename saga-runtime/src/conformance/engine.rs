@@ -36,6 +36,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<parent_flow>()
         .workflow::<recorder>()
         .workflow::<pair<patient>>()
+        .workflow::<trip>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -47,6 +48,8 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
             activity::<slow>(),
             activity::<echo>(),
             activity::<patient>(),
+            activity::<book_room>(),
+            activity::<unbook_room>(),
         ])
         .concurrency(4)
         .timer_poll_interval(Duration::from_millis(200))
@@ -584,6 +587,154 @@ pub async fn cancel_compensates<S: ScenarioStore>(store: S) {
         engine.cancel("order-cancel").await.is_err(),
         "a closed saga cannot be cancelled again"
     );
+}
+
+/// Waits until `id`'s history holds a result of `activity_type`.
+async fn until_reported(engine: &SagaEngine, id: &str, activity_type: &str) {
+    loop {
+        let h = engine.history(id).await.unwrap();
+        if h.iter().any(|e| {
+            e.event_type == EventType::ActivityTaskCompleted
+                && e.attr_str("activity_type") == Some(activity_type)
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What happened to the `book-room` step of a `trip` history: the step's events after
+/// the first of `after`, and whether its compensation ran.
+fn booking_after(h: &[HistoryEvent], after: EventType) -> Vec<EventType> {
+    let from = h.iter().position(|e| e.event_type == after).unwrap();
+    let seq = h
+        .iter()
+        .find(|e| e.attr_str("activity_type") == Some("book-room"))
+        .and_then(|e| e.attr_u64("seq"))
+        .unwrap();
+    h[from..]
+        .iter()
+        .filter(|e| {
+            e.attr_u64("seq") == Some(seq)
+                && e.event_type.category() == crate::domain::EventCategory::Activity
+        })
+        .map(|e| e.event_type)
+        .collect()
+}
+
+/// Cancelling a saga while one of its compensable steps runs on a worker waits for
+/// that step's outcome: it completed, so it is compensated, and only then does the
+/// saga end Cancelled. (Dropping the running step instead would leave its effect
+/// with nobody to undo it.)
+pub async fn cancel_waits_for_a_running_step<S: ScenarioStore>(store: S) {
+    let engine = engine(store.clone()).await;
+    let input = TripInput {
+        book_ms: 5_000,
+        card_declined: false,
+    };
+    let run = engine.start::<trip>("trip-cancel", input).await.unwrap();
+    // The card check is done; the booking runs for seconds more.
+    until_reported(&engine, "trip-cancel", "flaky").await;
+    engine.cancel("trip-cancel").await.unwrap();
+    let d = engine.describe("trip-cancel").await.unwrap();
+    assert_eq!(d.status, WorkflowStatus::Paused, "waits for the booking");
+    assert_eq!(d.pending_activities, [("book-room".to_owned(), 1)]);
+    let err = run.result().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");
+    let h = engine.history("trip-cancel").await.unwrap();
+    assert_history_sound(&h);
+    assert_eq!(
+        booking_after(&h, EventType::WorkflowExecutionCancelRequested),
+        [
+            EventType::ActivityTaskStarted,
+            EventType::ActivityTaskCompleted
+        ],
+        "the running booking is not cancelled: its result is recorded"
+    );
+    assert_eq!(compensations_in_history(&h), ["unbook-room"]);
+    let d = engine.describe("trip-cancel").await.unwrap();
+    assert_eq!(d.status, WorkflowStatus::Cancelled);
+    assert_eq!(d.compensations_done, ["unbook-room"]);
+    engine.verify_replay("trip-cancel").await.unwrap();
+
+    // A history written before cancellation waited for running steps (the booking
+    // cancelled outright, the saga closed at once) still replays.
+    let cancelled = h
+        .iter()
+        .position(|e| e.event_type == EventType::WorkflowExecutionCancelRequested)
+        .unwrap();
+    let old_id = crate::domain::SagaId::new("trip-cancel-before");
+    let mut old: Vec<HistoryEvent> = h[..=cancelled].to_vec();
+    let booking = old
+        .iter()
+        .find(|e| e.attr_str("activity_type") == Some("book-room"))
+        .and_then(|e| e.attr_u64("seq"))
+        .unwrap();
+    let reason = h[cancelled].attributes["reason"].clone();
+    let at = h[cancelled].timestamp;
+    for (event_type, attributes) in [
+        (EventType::ActivityTaskCanceled, json!({"seq": booking})),
+        (
+            EventType::WorkflowExecutionCanceled,
+            json!({"reason": reason}),
+        ),
+    ] {
+        old.push(HistoryEvent::new(
+            old_id.clone(),
+            old.len() as u64,
+            event_type,
+            at,
+            attributes,
+            h[0].trace_id.clone(),
+        ));
+    }
+    for e in &mut old {
+        e.saga_id = old_id.clone();
+    }
+    store.append(&old_id, 0, old).await.unwrap();
+    engine.verify_replay(old_id.clone()).await.unwrap();
+    assert_eq!(
+        engine.describe(old_id).await.unwrap().status,
+        WorkflowStatus::Cancelled
+    );
+}
+
+/// A step that fails the workflow while a compensable step runs beside it: the
+/// workflow fails only once the running step has reported, and then compensates it.
+pub async fn failure_waits_for_a_running_step<S: ScenarioStore>(store: S) {
+    let engine = engine(store).await;
+    let input = TripInput {
+        book_ms: 5_000,
+        card_declined: true,
+    };
+    let run = engine.start::<trip>("trip-declined", input).await.unwrap();
+    let err = run.result().await.unwrap_err();
+    assert!(err.message.contains("invalid card number"), "{err}");
+    let h = engine.history("trip-declined").await.unwrap();
+    assert_history_sound(&h);
+    let failed = h
+        .iter()
+        .position(|e| e.event_type == EventType::ActivityTaskFailed)
+        .unwrap();
+    let booked = h
+        .iter()
+        .position(|e| e.event_type == EventType::ActivityTaskCompleted)
+        .unwrap();
+    let ended = h
+        .iter()
+        .position(|e| e.event_type == EventType::WorkflowExecutionFailed)
+        .unwrap();
+    assert!(
+        failed < booked && booked < ended,
+        "card check failed, then the booking completed, then the workflow failed: {:?}",
+        types(&h)
+    );
+    assert_eq!(compensations_in_history(&h), ["unbook-room"]);
+    assert_eq!(
+        engine.describe("trip-declined").await.unwrap().status,
+        WorkflowStatus::Cancelled
+    );
+    engine.verify_replay("trip-declined").await.unwrap();
 }
 
 /// Bad input at the API: duplicate start, unknown workflow, unknown execution.
@@ -1686,6 +1837,8 @@ macro_rules! for_each_paused_scenario {
             sleep,
             signals,
             cancel_compensates,
+            cancel_waits_for_a_running_step,
+            failure_waits_for_a_running_step,
             bad_input,
             crash_and_recover,
             crash_loses_queue_and_recovers,

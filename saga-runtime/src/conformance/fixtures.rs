@@ -910,6 +910,106 @@ impl Workflow for parallel {
     }
 }
 
+/// Books a room: sleeps its input in milliseconds, then succeeds; undone by
+/// [`unbook_room`]. No retries, no timeout: a long compensable step.
+pub struct book_room {}
+impl Activity for book_room {
+    const TYPE_ID: &'static str = "book-room";
+    type Input = u64;
+    type Output = String;
+    async fn execute(ctx: ActivityContext, ms: u64) -> Result<String, ActivityError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(format!("room-{}", ctx.idempotency_key()))
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy::none(),
+            start_to_close_timeout: None,
+        }
+    }
+    fn compensation() -> Option<&'static str> {
+        Some(unbook_room::TYPE_ID)
+    }
+}
+
+pub struct unbook_room {}
+impl Activity for unbook_room {
+    const TYPE_ID: &'static str = "unbook-room";
+    type Input = String;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, _room: String) -> Result<(), ActivityError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripInput {
+    /// How long booking the room takes.
+    pub book_ms: u64,
+    /// The card check, run beside the booking, fails (non-retryably).
+    pub card_declined: bool,
+}
+
+/// Books a room ([`book_room`]) and checks the card ([`flaky`]) at once, and returns
+/// the room: a workflow that can end (cancelled, or failed by the card check) while
+/// its compensable step still runs.
+pub struct trip {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TripState {
+    Start { input: TripInput },
+    Join { room: Option<String>, checked: bool },
+}
+
+impl Workflow for trip {
+    const TYPE_ID: &'static str = "trip";
+    const FINGERPRINT: &'static str = "trip:v1";
+    type Input = TripInput;
+    type Output = String;
+    type Error = SagaError;
+    type State = TripState;
+
+    fn start(input: TripInput) -> TripState {
+        TripState::Start { input }
+    }
+
+    fn resume(state: TripState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            TripState::Start { input } => Transition::Suspend {
+                commands: vec![
+                    Command::activity::<book_room>(&input.book_ms),
+                    Command::activity::<flaky>(&FlakyInput {
+                        succeed_on: 1,
+                        non_retryable: input.card_declined,
+                    }),
+                ],
+                state: TripState::Join {
+                    room: None,
+                    checked: false,
+                },
+            },
+            TripState::Join {
+                mut room,
+                mut checked,
+            } => {
+                if wake.slot() == 0 {
+                    room = Some(take!(wake.activity::<book_room>()));
+                } else {
+                    take!(wake.activity::<flaky>());
+                    checked = true;
+                }
+                match room {
+                    Some(room) if checked => Transition::Complete(room),
+                    room => Transition::Suspend {
+                        commands: Vec::new(),
+                        state: TripState::Join { room, checked },
+                    },
+                }
+            }
+        }
+    }
+}
+
 /// Runs [`flaky`] as a local activity.
 pub struct local_flow {}
 

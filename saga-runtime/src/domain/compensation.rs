@@ -150,6 +150,14 @@ impl CompensationTracker {
         }
     }
 
+    /// Whether the step scheduled as `seq` names a compensation: once it completes,
+    /// its effect is something to undo.
+    pub fn is_compensable(&self, seq: u64) -> bool {
+        self.scheduled
+            .get(&seq)
+            .is_some_and(|s| s.compensation.is_some())
+    }
+
     /// The compensations still to run, last completed step first (LIFO).
     pub fn get_compensation_actions(&self) -> Vec<CompensationAction> {
         self.steps

@@ -70,6 +70,24 @@ pub(crate) struct PendingActivity {
     /// (`<saga_id>:<event_id>`) when recovery publishes the task again.
     #[serde(default)]
     pub(crate) scheduled_event_id: u64,
+    /// The workflow was cancelled or failed while this compensable attempt was out:
+    /// it may be running on a worker, so its outcome is awaited (no retry, no wake)
+    /// to learn whether its effect needs undoing before compensation begins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) draining: bool,
+}
+
+/// How an execution whose workflow was cancelled, failed or timed out ends once the
+/// compensable attempts still out ([`PendingActivity::draining`]) have reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Ending {
+    /// Cancelled: compensate what completed, or close as Cancelled if nothing did.
+    Cancel { reason: String },
+    /// This lifecycle decision (`WorkflowExecutionFailed` or `...TimedOut`).
+    Decide {
+        event_type: EventType,
+        attributes: Value,
+    },
 }
 
 /// A child workflow started by this execution and not yet closed.
@@ -136,6 +154,9 @@ pub(crate) struct ExecState {
     /// The parent execution and its command seq, for a child workflow.
     #[serde(default)]
     pub(crate) parent: Option<(SagaId, u64)>,
+    /// Set while the workflow's end waits for draining attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ending: Option<Ending>,
 }
 
 /// One execution being folded.
@@ -253,6 +274,7 @@ impl Execution {
                 workflow_task_failure: None,
                 children: BTreeMap::new(),
                 parent: None,
+                ending: None,
             },
             machine: None,
             decisions: VecDeque::new(),
@@ -510,6 +532,14 @@ impl Execution {
             self.decisions.clear();
             self.s.version += 1;
             self.apply_decision(env, e)
+        } else if e.event_type == EventType::ActivityTaskCanceled && self.draining(e) {
+            // A history from before the end waited for draining attempts: that engine
+            // cancelled the attempt outright. Taken as recorded, so that what it wrote
+            // still replays; the ending follows as it did then.
+            self.s.version += 1;
+            self.s.activities.remove(&attr::<u64>(e, "seq")?);
+            self.drained();
+            Ok(())
         } else if e.event_type.is_decision() {
             let expected = self.decisions.pop_front().ok_or_else(|| {
                 replay_error(
@@ -642,7 +672,11 @@ impl Execution {
                     return Ok(());
                 };
                 let output = e.attributes.get("output").cloned().unwrap_or(Value::Null);
-                if pa.compensates.is_some() {
+                if pa.draining {
+                    // The tracker took the completed step: compensation will undo it.
+                    self.drained();
+                    Ok(())
+                } else if pa.compensates.is_some() {
                     self.next_compensation(env)
                 } else if self.machine_waits() {
                     self.wake(
@@ -666,6 +700,12 @@ impl Execution {
                 let Some(pa) = self.s.activities.get(&seq).cloned() else {
                     return Ok(());
                 };
+                if pa.draining {
+                    // No effect to undo, and the workflow wants no retry.
+                    self.s.activities.remove(&seq);
+                    self.drained();
+                    return Ok(());
+                }
                 let error: ActivityError = if e.event_type == EventType::ActivityTaskTimedOut {
                     ActivityError::timeout(Duration::from_millis(pa.timeout_ms.unwrap_or(0)))
                 } else {
@@ -751,12 +791,10 @@ impl Execution {
                         )
                     }
                     TimerKind::WorkflowTimeout if self.machine_waits() => {
-                        self.abort_pending();
-                        self.decide(
-                            EventType::WorkflowExecutionTimedOut,
-                            json!({"reason": "workflow timed out"}),
-                        );
-                        Ok(())
+                        self.abort(Ending::Decide {
+                            event_type: EventType::WorkflowExecutionTimedOut,
+                            attributes: json!({"reason": "workflow timed out"}),
+                        })
                     }
                     _ => Ok(()),
                 }
@@ -793,8 +831,7 @@ impl Execution {
                 self.s.now = e.timestamp;
                 if self.machine_waits() {
                     let reason = e.attr_str("reason").unwrap_or("cancelled").to_owned();
-                    self.abort_pending();
-                    self.fail_or_cancel("cancel", reason);
+                    return self.abort(Ending::Cancel { reason });
                 }
                 Ok(())
             }
@@ -902,6 +939,7 @@ impl Execution {
                     backing_off: false,
                     local: false,
                     scheduled_event_id: e.event_id,
+                    draining: false,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
@@ -925,6 +963,7 @@ impl Execution {
                     backing_off: false,
                     local: true,
                     scheduled_event_id: e.event_id,
+                    draining: false,
                 };
                 self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
                 self.s.activities.insert(pa.seq, pa);
@@ -1040,12 +1079,82 @@ impl Execution {
         self.s.activities.remove(&seq)
     }
 
-    /// Cancels everything in flight (activities, timers, signal waits).
-    fn abort_pending(&mut self) {
+    /// Ends the workflow's run early (cancelled, failed, timed out): stops its machine,
+    /// cancels what is in flight, and decides `ending` now or, while compensable
+    /// attempts are still out, once they have reported ([`Self::drained`]).
+    ///
+    /// Why wait: an attempt handed to a worker may be running, and its effect happens
+    /// whether or not history wants it. Dropping it (recording `ActivityTaskCanceled`
+    /// and refusing its result) would leave a completed step with nobody to undo it;
+    /// awaiting its outcome puts a completed step on the compensation stack like any
+    /// other. (Temporal's `WAIT_CANCELLATION_COMPLETED`, for the steps a saga undoes.)
+    fn abort(&mut self, ending: Ending) -> Result<()> {
+        self.machine = None;
+        if !self.abort_pending(true) {
+            self.end(ending);
+            return Ok(());
+        }
+        if self.s.status == Some(WorkflowStatus::Running) {
+            // Suspended, as at any checkpoint, until the draining attempts report.
+            self.transition(WorkflowStatus::Paused)?;
+        }
+        self.s.ending = Some(ending);
+        Ok(())
+    }
+
+    /// Decides how the workflow ends.
+    fn end(&mut self, ending: Ending) {
+        match ending {
+            Ending::Cancel { reason } => self.fail_or_cancel("cancel", reason),
+            Ending::Decide {
+                event_type,
+                attributes,
+            } => self.decide(event_type, attributes),
+        }
+    }
+
+    /// Whether `e` names an attempt that is draining.
+    fn draining(&self, e: &HistoryEvent) -> bool {
+        e.attr_u64("seq")
+            .and_then(|seq| self.s.activities.get(&seq))
+            .is_some_and(|p| p.draining)
+    }
+
+    /// A draining attempt reported: when it was the last, the workflow ends as decided
+    /// in [`Self::abort`], with every completed step on the compensation stack.
+    fn drained(&mut self) {
+        if self.s.activities.values().any(|p| p.draining) {
+            return;
+        }
+        if let Some(ending) = self.s.ending.take() {
+            self.end(ending);
+        }
+    }
+
+    /// Cancels everything in flight (activities, timers, signal waits). With `drain`,
+    /// an attempt of a compensable step that may be running is left out and flagged
+    /// [`PendingActivity::draining`] instead; returns whether any was.
+    fn abort_pending(&mut self, drain: bool) -> bool {
+        let tracker = &self.s.tracker;
+        let mut draining = false;
+        for p in self.s.activities.values_mut() {
+            // Not a local attempt (this worker runs it inside the task that recorded
+            // it) nor one waiting for its retry timer: neither can be running now.
+            if drain
+                && !p.local
+                && !p.backing_off
+                && p.compensates.is_none()
+                && tracker.is_compensable(p.seq)
+            {
+                p.draining = true;
+                draining = true;
+            }
+        }
         let activities: Vec<(u64, bool)> = self
             .s
             .activities
             .values()
+            .filter(|p| !p.draining)
             .map(|p| (p.seq, p.local))
             .collect();
         for (seq, local) in activities {
@@ -1073,6 +1182,7 @@ impl Execution {
             self.decide(EventType::TimerCanceled, json!({"timer_id": timer_id}));
         }
         self.s.waits.clear();
+        draining
     }
 
     fn fail_or_cancel(&mut self, phase: &str, reason: String) {
@@ -1119,6 +1229,7 @@ impl Execution {
                     backing_off: false,
                     local: false,
                     scheduled_event_id: 0, // set when the decision is applied
+                    draining: false,
                 };
                 self.s.next_seq += 1;
                 self.decide_schedule(pa, None, None);
@@ -1138,6 +1249,10 @@ impl Execution {
     fn wake(&mut self, env: &Env<'_>, wake: Wake) -> Result<()> {
         let mut wakes = VecDeque::from([wake]);
         while let Some(wake) = wakes.pop_front() {
+            if self.machine.is_none() {
+                // Ended (or ending, waiting for draining attempts) by an earlier wake.
+                return Ok(());
+            }
             if self.s.status == Some(WorkflowStatus::Paused) {
                 self.transition(WorkflowStatus::Running)?;
             }
@@ -1180,15 +1295,13 @@ impl Execution {
                 }
                 Step::Complete(output) => {
                     self.machine = None;
-                    self.abort_pending();
+                    self.abort_pending(false);
                     self.decide(
                         EventType::WorkflowExecutionCompleted,
                         json!({"output": output}),
                     );
                 }
                 Step::Fail { message, error } => {
-                    self.machine = None;
-                    self.abort_pending();
                     // `cause` tells operators (and `result()`) whether an activity's
                     // final error ended the workflow, or its own logic did.
                     let cause = if after_activity_error {
@@ -1196,10 +1309,10 @@ impl Execution {
                     } else {
                         "workflow"
                     };
-                    self.decide(
-                        EventType::WorkflowExecutionFailed,
-                        json!({"phase": "workflow", "cause": cause, "reason": message, "error": error}),
-                    );
+                    return self.abort(Ending::Decide {
+                        event_type: EventType::WorkflowExecutionFailed,
+                        attributes: json!({"phase": "workflow", "cause": cause, "reason": message, "error": error}),
+                    });
                 }
             }
         }
@@ -1233,6 +1346,7 @@ impl Execution {
                     backing_off: false,
                     local: false,
                     scheduled_event_id: 0, // set when the decision is applied
+                    draining: false,
                 };
                 self.decide_schedule(pa, compensation, None);
                 None
@@ -1298,12 +1412,13 @@ impl Execution {
                 None
             }
             Command::Invalid { reason } => {
-                self.machine = None;
-                self.abort_pending();
-                self.decide(
-                    EventType::WorkflowExecutionFailed,
-                    json!({"phase": "workflow", "cause": "step", "reason": format!("invalid command: {reason}")}),
-                );
+                let ending = Ending::Decide {
+                    event_type: EventType::WorkflowExecutionFailed,
+                    attributes: json!({"phase": "workflow", "cause": "step", "reason": format!("invalid command: {reason}")}),
+                };
+                if let Err(e) = self.abort(ending) {
+                    tracing::warn!(saga_id = %self.s.saga_id, error = %e, "could not end the workflow");
+                }
                 None
             }
         }
