@@ -638,6 +638,7 @@ pub async fn cancel_waits_for_a_running_step<S: ScenarioStore>(store: S) {
     engine.cancel("trip-cancel").await.unwrap();
     let d = engine.describe("trip-cancel").await.unwrap();
     assert_eq!(d.status, WorkflowStatus::Paused, "waits for the booking");
+    assert_eq!(d.checkpoint, "Ending");
     assert_eq!(d.pending_activities, [("book-room".to_owned(), 1)]);
     let err = run.result().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");

@@ -388,6 +388,8 @@ impl Execution {
     pub(crate) fn checkpoint(&self) -> String {
         match &self.machine {
             Some(m) => m.checkpoint(),
+            // The machine has ended; the execution waits for draining attempts.
+            None if self.s.ending.is_some() => "Ending".to_owned(),
             None => "Finished".to_owned(),
         }
     }
