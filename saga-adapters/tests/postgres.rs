@@ -217,7 +217,11 @@ async fn version_reads_queued_behind_one_share_a_statement() {
     use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
     use saga_runtime::port::EventStore;
 
+    use sqlx::Connection;
+
     with_schema(|config| async move {
+        let schema = config.schema.clone().expect("a test schema");
+        let url = config.url.clone();
         let store = connect(config).await;
         let ids: Vec<SagaId> = (0..3)
             .map(|i| SagaId::new(format!("grouped-{i}")))
@@ -241,11 +245,27 @@ async fn version_reads_queued_behind_one_share_a_statement() {
                 k => &ids[k],
             })
             .collect();
+        let asked: Vec<SagaId> = asked.into_iter().cloned().collect();
+        // The first read waits for a lock on the table while the other 39 queue behind
+        // it (without it, which reads overlap is up to the scheduler).
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut lock = admin.begin().await.unwrap();
+        sqlx::query(&format!(
+            "LOCK TABLE \"{schema}\".saga_executions IN ACCESS EXCLUSIVE MODE"
+        ))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
         let before = store.stats().statements;
-        // One task polls them all before any answer can come: the first reads alone,
-        // the other 39 queue behind it.
-        let versions =
-            futures_util::future::join_all(asked.iter().map(|id| store.version(id))).await;
+        let reads = {
+            let (store, asked) = (store.clone(), asked.clone());
+            tokio::spawn(async move {
+                futures_util::future::join_all(asked.iter().map(|id| store.version(id))).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        lock.rollback().await.unwrap();
+        let versions = reads.await.unwrap();
         let statements = store.stats().statements - before;
         for (id, v) in asked.iter().zip(versions) {
             let want = match id.as_str() {
@@ -271,8 +291,11 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
 
     use saga_runtime::domain::SagaId;
     use saga_runtime::port::EventStore;
+    use sqlx::Connection;
 
     with_schema(|config| async move {
+        let schema = config.schema.clone().expect("a test schema");
+        let url = config.url.clone();
         let store = connect(config).await;
         let ids: Vec<SagaId> = ["gives-up", "leads-next", "asks-again"]
             .into_iter()
@@ -281,6 +304,17 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
         for id in &ids {
             start_one(&store, id).await;
         }
+        // Read statements wait for this lock until the end, so that none is answered
+        // while the test means it to be on the wire (a busy machine could otherwise
+        // answer one between its write and its read of the socket).
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut lock = admin.begin().await.unwrap();
+        sqlx::query(&format!(
+            "LOCK TABLE \"{schema}\".saga_executions IN ACCESS EXCLUSIVE MODE"
+        ))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
         let mut first = Box::pin(store.version(&ids[0]));
         let mut second = Box::pin(store.version(&ids[1]));
         let mut third = Box::pin(store.version(&ids[2]));
@@ -302,6 +336,7 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
         })
         .await;
         drop(second);
+        lock.rollback().await.unwrap();
         let v = tokio::time::timeout(std::time::Duration::from_secs(10), third)
             .await
             .expect("the queued read was stranded");
