@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use super::commit_sql::{self, Parts};
 use super::kept::{Connection, KeptConnections};
-use super::{IndexValues, PostgresStore};
+use super::{answered, IndexValues, PostgresStore};
 use crate::common::{category_name, json_text, timer_kind_name};
 
 /// The answer to one commit: the new version, or (version check failed, nothing
@@ -63,6 +63,9 @@ struct Pending {
 }
 
 /// The answer when a flusher went away without one (its runtime shut down).
+/// What a commit that timed out was doing.
+const WRITE: &str = "commit a workflow task";
+
 pub(super) fn no_answer() -> Error {
     Error::new(
         ErrorKind::EventStore,
@@ -229,9 +232,11 @@ impl PostgresStore {
         };
         let outcome = match self.commit_connection().await {
             Ok(mut conn) => {
-                let r = self
-                    .run_commit(&mut conn, &g.commit, g.insert, g.index)
-                    .await;
+                let r = answered(self.reply_timeout, WRITE, async {
+                    self.run_commit(&mut conn, &g.commit, g.insert, g.index)
+                        .await
+                })
+                .await;
                 conn.give_back(&r);
                 r
             }
@@ -314,7 +319,14 @@ impl PostgresStore {
                 return;
             }
         };
-        let outcome = self.write_batch_on(&mut conn, batch).await;
+        // Timed out, the batch's commits are dropped unanswered: their callers learn
+        // that whether they were written is unknown (`no_answer`), which is the truth.
+        let outcome = answered(
+            self.reply_timeout,
+            WRITE,
+            self.write_batch_on(&mut conn, batch),
+        )
+        .await;
         conn.give_back(&outcome);
     }
 

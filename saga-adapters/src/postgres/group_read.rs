@@ -26,7 +26,7 @@ use saga_runtime::Result;
 use tokio::sync::oneshot;
 
 use super::group_commit::same_error;
-use super::{unavailable, PostgresStore};
+use super::{answered, unavailable, PostgresStore};
 
 /// The most sagas one read statement asks for; more wait for the next.
 const MAX_BATCH: usize = 256;
@@ -131,13 +131,17 @@ impl PostgresStore {
     async fn read_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let rows: Result<Vec<(String, i64)>> = sqlx::query_as(
-            "SELECT saga_id, version FROM saga_executions WHERE saga_id = ANY($1::text[])",
-        )
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| unavailable("read a version", e));
+        let rows: Result<Vec<(String, i64)>> =
+            answered(self.reply_timeout, "read a version", async {
+                sqlx::query_as(
+                    "SELECT saga_id, version FROM saga_executions WHERE saga_id = ANY($1::text[])",
+                )
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| unavailable("read a version", e))
+            })
+            .await;
         conn.give_back(&rows);
         rows?
             .into_iter()

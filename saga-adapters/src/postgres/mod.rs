@@ -113,6 +113,15 @@ pub struct PostgresConfig {
     /// Group commit: at most this many batches written at once, each on a connection of
     /// its own (default [`DEFAULT_COMMIT_FLUSHERS`]).
     pub commit_flushers: Option<usize>,
+    /// How long a commit, or a read of a worker taking a task, waits for PostgreSQL's
+    /// answer before it fails with `code=unavailable` and its connection is dropped
+    /// (default 30 s). Measured on the client: what frees a connection whose server
+    /// vanished without closing it (a host gone, a network cut), which would otherwise
+    /// hold its call, and every commit or read queued behind it, until the kernel gives
+    /// the connection up (about a quarter of an hour with Linux's defaults). Whether a
+    /// commit that timed out was written is unknown to its caller, as after any lost
+    /// connection; the version check settles it on the retry.
+    pub reply_timeout: Duration,
 }
 
 impl PostgresConfig {
@@ -125,6 +134,7 @@ impl PostgresConfig {
             acquire_timeout: Duration::from_secs(30),
             max_commit_batch: 64,
             commit_flushers: None,
+            reply_timeout: Duration::from_secs(30),
         }
     }
 
@@ -148,6 +158,8 @@ pub struct PostgresStore {
     group_read: Arc<group_read::GroupRead>,
     /// Connections kept for the reads of a worker taking a task ([`kept`]).
     readers: Arc<kept::KeptConnections>,
+    /// [`PostgresConfig::reply_timeout`].
+    reply_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -207,6 +219,24 @@ pub(crate) fn unavailable(what: &str, e: sqlx::Error) -> Error {
     }
 }
 
+/// `statement` (on a kept connection), or an `unavailable` error once it has waited
+/// `limit` for PostgreSQL's answer ([`PostgresConfig::reply_timeout`]). The caller
+/// drops the connection on that error, with the statement half-way.
+pub(crate) async fn answered<T>(
+    limit: Duration,
+    what: &str,
+    statement: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, statement).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            ErrorKind::EventStore,
+            format!("cannot {what}: PostgreSQL did not answer within {limit:?}"),
+        )
+        .with("code", "unavailable")),
+    }
+}
+
 impl PostgresStore {
     /// Connects with the default settings and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -263,6 +293,7 @@ impl PostgresStore {
             )),
             group_read: Arc::default(),
             readers: kept::KeptConnections::new(KEPT_READERS),
+            reply_timeout: config.reply_timeout,
         };
         store.prewarm(pooled).await?;
         Ok(store)
@@ -676,16 +707,19 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<HistoryEvent>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let rows = sqlx::query(
-            "SELECT event_id, event_type, ts, attributes::text, event_version, is_reset_point, \
-             is_retry, trace_id FROM saga_events WHERE saga_id = $1 AND event_id >= $2 \
-             ORDER BY event_id",
-        )
-        .bind(saga_id.as_str())
-        .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| unavailable("read a history", e));
+        let rows = answered(self.reply_timeout, "read a history", async {
+            sqlx::query(
+                "SELECT event_id, event_type, ts, attributes::text, event_version, \
+                 is_reset_point, is_retry, trace_id FROM saga_events \
+                 WHERE saga_id = $1 AND event_id >= $2 ORDER BY event_id",
+            )
+            .bind(saga_id.as_str())
+            .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| unavailable("read a history", e))
+        })
+        .await;
         conn.give_back(&rows);
         let rows = rows?;
         let key = ("saga_id", saga_id.as_str());
@@ -726,11 +760,14 @@ impl EventStore for PostgresStore {
     async fn latest_snapshot(&self, saga_id: &SagaId) -> Result<Option<Snapshot>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let row = sqlx::query(LATEST_SNAPSHOT)
-            .bind(saga_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| unavailable("read a snapshot", e));
+        let row = answered(self.reply_timeout, "read a snapshot", async {
+            sqlx::query(LATEST_SNAPSHOT)
+                .bind(saga_id.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| unavailable("read a snapshot", e))
+        })
+        .await;
         conn.give_back(&row);
         let row = row?;
         row.map(|r| snapshot_from_row(saga_id, &r)).transpose()

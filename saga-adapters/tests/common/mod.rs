@@ -244,12 +244,14 @@ pub mod pg {
         }
     }
 
-    /// The store settings for `schema`: a small pool, and an acquire timeout long
-    /// enough for tokio's paused clock (which jumps ahead when the runtime idles).
+    /// The store settings for `schema`: a small pool, and acquire and reply timeouts
+    /// long enough for tokio's paused clock (which jumps ahead when the runtime idles,
+    /// waiting on the database included).
     pub fn config(schema: &str) -> PostgresConfig {
         PostgresConfig {
             max_connections: 6,
             acquire_timeout: Duration::from_secs(24 * 3600),
+            reply_timeout: Duration::from_secs(24 * 3600),
             ..PostgresConfig::new(url()).schema(schema)
         }
     }
