@@ -212,12 +212,33 @@ async fn hot_reads_reuse_kept_connections() {
 
 /// Group read: version reads that arrive while one runs go together, in one
 /// statement, and each gets its own saga's version (0 for none).
+/// An exclusive lock on a schema's `saga_executions`, held by a connection of its own
+/// until released: every version read waits for it meanwhile.
+struct ExecutionsLock(sqlx::PgConnection);
+
+impl ExecutionsLock {
+    async fn take(url: &str, schema: &str) -> Self {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        conn.execute("BEGIN").await.unwrap();
+        conn.execute(
+            format!("LOCK TABLE \"{schema}\".saga_executions IN ACCESS EXCLUSIVE MODE").as_str(),
+        )
+        .await
+        .unwrap();
+        ExecutionsLock(conn)
+    }
+
+    async fn release(mut self) {
+        use sqlx::Executor;
+        self.0.execute("ROLLBACK").await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_reads_queued_behind_one_share_a_statement() {
     use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
     use saga_runtime::port::EventStore;
-
-    use sqlx::Connection;
 
     with_schema(|config| async move {
         let schema = config.schema.clone().expect("a test schema");
@@ -248,14 +269,7 @@ async fn version_reads_queued_behind_one_share_a_statement() {
         let asked: Vec<SagaId> = asked.into_iter().cloned().collect();
         // The first read waits for a lock on the table while the other 39 queue behind
         // it (without it, which reads overlap is up to the scheduler).
-        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-        let mut lock = admin.begin().await.unwrap();
-        sqlx::query(&format!(
-            "LOCK TABLE \"{schema}\".saga_executions IN ACCESS EXCLUSIVE MODE"
-        ))
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+        let lock = ExecutionsLock::take(&url, &schema).await;
         let before = store.stats().statements;
         let reads = {
             let (store, asked) = (store.clone(), asked.clone());
@@ -264,7 +278,7 @@ async fn version_reads_queued_behind_one_share_a_statement() {
             })
         };
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        lock.rollback().await.unwrap();
+        lock.release().await;
         let versions = reads.await.unwrap();
         let statements = store.stats().statements - before;
         for (id, v) in asked.iter().zip(versions) {
@@ -291,7 +305,6 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
 
     use saga_runtime::domain::SagaId;
     use saga_runtime::port::EventStore;
-    use sqlx::Connection;
 
     with_schema(|config| async move {
         let schema = config.schema.clone().expect("a test schema");
@@ -307,14 +320,7 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
         // Read statements wait for this lock until the end, so that none is answered
         // while the test means it to be on the wire (a busy machine could otherwise
         // answer one between its write and its read of the socket).
-        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-        let mut lock = admin.begin().await.unwrap();
-        sqlx::query(&format!(
-            "LOCK TABLE \"{schema}\".saga_executions IN ACCESS EXCLUSIVE MODE"
-        ))
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+        let lock = ExecutionsLock::take(&url, &schema).await;
         let mut first = Box::pin(store.version(&ids[0]));
         let mut second = Box::pin(store.version(&ids[1]));
         let mut third = Box::pin(store.version(&ids[2]));
@@ -336,7 +342,7 @@ async fn a_cancelled_version_read_hands_its_queue_on() {
         })
         .await;
         drop(second);
-        lock.rollback().await.unwrap();
+        lock.release().await;
         let v = tokio::time::timeout(std::time::Duration::from_secs(10), third)
             .await
             .expect("the queued read was stranded");
