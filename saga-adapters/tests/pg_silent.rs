@@ -1,5 +1,6 @@
 //! PostgreSQL goes silent without closing its connections (a host gone, a network
-//! cut): a commit or a worker's read waiting for its answer fails after
+//! cut): a call of the store (commit, read, timer or outbox claim, listing) waiting
+//! for its answer fails after
 //! `PostgresConfig::reply_timeout` with `code=unavailable` instead of hanging until the
 //! kernel gives the connection up, its connection is dropped, and once the server
 //! answers again the store works on new connections. A commit that timed out may or
@@ -21,7 +22,7 @@ use chrono::Utc;
 use common::pg::with_schema;
 use saga_adapters::{PostgresConfig, PostgresStore};
 use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
-use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+use saga_runtime::port::{Commit, EventStore, ExecutionFilter, Outbox, TimerStore, WorkflowStore};
 use saga_runtime::{Error, ErrorKind};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -102,6 +103,7 @@ fn start(saga: &SagaId) -> Commit {
 }
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+const LEASE: Duration = Duration::from_secs(30);
 
 /// Runs `call` while the proxy is silent: it must fail as unavailable, after the
 /// reply timeout (on a connection it had) or the acquire timeout (waiting for a new
@@ -116,7 +118,6 @@ async fn fails_in_time<T: std::fmt::Debug>(
         .unwrap_or_else(|_| panic!("{what} still waits after 20 s"));
     let took = began.elapsed();
     let e = outcome.expect_err(what);
-    assert_eq!(e.kind, ErrorKind::EventStore, "{what}: {e}");
     assert_eq!(e.context("code"), Some("unavailable"), "{what}: {e}");
     assert!(
         e.message.contains("did not answer") || e.message.contains("timed out"),
@@ -153,14 +154,31 @@ async fn calls_fail_when_the_server_goes_silent_and_work_again_after() {
         assert_eq!(store.commit(start(&first)).await.expect("commit"), 1);
         assert_eq!(store.version(&first).await.expect("read"), 1);
 
+        // Pooled connections open and idle, as a running engine's are.
+        store.claim_due(Utc::now(), 10, LEASE).await.expect("claim");
+        store
+            .claim_tasks(Utc::now(), LEASE, 10)
+            .await
+            .expect("claim");
+
         proxy.go_silent(true);
         // On the kept connection the first read used: the reply timeout.
         let e = fails_in_time("a version read", store.version(&first)).await;
         assert!(e.message.contains("did not answer"), "{e}");
+        assert_eq!(e.kind, ErrorKind::EventStore, "{e}");
         fails_in_time("a history read", store.history(&first)).await;
         // On the kept connection the first commit used: the reply timeout.
         let e = fails_in_time("a commit", store.commit(start(&second))).await;
         assert!(e.message.contains("did not answer"), "{e}");
+        // Statements on the pool: the timer loop's, the reconciler's, a listing.
+        let e = fails_in_time("a timer claim", store.claim_due(Utc::now(), 10, LEASE)).await;
+        assert_eq!(e.kind, ErrorKind::TimerStore, "{e}");
+        fails_in_time("an outbox claim", store.claim_tasks(Utc::now(), LEASE, 10)).await;
+        fails_in_time(
+            "a listing",
+            store.list_executions(&ExecutionFilter::default()),
+        )
+        .await;
 
         proxy.go_silent(false);
         assert_eq!(store.version(&first).await.expect("read again"), 1);
@@ -172,6 +190,19 @@ async fn calls_fail_when_the_server_goes_silent_and_work_again_after() {
             Err(e) => assert_eq!(e.kind, ErrorKind::Concurrency, "{e}"),
         }
         assert_eq!(store.history(&second).await.expect("history").len(), 1);
+        assert!(store
+            .claim_due(Utc::now(), 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty());
+        assert_eq!(
+            store
+                .list_executions(&ExecutionFilter::default())
+                .await
+                .expect("listing")
+                .len(),
+            2
+        );
     })
     .await;
 }

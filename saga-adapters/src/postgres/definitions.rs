@@ -52,51 +52,64 @@ fn definition_from_row(row: &PgRow) -> Result<WorkflowDefinition> {
 #[async_trait]
 impl DefinitionStore for PostgresStore {
     async fn register_definition(&self, definition: WorkflowDefinition) -> Result<()> {
-        self.count(1);
-        sqlx::query(
-            "INSERT INTO saga_definitions (workflow_type, fingerprint, checkpoints, diagram, \
-             timeout_ms, registered_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6) \
-             ON CONFLICT (workflow_type, fingerprint) DO UPDATE SET \
-             checkpoints = excluded.checkpoints, diagram = excluded.diagram, \
-             timeout_ms = excluded.timeout_ms, registered_at = excluded.registered_at",
+        self.bounded(
+            ErrorKind::EventStore,
+            "register a workflow definition",
+            async {
+                self.count(1);
+                sqlx::query(
+                "INSERT INTO saga_definitions (workflow_type, fingerprint, checkpoints, diagram, \
+                 timeout_ms, registered_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6) \
+                 ON CONFLICT (workflow_type, fingerprint) DO UPDATE SET \
+                 checkpoints = excluded.checkpoints, diagram = excluded.diagram, \
+                 timeout_ms = excluded.timeout_ms, registered_at = excluded.registered_at",
+            )
+            .bind(&definition.workflow_type)
+            .bind(&definition.fingerprint)
+            .bind(serde_json::to_string(&definition.checkpoints)?)
+            .bind(&definition.diagram)
+            .bind(
+                definition
+                    .timeout_ms
+                    .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            )
+            .bind(definition.registered_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("register a workflow definition", e))?;
+                Ok(())
+            },
         )
-        .bind(&definition.workflow_type)
-        .bind(&definition.fingerprint)
-        .bind(serde_json::to_string(&definition.checkpoints)?)
-        .bind(&definition.diagram)
-        .bind(
-            definition
-                .timeout_ms
-                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-        )
-        .bind(definition.registered_at)
-        .execute(&self.pool)
         .await
-        .map_err(|e| unavailable("register a workflow definition", e))?;
-        Ok(())
     }
 
     async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
-        self.count(1);
-        let rows = sqlx::query(&format!(
-            "{COLUMNS} ORDER BY workflow_type, registered_at, fingerprint"
-        ))
-        .fetch_all(&self.pool)
+        self.bounded(ErrorKind::EventStore, "list workflow definitions", async {
+            self.count(1);
+            let rows = sqlx::query(&format!(
+                "{COLUMNS} ORDER BY workflow_type, registered_at, fingerprint"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| unavailable("list workflow definitions", e))?;
+            rows.iter().map(definition_from_row).collect()
+        })
         .await
-        .map_err(|e| unavailable("list workflow definitions", e))?;
-        rows.iter().map(definition_from_row).collect()
     }
 
     async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
-        self.count(1);
-        let row = sqlx::query(&format!(
-            "{COLUMNS} WHERE workflow_type = $1 \
-             ORDER BY registered_at DESC, fingerprint DESC LIMIT 1"
-        ))
-        .bind(workflow_type)
-        .fetch_optional(&self.pool)
+        self.bounded(ErrorKind::EventStore, "read a workflow definition", async {
+            self.count(1);
+            let row = sqlx::query(&format!(
+                "{COLUMNS} WHERE workflow_type = $1 \
+                 ORDER BY registered_at DESC, fingerprint DESC LIMIT 1"
+            ))
+            .bind(workflow_type)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| unavailable("read a workflow definition", e))?;
+            row.as_ref().map(definition_from_row).transpose()
+        })
         .await
-        .map_err(|e| unavailable("read a workflow definition", e))?;
-        row.as_ref().map(definition_from_row).transpose()
     }
 }

@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use super::commit_sql::{self, Parts};
 use super::kept::{Connection, KeptConnections};
-use super::{answered, IndexValues, PostgresStore};
+use super::{IndexValues, PostgresStore};
 use crate::common::{category_name, json_text, timer_kind_name};
 
 /// The answer to one commit: the new version, or (version check failed, nothing
@@ -232,11 +232,12 @@ impl PostgresStore {
         };
         let outcome = match self.commit_connection().await {
             Ok(mut conn) => {
-                let r = answered(self.reply_timeout, WRITE, async {
-                    self.run_commit(&mut conn, &g.commit, g.insert, g.index)
-                        .await
-                })
-                .await;
+                let r = self
+                    .bounded(ErrorKind::EventStore, WRITE, async {
+                        self.run_commit(&mut conn, &g.commit, g.insert, g.index)
+                            .await
+                    })
+                    .await;
                 conn.give_back(&r);
                 r
             }
@@ -261,10 +262,15 @@ impl PostgresStore {
 
     /// A connection for commits ([`super::kept`]).
     async fn commit_connection(&self) -> Result<Connection> {
-        self.group
-            .connections
-            .get(&self.pool, &self.options, || self.count(1))
-            .await
+        // Bounded too: a new kept connection's setup is a statement.
+        self.bounded(
+            ErrorKind::EventStore,
+            "set up a connection",
+            self.group
+                .connections
+                .get(&self.pool, &self.options, || self.count(1)),
+        )
+        .await
     }
 
     /// A flusher: writes batches until no queued commit can go. (One that waits for
@@ -321,12 +327,13 @@ impl PostgresStore {
         };
         // Timed out, the batch's commits are dropped unanswered: their callers learn
         // that whether they were written is unknown (`no_answer`), which is the truth.
-        let outcome = answered(
-            self.reply_timeout,
-            WRITE,
-            self.write_batch_on(&mut conn, batch),
-        )
-        .await;
+        let outcome = self
+            .bounded(
+                ErrorKind::EventStore,
+                WRITE,
+                self.write_batch_on(&mut conn, batch),
+            )
+            .await;
         conn.give_back(&outcome);
     }
 

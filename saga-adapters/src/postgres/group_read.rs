@@ -22,11 +22,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use saga_runtime::domain::SagaId;
-use saga_runtime::Result;
+use saga_runtime::{ErrorKind, Result};
 use tokio::sync::oneshot;
 
 use super::group_commit::same_error;
-use super::{answered, unavailable, PostgresStore};
+use super::{unavailable, PostgresStore};
 
 /// The most sagas one read statement asks for; more wait for the next.
 const MAX_BATCH: usize = 256;
@@ -131,8 +131,8 @@ impl PostgresStore {
     async fn read_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let rows: Result<Vec<(String, i64)>> =
-            answered(self.reply_timeout, "read a version", async {
+        let rows: Result<Vec<(String, i64)>> = self
+            .bounded(ErrorKind::EventStore, "read a version", async {
                 sqlx::query_as(
                     "SELECT saga_id, version FROM saga_executions WHERE saga_id = ANY($1::text[])",
                 )

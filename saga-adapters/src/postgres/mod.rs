@@ -113,14 +113,17 @@ pub struct PostgresConfig {
     /// Group commit: at most this many batches written at once, each on a connection of
     /// its own (default [`DEFAULT_COMMIT_FLUSHERS`]).
     pub commit_flushers: Option<usize>,
-    /// How long a commit, or a read of a worker taking a task, waits for PostgreSQL's
-    /// answer before it fails with `code=unavailable` and its connection is dropped
-    /// (default 30 s). Measured on the client: what frees a connection whose server
-    /// vanished without closing it (a host gone, a network cut), which would otherwise
-    /// hold its call, and every commit or read queued behind it, until the kernel gives
-    /// the connection up (about a quarter of an hour with Linux's defaults). Whether a
-    /// commit that timed out was written is unknown to its caller, as after any lost
-    /// connection; the version check settles it on the retry.
+    /// How long a call of the store (a commit, a read, a timer or outbox statement)
+    /// waits for PostgreSQL's answer before it fails with `code=unavailable` (default
+    /// 30 s; a call that waits for a connection fails at whichever of this and
+    /// `acquire_timeout` comes first). Measured on the client:
+    /// what frees a connection whose server vanished without closing it (a host gone,
+    /// a network cut), which would otherwise hold its call, and every commit or read
+    /// queued behind it, until the kernel gives the connection up (about a quarter of an
+    /// hour with Linux's defaults). Whether a commit that timed out was written is
+    /// unknown to its caller, as after any lost connection; the version check settles
+    /// it on the retry. (The signal dispatcher's listening connection waits as long as
+    /// it must: silence is what it expects.)
     pub reply_timeout: Duration,
 }
 
@@ -219,18 +222,20 @@ pub(crate) fn unavailable(what: &str, e: sqlx::Error) -> Error {
     }
 }
 
-/// `statement` (on a kept connection), or an `unavailable` error once it has waited
-/// `limit` for PostgreSQL's answer ([`PostgresConfig::reply_timeout`]). The caller
-/// drops the connection on that error, with the statement half-way.
-pub(crate) async fn answered<T>(
+/// `statement`, or an `unavailable` error of `kind` once it has waited `limit` for
+/// PostgreSQL's answer ([`PostgresConfig::reply_timeout`]). The statement is dropped
+/// half-way: a kept connection is then dropped by its caller, a pooled one is tested
+/// by the pool before it is used again.
+async fn answered<T>(
     limit: Duration,
+    kind: ErrorKind,
     what: &str,
     statement: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     match tokio::time::timeout(limit, statement).await {
         Ok(r) => r,
         Err(_) => Err(Error::new(
-            ErrorKind::EventStore,
+            kind,
             format!("cannot {what}: PostgreSQL did not answer within {limit:?}"),
         )
         .with("code", "unavailable")),
@@ -319,11 +324,26 @@ impl PostgresStore {
         PgSignalDispatcher::connect_with(self.options.clone(), self.channel.clone()).await
     }
 
+    /// `call` within the store's [`PostgresConfig::reply_timeout`] ([`answered`]).
+    async fn bounded<T>(
+        &self,
+        kind: ErrorKind,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        answered(self.reply_timeout, kind, what, call).await
+    }
+
     /// A connection for a read of a worker taking a task ([`kept`]).
     async fn reader(&self) -> Result<kept::Connection> {
-        self.readers
-            .get(&self.pool, &self.options, || self.count(1))
-            .await
+        // Bounded too: a new kept connection's setup is a statement.
+        self.bounded(
+            ErrorKind::EventStore,
+            "set up a connection",
+            self.readers
+                .get(&self.pool, &self.options, || self.count(1)),
+        )
+        .await
     }
 
     /// The connection pool (for tools and tests).
@@ -707,19 +727,20 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<HistoryEvent>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let rows = answered(self.reply_timeout, "read a history", async {
-            sqlx::query(
-                "SELECT event_id, event_type, ts, attributes::text, event_version, \
+        let rows = self
+            .bounded(ErrorKind::EventStore, "read a history", async {
+                sqlx::query(
+                    "SELECT event_id, event_type, ts, attributes::text, event_version, \
                  is_reset_point, is_retry, trace_id FROM saga_events \
                  WHERE saga_id = $1 AND event_id >= $2 ORDER BY event_id",
-            )
-            .bind(saga_id.as_str())
-            .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| unavailable("read a history", e))
-        })
-        .await;
+                )
+                .bind(saga_id.as_str())
+                .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| unavailable("read a history", e))
+            })
+            .await;
         conn.give_back(&rows);
         let rows = rows?;
         let key = ("saga_id", saga_id.as_str());
@@ -751,115 +772,125 @@ impl EventStore for PostgresStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, max_snapshots: u32) -> Result<()> {
-        let mut tx = self.begin().await?;
-        self.save_snapshot_in(&mut tx, &snapshot, max_snapshots)
-            .await?;
-        self.finish(tx).await
+        self.bounded(ErrorKind::EventStore, "save a snapshot", async {
+            let mut tx = self.begin().await?;
+            self.save_snapshot_in(&mut tx, &snapshot, max_snapshots)
+                .await?;
+            self.finish(tx).await
+        })
+        .await
     }
 
     async fn latest_snapshot(&self, saga_id: &SagaId) -> Result<Option<Snapshot>> {
         self.count(1);
         let mut conn = self.reader().await?;
-        let row = answered(self.reply_timeout, "read a snapshot", async {
-            sqlx::query(LATEST_SNAPSHOT)
-                .bind(saga_id.as_str())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| unavailable("read a snapshot", e))
-        })
-        .await;
+        let row = self
+            .bounded(ErrorKind::EventStore, "read a snapshot", async {
+                sqlx::query(LATEST_SNAPSHOT)
+                    .bind(saga_id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| unavailable("read a snapshot", e))
+            })
+            .await;
         conn.give_back(&row);
         let row = row?;
         row.map(|r| snapshot_from_row(saga_id, &r)).transpose()
     }
 
     async fn snapshots(&self, saga_id: &SagaId) -> Result<Vec<Snapshot>> {
-        self.count(1);
-        let rows = sqlx::query(SNAPSHOT_COLUMNS)
-            .bind(saga_id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| unavailable("read snapshots", e))?;
-        rows.iter().map(|r| snapshot_from_row(saga_id, r)).collect()
+        self.bounded(ErrorKind::EventStore, "read snapshots", async {
+            self.count(1);
+            let rows = sqlx::query(SNAPSHOT_COLUMNS)
+                .bind(saga_id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| unavailable("read snapshots", e))?;
+            rows.iter().map(|r| snapshot_from_row(saga_id, r)).collect()
+        })
+        .await
     }
 
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        if filter.limit == Some(0) {
-            return Ok(Vec::new());
-        }
-        let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-            "SELECT saga_id, version, workflow_type, status, started_at, closed_at, \
-             search_attributes::text, updated_at FROM saga_executions \
-             WHERE workflow_type IS NOT NULL",
-        );
-        if let Some(t) = &filter.workflow_type {
-            qb.push(" AND workflow_type = ").push_bind(t.clone());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(status_name(s));
-        }
-        if let Some(t) = filter.started_after {
-            qb.push(" AND started_at >= ").push_bind(t);
-        }
-        if let Some(t) = filter.started_before {
-            qb.push(" AND started_at < ").push_bind(t);
-        }
-        if let Some(t) = filter.updated_before {
-            qb.push(" AND updated_at < ").push_bind(t);
-        }
-        if !filter.search_attributes.is_empty() {
-            // Containment finds candidates through the GIN index; equality per key is
-            // the exact semantics (containment would also match a larger array).
-            let all: serde_json::Map<String, Value> = filter
-                .search_attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            qb.push(" AND search_attributes @> ")
-                .push_bind(Value::Object(all).to_string())
-                .push("::jsonb");
-            for (k, v) in &filter.search_attributes {
-                qb.push(" AND search_attributes -> ")
-                    .push_bind(k.clone())
-                    .push(" = ")
-                    .push_bind(v.to_string())
-                    .push("::jsonb");
+        self.bounded(ErrorKind::EventStore, "list executions", async {
+            if filter.limit == Some(0) {
+                return Ok(Vec::new());
             }
-        }
-        qb.push(" ORDER BY started_at, saga_id COLLATE \"C\"");
-        if let Some(limit) = filter.limit {
-            qb.push(" LIMIT ")
-                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        }
-        self.count(1);
-        let rows = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| unavailable("list executions", e))?;
-        rows.iter()
-            .map(|row| {
-                let saga_id: String = col(row, 0, "execution", ("saga_id", "?"))?;
-                let key = ("saga_id", saga_id.as_str());
-                let version: i64 = col(row, 1, "version", key)?;
-                let workflow_type: String = col(row, 2, "workflow type", key)?;
-                let status: Option<String> = col(row, 3, "status", key)?;
-                let started: Option<DateTime<Utc>> = col(row, 4, "start time", key)?;
-                let closed: Option<DateTime<Utc>> = col(row, 5, "close time", key)?;
-                let search: String = col(row, 6, "search attributes", key)?;
-                let updated: Option<DateTime<Utc>> = col(row, 7, "last event time", key)?;
-                summary_from_row(
-                    saga_id.clone(),
-                    version,
-                    workflow_type,
-                    status,
-                    started,
-                    closed,
-                    updated,
-                    &search,
-                )
-            })
-            .collect()
+            let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+                "SELECT saga_id, version, workflow_type, status, started_at, closed_at, \
+                 search_attributes::text, updated_at FROM saga_executions \
+                 WHERE workflow_type IS NOT NULL",
+            );
+            if let Some(t) = &filter.workflow_type {
+                qb.push(" AND workflow_type = ").push_bind(t.clone());
+            }
+            if let Some(s) = filter.status {
+                qb.push(" AND status = ").push_bind(status_name(s));
+            }
+            if let Some(t) = filter.started_after {
+                qb.push(" AND started_at >= ").push_bind(t);
+            }
+            if let Some(t) = filter.started_before {
+                qb.push(" AND started_at < ").push_bind(t);
+            }
+            if let Some(t) = filter.updated_before {
+                qb.push(" AND updated_at < ").push_bind(t);
+            }
+            if !filter.search_attributes.is_empty() {
+                // Containment finds candidates through the GIN index; equality per key is
+                // the exact semantics (containment would also match a larger array).
+                let all: serde_json::Map<String, Value> = filter
+                    .search_attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                qb.push(" AND search_attributes @> ")
+                    .push_bind(Value::Object(all).to_string())
+                    .push("::jsonb");
+                for (k, v) in &filter.search_attributes {
+                    qb.push(" AND search_attributes -> ")
+                        .push_bind(k.clone())
+                        .push(" = ")
+                        .push_bind(v.to_string())
+                        .push("::jsonb");
+                }
+            }
+            qb.push(" ORDER BY started_at, saga_id COLLATE \"C\"");
+            if let Some(limit) = filter.limit {
+                qb.push(" LIMIT ")
+                    .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            self.count(1);
+            let rows = qb
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| unavailable("list executions", e))?;
+            rows.iter()
+                .map(|row| {
+                    let saga_id: String = col(row, 0, "execution", ("saga_id", "?"))?;
+                    let key = ("saga_id", saga_id.as_str());
+                    let version: i64 = col(row, 1, "version", key)?;
+                    let workflow_type: String = col(row, 2, "workflow type", key)?;
+                    let status: Option<String> = col(row, 3, "status", key)?;
+                    let started: Option<DateTime<Utc>> = col(row, 4, "start time", key)?;
+                    let closed: Option<DateTime<Utc>> = col(row, 5, "close time", key)?;
+                    let search: String = col(row, 6, "search attributes", key)?;
+                    let updated: Option<DateTime<Utc>> = col(row, 7, "last event time", key)?;
+                    summary_from_row(
+                        saga_id.clone(),
+                        version,
+                        workflow_type,
+                        status,
+                        started,
+                        closed,
+                        updated,
+                        &search,
+                    )
+                })
+                .collect()
+        })
+        .await
     }
 }
 
@@ -870,20 +901,23 @@ fn timer_error(what: &str, e: sqlx::Error) -> Error {
 #[async_trait]
 impl TimerStore for PostgresStore {
     async fn create(&self, t: TimerRecord) -> Result<()> {
-        self.count(1);
-        sqlx::query(
-            "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
-             VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (timer_id) DO NOTHING",
-        )
-        .bind(t.timer_id.as_str())
-        .bind(t.saga_id.as_str())
-        .bind(timer_kind_name(t.kind))
-        .bind(t.fire_at)
-        .bind(json_text(&t.attributes))
-        .execute(&self.pool)
+        self.bounded(ErrorKind::TimerStore, "create a timer", async {
+            self.count(1);
+            sqlx::query(
+                "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
+                 VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (timer_id) DO NOTHING",
+            )
+            .bind(t.timer_id.as_str())
+            .bind(t.saga_id.as_str())
+            .bind(timer_kind_name(t.kind))
+            .bind(t.fire_at)
+            .bind(json_text(&t.attributes))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| timer_error("create a timer", e))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| timer_error("create a timer", e))?;
-        Ok(())
     }
 
     async fn claim_due(
@@ -892,37 +926,40 @@ impl TimerStore for PostgresStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<TimerRecord>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let until = now
-            .checked_add_signed(lease)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.count(1);
-        let rows = sqlx::query(
-            "UPDATE saga_timers SET claimed_until = $2 WHERE timer_id IN ( \
-                 SELECT timer_id FROM saga_timers \
-                  WHERE fire_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
-                  ORDER BY fire_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING timer_id, saga_id, kind, fire_at, attributes::text",
-        )
-        .bind(now)
-        .bind(until)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        self.bounded(ErrorKind::TimerStore, "claim due timers", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            let until = now
+                .checked_add_signed(lease)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            self.count(1);
+            let rows = sqlx::query(
+                "UPDATE saga_timers SET claimed_until = $2 WHERE timer_id IN ( \
+                     SELECT timer_id FROM saga_timers \
+                      WHERE fire_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
+                      ORDER BY fire_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING timer_id, saga_id, kind, fire_at, attributes::text",
+            )
+            .bind(now)
+            .bind(until)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| timer_error("claim due timers", e))?;
+            let mut timers = rows
+                .iter()
+                .map(timer_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            timers.sort_by(|a, b| {
+                a.fire_at
+                    .cmp(&b.fire_at)
+                    .then_with(|| a.timer_id.cmp(&b.timer_id))
+            });
+            Ok(timers)
+        })
         .await
-        .map_err(|e| timer_error("claim due timers", e))?;
-        let mut timers = rows
-            .iter()
-            .map(timer_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        timers.sort_by(|a, b| {
-            a.fire_at
-                .cmp(&b.fire_at)
-                .then_with(|| a.timer_id.cmp(&b.timer_id))
-        });
-        Ok(timers)
     }
 
     async fn complete(&self, timer_id: &str) -> Result<()> {
@@ -930,21 +967,27 @@ impl TimerStore for PostgresStore {
     }
 
     async fn cancel(&self, timer_id: &str) -> Result<bool> {
-        self.count(1);
-        let r = sqlx::query("DELETE FROM saga_timers WHERE timer_id = $1")
-            .bind(timer_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| timer_error("remove a timer", e))?;
-        Ok(r.rows_affected() > 0)
+        self.bounded(ErrorKind::TimerStore, "remove a timer", async {
+            self.count(1);
+            let r = sqlx::query("DELETE FROM saga_timers WHERE timer_id = $1")
+                .bind(timer_id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| timer_error("remove a timer", e))?;
+            Ok(r.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>> {
-        self.count(1);
-        sqlx::query_scalar("SELECT min(fire_at) FROM saga_timers")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| timer_error("read the next timer", e))
+        self.bounded(ErrorKind::TimerStore, "read the next timer", async {
+            self.count(1);
+            sqlx::query_scalar("SELECT min(fire_at) FROM saga_timers")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| timer_error("read the next timer", e))
+        })
+        .await
     }
 }
 
@@ -1040,55 +1083,58 @@ impl PostgresStore {
         insert: bool,
         index: Option<IndexValues>,
     ) -> Result<u64> {
-        if c.events.is_empty() {
-            return self.commit_without_events(&c).await;
-        }
-        let result = match (index, &c.snapshot) {
-            (Some(index), None) => {
-                let mut conn = self
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(|e| unavailable("connect to PostgreSQL", e))?;
-                self.run_commit(&mut conn, &c, insert, index).await?
+        self.bounded(ErrorKind::EventStore, "commit a workflow task", async {
+            if c.events.is_empty() {
+                return self.commit_without_events(&c).await;
             }
-            (index, snapshot) => {
-                let mut tx = self.begin().await?;
-                let index = match index {
-                    Some(i) => i,
-                    None => match self.rebuilt_index(&mut tx, &c).await? {
-                        Ok(i) => i,
-                        Err(actual) => {
-                            return Err(Error::conflict(
-                                c.saga_id.as_str(),
-                                c.expected_version,
-                                actual,
-                            ))
-                        }
-                    },
-                };
-                match self.run_commit(&mut tx, &c, insert, index).await? {
-                    Ok(v) => {
-                        if let Some(s) = snapshot {
-                            self.save_snapshot_in(&mut tx, s, c.max_snapshots).await?;
-                        }
-                        self.finish(tx).await?;
-                        Ok(v)
-                    }
-                    Err(actual) => Err(actual),
+            let result = match (index, &c.snapshot) {
+                (Some(index), None) => {
+                    let mut conn = self
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(|e| unavailable("connect to PostgreSQL", e))?;
+                    self.run_commit(&mut conn, &c, insert, index).await?
                 }
+                (index, snapshot) => {
+                    let mut tx = self.begin().await?;
+                    let index = match index {
+                        Some(i) => i,
+                        None => match self.rebuilt_index(&mut tx, &c).await? {
+                            Ok(i) => i,
+                            Err(actual) => {
+                                return Err(Error::conflict(
+                                    c.saga_id.as_str(),
+                                    c.expected_version,
+                                    actual,
+                                ))
+                            }
+                        },
+                    };
+                    match self.run_commit(&mut tx, &c, insert, index).await? {
+                        Ok(v) => {
+                            if let Some(s) = snapshot {
+                                self.save_snapshot_in(&mut tx, s, c.max_snapshots).await?;
+                            }
+                            self.finish(tx).await?;
+                            Ok(v)
+                        }
+                        Err(actual) => Err(actual),
+                    }
+                }
+            };
+            match result {
+                Ok(v) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    Ok(v)
+                }
+                Err(actual) => Err(Error::conflict(
+                    c.saga_id.as_str(),
+                    c.expected_version,
+                    actual,
+                )),
             }
-        };
-        match result {
-            Ok(v) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(v)
-            }
-            Err(actual) => Err(Error::conflict(
-                c.saga_id.as_str(),
-                c.expected_version,
-                actual,
-            )),
-        }
+        })
+        .await
     }
 }

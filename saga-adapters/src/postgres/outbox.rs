@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use saga_runtime::domain::SagaId;
 use saga_runtime::port::{Outbox, Task};
-use saga_runtime::Result;
+use saga_runtime::{ErrorKind, Result};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -23,41 +23,47 @@ impl Outbox for PostgresStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Task>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let until = now
-            .checked_add_signed(lease)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.count(1);
-        // SKIP LOCKED: reconcilers of other workers claim other rows meanwhile.
-        let rows = sqlx::query(
-            "UPDATE saga_outbox o SET due_at = $2 \
-               FROM (SELECT saga_id, dedup_id FROM saga_outbox WHERE due_at <= $1 \
-                      ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) d \
-              WHERE o.saga_id = d.saga_id AND o.dedup_id = d.dedup_id \
-             RETURNING o.saga_id, o.dedup_id, o.kind, o.queue, o.payload",
-        )
-        .bind(now)
-        .bind(until)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        self.bounded(ErrorKind::EventStore, "claim outbox tasks", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            let until = now
+                .checked_add_signed(lease)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            self.count(1);
+            // SKIP LOCKED: reconcilers of other workers claim other rows meanwhile.
+            let rows = sqlx::query(
+                "UPDATE saga_outbox o SET due_at = $2 \
+                   FROM (SELECT saga_id, dedup_id FROM saga_outbox WHERE due_at <= $1 \
+                          ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) d \
+                  WHERE o.saga_id = d.saga_id AND o.dedup_id = d.dedup_id \
+                 RETURNING o.saga_id, o.dedup_id, o.kind, o.queue, o.payload",
+            )
+            .bind(now)
+            .bind(until)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| unavailable("claim outbox tasks", e))?;
+            rows.iter().map(task_from_row).collect()
+        })
         .await
-        .map_err(|e| unavailable("claim outbox tasks", e))?;
-        rows.iter().map(task_from_row).collect()
     }
 
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
-        if dedup_ids.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| unavailable("connect to PostgreSQL", e))?;
-        self.settle_in(&mut conn, saga_id, dedup_ids).await
+        self.bounded(ErrorKind::EventStore, "settle outbox tasks", async {
+            if dedup_ids.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| unavailable("connect to PostgreSQL", e))?;
+            self.settle_in(&mut conn, saga_id, dedup_ids).await
+        })
+        .await
     }
 
     async fn defer_tasks(
@@ -66,30 +72,36 @@ impl Outbox for PostgresStore {
         dedup_ids: &[String],
         until: DateTime<Utc>,
     ) -> Result<()> {
-        if dedup_ids.is_empty() {
-            return Ok(());
-        }
-        self.count(1);
-        sqlx::query(
-            "UPDATE saga_outbox SET due_at = $3 \
-              WHERE saga_id = $1 AND dedup_id = ANY($2) AND due_at < $3",
-        )
-        .bind(saga_id.as_str())
-        .bind(dedup_ids)
-        .bind(until)
-        .execute(&self.pool)
+        self.bounded(ErrorKind::EventStore, "defer outbox tasks", async {
+            if dedup_ids.is_empty() {
+                return Ok(());
+            }
+            self.count(1);
+            sqlx::query(
+                "UPDATE saga_outbox SET due_at = $3 \
+                  WHERE saga_id = $1 AND dedup_id = ANY($2) AND due_at < $3",
+            )
+            .bind(saga_id.as_str())
+            .bind(dedup_ids)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unavailable("defer outbox tasks", e))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| unavailable("defer outbox tasks", e))?;
-        Ok(())
     }
 
     async fn outbox_len(&self) -> Result<u64> {
-        self.count(1);
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| unavailable("count outbox tasks", e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.bounded(ErrorKind::EventStore, "count outbox tasks", async {
+            self.count(1);
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_outbox")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| unavailable("count outbox tasks", e))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 }
 
