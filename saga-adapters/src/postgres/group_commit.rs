@@ -62,10 +62,11 @@ struct Pending {
     reply: oneshot::Sender<Outcome>,
 }
 
-/// The answer when a flusher went away without one (its runtime shut down).
 /// What a commit that timed out was doing.
 const WRITE: &str = "commit a workflow task";
 
+/// The answer when a flusher went away without one (its runtime shut down, or its
+/// statement got no reply within the store's `reply_timeout`).
 pub(super) fn no_answer() -> Error {
     Error::new(
         ErrorKind::EventStore,

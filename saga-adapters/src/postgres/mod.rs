@@ -731,8 +731,8 @@ impl EventStore for PostgresStore {
             .bounded(ErrorKind::EventStore, "read a history", async {
                 sqlx::query(
                     "SELECT event_id, event_type, ts, attributes::text, event_version, \
-                 is_reset_point, is_retry, trace_id FROM saga_events \
-                 WHERE saga_id = $1 AND event_id >= $2 ORDER BY event_id",
+                     is_reset_point, is_retry, trace_id FROM saga_events \
+                     WHERE saga_id = $1 AND event_id >= $2 ORDER BY event_id",
                 )
                 .bind(saga_id.as_str())
                 .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
