@@ -15,7 +15,7 @@ use common::{nats, pg};
 use saga_adapters::PostgresStore;
 use saga_runtime::conformance::engine::{self as scenario, assert_history_sound};
 use saga_runtime::conformance::fixtures::{trip, TripInput};
-use saga_runtime::domain::{EventType, HistoryEvent, WorkflowStatus};
+use saga_runtime::domain::{EventType, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
 use saga_runtime::ErrorKind;
 
@@ -35,25 +35,6 @@ async fn until(engine: &SagaEngine, id: &str, event_type: EventType, activity_ty
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The `book-room` step's activity events after the saga's cancellation request.
-fn booking_after_cancel(h: &[HistoryEvent]) -> Vec<EventType> {
-    let from = h
-        .iter()
-        .position(|e| e.event_type == EventType::WorkflowExecutionCancelRequested)
-        .expect("a cancellation request");
-    let seq = h
-        .iter()
-        .find(|e| e.attr_str("activity_type") == Some("book-room"))
-        .and_then(|e| e.attr_u64("seq"));
-    h[from..]
-        .iter()
-        .filter(|e| {
-            e.attr_u64("seq") == seq && e.event_type != EventType::WorkflowExecutionCancelRequested
-        })
-        .map(|e| e.event_type)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +75,7 @@ async fn cancel_from_a_client_while_a_worker_runs_the_step() {
                 let h = client.history("trip-x").await.unwrap();
                 assert_history_sound(&h);
                 assert_eq!(
-                    booking_after_cancel(&h),
+                    scenario::booking_after(&h, EventType::WorkflowExecutionCancelRequested),
                     [
                         EventType::ActivityTaskStarted,
                         EventType::ActivityTaskCompleted

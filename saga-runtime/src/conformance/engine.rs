@@ -603,9 +603,9 @@ async fn until_reported(engine: &SagaEngine, id: &str, activity_type: &str) {
     }
 }
 
-/// What happened to the `book-room` step of a `trip` history: the step's events after
-/// the first of `after`, and whether its compensation ran.
-fn booking_after(h: &[HistoryEvent], after: EventType) -> Vec<EventType> {
+/// The activity events of the `book-room` step of a `trip` history, from the first
+/// event of type `after` on.
+pub fn booking_after(h: &[HistoryEvent], after: EventType) -> Vec<EventType> {
     let from = h.iter().position(|e| e.event_type == after).unwrap();
     let seq = h
         .iter()
