@@ -222,24 +222,11 @@ pub(crate) fn unavailable(what: &str, e: sqlx::Error) -> Error {
     }
 }
 
-/// `statement`, or an `unavailable` error of `kind` once it has waited `limit` for
-/// PostgreSQL's answer ([`PostgresConfig::reply_timeout`]). The statement is dropped
-/// half-way: a kept connection is then dropped by its caller, a pooled one is tested
-/// by the pool before it is used again.
-async fn answered<T>(
-    limit: Duration,
-    kind: ErrorKind,
-    what: &str,
-    statement: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(limit, statement).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::new(
-            kind,
-            format!("cannot {what}: PostgreSQL did not answer within {limit:?}"),
-        )
-        .with("code", "unavailable")),
-    }
+/// When a lease taken at `now` for `lease` runs out (saturating).
+pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(lease)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl PostgresStore {
@@ -324,14 +311,25 @@ impl PostgresStore {
         PgSignalDispatcher::connect_with(self.options.clone(), self.channel.clone()).await
     }
 
-    /// `call` within the store's [`PostgresConfig::reply_timeout`] ([`answered`]).
+    /// `call`, or an `unavailable` error of `kind` once it has waited the store's
+    /// [`PostgresConfig::reply_timeout`] for PostgreSQL's answer. The call is dropped
+    /// half-way: a kept connection is then dropped by its caller, a pooled one is
+    /// tested by the pool before it is used again.
     async fn bounded<T>(
         &self,
         kind: ErrorKind,
         what: &str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        answered(self.reply_timeout, kind, what, call).await
+        let limit = self.reply_timeout;
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                kind,
+                format!("cannot {what}: PostgreSQL did not answer within {limit:?}"),
+            )
+            .with("code", "unavailable")),
+        }
     }
 
     /// A connection for a read of a worker taking a task ([`kept`]).
@@ -930,10 +928,7 @@ impl TimerStore for PostgresStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-            let until = now
-                .checked_add_signed(lease)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let until = lease_until(now, lease);
             self.count(1);
             let rows = sqlx::query(
                 "UPDATE saga_timers SET claimed_until = $2 WHERE timer_id IN ( \

@@ -12,7 +12,7 @@ use saga_runtime::{ErrorKind, Result};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{unavailable, PostgresStore};
+use super::{lease_until, unavailable, PostgresStore};
 use crate::common::parse_task_kind;
 
 #[async_trait]
@@ -27,10 +27,7 @@ impl Outbox for PostgresStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-            let until = now
-                .checked_add_signed(lease)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let until = lease_until(now, lease);
             self.count(1);
             // SKIP LOCKED: reconcilers of other workers claim other rows meanwhile.
             let rows = sqlx::query(
