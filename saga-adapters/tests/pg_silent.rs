@@ -5,6 +5,8 @@
 //! kernel gives the connection up, its connection is dropped, and once the server
 //! answers again the store works on new connections. A commit that timed out may or
 //! may not have been written; the version check settles it, nothing is lost or doubled.
+//! After a failover (the old connections silent for good, new ones answered), every
+//! kind of call works again once it has failed on the connections it found open.
 //!
 //! The silence is a proxy between the store and the machine's PostgreSQL that stops
 //! passing bytes while keeping both sides open. Without PostgreSQL the test skips,
@@ -15,7 +17,7 @@ mod common;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -31,10 +33,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A TCP proxy to `upstream` that can go silent: while `silent`, it holds what it
-/// reads and passes nothing on, and closes nothing.
+/// reads and passes nothing on, and closes nothing. [`Proxy::cut`] silences the
+/// connections open now for good, and passes new ones: a failover, as the store sees
+/// one (its old server gone without a word, a new one at the same address).
 struct Proxy {
     port: u16,
     silent: Arc<AtomicBool>,
+    /// Each connection's own silence, by connection.
+    connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl Proxy {
@@ -42,40 +48,75 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("an address").port();
         let silent = Arc::new(AtomicBool::new(false));
-        let flag = silent.clone();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (flag, all) = (silent.clone(), connections.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
+                let own = Arc::new(AtomicBool::new(false));
+                all.lock().expect("the list").push(own.clone());
+                let silence = [flag.clone(), own];
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(client_read, server_write, flag.clone()));
-                tokio::spawn(pump(server_read, client_write, flag.clone()));
+                tokio::spawn(pump(client_read, server_write, silence.clone()));
+                tokio::spawn(pump(server_read, client_write, silence));
             }
         });
-        Proxy { port, silent }
+        Proxy {
+            port,
+            silent,
+            connections,
+        }
     }
 
     fn go_silent(&self, yes: bool) {
         self.silent.store(yes, Ordering::SeqCst);
     }
+
+    /// Silences every connection open now, for good; later ones pass.
+    fn cut(&self) {
+        for own in self.connections.lock().expect("the list").iter() {
+            own.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, silent: Arc<AtomicBool>) {
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, silence: [Arc<AtomicBool>; 2]) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        while silent.load(Ordering::SeqCst) {
+        while silence.iter().any(|s| s.load(Ordering::SeqCst)) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
+}
+
+/// A store on `config`'s database through a new [`Proxy`].
+async fn behind_proxy(config: PostgresConfig) -> (Proxy, PostgresStore) {
+    let options = PgConnectOptions::from_str(&config.url).expect("a PostgreSQL url");
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = Proxy::start(upstream.clone()).await;
+    let url = config
+        .url
+        .replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(url, config.url, "the url names {upstream}");
+    let store = PostgresStore::connect_with(PostgresConfig {
+        url,
+        reply_timeout: REPLY_TIMEOUT,
+        acquire_timeout: Duration::from_secs(2),
+        ..config
+    })
+    .await
+    .expect("connect through the proxy");
+    (proxy, store)
 }
 
 /// The commit that starts `saga`.
@@ -133,21 +174,7 @@ async fn fails_in_time<T: std::fmt::Debug>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_when_the_server_goes_silent_and_work_again_after() {
     with_schema(|config| async move {
-        let options = PgConnectOptions::from_str(&config.url).expect("a PostgreSQL url");
-        let upstream = format!("{}:{}", options.get_host(), options.get_port());
-        let proxy = Proxy::start(upstream.clone()).await;
-        let url = config
-            .url
-            .replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
-        assert_ne!(url, config.url, "the url names {upstream}");
-        let store = PostgresStore::connect_with(PostgresConfig {
-            url,
-            reply_timeout: REPLY_TIMEOUT,
-            acquire_timeout: Duration::from_secs(2),
-            ..config
-        })
-        .await
-        .expect("connect through the proxy");
+        let (proxy, store) = behind_proxy(config).await;
 
         let first = SagaId::new("silent-1");
         let second = SagaId::new("silent-2");
@@ -203,6 +230,101 @@ async fn calls_fail_when_the_server_goes_silent_and_work_again_after() {
                 .len(),
             2
         );
+    })
+    .await;
+}
+
+/// Calls `call` until it succeeds, at most `first_tries` times, each failure being an
+/// `unavailable` error in time; then three more calls must succeed at once. Returns
+/// how many failed.
+async fn recovers<T: std::fmt::Debug, F: std::future::Future<Output = saga_runtime::Result<T>>>(
+    what: &str,
+    first_tries: usize,
+    mut call: impl FnMut() -> F,
+) -> usize {
+    let mut failed = 0;
+    loop {
+        let began = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(20), call()).await {
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => {
+                assert_eq!(e.context("code"), Some("unavailable"), "{what}: {e}");
+                assert!(
+                    began.elapsed() < Duration::from_secs(10),
+                    "{what} failed after {:?}",
+                    began.elapsed()
+                );
+                failed += 1;
+                assert!(
+                    failed < first_tries,
+                    "{what} still fails after {failed} tries: {e}"
+                );
+            }
+            Err(_) => panic!("{what} still waits after 20 s"),
+        }
+    }
+    for _ in 0..3 {
+        call()
+            .await
+            .unwrap_or_else(|e| panic!("{what} after the failover: {e}"));
+    }
+    failed
+}
+
+/// A failover: every connection the store had goes silent for good, and the address
+/// answers again on new connections. Each call that was waiting on an old connection
+/// fails after the reply timeout, and its connection is closed rather than pinged by
+/// the pool (a ping that would wait as long, holding a slot: enough of them and no new
+/// connection could be opened at all). So every kind of call works again after at
+/// most one failure per connection it may have found open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_every_call_works_on_new_connections() {
+    with_schema(|config| async move {
+        // Two pooled connections (8 less two flushers and four kept readers).
+        let (proxy, store) = behind_proxy(PostgresConfig {
+            max_connections: 8,
+            ..config
+        })
+        .await;
+        let saga = SagaId::new("failover-1");
+        assert_eq!(store.commit(start(&saga)).await.expect("commit"), 1);
+        assert_eq!(store.version(&saga).await.expect("read"), 1);
+        // Both pooled connections open and idle: two calls at once, then time for the
+        // pool's pings of their return.
+        let (a, b) = tokio::join!(
+            store.claim_due(Utc::now(), 10, LEASE),
+            store.claim_tasks(Utc::now(), LEASE, 10)
+        );
+        a.expect("claim");
+        b.expect("claim");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        proxy.cut();
+        // On the pool first: each old connection costs one failure, and is closed.
+        // (Pinged instead, both would hold the pool's two slots, and no call below
+        // could get a connection.)
+        let failed = recovers("a timer claim", 3, || {
+            store.claim_due(Utc::now(), 10, LEASE)
+        })
+        .await;
+        assert_eq!(failed, 2, "a timer claim on each old pooled connection");
+        recovers("an outbox claim", 3, || {
+            store.claim_tasks(Utc::now(), LEASE, 10)
+        })
+        .await;
+        let all = ExecutionFilter::default();
+        recovers("a listing", 3, || store.list_executions(&all)).await;
+        // Kept connections: the first failure drops the idle ones with it; new ones
+        // come from the pool.
+        recovers("a version read", 3, || store.version(&saga)).await;
+        recovers("a history read", 3, || store.history(&saga)).await;
+        let mut n = 0;
+        recovers("a commit", 3, || {
+            n += 1;
+            store.commit(start(&SagaId::new(format!("failover-new-{n}"))))
+        })
+        .await;
+        assert_eq!(store.history(&saga).await.expect("history").len(), 1);
     })
     .await;
 }

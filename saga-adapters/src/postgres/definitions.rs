@@ -52,10 +52,10 @@ fn definition_from_row(row: &PgRow) -> Result<WorkflowDefinition> {
 #[async_trait]
 impl DefinitionStore for PostgresStore {
     async fn register_definition(&self, definition: WorkflowDefinition) -> Result<()> {
-        self.bounded(
+        self.pooled(
             ErrorKind::EventStore,
             "register a workflow definition",
-            async {
+            async |conn| {
                 self.count(1);
                 sqlx::query(
                 "INSERT INTO saga_definitions (workflow_type, fingerprint, checkpoints, diagram, \
@@ -74,7 +74,7 @@ impl DefinitionStore for PostgresStore {
                     .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             )
             .bind(definition.registered_at)
-            .execute(&self.pool)
+            .execute(conn)
             .await
             .map_err(|e| unavailable("register a workflow definition", e))?;
                 Ok(())
@@ -84,32 +84,40 @@ impl DefinitionStore for PostgresStore {
     }
 
     async fn definitions(&self) -> Result<Vec<WorkflowDefinition>> {
-        self.bounded(ErrorKind::EventStore, "list workflow definitions", async {
-            self.count(1);
-            let rows = sqlx::query(&format!(
-                "{COLUMNS} ORDER BY workflow_type, registered_at, fingerprint"
-            ))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| unavailable("list workflow definitions", e))?;
-            rows.iter().map(definition_from_row).collect()
-        })
+        self.pooled(
+            ErrorKind::EventStore,
+            "list workflow definitions",
+            async |conn| {
+                self.count(1);
+                let rows = sqlx::query(&format!(
+                    "{COLUMNS} ORDER BY workflow_type, registered_at, fingerprint"
+                ))
+                .fetch_all(conn)
+                .await
+                .map_err(|e| unavailable("list workflow definitions", e))?;
+                rows.iter().map(definition_from_row).collect()
+            },
+        )
         .await
     }
 
     async fn definition(&self, workflow_type: &str) -> Result<Option<WorkflowDefinition>> {
-        self.bounded(ErrorKind::EventStore, "read a workflow definition", async {
-            self.count(1);
-            let row = sqlx::query(&format!(
-                "{COLUMNS} WHERE workflow_type = $1 \
+        self.pooled(
+            ErrorKind::EventStore,
+            "read a workflow definition",
+            async |conn| {
+                self.count(1);
+                let row = sqlx::query(&format!(
+                    "{COLUMNS} WHERE workflow_type = $1 \
                  ORDER BY registered_at DESC, fingerprint DESC LIMIT 1"
-            ))
-            .bind(workflow_type)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| unavailable("read a workflow definition", e))?;
-            row.as_ref().map(definition_from_row).transpose()
-        })
+                ))
+                .bind(workflow_type)
+                .fetch_optional(conn)
+                .await
+                .map_err(|e| unavailable("read a workflow definition", e))?;
+                row.as_ref().map(definition_from_row).transpose()
+            },
+        )
         .await
     }
 }

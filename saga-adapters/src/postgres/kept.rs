@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use saga_runtime::Result;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{PgConnection, Postgres};
+use sqlx::PgConnection;
 
+use super::lent::Lent;
 use super::unavailable;
 
 /// How kept connections plan their statements: once per connection (a generic plan),
@@ -117,10 +117,7 @@ impl KeptConnections {
         if let Some(kept) = self.take(pool, options, setups).await? {
             return Ok(Connection::Kept(kept));
         }
-        pool.acquire()
-            .await
-            .map(Connection::Pooled)
-            .map_err(|e| unavailable("connect to PostgreSQL", e))
+        Lent::acquire(pool).await.map(Connection::Pooled)
     }
 
     fn hold(self: &Arc<Self>, conn: PgConnection) -> Kept {
@@ -202,14 +199,15 @@ impl DerefMut for Kept {
 /// the pool (which pings it when it goes back).
 pub(super) enum Connection {
     Kept(Kept),
-    Pooled(PoolConnection<Postgres>),
+    Pooled(Lent),
 }
 
 impl Connection {
-    /// See [`Kept::give_back`]; a pooled connection goes back to its pool.
+    /// See [`Kept::give_back`] and [`Lent::give_back`].
     pub(super) fn give_back<T>(self, last: &Result<T>) {
-        if let Connection::Kept(kept) = self {
-            kept.give_back(last);
+        match self {
+            Connection::Kept(kept) => kept.give_back(last),
+            Connection::Pooled(lent) => lent.give_back(last),
         }
     }
 }

@@ -48,6 +48,7 @@ mod definitions;
 mod group_commit;
 mod group_read;
 mod kept;
+mod lent;
 mod outbox;
 mod signals;
 
@@ -122,8 +123,9 @@ pub struct PostgresConfig {
     /// queued behind it, until the kernel gives the connection up (about a quarter of an
     /// hour with Linux's defaults). Whether a commit that timed out was written is
     /// unknown to its caller, as after any lost connection; the version check settles
-    /// it on the retry. (The signal dispatcher's listening connection waits as long as
-    /// it must: silence is what it expects.)
+    /// it on the retry. The connection of a call that timed out is closed, not reused
+    /// (nor pinged by the pool, which would wait as long). (The signal dispatcher's
+    /// listening connection waits as long as it must: silence is what it expects.)
     pub reply_timeout: Duration,
 }
 
@@ -313,8 +315,8 @@ impl PostgresStore {
 
     /// `call`, or an `unavailable` error of `kind` once it has waited the store's
     /// [`PostgresConfig::reply_timeout`] for PostgreSQL's answer. The call is dropped
-    /// half-way: a kept connection is then dropped by its caller, a pooled one is
-    /// tested by the pool before it is used again.
+    /// half-way, and with it the connection it was using ([`kept`], [`lent`]): closed,
+    /// never reused.
     async fn bounded<T>(
         &self,
         kind: ErrorKind,
@@ -330,6 +332,24 @@ impl PostgresStore {
             )
             .with("code", "unavailable")),
         }
+    }
+
+    /// `call` on a connection of the pool, [`bounded`](Self::bounded) (the wait for
+    /// the connection included); the connection is closed if the call timed out or
+    /// lost the server ([`lent`]).
+    async fn pooled<T>(
+        &self,
+        kind: ErrorKind,
+        what: &str,
+        call: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.bounded(kind, what, async {
+            let mut conn = lent::Lent::acquire(&self.pool).await?;
+            let r = call(&mut conn).await;
+            conn.give_back(&r);
+            r
+        })
+        .await
     }
 
     /// A connection for a read of a worker taking a task ([`kept`]).
@@ -413,7 +433,11 @@ impl IndexValues {
 impl PostgresStore {
     /// A commit with no events (the engine never sends one): the version must match;
     /// then the timer changes and the snapshot, in one transaction.
-    async fn commit_without_events(&self, c: &Commit) -> Result<u64> {
+    async fn commit_without_events(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        c: &Commit,
+    ) -> Result<u64> {
         let actual = self.version(&c.saga_id).await?;
         if actual != c.expected_version {
             return Err(Error::conflict(
@@ -422,7 +446,7 @@ impl PostgresStore {
                 actual,
             ));
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(conn).await?;
         for t in &c.create_timers {
             if c.cancel_timers.contains(&t.timer_id) {
                 continue;
@@ -601,16 +625,18 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+    async fn begin<'c>(
+        &self,
+        conn: &'c mut sqlx::PgConnection,
+    ) -> Result<sqlx::Transaction<'c, Postgres>> {
         self.count(1);
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
-        self.pool
-            .begin()
+        sqlx::Connection::begin(conn)
             .await
             .map_err(|e| unavailable("begin a transaction", e))
     }
 
-    async fn finish(&self, tx: sqlx::Transaction<'static, Postgres>) -> Result<()> {
+    async fn finish(&self, tx: sqlx::Transaction<'_, Postgres>) -> Result<()> {
         self.count(1);
         tx.commit()
             .await
@@ -770,8 +796,8 @@ impl EventStore for PostgresStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, max_snapshots: u32) -> Result<()> {
-        self.bounded(ErrorKind::EventStore, "save a snapshot", async {
-            let mut tx = self.begin().await?;
+        self.pooled(ErrorKind::EventStore, "save a snapshot", async |conn| {
+            let mut tx = self.begin(conn).await?;
             self.save_snapshot_in(&mut tx, &snapshot, max_snapshots)
                 .await?;
             self.finish(tx).await
@@ -797,11 +823,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn snapshots(&self, saga_id: &SagaId) -> Result<Vec<Snapshot>> {
-        self.bounded(ErrorKind::EventStore, "read snapshots", async {
+        self.pooled(ErrorKind::EventStore, "read snapshots", async |conn| {
             self.count(1);
             let rows = sqlx::query(SNAPSHOT_COLUMNS)
                 .bind(saga_id.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(conn)
                 .await
                 .map_err(|e| unavailable("read snapshots", e))?;
             rows.iter().map(|r| snapshot_from_row(saga_id, r)).collect()
@@ -810,10 +836,10 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        self.bounded(ErrorKind::EventStore, "list executions", async {
-            if filter.limit == Some(0) {
-                return Ok(Vec::new());
-            }
+        if filter.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        self.pooled(ErrorKind::EventStore, "list executions", async |conn| {
             let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
                 "SELECT saga_id, version, workflow_type, status, started_at, closed_at, \
                  search_attributes::text, updated_at FROM saga_executions \
@@ -861,7 +887,7 @@ impl EventStore for PostgresStore {
             self.count(1);
             let rows = qb
                 .build()
-                .fetch_all(&self.pool)
+                .fetch_all(conn)
                 .await
                 .map_err(|e| unavailable("list executions", e))?;
             rows.iter()
@@ -899,7 +925,7 @@ fn timer_error(what: &str, e: sqlx::Error) -> Error {
 #[async_trait]
 impl TimerStore for PostgresStore {
     async fn create(&self, t: TimerRecord) -> Result<()> {
-        self.bounded(ErrorKind::TimerStore, "create a timer", async {
+        self.pooled(ErrorKind::TimerStore, "create a timer", async |conn| {
             self.count(1);
             sqlx::query(
                 "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
@@ -910,7 +936,7 @@ impl TimerStore for PostgresStore {
             .bind(timer_kind_name(t.kind))
             .bind(t.fire_at)
             .bind(json_text(&t.attributes))
-            .execute(&self.pool)
+            .execute(conn)
             .await
             .map_err(|e| timer_error("create a timer", e))?;
             Ok(())
@@ -924,10 +950,10 @@ impl TimerStore for PostgresStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<TimerRecord>> {
-        self.bounded(ErrorKind::TimerStore, "claim due timers", async {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pooled(ErrorKind::TimerStore, "claim due timers", async |conn| {
             let until = lease_until(now, lease);
             self.count(1);
             let rows = sqlx::query(
@@ -940,7 +966,7 @@ impl TimerStore for PostgresStore {
             .bind(now)
             .bind(until)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(conn)
             .await
             .map_err(|e| timer_error("claim due timers", e))?;
             let mut timers = rows
@@ -962,11 +988,11 @@ impl TimerStore for PostgresStore {
     }
 
     async fn cancel(&self, timer_id: &str) -> Result<bool> {
-        self.bounded(ErrorKind::TimerStore, "remove a timer", async {
+        self.pooled(ErrorKind::TimerStore, "remove a timer", async |conn| {
             self.count(1);
             let r = sqlx::query("DELETE FROM saga_timers WHERE timer_id = $1")
                 .bind(timer_id)
-                .execute(&self.pool)
+                .execute(conn)
                 .await
                 .map_err(|e| timer_error("remove a timer", e))?;
             Ok(r.rows_affected() > 0)
@@ -975,10 +1001,10 @@ impl TimerStore for PostgresStore {
     }
 
     async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>> {
-        self.bounded(ErrorKind::TimerStore, "read the next timer", async {
+        self.pooled(ErrorKind::TimerStore, "read the next timer", async |conn| {
             self.count(1);
             sqlx::query_scalar("SELECT min(fire_at) FROM saga_timers")
-                .fetch_one(&self.pool)
+                .fetch_one(conn)
                 .await
                 .map_err(|e| timer_error("read the next timer", e))
         })
@@ -1078,58 +1104,55 @@ impl PostgresStore {
         insert: bool,
         index: Option<IndexValues>,
     ) -> Result<u64> {
-        self.bounded(ErrorKind::EventStore, "commit a workflow task", async {
-            if c.events.is_empty() {
-                return self.commit_without_events(&c).await;
-            }
-            let result = match (index, &c.snapshot) {
-                (Some(index), None) => {
-                    let mut conn = self
-                        .pool
-                        .acquire()
-                        .await
-                        .map_err(|e| unavailable("connect to PostgreSQL", e))?;
-                    self.run_commit(&mut conn, &c, insert, index).await?
+        self.pooled(
+            ErrorKind::EventStore,
+            "commit a workflow task",
+            async |conn| {
+                if c.events.is_empty() {
+                    return self.commit_without_events(conn, &c).await;
                 }
-                (index, snapshot) => {
-                    let mut tx = self.begin().await?;
-                    let index = match index {
-                        Some(i) => i,
-                        None => match self.rebuilt_index(&mut tx, &c).await? {
-                            Ok(i) => i,
-                            Err(actual) => {
-                                return Err(Error::conflict(
-                                    c.saga_id.as_str(),
-                                    c.expected_version,
-                                    actual,
-                                ))
+                let result = match (index, &c.snapshot) {
+                    (Some(index), None) => self.run_commit(conn, &c, insert, index).await?,
+                    (index, snapshot) => {
+                        let mut tx = self.begin(conn).await?;
+                        let index = match index {
+                            Some(i) => i,
+                            None => match self.rebuilt_index(&mut tx, &c).await? {
+                                Ok(i) => i,
+                                Err(actual) => {
+                                    return Err(Error::conflict(
+                                        c.saga_id.as_str(),
+                                        c.expected_version,
+                                        actual,
+                                    ))
+                                }
+                            },
+                        };
+                        match self.run_commit(&mut tx, &c, insert, index).await? {
+                            Ok(v) => {
+                                if let Some(s) = snapshot {
+                                    self.save_snapshot_in(&mut tx, s, c.max_snapshots).await?;
+                                }
+                                self.finish(tx).await?;
+                                Ok(v)
                             }
-                        },
-                    };
-                    match self.run_commit(&mut tx, &c, insert, index).await? {
-                        Ok(v) => {
-                            if let Some(s) = snapshot {
-                                self.save_snapshot_in(&mut tx, s, c.max_snapshots).await?;
-                            }
-                            self.finish(tx).await?;
-                            Ok(v)
+                            Err(actual) => Err(actual),
                         }
-                        Err(actual) => Err(actual),
                     }
+                };
+                match result {
+                    Ok(v) => {
+                        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                        Ok(v)
+                    }
+                    Err(actual) => Err(Error::conflict(
+                        c.saga_id.as_str(),
+                        c.expected_version,
+                        actual,
+                    )),
                 }
-            };
-            match result {
-                Ok(v) => {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    Ok(v)
-                }
-                Err(actual) => Err(Error::conflict(
-                    c.saga_id.as_str(),
-                    c.expected_version,
-                    actual,
-                )),
-            }
-        })
+            },
+        )
         .await
     }
 }

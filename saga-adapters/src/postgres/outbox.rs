@@ -23,10 +23,10 @@ impl Outbox for PostgresStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Task>> {
-        self.bounded(ErrorKind::EventStore, "claim outbox tasks", async {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pooled(ErrorKind::EventStore, "claim outbox tasks", async |conn| {
             let until = lease_until(now, lease);
             self.count(1);
             // SKIP LOCKED: reconcilers of other workers claim other rows meanwhile.
@@ -40,7 +40,7 @@ impl Outbox for PostgresStore {
             .bind(now)
             .bind(until)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(conn)
             .await
             .map_err(|e| unavailable("claim outbox tasks", e))?;
             rows.iter().map(task_from_row).collect()
@@ -49,16 +49,11 @@ impl Outbox for PostgresStore {
     }
 
     async fn settle_tasks(&self, saga_id: &SagaId, dedup_ids: &[String]) -> Result<()> {
-        self.bounded(ErrorKind::EventStore, "settle outbox tasks", async {
-            if dedup_ids.is_empty() {
-                return Ok(());
-            }
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| unavailable("connect to PostgreSQL", e))?;
-            self.settle_in(&mut conn, saga_id, dedup_ids).await
+        if dedup_ids.is_empty() {
+            return Ok(());
+        }
+        self.pooled(ErrorKind::EventStore, "settle outbox tasks", async |conn| {
+            self.settle_in(conn, saga_id, dedup_ids).await
         })
         .await
     }
@@ -69,10 +64,10 @@ impl Outbox for PostgresStore {
         dedup_ids: &[String],
         until: DateTime<Utc>,
     ) -> Result<()> {
-        self.bounded(ErrorKind::EventStore, "defer outbox tasks", async {
-            if dedup_ids.is_empty() {
-                return Ok(());
-            }
+        if dedup_ids.is_empty() {
+            return Ok(());
+        }
+        self.pooled(ErrorKind::EventStore, "defer outbox tasks", async |conn| {
             self.count(1);
             sqlx::query(
                 "UPDATE saga_outbox SET due_at = $3 \
@@ -81,7 +76,7 @@ impl Outbox for PostgresStore {
             .bind(saga_id.as_str())
             .bind(dedup_ids)
             .bind(until)
-            .execute(&self.pool)
+            .execute(conn)
             .await
             .map_err(|e| unavailable("defer outbox tasks", e))?;
             Ok(())
@@ -90,10 +85,10 @@ impl Outbox for PostgresStore {
     }
 
     async fn outbox_len(&self) -> Result<u64> {
-        self.bounded(ErrorKind::EventStore, "count outbox tasks", async {
+        self.pooled(ErrorKind::EventStore, "count outbox tasks", async |conn| {
             self.count(1);
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_outbox")
-                .fetch_one(&self.pool)
+                .fetch_one(conn)
                 .await
                 .map_err(|e| unavailable("count outbox tasks", e))?;
             Ok(u64::try_from(n).unwrap_or(0))
