@@ -24,7 +24,10 @@ use chrono::Utc;
 use common::pg::with_schema;
 use saga_adapters::{PostgresConfig, PostgresStore};
 use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
-use saga_runtime::port::{Commit, EventStore, ExecutionFilter, Outbox, TimerStore, WorkflowStore};
+use saga_runtime::port::{
+    Commit, EventStore, ExecutionFilter, Notification, Outbox, SignalDispatcher,
+    SignalSubscription, TimerStore, WorkflowStore,
+};
 use saga_runtime::{Error, ErrorKind};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -325,6 +328,65 @@ async fn after_a_failover_every_call_works_on_new_connections() {
         })
         .await;
         assert_eq!(store.history(&saga).await.expect("history").len(), 1);
+    })
+    .await;
+}
+
+/// The signal dispatcher after a failover: a `NOTIFY` on an old connection fails after
+/// the reply timeout instead of hanging, and the next works on a new connection; the
+/// listening connection, silent, delivers nothing, which the first subscription after
+/// the cut finds out (its marker does not come back): it has a new listener made, and
+/// from then on subscriptions are confirmed at once and hear every notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signal_dispatcher_listens_again_after_a_failover() {
+    with_schema(|config| async move {
+        let (proxy, store) = behind_proxy(config).await;
+        let signals = store.signal_dispatcher().await.expect("a dispatcher");
+        let saga = SagaId::new("signals-1");
+        let signal = |name: &str| Notification::SignalReceived { name: name.into() };
+        let heard = |mut sub: SignalSubscription, n: Notification| async move {
+            let got = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await;
+            assert_eq!(got.ok().flatten(), Some(n));
+        };
+        let before = signals.subscribe(&saga).await.expect("subscribe");
+        signals
+            .notify(&saga, signal("before"))
+            .await
+            .expect("notify");
+        heard(before, signal("before")).await;
+
+        proxy.cut();
+        let failed = recovers("a notification", 2, || {
+            signals.notify(&saga, signal("lost"))
+        })
+        .await;
+        assert_eq!(failed, 1, "a notification on the old connection");
+        // Nothing comes back on the silent listener: registered without its marker.
+        let began = Instant::now();
+        signals
+            .subscribe(&saga)
+            .await
+            .expect("subscribe after the cut");
+        assert!(
+            began.elapsed() >= Duration::from_secs(4),
+            "{:?}",
+            began.elapsed()
+        );
+        // A new listener is being made; once it listens, markers come back at once.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let after = loop {
+            let began = Instant::now();
+            let sub = signals.subscribe(&saga).await.expect("subscribe");
+            if began.elapsed() < Duration::from_secs(2) {
+                break sub;
+            }
+            assert!(Instant::now() < deadline, "no new listener after 20 s");
+        };
+        signals
+            .notify(&saga, signal("after"))
+            .await
+            .expect("notify");
+        heard(after, signal("after")).await;
     })
     .await;
 }

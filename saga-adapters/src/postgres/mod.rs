@@ -308,9 +308,15 @@ impl PostgresStore {
     }
 
     /// A [`PgSignalDispatcher`] on this store's database and schema (its own two
-    /// connections: one listening, one notifying).
+    /// connections: one listening, one notifying), with this store's
+    /// [`PostgresConfig::reply_timeout`].
     pub async fn signal_dispatcher(&self) -> Result<PgSignalDispatcher> {
-        PgSignalDispatcher::connect_with(self.options.clone(), self.channel.clone()).await
+        PgSignalDispatcher::connect_with(
+            self.options.clone(),
+            self.channel.clone(),
+            self.reply_timeout,
+        )
+        .await
     }
 
     /// `call`, or an `unavailable` error of `kind` once it has waited the store's
