@@ -124,8 +124,10 @@ pub struct PostgresConfig {
     /// hour with Linux's defaults). Whether a commit that timed out was written is
     /// unknown to its caller, as after any lost connection; the version check settles
     /// it on the retry. The connection of a call that timed out is closed, not reused
-    /// (nor pinged by the pool, which would wait as long). (The signal dispatcher's
-    /// listening connection waits as long as it must: silence is what it expects.)
+    /// (nor pinged by the pool, which would wait as long). The signal dispatcher's
+    /// `NOTIFY` is bounded the same way; its listening connection waits as long as it
+    /// must (silence is what it expects), and is replaced when a subscription's
+    /// confirmation does not come back on it.
     pub reply_timeout: Duration,
 }
 
