@@ -1,6 +1,7 @@
 //! [`NatsTaskQueue`]: the [`TaskQueue`] port on NATS JetStream.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ struct Inner {
     inboxes: Inboxes,
     /// Held while this process replaces a broken task stream.
     replacing: tokio::sync::Mutex<()>,
+    /// Set while a probe of the connection runs ([`NatsTaskQueue::unanswered`]).
+    probing: Arc<AtomicBool>,
 }
 
 struct LastAttempt {
@@ -142,6 +145,7 @@ impl NatsTaskQueue {
                 last_attempts: Mutex::new(HashMap::new()),
                 inboxes: Inboxes::default(),
                 replacing: tokio::sync::Mutex::new(()),
+                probing: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -323,6 +327,7 @@ impl NatsTaskQueue {
         )
         .await?;
         if !pulled.answered {
+            self.unanswered();
             self.heal(queue).await?;
         }
         for msg in pulled.msgs {
@@ -526,7 +531,8 @@ impl NatsTaskQueue {
         headers: &async_nats::HeaderMap,
         body: &bytes::Bytes,
     ) -> std::result::Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
-        self.inner
+        let acked = self
+            .inner
             .js
             .send_publish(
                 subject.to_owned(),
@@ -535,7 +541,44 @@ impl NatsTaskQueue {
                     .headers(headers.clone()),
             )
             .await?
-            .await
+            .await;
+        if matches!(&acked, Err(e) if e.kind() == jetstream::context::PublishErrorKind::TimedOut) {
+            self.unanswered();
+        }
+        acked
+    }
+
+    /// A round trip (a publish's acknowledgement, an ack's confirmation, a pull) got
+    /// no answer in time: probes the connection in the background, and makes it anew,
+    /// to whichever server the address reaches now, if the server is silent.
+    ///
+    /// Why: the client pings the server only while it sends nothing (every command it
+    /// sends puts its ping off), so a worker that keeps pulling from a server gone
+    /// silent without a reset (a host gone, a network cut, a failover) would never
+    /// notice: its calls would time out one after the other until the kernel gives the
+    /// connection up, about a quarter of an hour later.
+    ///
+    /// The probe asks JetStream for the account's information (a call every worker is
+    /// allowed), with the queue's `request_timeout`: a server that answers it, even
+    /// with an error, is there. One probe at a time per connection.
+    fn unanswered(&self) {
+        if self.inner.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let probing = self.inner.probing.clone();
+        let client = self.inner.client.clone();
+        let js = self.inner.js.clone();
+        tokio::spawn(async move {
+            let probe = js.query_account().await;
+            if matches!(&probe, Err(e) if e.kind() == jetstream::context::AccountErrorKind::TimedOut)
+            {
+                tracing::warn!("NATS does not answer on this connection; connecting again");
+                if let Err(e) = client.force_reconnect().await {
+                    tracing::warn!(error = %e, "could not ask the NATS client to reconnect");
+                }
+            }
+            probing.store(false, Ordering::Release);
+        });
     }
 
     /// Writes the dead letter, then terminates the delivery so it is not delivered
@@ -673,19 +716,22 @@ impl NatsTaskQueue {
         let request = Request::new()
             .payload(body)
             .timeout(Some(self.inner.config.request_timeout));
-        self.inner
+        let confirmed = self
+            .inner
             .client
             .send_request(ack_subject.to_owned(), request)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::TaskQueue,
-                    format!("JetStream did not confirm the {what} of a delivery"),
-                )
-                .with("ack_subject", ack_subject)
-                .with_source(e)
-            })
+            .await;
+        if matches!(&confirmed, Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut) {
+            self.unanswered();
+        }
+        confirmed.map(|_| ()).map_err(|e| {
+            Error::new(
+                ErrorKind::TaskQueue,
+                format!("JetStream did not confirm the {what} of a delivery"),
+            )
+            .with("ack_subject", ack_subject)
+            .with_source(e)
+        })
     }
 
     fn check_tag<'a>(&self, tag: &'a DeliveryTag) -> Result<(&'a str, AckSubject<'a>)> {

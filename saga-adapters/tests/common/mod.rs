@@ -377,3 +377,87 @@ pub mod nats {
             .expect("connect the NATS task queue")
     }
 }
+
+pub mod proxy {
+    //! A TCP proxy that can go silent the way a server gone without a reset does (a
+    //! host gone, a network cut): it holds what it reads, passes nothing on, and
+    //! closes nothing.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A TCP proxy to `upstream` that can go silent: while `silent`, it holds what it
+    /// reads and passes nothing on, and closes nothing. [`Proxy::cut`] silences the
+    /// connections open now for good, and passes new ones: a failover, as a client sees
+    /// one (its old server gone without a word, a new one at the same address).
+    pub struct Proxy {
+        /// The port it listens on (127.0.0.1).
+        pub port: u16,
+        silent: Arc<AtomicBool>,
+        /// Each connection's own silence, by connection.
+        connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    }
+
+    impl Proxy {
+        /// A proxy to `upstream` (`host:port`).
+        pub async fn start(upstream: String) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("an address").port();
+            let silent = Arc::new(AtomicBool::new(false));
+            let connections = Arc::new(Mutex::new(Vec::new()));
+            let (flag, all) = (silent.clone(), connections.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        continue;
+                    };
+                    let own = Arc::new(AtomicBool::new(false));
+                    all.lock().expect("the list").push(own.clone());
+                    let silence = [flag.clone(), own];
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(pump(client_read, server_write, silence.clone()));
+                    tokio::spawn(pump(server_read, client_write, silence));
+                }
+            });
+            Proxy {
+                port,
+                silent,
+                connections,
+            }
+        }
+
+        /// Holds every connection's bytes while `yes`.
+        pub fn go_silent(&self, yes: bool) {
+            self.silent.store(yes, Ordering::SeqCst);
+        }
+
+        /// Silences every connection open now, for good; later ones pass.
+        pub fn cut(&self) {
+            for own in self.connections.lock().expect("the list").iter() {
+                own.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, silence: [Arc<AtomicBool>; 2]) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while silence.iter().any(|s| s.load(Ordering::SeqCst)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
