@@ -459,19 +459,7 @@ impl PostgresStore {
             if c.cancel_timers.contains(&t.timer_id) {
                 continue;
             }
-            self.count(1);
-            sqlx::query(
-                "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
-                 VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (timer_id) DO NOTHING",
-            )
-            .bind(t.timer_id.as_str())
-            .bind(t.saga_id.as_str())
-            .bind(timer_kind_name(t.kind))
-            .bind(t.fire_at)
-            .bind(json_text(&t.attributes))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| timer_error("create a timer", e))?;
+            self.insert_timer(&mut tx, t).await?;
         }
         self.count(1);
         sqlx::query("DELETE FROM saga_timers WHERE timer_id = ANY($1)")
@@ -630,6 +618,24 @@ impl PostgresStore {
         .execute(&mut *conn)
         .await
         .map_err(|e| unavailable("prune snapshots", e))?;
+        Ok(())
+    }
+
+    /// Inserts timer `t` on `conn` (a timer already there stays as it is).
+    async fn insert_timer(&self, conn: &mut sqlx::PgConnection, t: &TimerRecord) -> Result<()> {
+        self.count(1);
+        sqlx::query(
+            "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
+             VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (timer_id) DO NOTHING",
+        )
+        .bind(t.timer_id.as_str())
+        .bind(t.saga_id.as_str())
+        .bind(timer_kind_name(t.kind))
+        .bind(t.fire_at)
+        .bind(json_text(&t.attributes))
+        .execute(conn)
+        .await
+        .map_err(|e| timer_error("create a timer", e))?;
         Ok(())
     }
 
@@ -934,20 +940,7 @@ fn timer_error(what: &str, e: sqlx::Error) -> Error {
 impl TimerStore for PostgresStore {
     async fn create(&self, t: TimerRecord) -> Result<()> {
         self.pooled(ErrorKind::TimerStore, "create a timer", async |conn| {
-            self.count(1);
-            sqlx::query(
-                "INSERT INTO saga_timers (timer_id, saga_id, kind, fire_at, attributes) \
-                 VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (timer_id) DO NOTHING",
-            )
-            .bind(t.timer_id.as_str())
-            .bind(t.saga_id.as_str())
-            .bind(timer_kind_name(t.kind))
-            .bind(t.fire_at)
-            .bind(json_text(&t.attributes))
-            .execute(conn)
-            .await
-            .map_err(|e| timer_error("create a timer", e))?;
-            Ok(())
+            self.insert_timer(conn, &t).await
         })
         .await
     }
