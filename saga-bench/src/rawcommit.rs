@@ -198,6 +198,49 @@ async fn postgres_run(url: &str) -> BenchResult<Rate> {
     result
 }
 
+/// One-row commits timed one at a time for the latency floor, after a few untimed.
+const FLOOR_COMMITS: usize = 200;
+
+/// The median time of one single-row `INSERT` + commit at concurrency 1, in a new
+/// PostgreSQL schema: what each durable step of a saga waits for at least.
+///
+/// Why: saga-5 at one in flight makes six commits one after another (the start, then
+/// one per step), so six of these are the floor of its latency on this machine at this
+/// time. The machine's disk varies from hour to hour by more than the engine's own
+/// share of a saga's latency, so the latency figure carries the floor measured in the
+/// same minute.
+pub(crate) async fn postgres_commit_latency(url: &str) -> BenchResult<Duration> {
+    let schema = fresh_schema();
+    let result = async {
+        let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
+        admin
+            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+            .await?;
+        sqlx::Connection::close(admin).await?;
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let options = options.options([("search_path", schema.as_str())]);
+        let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await?;
+        conn.execute("CREATE TABLE raw (id bigserial PRIMARY KEY, v text NOT NULL)")
+            .await?;
+        let mut times = Vec::with_capacity(FLOOR_COMMITS);
+        for i in 0..FLOOR_COMMITS + FLOOR_COMMITS / 10 {
+            let t = Instant::now();
+            sqlx::query("INSERT INTO raw (v) VALUES ($1)")
+                .bind(format!("row-{i}"))
+                .execute(&mut conn)
+                .await?;
+            if i >= FLOOR_COMMITS / 10 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        sqlx::Connection::close(conn).await?;
+        Ok::<_, crate::BoxError>(Duration::from_secs_f64(median(&mut times)))
+    }
+    .await;
+    drop_schema(url, &schema).await?;
+    result
+}
+
 /// The raw commit rate: medians of `repeat` runs after a warm-up.
 pub(crate) struct CommitRate {
     /// Commits per second (median), and each run's.

@@ -273,9 +273,11 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
     let bench = Bench::new(s, workers).await?;
     let warm_up = (n / 10).max(1);
     drive(&bench, 0, warm_up, 1).await?;
+    let floor_before = commit_latency(s).await?;
     let before = bench.stats();
     let mut run = drive(&bench, warm_up, n, 1).await?;
     run.per_step = per_step(before, bench.stats(), n * STEPS);
+    let floor_after = commit_latency(s).await?;
     bench.close().await?;
     let steps = run.steps_per_sec();
     let mean = run.elapsed / n.max(1) as u32;
@@ -284,12 +286,35 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
         .with("load_avg", load_average())
         .with("mean_ms", crate::report::ms(mean))
         .with_percentiles(&mut run.latencies);
+    let m = match floor_before.zip(floor_after) {
+        // The start's commit and one per step, one after another.
+        Some((a, b)) => {
+            let one = (a + b) / 2;
+            m.with("one_row_commit_ms", round(crate::report::ms(one), 3))
+                .with(
+                    "commit_floor_ms",
+                    round(crate::report::ms(one * (STEPS as u32 + 1)), 3),
+                )
+        }
+        None => m,
+    };
     let mut m = run.cpu_fields(m);
     m.workflows = Some(n);
     m.concurrency = Some(1);
     m.steps_per_sec = Some(round(steps, 0));
     m.workflows_per_sec = Some(round(steps / STEPS as f64, 0));
     Ok(m)
+}
+
+/// On PostgreSQL, the median time of a one-row commit at concurrency 1 now
+/// ([`crate::rawcommit::postgres_commit_latency`]); `None` on other backends.
+async fn commit_latency(s: &Settings) -> BenchResult<Option<Duration>> {
+    match s.backend {
+        "postgres" | "postgres+nats" => Ok(Some(
+            crate::rawcommit::postgres_commit_latency(&s.database_url).await?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// The `saga-5` scenario.
@@ -488,6 +513,35 @@ mod tests {
         assert_eq!(run.latencies.len(), 20);
         assert_eq!(bench.engine.metrics().activity_attempts, 100);
         bench.close().await.unwrap();
+    }
+
+    /// On PostgreSQL the latency figure carries the floor measured around it: six
+    /// one-row commits at one in flight; elsewhere it has none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_latency_on_postgres_carries_its_commit_floor() {
+        let s = Settings {
+            backend: "postgres",
+            ..settings()
+        };
+        let m = match latency(&s, 5, 4).await {
+            Ok(m) => m,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: PostgreSQL unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL is required (CI is set): {e}"),
+        };
+        let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
+        let one = field("one_row_commit_ms").expect("one_row_commit_ms");
+        let floor = field("commit_floor_ms").expect("commit_floor_ms");
+        assert!(one > 0.0, "{:?}", m.extra);
+        assert!(
+            (floor - one * (STEPS + 1) as f64).abs() < 0.01,
+            "{:?}",
+            m.extra
+        );
+        let on_memory = latency(&settings(), 5, 4).await.unwrap();
+        assert!(!on_memory.extra.contains_key("commit_floor_ms"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
