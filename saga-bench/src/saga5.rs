@@ -384,19 +384,13 @@ async fn run_durable(
     workers: usize,
 ) -> BenchResult {
     let mut lines = Vec::new();
-    let (mut raw, mut raw_per_busy_sec) = (None, None);
+    let mut raw_line = None;
     if s.runs(Part::Baseline) {
         eprintln!(
             "saga-5: raw commit rate ({} writers)",
             crate::rawcommit::writers(s.backend)
         );
-        let m = crate::rawcommit::measurement("saga-5", s).await?;
-        raw = m.steps_per_sec;
-        raw_per_busy_sec = m
-            .extra
-            .get("commits_per_machine_cpu_sec")
-            .and_then(serde_json::Value::as_f64);
-        lines.push(m);
+        raw_line = Some(crate::rawcommit::measurement("saga-5", s).await?);
     }
     let pg = |m: Measurement| {
         m.with("pg_pool", s.pg_pool)
@@ -418,6 +412,18 @@ async fn run_durable(
     if s.runs(Part::Throughput) {
         eprintln!("saga-5: throughput ({n} workflows, {c} in flight, {workers} workers)");
         let mut m = tag(throughput(s, n, c, workers).await?);
+        if let Some(before) = raw_line.take() {
+            eprintln!("saga-5: raw commit rate again, after the throughput run");
+            let after = crate::rawcommit::commits_per_sec(s).await?;
+            raw_line = Some(crate::rawcommit::bracketed(before, &after));
+        }
+        let raw = raw_line.as_ref().and_then(|l| l.steps_per_sec);
+        let raw_per_busy_sec = raw_line.as_ref().and_then(|l| {
+            l.extra
+                .get("commits_per_machine_cpu_sec")
+                .and_then(serde_json::Value::as_f64)
+        });
+        lines.extend(raw_line.take());
         if let Some(raw) = raw {
             m = m.against(raw);
         }
@@ -432,6 +438,8 @@ async fn run_durable(
         }
         lines.push(m);
     }
+    // The raw rate alone (`--only baseline`), measured once.
+    lines.extend(raw_line);
     if s.runs(Part::Latency) {
         let n = n.min(DURABLE_LATENCY_WORKFLOWS);
         eprintln!("saga-5: latency ({n} workflows, one at a time)");
