@@ -165,17 +165,22 @@ async fn sqlite_sequential(sync: Synchronous) -> BenchResult<f64> {
     Ok(rate)
 }
 
+/// Creates `schema` and returns the options of a connection working in it.
+async fn create_schema(url: &str, schema: &str) -> BenchResult<sqlx::postgres::PgConnectOptions> {
+    let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
+    admin
+        .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+        .await?;
+    sqlx::Connection::close(admin).await?;
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(options.options([("search_path", schema)]))
+}
+
 /// One timed run in a new PostgreSQL schema.
 async fn postgres_run(url: &str) -> BenchResult<Rate> {
     let schema = fresh_schema();
     let result = async {
-        let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
-        admin
-            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
-            .await?;
-        sqlx::Connection::close(admin).await?;
-        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-        let options = options.options([("search_path", schema.as_str())]);
+        let options = create_schema(url, &schema).await?;
         let mut writers = Vec::with_capacity(PG_RAW_CONNECTIONS as usize);
         for _ in 0..PG_RAW_CONNECTIONS {
             let conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await?;
@@ -214,13 +219,7 @@ const FLOOR_COMMITS: usize = 200;
 pub(crate) async fn postgres_commit_latency(url: &str) -> BenchResult<Duration> {
     let schema = fresh_schema();
     let result = async {
-        let mut admin: sqlx::PgConnection = sqlx::Connection::connect(url).await?;
-        admin
-            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
-            .await?;
-        sqlx::Connection::close(admin).await?;
-        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-        let options = options.options([("search_path", schema.as_str())]);
+        let options = create_schema(url, &schema).await?;
         let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await?;
         conn.execute("CREATE TABLE raw (id bigserial PRIMARY KEY, v text NOT NULL)")
             .await?;
