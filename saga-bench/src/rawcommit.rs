@@ -318,7 +318,7 @@ pub(crate) async fn measurement(scenario: &'static str, s: &Settings) -> BenchRe
 /// `after`: its rates become the means of the two, and the line keeps both.
 ///
 /// Why: the ratio of saga-5's throughput to the raw commit rate is the target, and
-/// this machine's disk and CPU drift by 10-30 % within minutes; a baseline measured on
+/// this machine's disk and CPU drift by 10-40 % within minutes; a baseline measured on
 /// both sides of the engine's run is the reference for the minutes the engine ran in,
 /// where one measured before it is only the reference for the minute before.
 pub(crate) fn bracketed(before: Measurement, after: &CommitRate) -> Measurement {
