@@ -34,6 +34,7 @@ impl Activity for hangs_first {
         ActivityOptions {
             retry: RetryPolicy::exponential(3).with_initial_interval(Duration::from_secs(1)),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
 }

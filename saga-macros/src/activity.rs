@@ -3,7 +3,7 @@
 //! Input:
 //!
 //! ```text
-//! #[activity(compensate = refund_payment, timeout = "30s")]
+//! #[activity(compensate = refund_payment, timeout = "30s", task_queue = "payments")]
 //! pub async fn charge_payment(ctx: ActivityContext, p: PaymentRequest) -> Result<Payment, ActivityError> { .. }
 //! ```
 //!
@@ -15,7 +15,7 @@
 //!     impl Activity for charge_payment {
 //!         const TYPE_ID = "charge-payment"; type Input = PaymentRequest; type Output = Payment;
 //!         fn execute(ctx, input) -> impl Future<..> { async move { map_err(charge_payment(ctx, input).await) } }
-//!         fn options() -> ActivityOptions { .. timeout 30 s .. }
+//!         fn options() -> ActivityOptions { .. timeout 30 s, queue "payments" .. }
 //!         fn compensation() -> Option<&'static str> { Some(refund_payment::TYPE_ID) }
 //!     }
 //!     // compile-time check: refund_payment's input is charge_payment's output
@@ -38,6 +38,7 @@ struct Args {
     compensate: Option<syn::Path>,
     retry: Option<syn::Expr>,
     timeout: Option<(std::time::Duration, Span)>,
+    task_queue: Option<syn::LitStr>,
     name: Option<syn::LitStr>,
 }
 
@@ -75,7 +76,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// Parses `compensate = f, retry = <expr>, timeout = "30s", name = "id"`.
+/// Parses `compensate = f, retry = <expr>, timeout = "30s", task_queue = "q", name = "id"`.
 fn parse_args(cx: &Ctxt, args: TokenStream) -> Args {
     let mut out = Args::default();
     let parser = syn::meta::parser(|meta| {
@@ -100,11 +101,28 @@ fn parse_args(cx: &Ctxt, args: TokenStream) -> Args {
                     ),
                 ),
             }
+        } else if meta.path.is_ident("task_queue") {
+            let lit: syn::LitStr = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a queue name string, e.g. `task_queue = \"payments\"`",
+                )
+            })?;
+            match names::check_queue(&lit.value()) {
+                Ok(()) => out.task_queue = Some(lit),
+                Err(why) => cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "invalid task queue name `{}`: {why}; e.g. `task_queue = \"payments\"`",
+                        lit.value()
+                    ),
+                ),
+            }
         } else if meta.path.is_ident("name") {
             out.name = Some(meta.value()?.parse()?);
         } else {
             return Err(meta.error(format!(
-                "unknown `#[activity]` argument `{}`; expected `compensate`, `retry`, `timeout` or `name`",
+                "unknown `#[activity]` argument `{}`; expected `compensate`, `retry`, `timeout`, `task_queue` or `name`",
                 meta.path.to_token_stream()
             )));
         }
@@ -232,7 +250,7 @@ fn generate(args: &Args, a: &Activity<'_>) -> TokenStream {
         None => quote!(::core::result::Result::Ok(#call)),
     };
     let ctx_pat = if a.has_ctx { quote!(#ctx) } else { quote!(_) };
-    let options = if args.retry.is_some() || args.timeout.is_some() {
+    let options = if args.retry.is_some() || args.timeout.is_some() || args.task_queue.is_some() {
         let retry = match &args.retry {
             Some(e) => quote_spanned!(e.span()=> #e),
             None => quote!(
@@ -247,11 +265,16 @@ fn generate(args: &Args, a: &Activity<'_>) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
+        let task_queue = match &args.task_queue {
+            Some(q) => quote!(::core::option::Option::Some(::std::string::String::from(#q))),
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             fn options() -> ::saga_runtime::activity::ActivityOptions {
                 ::saga_runtime::activity::ActivityOptions {
                     retry: #retry,
                     start_to_close_timeout: #timeout,
+                    task_queue: #task_queue,
                 }
             }
         }
@@ -353,7 +376,8 @@ mod tests {
             quote!(
                 compensate = refund_payment,
                 retry = RetryPolicy::exponential(5),
-                timeout = "30s"
+                timeout = "30s",
+                task_queue = "payments"
             ),
             quote! {
                 pub async fn charge_payment(ctx: ActivityContext, p: PaymentRequest) -> Result<Payment, ActivityError> {
@@ -378,10 +402,11 @@ mod tests {
     #[test]
     fn reports_every_bad_argument() {
         let out = expand(
-            quote!(timeout = "soon", colour = "red"),
+            quote!(timeout = "soon", task_queue = "", colour = "red"),
             quote! { async fn f(a: u8, b: u8) {} },
         );
         let text = out.to_string();
+        assert!(text.contains("invalid task queue name ``"), "{text}");
         assert!(
             text.contains("unknown `#[activity]` argument `colour`"),
             "{text}"

@@ -62,10 +62,43 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         .map_err(|_| "duration too large".into())
 }
 
+/// The longest task queue name: as long as the NATS task queue accepts (the name
+/// becomes a subject token and part of a consumer name there).
+const MAX_QUEUE_LEN: usize = 128;
+
+/// Checks a task queue name literal: 1 to 128 letters, digits, `_` or `-`, what every
+/// task queue adapter accepts, so that a bad name fails at compile time rather than
+/// at the first publish.
+pub(crate) fn check_queue(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > MAX_QUEUE_LEN {
+        return Err(format!("a name has 1 to {MAX_QUEUE_LEN} characters"));
+    }
+    match text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        Some(bad) => Err(format!(
+            "`{bad}` is not allowed: use letters, digits, `_` or `-`"
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn queue_names() {
+        assert_eq!(check_queue("payments"), Ok(()));
+        assert_eq!(check_queue("gpu_workers-2"), Ok(()));
+        assert!(check_queue("").is_err());
+        assert!(check_queue("pay.ments").unwrap_err().contains("`.`"));
+        assert!(check_queue("pay ments").is_err());
+        assert!(check_queue(&"q".repeat(129)).is_err());
+        assert_eq!(check_queue(&"q".repeat(128)), Ok(()));
+    }
 
     #[test]
     fn durations() {

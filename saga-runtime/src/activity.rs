@@ -47,7 +47,7 @@ pub trait Activity: Send + Sync + 'static {
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ActivityError>> + Send;
 
-    /// Retry policy and timeout.
+    /// Retry policy, timeout and task queue.
     fn options() -> ActivityOptions {
         ActivityOptions::default()
     }
@@ -58,13 +58,22 @@ pub trait Activity: Send + Sync + 'static {
     }
 }
 
-/// Retry policy and timeout of an activity.
+/// Retry policy, timeout and task queue of an activity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivityOptions {
     /// How failed attempts are retried.
     pub retry: RetryPolicy,
     /// Limit on one attempt, from start to close.
     pub start_to_close_timeout: Option<Duration>,
+    /// The task queue its attempts go to (like Temporal's activity `task_queue`), so
+    /// that only the workers serving that queue run it: the ones that hold a payment
+    /// provider's credentials, say, or a GPU. `None`: the execution's own queue.
+    /// Recorded in each `ActivityTaskScheduled`, so a retry, a re-drive after a crash
+    /// and the outbox all send the attempt where it was first sent. The worker that
+    /// runs it records the result and decides the workflow's next step, so it must
+    /// have the workflow registered too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_queue: Option<String>,
 }
 
 impl Default for ActivityOptions {
@@ -72,6 +81,7 @@ impl Default for ActivityOptions {
         ActivityOptions {
             retry: RetryPolicy::exponential(3),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
 }

@@ -49,3 +49,25 @@ pub fn all() -> Vec<fn() -> ActivityRegistration> {
         activity::<greet>,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use saga_runtime::prelude::*;
+
+    /// Runs only on the workers serving `vault`.
+    #[activity(task_queue = "vault", timeout = "5s")]
+    async fn vaulted(n: u64) -> Result<u64, ActivityError> {
+        Ok(n)
+    }
+
+    #[test]
+    fn task_queue_goes_into_the_options() {
+        let options = <vaulted as Activity>::options();
+        assert_eq!(options.task_queue.as_deref(), Some("vault"));
+        assert_eq!(
+            options.start_to_close_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(<super::double as Activity>::options().task_queue, None);
+    }
+}

@@ -37,6 +37,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<recorder>()
         .workflow::<pair<patient>>()
         .workflow::<trip>()
+        .workflow::<vault_order>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -50,6 +51,8 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
             activity::<patient>(),
             activity::<book_room>(),
             activity::<unbook_room>(),
+            activity::<vault_charge>(),
+            activity::<vault_refund>(),
         ])
         .concurrency(4)
         .timer_poll_interval(Duration::from_millis(200))
@@ -1548,6 +1551,146 @@ pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
     );
 }
 
+/// How many activity attempts each engine ran.
+fn attempts(front: &SagaEngine, vault: &SagaEngine) -> (u64, u64) {
+    (
+        front.metrics().activity_attempts,
+        vault.metrics().activity_attempts,
+    )
+}
+
+/// The part of [`activity_queues_route_steps`] any pair of engines on one store and
+/// one task queue can run (`front` serves the default queue, `vault` [`VAULT_QUEUE`],
+/// neither has run an activity yet): executions `<prefix>-ok` and `<prefix>-rejected`.
+pub async fn steps_follow_their_activity_queues(
+    front: &SagaEngine,
+    vault: &SagaEngine,
+    prefix: &str,
+) {
+    let ok = format!("{prefix}-ok");
+    let tracking = front
+        .execute::<vault_order>(ok.as_str(), Order::new("v"))
+        .await
+        .unwrap();
+    assert_eq!(tracking, "trk-v");
+    let h = front.history(&ok).await.unwrap();
+    assert_history_sound(&h);
+    let routed: Vec<_> = h
+        .iter()
+        .filter(|e| e.event_type == EventType::ActivityTaskScheduled)
+        .map(|e| (e.attr_str("activity_type"), e.attr_str("task_queue")))
+        .collect();
+    assert_eq!(
+        routed,
+        vec![
+            (Some("vault-charge"), Some(VAULT_QUEUE)),
+            (Some("ship-order"), None)
+        ],
+        "the charge is recorded on its queue, the shipment on the execution's"
+    );
+    assert_eq!(
+        attempts(front, vault),
+        (1, 1),
+        "the charge ran on the vault worker, the shipment on the front one"
+    );
+
+    // The carrier rejects after acting: both steps are undone, LIFO, each on the
+    // queue of the step it undoes.
+    let rejected = format!("{prefix}-rejected");
+    let err = front
+        .execute::<vault_order>(
+            rejected.as_str(),
+            Order {
+                carrier_rejects: true,
+                ..Order::new("vr")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::WorkflowExecution, "{err}");
+    assert_eq!(err.context("compensated"), Some("true"));
+    let h = front.history(&rejected).await.unwrap();
+    assert_eq!(
+        h.last().map(|e| e.event_type),
+        Some(EventType::WorkflowExecutionCanceled)
+    );
+    assert_history_sound(&h);
+    assert_eq!(
+        compensations_in_history(&h),
+        ["cancel-shipment", "vault-refund"]
+    );
+    let refund = h
+        .iter()
+        .find(|e| {
+            e.event_type == EventType::ActivityTaskScheduled
+                && e.attr_str("activity_type") == Some("vault-refund")
+        })
+        .unwrap();
+    assert_eq!(refund.attr_str("task_queue"), Some(VAULT_QUEUE));
+    assert_eq!(
+        attempts(front, vault),
+        (3, 3),
+        "charge and refund on the vault worker; shipment and its cancellation on the front one"
+    );
+}
+
+/// An activity whose options name a task queue (`vault_charge`, on `vault`) runs only
+/// on the workers serving that queue, and so does its compensation; the other steps of
+/// the same execution stay on the execution's queue. The queue is recorded in the
+/// step's `ActivityTaskScheduled`, and recovery sends a pending step there again.
+pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let vault = builder(store.clone())
+        .queue(queue)
+        .signals(signals)
+        .task_queue_name(VAULT_QUEUE)
+        .build()
+        .await
+        .unwrap();
+    steps_follow_their_activity_queues(&front, &vault, "routed").await;
+
+    // Recovery re-publishes a pending step to the queue its history records: a
+    // client-only engine records the start, and its in-process queue, holding the
+    // charge, dies with it.
+    {
+        let client = builder(store.clone()).client_only().build().await.unwrap();
+        client
+            .start::<vault_order>("vault-recovered", Order::new("vc"))
+            .await
+            .unwrap();
+    }
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .build()
+        .await
+        .unwrap();
+    let vault = builder(store)
+        .queue(queue)
+        .task_queue_name(VAULT_QUEUE)
+        .recover_on_start(false)
+        .build()
+        .await
+        .unwrap();
+    let tracking = front
+        .result::<vault_order>("vault-recovered")
+        .await
+        .unwrap();
+    assert_eq!(tracking, "trk-vc");
+    assert_eq!(
+        attempts(&front, &vault),
+        (1, 1),
+        "the recovered charge went to the vault queue"
+    );
+}
+
 /// `execute` starts and waits in one call: the output of a completed execution, the
 /// error of a compensated one, on the engine that runs it and on a client that does
 /// not (there the close arrives as a notification); a taken id is refused and the
@@ -1858,7 +2001,8 @@ macro_rules! for_each_paused_scenario {
             eager_run_of_a_dead_worker_is_redriven,
             long_steps_are_not_redelivered,
             shutdown_finishes_eager_attempts,
-            task_queues_route_work
+            task_queues_route_work,
+            activity_queues_route_steps
         );
     };
 }

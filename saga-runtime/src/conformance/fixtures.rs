@@ -124,6 +124,7 @@ impl Activity for charge_payment {
         ActivityOptions {
             retry: RetryPolicy::exponential(5),
             start_to_close_timeout: Some(Duration::from_secs(30)),
+            task_queue: None,
         }
     }
     fn compensation() -> Option<&'static str> {
@@ -149,6 +150,7 @@ impl Activity for refund_payment {
         ActivityOptions {
             retry: RetryPolicy::exponential(3).with_initial_interval(Duration::from_millis(10)),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
 }
@@ -477,6 +479,7 @@ impl Activity for flaky {
         ActivityOptions {
             retry: RetryPolicy::exponential(5).with_initial_interval(Duration::from_secs(1)),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
 }
@@ -495,6 +498,7 @@ impl Activity for slow {
         ActivityOptions {
             retry: RetryPolicy::exponential(2).with_initial_interval(Duration::from_millis(500)),
             start_to_close_timeout: Some(Duration::from_secs(1)),
+            task_queue: None,
         }
     }
 }
@@ -513,6 +517,7 @@ impl Activity for patient {
         ActivityOptions {
             retry: RetryPolicy::none(),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
 }
@@ -925,6 +930,7 @@ impl Activity for book_room {
         ActivityOptions {
             retry: RetryPolicy::none(),
             start_to_close_timeout: None,
+            task_queue: None,
         }
     }
     fn compensation() -> Option<&'static str> {
@@ -1005,6 +1011,95 @@ impl Workflow for trip {
                         state: TripState::Join { room, checked },
                     },
                 }
+            }
+        }
+    }
+}
+
+/// The task queue of [`vault_charge`] and [`vault_refund`]: only the workers serving it
+/// hold the (imaginary) card vault's credentials.
+pub const VAULT_QUEUE: &str = "vault";
+
+/// Charges a card through the vault: runs only on [`VAULT_QUEUE`] workers (its
+/// options name the queue); undone by [`vault_refund`], there too.
+pub struct vault_charge {}
+impl Activity for vault_charge {
+    const TYPE_ID: &'static str = "vault-charge";
+    type Input = Order;
+    type Output = String;
+    async fn execute(ctx: ActivityContext, _order: Order) -> Result<String, ActivityError> {
+        Ok(format!("vault-{}", ctx.idempotency_key()))
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            task_queue: Some(VAULT_QUEUE.to_owned()),
+            ..ActivityOptions::default()
+        }
+    }
+    fn compensation() -> Option<&'static str> {
+        Some(vault_refund::TYPE_ID)
+    }
+}
+
+pub struct vault_refund {}
+impl Activity for vault_refund {
+    const TYPE_ID: &'static str = "vault-refund";
+    type Input = String;
+    type Output = ();
+    async fn execute(_ctx: ActivityContext, _charge: String) -> Result<(), ActivityError> {
+        Ok(())
+    }
+    fn options() -> ActivityOptions {
+        ActivityOptions {
+            task_queue: Some(VAULT_QUEUE.to_owned()),
+            ..ActivityOptions::default()
+        }
+    }
+}
+
+/// Charges through the vault ([`vault_charge`], on [`VAULT_QUEUE`]), then ships
+/// ([`ship_order`], on the execution's queue) and returns the tracking number: a saga
+/// whose steps run on different workers.
+pub struct vault_order {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VaultOrderState {
+    Start { order: Order },
+    Charge { order: Order },
+    Ship,
+}
+
+impl Workflow for vault_order {
+    const TYPE_ID: &'static str = "vault-order";
+    const FINGERPRINT: &'static str = "vault-order:v1";
+    type Input = Order;
+    type Output = String;
+    type Error = SagaError;
+    type State = VaultOrderState;
+
+    fn start(order: Order) -> VaultOrderState {
+        VaultOrderState::Start { order }
+    }
+
+    fn resume(state: VaultOrderState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            VaultOrderState::Start { order } => Transition::Suspend {
+                commands: vec![Command::activity::<vault_charge>(&order)],
+                state: VaultOrderState::Charge { order },
+            },
+            VaultOrderState::Charge { order } => {
+                take!(wake.activity::<vault_charge>());
+                Transition::Suspend {
+                    commands: vec![Command::activity::<ship_order>(&order)],
+                    state: VaultOrderState::Ship,
+                }
+            }
+            VaultOrderState::Ship => {
+                let shipment = take!(wake.activity::<ship_order>());
+                if !shipment.accepted {
+                    return Transition::Fail(SagaError::rejected("carrier rejected the shipment"));
+                }
+                Transition::Complete(shipment.tracking)
             }
         }
     }

@@ -59,6 +59,10 @@ pub(crate) struct PendingActivity {
     pub(crate) retry: RetryPolicy,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) compensates: Option<u64>,
+    /// The task queue its attempts go to ([`ActivityOptions::task_queue`]); `None`: the
+    /// execution's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) task_queue: Option<String>,
     /// The attempt failed and waits for its backoff timer: no result is accepted
     /// until the next attempt is scheduled.
     #[serde(default)]
@@ -938,6 +942,7 @@ impl Execution {
                     retry: attr(e, "retry")?,
                     timeout_ms: attr(e, "timeout_ms")?,
                     compensates: attr(e, "compensates")?,
+                    task_queue: attr(e, "task_queue")?,
                     backing_off: false,
                     local: false,
                     scheduled_event_id: e.event_id,
@@ -962,6 +967,7 @@ impl Execution {
                     retry: attr(e, "retry")?,
                     timeout_ms: attr(e, "timeout_ms")?,
                     compensates: None,
+                    task_queue: None,
                     backing_off: false,
                     local: true,
                     scheduled_event_id: e.event_id,
@@ -1218,7 +1224,11 @@ impl Execution {
                 {
                     return Ok(()); // already scheduled
                 }
-                let (retry, timeout_ms) = policy(env, &action.compensation_type);
+                let Policy {
+                    retry,
+                    timeout_ms,
+                    task_queue,
+                } = policy(env, &action.compensation_type);
                 let pa = PendingActivity {
                     seq: self.s.next_seq,
                     slot: 0,
@@ -1228,6 +1238,7 @@ impl Execution {
                     retry,
                     timeout_ms,
                     compensates: Some(action.step_seq),
+                    task_queue,
                     backing_off: false,
                     local: false,
                     scheduled_event_id: 0, // set when the decision is applied
@@ -1331,7 +1342,11 @@ impl Execution {
                 activity_type,
                 input,
             } => {
-                let (retry, timeout_ms) = policy(env, &activity_type);
+                let Policy {
+                    retry,
+                    timeout_ms,
+                    task_queue,
+                } = policy(env, &activity_type);
                 let compensation = env
                     .activities
                     .get_activity(&activity_type)
@@ -1345,6 +1360,7 @@ impl Execution {
                     retry,
                     timeout_ms,
                     compensates: None,
+                    task_queue,
                     backing_off: false,
                     local: false,
                     scheduled_event_id: 0, // set when the decision is applied
@@ -1392,7 +1408,10 @@ impl Execution {
                 activity_type,
                 input,
             } => {
-                let (retry, timeout_ms) = policy(env, &activity_type);
+                // Local: run by the worker that records it, whatever its queue.
+                let Policy {
+                    retry, timeout_ms, ..
+                } = policy(env, &activity_type);
                 self.decide(
                     EventType::LocalActivityScheduled,
                     json!({"seq": seq, "slot": slot, "activity_type": activity_type, "input": input,
@@ -1427,14 +1446,29 @@ impl Execution {
     }
 }
 
-fn policy(env: &Env<'_>, activity_type: &str) -> (RetryPolicy, Option<u64>) {
+/// What an activity's registered options decide for a new attempt.
+struct Policy {
+    retry: RetryPolicy,
+    timeout_ms: Option<u64>,
+    task_queue: Option<String>,
+}
+
+fn policy(env: &Env<'_>, activity_type: &str) -> Policy {
     match env.activities.get_activity(activity_type) {
         Some(a) => {
             let o = a.options();
-            (o.retry, o.start_to_close_timeout.map(millis))
+            Policy {
+                retry: o.retry,
+                timeout_ms: o.start_to_close_timeout.map(millis),
+                task_queue: o.task_queue,
+            }
         }
         // The worker will fail it as unknown; one attempt is enough to say so.
-        None => (RetryPolicy::none(), None),
+        None => Policy {
+            retry: RetryPolicy::none(),
+            timeout_ms: None,
+            task_queue: None,
+        },
     }
 }
 
@@ -1454,6 +1488,9 @@ fn scheduled_attrs(pa: &PendingActivity) -> Value {
     }
     if let Some(step) = pa.compensates {
         attrs["compensates"] = json!(step);
+    }
+    if let Some(queue) = &pa.task_queue {
+        attrs["task_queue"] = json!(queue);
     }
     attrs
 }

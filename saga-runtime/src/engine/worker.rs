@@ -611,6 +611,8 @@ impl Inner {
                         });
                     }
                     let activity_type = task.activity_type.clone();
+                    // The activity's own queue, if its options name one.
+                    let queue = e.attr_str("task_queue").unwrap_or(queue);
                     let task = activity_task(e, &mut task, queue);
                     if self.outbox {
                         commit.tasks.push(task.clone());
@@ -1502,11 +1504,8 @@ impl Inner {
                 Value::Null,
                 exec.s.trace_id.clone(),
             );
-            effects.push(Effect::Publish(activity_task(
-                &scheduled,
-                &mut task,
-                self.queue_of(exec),
-            )));
+            let queue = pa.task_queue.as_deref().unwrap_or(self.queue_of(exec));
+            effects.push(Effect::Publish(activity_task(&scheduled, &mut task, queue)));
         }
         for t in exec.s.timers.values() {
             effects.push(Effect::CreateTimer(TimerRecord {

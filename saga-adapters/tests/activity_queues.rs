@@ -1,0 +1,55 @@
+//! Activity task queues on PostgreSQL + NATS: a step whose activity names a queue
+//! (`vault_charge` on `vault`) goes through that queue's subject and consumer to the
+//! one worker serving it, and so does its compensation; the other steps stay on the
+//! execution's queue, where another worker runs them. Every task passes through the
+//! outbox, as in a deployment of many workers.
+//!
+//! Without PostgreSQL or NATS the test skips, unless `CI` is set, where it fails.
+#![cfg(all(feature = "nats", feature = "postgres"))]
+
+mod common;
+
+use common::{nats, pg};
+use saga_adapters::PostgresStore;
+use saga_runtime::conformance::engine as scenario;
+use saga_runtime::conformance::fixtures::VAULT_QUEUE;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_runs_on_the_workers_of_its_activity_queue() {
+    pg::with_schema(|config| async move {
+        nats::with_namespace(
+            |c| c,
+            |nats_config| async move {
+                let connect = || async {
+                    let store = PostgresStore::connect_with(config.clone())
+                        .await
+                        .expect("connect PostgreSQL");
+                    let queue = nats::queue(&nats_config).await;
+                    scenario::builder(store)
+                        .signals(queue.signal_dispatcher())
+                        .queue(queue)
+                };
+                let front = connect().await.build().await.unwrap();
+                let vault = connect()
+                    .await
+                    .task_queue_name(VAULT_QUEUE)
+                    .build()
+                    .await
+                    .unwrap();
+                scenario::steps_follow_their_activity_queues(&front, &vault, "nats-routed").await;
+                let queue = nats::queue(&nats_config).await;
+                for q in ["default", VAULT_QUEUE] {
+                    assert_eq!(
+                        queue.unacked(q).await.unwrap(),
+                        0,
+                        "every task of queue {q} was acknowledged"
+                    );
+                }
+                front.shutdown().await;
+                vault.shutdown().await;
+            },
+        )
+        .await;
+    })
+    .await;
+}
