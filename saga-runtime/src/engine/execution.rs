@@ -508,10 +508,11 @@ impl Execution {
             let e = self.event(d.event_type, d.attributes, d.is_retry, at);
             self.s.version += 1;
             match d.scheduled {
-                Some(pa) => {
+                Some(mut pa) => {
                     // What `apply_decision` does for this event, without re-parsing it.
                     self.s.tracker.track_step(&e);
                     self.s.next_seq = self.s.next_seq.max(pa.seq + 1);
+                    pa.scheduled_event_id = e.event_id;
                     self.s.activities.insert(pa.seq, *pa);
                 }
                 None => self.apply_decision(env, &e)?,

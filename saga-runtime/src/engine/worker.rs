@@ -1456,8 +1456,14 @@ impl Inner {
     /// (recovery after a crash).
     async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<Processed> {
         self.evict(saga_id);
+        // The version the decisions were made on: an attempt scheduled at or after it
+        // was scheduled by this very task, and its task published with the commit.
+        let mut decided_on = 0;
         let processed = self
-            .process(saga_id, false, Origin::Worker, |_| Ok(Some(Vec::new())))
+            .process(saga_id, false, Origin::Worker, |exec| {
+                decided_on = exec.version();
+                Ok(Some(Vec::new()))
+            })
             .await?;
         let slot = self.slot(saga_id);
         let guard = slot.lock().await;
@@ -1468,6 +1474,9 @@ impl Inner {
         for pa in exec.s.activities.values() {
             if pa.backing_off {
                 continue; // its retry timer re-schedules it
+            }
+            if pa.scheduled_event_id >= decided_on {
+                continue; // just scheduled: published (or run) with its commit
             }
             if pa.local {
                 effects.push(Effect::RunLocal(LocalRun {
