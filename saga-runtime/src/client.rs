@@ -191,6 +191,7 @@ impl SagaClient {
             .unwrap_or_else(|| inputs::new_trace_id(&saga_id, now));
         let queue = options
             .task_queue
+            .or(definition.task_queue)
             .unwrap_or_else(|| self.queue_name().to_owned());
         let attributes = inputs::started_attributes(
             workflow_type,

@@ -120,11 +120,17 @@ where
     }
 }
 
-/// Per-execution options.
+/// Per-execution options: the defaults of every execution of the type, which a start's
+/// [`StartOptions`](crate::engine::StartOptions) override.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowOptions {
     /// Fail (and compensate) the execution if it has not finished after this long.
     pub timeout: Option<Duration>,
+    /// The task queue of its executions (`#[workflow(task_queue = "orders")]`): only
+    /// the workers serving it run them, whoever starts them. `None`: the starting
+    /// engine's or client's queue. A child workflow runs on its parent's queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_queue: Option<String>,
 }
 
 /// What a checkpoint waits for.

@@ -398,6 +398,10 @@ fn builder<W: Workflow>(script: &Script, codec: AnyCodec) -> SagaEngineBuilder {
         .concurrency(2)
         .workflow::<W>()
         .activities(script.activities.iter().map(|f| f()));
+    // Serve the workflow's own queue, as its workers would.
+    if let Some(queue) = W::options().task_queue {
+        builder = builder.task_queue_name(queue);
+    }
     for r in &script.register {
         builder = r(builder);
     }

@@ -12,7 +12,7 @@ use sqlx::Row;
 use super::{unavailable, PostgresStore};
 
 const COLUMNS: &str = "SELECT workflow_type, fingerprint, checkpoints, diagram, timeout_ms, \
-                       registered_at FROM saga_definitions";
+                       registered_at, task_queue FROM saga_definitions";
 
 fn corrupted(workflow_type: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(
@@ -44,6 +44,7 @@ fn definition_from_row(row: &PgRow) -> Result<WorkflowDefinition> {
         checkpoints,
         diagram: row.try_get(3).map_err(|e| corrupted(ty, "diagram", e))?,
         timeout_ms: timeout_ms.and_then(|ms| u64::try_from(ms).ok()),
+        task_queue: row.try_get(6).map_err(|e| corrupted(ty, "task queue", e))?,
         registered_at,
         workflow_type,
     })
@@ -59,10 +60,11 @@ impl DefinitionStore for PostgresStore {
                 self.count(1);
                 sqlx::query(
                 "INSERT INTO saga_definitions (workflow_type, fingerprint, checkpoints, diagram, \
-                 timeout_ms, registered_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6) \
+                 timeout_ms, registered_at, task_queue) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) \
                  ON CONFLICT (workflow_type, fingerprint) DO UPDATE SET \
                  checkpoints = excluded.checkpoints, diagram = excluded.diagram, \
-                 timeout_ms = excluded.timeout_ms, registered_at = excluded.registered_at",
+                 timeout_ms = excluded.timeout_ms, registered_at = excluded.registered_at, \
+                 task_queue = excluded.task_queue",
             )
             .bind(&definition.workflow_type)
             .bind(&definition.fingerprint)
@@ -74,6 +76,7 @@ impl DefinitionStore for PostgresStore {
                     .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             )
             .bind(definition.registered_at)
+            .bind(&definition.task_queue)
             .execute(conn)
             .await
             .map_err(|e| unavailable("register a workflow definition", e))?;

@@ -14,7 +14,7 @@ use super::{col, from_us, to_us, SqliteStore};
 use crate::common::db_error;
 
 const COLUMNS: &str = "SELECT workflow_type, fingerprint, checkpoints, diagram, timeout_ms, \
-                       registered_at_us FROM saga_definitions";
+                       registered_at_us, task_queue FROM saga_definitions";
 
 fn definition_from_row(row: &SqliteRow) -> Result<WorkflowDefinition> {
     let workflow_type: String = col(row, 0, "definition", ("workflow_type", "?"))?;
@@ -34,6 +34,7 @@ fn definition_from_row(row: &SqliteRow) -> Result<WorkflowDefinition> {
         checkpoints,
         diagram: col(row, 3, "definition diagram", key)?,
         timeout_ms: timeout_ms.and_then(|ms| u64::try_from(ms).ok()),
+        task_queue: col(row, 6, "definition task queue", key)?,
         registered_at: from_us(col(row, 5, "definition time", key)?),
         workflow_type,
     })
@@ -46,10 +47,11 @@ impl DefinitionStore for SqliteStore {
         let mut conn = self.read().await?;
         sqlx::query(
             "INSERT INTO saga_definitions (workflow_type, fingerprint, checkpoints, diagram, \
-             timeout_ms, registered_at_us) VALUES (?, ?, ?, ?, ?, ?) \
+             timeout_ms, registered_at_us, task_queue) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (workflow_type, fingerprint) DO UPDATE SET \
              checkpoints = excluded.checkpoints, diagram = excluded.diagram, \
-             timeout_ms = excluded.timeout_ms, registered_at_us = excluded.registered_at_us",
+             timeout_ms = excluded.timeout_ms, registered_at_us = excluded.registered_at_us, \
+             task_queue = excluded.task_queue",
         )
         .bind(&definition.workflow_type)
         .bind(&definition.fingerprint)
@@ -61,6 +63,7 @@ impl DefinitionStore for SqliteStore {
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
         )
         .bind(to_us(definition.registered_at))
+        .bind(&definition.task_queue)
         .execute(conn.conn())
         .await
         .map_err(|e| db_error(ErrorKind::EventStore, "register a workflow definition", e))?;

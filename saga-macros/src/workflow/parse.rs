@@ -23,6 +23,7 @@ use crate::names;
 pub(crate) struct Args {
     pub(crate) name: Option<syn::LitStr>,
     pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) task_queue: Option<syn::LitStr>,
 }
 
 /// What the signature says.
@@ -51,9 +52,26 @@ pub(crate) fn args(cx: &Ctxt, args: TokenStream) -> Args {
                     format!("invalid duration `{}`: {why}; e.g. `\"1h\"`", lit.value()),
                 ),
             }
+        } else if meta.path.is_ident("task_queue") {
+            let lit: syn::LitStr = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a queue name string, e.g. `task_queue = \"orders\"`",
+                )
+            })?;
+            match names::check_queue(&lit.value()) {
+                Ok(()) => out.task_queue = Some(lit),
+                Err(why) => cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "invalid task queue name `{}`: {why}; e.g. `task_queue = \"orders\"`",
+                        lit.value()
+                    ),
+                ),
+            }
         } else {
             return Err(meta.error(format!(
-                "unknown `#[workflow]` argument `{}`; expected `name` or `timeout`",
+                "unknown `#[workflow]` argument `{}`; expected `name`, `timeout` or `task_queue`",
                 meta.path.to_token_stream()
             )));
         }

@@ -43,6 +43,7 @@ fn definition(workflow_type: &str, fingerprint: &str, seconds_ago: i64) -> Workf
         ],
         diagram: "stateDiagram-v2\n    [*] --> Start\n    Start --> ReserveInventory\n".into(),
         timeout_ms: Some(60_000),
+        task_queue: Some("orders".into()),
         registered_at: now_s() - Duration::seconds(seconds_ago),
     }
 }
@@ -68,6 +69,7 @@ pub async fn check_registered_definition_reads_back<S: DefinitionStore>(store: &
     );
     let mut no_timeout = definition(&ty, "fp-2", 5);
     no_timeout.timeout_ms = None;
+    no_timeout.task_queue = None;
     no_timeout.checkpoints.clear();
     no_timeout.diagram.clear();
     ok(

@@ -38,6 +38,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<pair<patient>>()
         .workflow::<trip>()
         .workflow::<vault_order>()
+        .workflow::<vaulted>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -1691,6 +1692,63 @@ pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
     );
 }
 
+/// A workflow type whose options name a queue (`vaulted`, on `vault`) runs there
+/// whoever starts it: an engine serving another queue, or a client without the code
+/// (from the registered definition). A start's own queue still wins.
+pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let vault = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals)
+        .task_queue_name(VAULT_QUEUE)
+        .build()
+        .await
+        .unwrap();
+    let recorded = |h: &[HistoryEvent]| h[0].attr_str("task_queue").map(str::to_owned);
+
+    assert_eq!(front.execute::<vaulted>("wq-engine", 7).await.unwrap(), 7);
+    let h = front.history("wq-engine").await.unwrap();
+    assert_eq!(recorded(&h).as_deref(), Some(VAULT_QUEUE));
+    assert_eq!(
+        attempts(&front, &vault),
+        (0, 1),
+        "started on the front, run on the vault"
+    );
+
+    let here = StartOptions {
+        task_queue: Some("default".into()),
+        ..StartOptions::default()
+    };
+    assert_eq!(
+        front
+            .execute_with::<vaulted>("wq-override", 8, here)
+            .await
+            .unwrap(),
+        8
+    );
+    assert_eq!(attempts(&front, &vault), (1, 1), "the start's queue wins");
+
+    let client = crate::client::SagaClient::new(store).queue(queue, "default");
+    let started = client
+        .start("vaulted", "wq-client", json!(9), StartOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(started.attr_str("task_queue"), Some(VAULT_QUEUE));
+    assert_eq!(front.result::<vaulted>("wq-client").await.unwrap(), 9);
+    assert_eq!(
+        attempts(&front, &vault),
+        (1, 2),
+        "a client start follows the registered definition"
+    );
+}
+
 /// `execute` starts and waits in one call: the output of a completed execution, the
 /// error of a compensated one, on the engine that runs it and on a client that does
 /// not (there the close arrives as a notification); a taken id is refused and the
@@ -2002,7 +2060,8 @@ macro_rules! for_each_paused_scenario {
             long_steps_are_not_redelivered,
             shutdown_finishes_eager_attempts,
             task_queues_route_work,
-            activity_queues_route_steps
+            activity_queues_route_steps,
+            workflow_queues_route_executions
         );
     };
 }

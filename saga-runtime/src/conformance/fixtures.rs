@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::activity::{Activity, ActivityContext, ActivityError, ActivityOptions, RetryPolicy};
 use crate::workflow::{
     Checkpoint, CheckpointKind, Command, SagaError, Transition, Wake, Workflow, WorkflowContext,
+    WorkflowOptions,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1101,6 +1102,40 @@ impl Workflow for vault_order {
                 }
                 Transition::Complete(shipment.tracking)
             }
+        }
+    }
+}
+
+/// Runs [`echo`] once: a workflow type whose options put its executions on
+/// [`VAULT_QUEUE`], whoever starts them.
+pub struct vaulted {}
+
+impl Workflow for vaulted {
+    const TYPE_ID: &'static str = "vaulted";
+    const FINGERPRINT: &'static str = "vaulted:v1";
+    type Input = u64;
+    type Output = u64;
+    type Error = SagaError;
+    type State = SingleState<u64>;
+
+    fn start(n: u64) -> SingleState<u64> {
+        SingleState::Start { input: n }
+    }
+
+    fn options() -> WorkflowOptions {
+        WorkflowOptions {
+            task_queue: Some(VAULT_QUEUE.to_owned()),
+            ..WorkflowOptions::default()
+        }
+    }
+
+    fn resume(state: SingleState<u64>, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            SingleState::Start { input } => Transition::Suspend {
+                commands: vec![Command::activity::<echo>(&input)],
+                state: SingleState::Waiting,
+            },
+            SingleState::Waiting => Transition::Complete(take!(wake.activity::<echo>())),
         }
     }
 }

@@ -49,9 +49,11 @@ pub struct StartOptions {
     pub timeout: Option<Duration>,
     /// The trace id carried by every event; generated when absent.
     pub trace_id: Option<String>,
-    /// The task queue of this execution: its workflow and activity tasks go there, and
-    /// only workers serving it ([`SagaEngineBuilder::task_queue_name`]) run them. Default:
-    /// the starting engine's queue. Recorded in `WorkflowExecutionStarted`.
+    /// The task queue of this execution: its workflow tasks and its activity tasks
+    /// (but those of an activity that names its own queue) go there, and only workers
+    /// serving it ([`SagaEngineBuilder::task_queue_name`]) run them. Default: the
+    /// workflow type's ([`WorkflowOptions::task_queue`](crate::workflow::WorkflowOptions::task_queue)),
+    /// else the starting engine's queue. Recorded in `WorkflowExecutionStarted`.
     pub task_queue: Option<String>,
     /// Eager start: the activities the first step schedules run on this engine right
     /// after the start commits, as a worker's own step's do
@@ -747,8 +749,10 @@ impl SagaEngine {
         let saga_id = saga_id.into();
         self.registered::<W>()?;
         let input = serde_json::to_value(&input)?;
+        let defaults = W::options();
         let options = StartOptions {
-            timeout: options.timeout.or(W::options().timeout),
+            timeout: options.timeout.or(defaults.timeout),
+            task_queue: options.task_queue.or(defaults.task_queue),
             ..options
         };
         self.inner

@@ -52,6 +52,9 @@ pub struct WorkflowDefinition {
     /// The workflow's default execution timeout ([`Workflow::options`]), which a start
     /// without code must record as the engine would.
     pub timeout_ms: Option<u64>,
+    /// The workflow's default task queue ([`Workflow::options`]), which a start without
+    /// code must record as the engine would.
+    pub task_queue: Option<String>,
     /// When a worker last registered it.
     pub registered_at: DateTime<Utc>,
 }
@@ -67,6 +70,7 @@ impl WorkflowDefinition {
             timeout_ms: W::options()
                 .timeout
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+            task_queue: W::options().task_queue,
             registered_at: now,
         }
     }
@@ -107,6 +111,7 @@ pub fn definitions_unsupported() -> Error {
 ///     checkpoints: vec![],
 ///     diagram: String::new(),
 ///     timeout_ms: None,
+///     task_queue: None,
 ///     registered_at: chrono::Utc::now(),
 /// };
 /// store.register_definition(def.clone()).await.unwrap();

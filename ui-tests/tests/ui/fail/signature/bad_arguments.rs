@@ -12,4 +12,10 @@ async fn other(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
     Ok(n)
 }
 
+#[workflow(task_queue = "orders/eu")]
+async fn third(ctx: &mut WorkflowContext, n: u64) -> Result<u64, SagaError> {
+    let _ = ctx;
+    Ok(n)
+}
+
 fn main() {}
