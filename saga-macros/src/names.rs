@@ -84,6 +84,35 @@ pub(crate) fn check_queue(text: &str) -> Result<(), String> {
     }
 }
 
+/// Parses `task_queue = "<name>"` (the `meta` of `#[workflow]` or `#[activity]`):
+/// the literal, or `None` with the error reported to `cx` when the name is invalid;
+/// `example` is the name the error suggests.
+pub(crate) fn task_queue_arg(
+    cx: &crate::ctxt::Ctxt,
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Option<syn::LitStr>> {
+    let lit: syn::LitStr = meta.value()?.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected a queue name string, e.g. `task_queue = \"{example}\"`"),
+        )
+    })?;
+    match check_queue(&lit.value()) {
+        Ok(()) => Ok(Some(lit)),
+        Err(why) => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "invalid task queue name `{}`: {why}; e.g. `task_queue = \"{example}\"`",
+                    lit.value()
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,22 +53,7 @@ pub(crate) fn args(cx: &Ctxt, args: TokenStream) -> Args {
                 ),
             }
         } else if meta.path.is_ident("task_queue") {
-            let lit: syn::LitStr = meta.value()?.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "expected a queue name string, e.g. `task_queue = \"orders\"`",
-                )
-            })?;
-            match names::check_queue(&lit.value()) {
-                Ok(()) => out.task_queue = Some(lit),
-                Err(why) => cx.error_spanned_by(
-                    &lit,
-                    format!(
-                        "invalid task queue name `{}`: {why}; e.g. `task_queue = \"orders\"`",
-                        lit.value()
-                    ),
-                ),
-            }
+            out.task_queue = names::task_queue_arg(cx, &meta, "orders")?;
         } else {
             return Err(meta.error(format!(
                 "unknown `#[workflow]` argument `{}`; expected `name`, `timeout` or `task_queue`",

@@ -1552,6 +1552,33 @@ pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
     );
 }
 
+/// Two engines on `store` and one in-memory queue: `front` serves the default queue,
+/// `vault` [`VAULT_QUEUE`]. Also returns the queue.
+async fn front_and_vault<S: ScenarioStore>(
+    store: S,
+) -> (
+    SagaEngine,
+    SagaEngine,
+    crate::adapter::memory::InMemoryTaskQueue,
+) {
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let vault = builder(store)
+        .queue(queue.clone())
+        .signals(signals)
+        .task_queue_name(VAULT_QUEUE)
+        .build()
+        .await
+        .unwrap();
+    (front, vault, queue)
+}
+
 /// How many activity attempts each engine ran.
 fn attempts(front: &SagaEngine, vault: &SagaEngine) -> (u64, u64) {
     (
@@ -1640,21 +1667,7 @@ pub async fn steps_follow_their_activity_queues(
 /// the same execution stay on the execution's queue. The queue is recorded in the
 /// step's `ActivityTaskScheduled`, and recovery sends a pending step there again.
 pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
-    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
-    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
-    let front = builder(store.clone())
-        .queue(queue.clone())
-        .signals(signals.clone())
-        .build()
-        .await
-        .unwrap();
-    let vault = builder(store.clone())
-        .queue(queue)
-        .signals(signals)
-        .task_queue_name(VAULT_QUEUE)
-        .build()
-        .await
-        .unwrap();
+    let (front, vault, _) = front_and_vault(store.clone()).await;
     steps_follow_their_activity_queues(&front, &vault, "routed").await;
 
     // Recovery re-publishes a pending step to the queue its history records: a
@@ -1696,21 +1709,7 @@ pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
 /// whoever starts it: an engine serving another queue, or a client without the code
 /// (from the registered definition). A start's own queue still wins.
 pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
-    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
-    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
-    let front = builder(store.clone())
-        .queue(queue.clone())
-        .signals(signals.clone())
-        .build()
-        .await
-        .unwrap();
-    let vault = builder(store.clone())
-        .queue(queue.clone())
-        .signals(signals)
-        .task_queue_name(VAULT_QUEUE)
-        .build()
-        .await
-        .unwrap();
+    let (front, vault, queue) = front_and_vault(store.clone()).await;
     let recorded = |h: &[HistoryEvent]| h[0].attr_str("task_queue").map(str::to_owned);
 
     assert_eq!(front.execute::<vaulted>("wq-engine", 7).await.unwrap(), 7);
