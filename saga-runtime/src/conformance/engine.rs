@@ -1497,21 +1497,7 @@ pub async fn outbox_redelivers_lost_tasks<S: ScenarioStore>(store: S) {
 /// engine serving `billing` (it records the queue in its start event), none by the one
 /// that started it; executions started without a queue stay on the starter's.
 pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
-    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
-    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
-    let front = builder(store.clone())
-        .queue(queue.clone())
-        .signals(signals.clone())
-        .build()
-        .await
-        .unwrap();
-    let billing = builder(store)
-        .queue(queue)
-        .signals(signals)
-        .task_queue_name("billing")
-        .build()
-        .await
-        .unwrap();
+    let (front, billing, _) = front_and(store, "billing").await;
     let options = StartOptions {
         task_queue: Some("billing".into()),
         ..Default::default()
@@ -1552,10 +1538,11 @@ pub async fn task_queues_route_work<S: ScenarioStore>(store: S) {
     );
 }
 
-/// Two engines on `store` and one in-memory queue: `front` serves the default queue,
-/// `vault` [`VAULT_QUEUE`]. Also returns the queue.
-async fn front_and_vault<S: ScenarioStore>(
+/// Two engines on `store` and one in-memory queue: the first serves the default
+/// queue, the second `other`. Also returns the queue.
+async fn front_and<S: ScenarioStore>(
     store: S,
+    other: &str,
 ) -> (
     SagaEngine,
     SagaEngine,
@@ -1569,14 +1556,14 @@ async fn front_and_vault<S: ScenarioStore>(
         .build()
         .await
         .unwrap();
-    let vault = builder(store)
+    let second = builder(store)
         .queue(queue.clone())
         .signals(signals)
-        .task_queue_name(VAULT_QUEUE)
+        .task_queue_name(other)
         .build()
         .await
         .unwrap();
-    (front, vault, queue)
+    (front, second, queue)
 }
 
 /// How many activity attempts each engine ran.
@@ -1667,7 +1654,7 @@ pub async fn steps_follow_their_activity_queues(
 /// the same execution stay on the execution's queue. The queue is recorded in the
 /// step's `ActivityTaskScheduled`, and recovery sends a pending step there again.
 pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
-    let (front, vault, _) = front_and_vault(store.clone()).await;
+    let (front, vault, _) = front_and(store.clone(), VAULT_QUEUE).await;
     steps_follow_their_activity_queues(&front, &vault, "routed").await;
 
     // Recovery re-publishes a pending step to the queue its history records: a
@@ -1709,7 +1696,7 @@ pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
 /// whoever starts it: an engine serving another queue, or a client without the code
 /// (from the registered definition). A start's own queue still wins.
 pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
-    let (front, vault, queue) = front_and_vault(store.clone()).await;
+    let (front, vault, queue) = front_and(store.clone(), VAULT_QUEUE).await;
     let recorded = |h: &[HistoryEvent]| h[0].attr_str("task_queue").map(str::to_owned);
 
     assert_eq!(front.execute::<vaulted>("wq-engine", 7).await.unwrap(), 7);
