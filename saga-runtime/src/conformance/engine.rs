@@ -1657,6 +1657,28 @@ pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
     let (front, vault, _) = front_and(store.clone(), VAULT_QUEUE).await;
     steps_follow_their_activity_queues(&front, &vault, "routed").await;
 
+    // A history written before the activity named its queue (the same events without
+    // `task_queue`) still replays: the queue is policy, like the retry policy.
+    let before: Vec<HistoryEvent> = front
+        .history("routed-ok")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut e| {
+            e.saga_id = crate::domain::SagaId::new("routed-before");
+            if let Some(o) = e.attributes.as_object_mut() {
+                o.remove("task_queue");
+            }
+            e
+        })
+        .collect();
+    let id = crate::domain::SagaId::new("routed-before");
+    store
+        .commit(crate::port::Commit::events_only(&id, 0, before))
+        .await
+        .unwrap();
+    front.verify_replay("routed-before").await.unwrap();
+
     // Recovery re-publishes a pending step to the queue its history records: a
     // client-only engine records the start, and its in-process queue, holding the
     // charge, dies with it.

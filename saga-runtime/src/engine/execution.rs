@@ -191,9 +191,16 @@ fn replay_error(saga_id: &SagaId, message: String) -> Error {
     Error::new(ErrorKind::Replay, message).with("saga_id", saga_id)
 }
 
-/// Attributes that describe policy rather than identity: changing a retry policy in
-/// code must not make old histories unreplayable.
-const POLICY_KEYS: [&str; 4] = ["max_attempts", "retry", "timeout_ms", "compensation"];
+/// Attributes that describe policy rather than identity: changing a retry policy or
+/// an activity's task queue in code must not make old histories unreplayable (the
+/// recorded values stay in force for what they scheduled).
+const POLICY_KEYS: [&str; 5] = [
+    "max_attempts",
+    "retry",
+    "timeout_ms",
+    "compensation",
+    "task_queue",
+];
 
 fn same_decision(decided: &Decision, recorded: &HistoryEvent) -> bool {
     if decided.event_type != recorded.event_type || decided.is_retry != recorded.is_retry {
