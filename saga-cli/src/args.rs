@@ -82,8 +82,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
         /// The task queue its workflow and activity tasks go to: only workers serving
-        /// it run the execution (default: the store's default queue, `default`). 1 to
-        /// 128 letters, digits, `_` or `-`.
+        /// it run the execution (default: the workflow type's, as registered, else
+        /// `default`). 1 to 128 letters, digits, `_` or `-`.
         #[arg(long, value_name = "QUEUE")]
         task_queue: Option<String>,
     },

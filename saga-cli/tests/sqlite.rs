@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::*;
 use saga_adapters::SqliteStore;
-use saga_runtime::conformance::fixtures::order_saga;
+use saga_runtime::conformance::fixtures::{order_saga, VAULT_QUEUE};
 use saga_runtime::port::EventStore;
 use saga_runtime::prelude::*;
 use serde_json::Value;
@@ -331,6 +331,19 @@ async fn start_on_a_task_queue() {
     let plain = start("plain-1", None).await;
     let plain: Value = serde_json::from_str(plain.ok()).unwrap();
     assert_eq!(plain["task_queue"], "default");
+
+    // A workflow type registered with a queue of its own goes there, unless the
+    // start names another.
+    let vaulted = |id: &'static str, queue: Option<&'static str>| async move {
+        let mut args = vec![
+            "--store", s, "-o", "json", "start", "vaulted", "--input", "5", "--id", id,
+        ];
+        args.extend(queue.map(|q| ["--task-queue", q]).into_iter().flatten());
+        let out = saga(&args).await;
+        serde_json::from_str::<Value>(out.ok()).unwrap()["task_queue"].clone()
+    };
+    assert_eq!(vaulted("vaulted-1", None).await, VAULT_QUEUE);
+    assert_eq!(vaulted("vaulted-2", Some("default")).await, "default");
 
     // A name no adapter could serve: bad input (2), nothing started.
     start("empty-1", Some(""))

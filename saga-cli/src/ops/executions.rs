@@ -183,7 +183,7 @@ pub(crate) struct StartRequest {
     pub(crate) id: Option<String>,
     /// Default: the workflow's own timeout, if any.
     pub(crate) timeout_secs: Option<u64>,
-    /// Default: the client's queue (`default`).
+    /// Default: the workflow type's queue, as registered; else the client's (`default`).
     pub(crate) task_queue: Option<String>,
 }
 

@@ -347,7 +347,7 @@ fn schemas() -> Value {
                 "timeout_secs": {"type": "integer", "minimum": 1, "maximum": crate::ops::executions::MAX_TIMEOUT_SECS,
                                  "description": "Fail and compensate after this long (default: the workflow's own timeout)."},
                 "task_queue": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$",
-                               "description": "The task queue its workflow and activity tasks go to: only workers serving it run the execution (default: `default`)."}
+                               "description": "The task queue its workflow and activity tasks go to: only workers serving it run the execution (default: the workflow type's, as registered, else `default`)."}
             }
         },
         "Started": {
