@@ -127,8 +127,9 @@ pub struct WorkflowOptions {
     /// Fail (and compensate) the execution if it has not finished after this long.
     pub timeout: Option<Duration>,
     /// The task queue of its executions (`#[workflow(task_queue = "orders")]`): only
-    /// the workers serving it run them, whoever starts them. `None`: the starting
-    /// engine's or client's queue. A child workflow runs on its parent's queue.
+    /// the workers serving it run them, whoever starts them (an engine, a client, a
+    /// parent workflow). `None`: the starting engine's or client's queue, and a
+    /// child's parent's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_queue: Option<String>,
 }

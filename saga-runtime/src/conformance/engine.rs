@@ -39,6 +39,7 @@ pub fn builder<S: ScenarioStore>(store: S) -> SagaEngineBuilder {
         .workflow::<trip>()
         .workflow::<vault_order>()
         .workflow::<vaulted>()
+        .workflow::<vault_parent>()
         .activities([
             activity::<reserve_inventory>(),
             activity::<release_inventory>(),
@@ -1715,8 +1716,9 @@ pub async fn activity_queues_route_steps<S: ScenarioStore>(store: S) {
 }
 
 /// A workflow type whose options name a queue (`vaulted`, on `vault`) runs there
-/// whoever starts it: an engine serving another queue, or a client without the code
-/// (from the registered definition). A start's own queue still wins.
+/// whoever starts it: an engine serving another queue, a client without the code
+/// (from the registered definition), or a parent on another queue. A start's own
+/// queue still wins.
 pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
     let (front, vault, queue) = front_and(store.clone(), VAULT_QUEUE).await;
     let recorded = |h: &[HistoryEvent]| h[0].attr_str("task_queue").map(str::to_owned);
@@ -1754,6 +1756,29 @@ pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
         attempts(&front, &vault),
         (1, 2),
         "a client start follows the registered definition"
+    );
+
+    assert_eq!(
+        front
+            .execute::<vault_parent>("wq-parent", 10)
+            .await
+            .unwrap(),
+        10
+    );
+    let parent = front.history("wq-parent").await.unwrap();
+    assert_eq!(recorded(&parent).as_deref(), Some("default"));
+    let child_id = parent
+        .iter()
+        .find(|e| e.event_type == EventType::StartChildWorkflowExecutionInitiated)
+        .and_then(|e| e.attr_str("child_id"))
+        .unwrap()
+        .to_owned();
+    let child = front.history(child_id.as_str()).await.unwrap();
+    assert_eq!(recorded(&child).as_deref(), Some(VAULT_QUEUE));
+    assert_eq!(
+        attempts(&front, &vault),
+        (1, 3),
+        "the child's step ran on the vault worker"
     );
 }
 

@@ -1140,6 +1140,39 @@ impl Workflow for vaulted {
     }
 }
 
+/// Runs [`vaulted`] as a child workflow (on the parent's queue itself) and returns its
+/// output.
+pub struct vault_parent {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VaultParentState {
+    Start { n: u64 },
+    Child,
+}
+
+impl Workflow for vault_parent {
+    const TYPE_ID: &'static str = "vault-parent";
+    const FINGERPRINT: &'static str = "vault-parent:v1";
+    type Input = u64;
+    type Output = u64;
+    type Error = SagaError;
+    type State = VaultParentState;
+
+    fn start(n: u64) -> VaultParentState {
+        VaultParentState::Start { n }
+    }
+
+    fn resume(state: VaultParentState, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            VaultParentState::Start { n } => Transition::Suspend {
+                commands: vec![Command::child::<vaulted>(None, &n)],
+                state: VaultParentState::Child,
+            },
+            VaultParentState::Child => Transition::Complete(take!(wake.child::<vaulted>())),
+        }
+    }
+}
+
 /// Runs [`flaky`] as a local activity.
 pub struct local_flow {}
 

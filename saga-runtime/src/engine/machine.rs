@@ -30,6 +30,8 @@ pub(crate) trait ErasedWorkflow: Send + Sync {
     fn fingerprint(&self) -> &'static str;
     /// What the store keeps of it for tools without the code.
     fn definition(&self, now: chrono::DateTime<chrono::Utc>) -> WorkflowDefinition;
+    /// Its own task queue ([`crate::workflow::WorkflowOptions::task_queue`]), if any.
+    fn task_queue(&self) -> Option<String>;
     fn start(&self, input: &serde_json::Value) -> Result<Box<dyn Machine>>;
     fn restore(&self, codec: AnyCodec, bytes: &[u8]) -> Result<Box<dyn Machine>>;
 }
@@ -114,6 +116,9 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
     }
     fn definition(&self, now: chrono::DateTime<chrono::Utc>) -> WorkflowDefinition {
         WorkflowDefinition::of::<W>(now)
+    }
+    fn task_queue(&self) -> Option<String> {
+        W::options().task_queue
     }
     fn start(&self, input: &serde_json::Value) -> Result<Box<dyn Machine>> {
         let input: W::Input = serde_json::from_value(input.clone()).map_err(|e| {

@@ -137,7 +137,7 @@ struct ChildStart {
     workflow_type: String,
     input: Value,
     trace_id: String,
-    /// The parent's task queue, which the child inherits.
+    /// The child type's own task queue, else the parent's.
     task_queue: String,
 }
 
@@ -658,7 +658,7 @@ impl Inner {
                         workflow_type: e.attr_str("workflow_type").unwrap_or_default().to_owned(),
                         input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
                         trace_id: e.trace_id.clone(),
-                        task_queue: queue.to_owned(),
+                        task_queue: self.child_queue(e.attr_str("workflow_type"), queue),
                     }))
                 }
                 EventType::RequestCancelChildWorkflowExecutionInitiated => out.push(
@@ -708,6 +708,15 @@ impl Inner {
         }
         commit.events = events;
         (commit, out)
+    }
+
+    /// The task queue of a child of type `workflow_type`: the type's own, if it names
+    /// one (and is registered here), else its parent's (`parent_queue`).
+    fn child_queue(&self, workflow_type: Option<&str>, parent_queue: &str) -> String {
+        workflow_type
+            .and_then(|t| self.workflows.get(t))
+            .and_then(|w| w.task_queue())
+            .unwrap_or_else(|| parent_queue.to_owned())
     }
 
     /// The task queue of an execution (the engine's own for a history from before
@@ -1535,7 +1544,7 @@ impl Inner {
                     workflow_type: c.workflow_type.clone(),
                     input: c.input.clone(),
                     trace_id: exec.s.trace_id.clone(),
-                    task_queue: self.queue_of(exec).to_owned(),
+                    task_queue: self.child_queue(Some(&c.workflow_type), self.queue_of(exec)),
                 })
             });
         }
