@@ -1140,8 +1140,8 @@ impl Workflow for vaulted {
     }
 }
 
-/// Runs [`vaulted`] as a child workflow (on the parent's queue itself) and returns its
-/// output.
+/// Runs [`vaulted`] as a child workflow and returns its output: a parent without a
+/// queue of its own whose child names one.
 pub struct vault_parent {}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
