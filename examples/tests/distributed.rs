@@ -24,12 +24,27 @@ use examples::shop::{self, shop_order, ShopOrder};
 use saga_adapters::{async_nats, NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore};
 use saga_runtime::conformance::engine::assert_history_sound;
 use saga_runtime::domain::{EventType, WorkflowStatus};
-use saga_runtime::engine::SagaEngine;
+use saga_runtime::engine::{SagaEngine, StartOptions};
 use saga_runtime::port::{EventStore, ExecutionFilter, Outbox};
 use sqlx::{Connection, PgConnection, Row};
 
 const SAGAS: usize = 1_000;
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The tests of this file run one at a time: each starts worker processes and a
+/// nats-server of its own, and the long one must not share the 2 cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fresh schema and NATS namespace name.
+fn fresh_names(prefix: &str) -> (String, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (
+        format!("saga_{prefix}_{nanos:x}_{}", std::process::id()),
+        format!("{prefix}{nanos:x}"),
+    )
+}
 
 /// A missing service fails the test in CI and skips it (with the reason) elsewhere.
 fn skip_or_fail(why: &str) {
@@ -142,7 +157,16 @@ struct Worker {
 
 impl Worker {
     fn spawn(schema: &str, nats: &Nats, namespace: &str) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        Worker::spawn_on(schema, nats, namespace, None)
+    }
+
+    /// A worker serving `queue` (`SAGA_TASK_QUEUE`; `None`: the default queue).
+    fn spawn_on(schema: &str, nats: &Nats, namespace: &str, queue: Option<&str>) -> Worker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+        if let Some(q) = queue {
+            command.env("SAGA_TASK_QUEUE", q);
+        }
+        let mut child = command
             .env("SAGA_DATABASE_URL", PG_URL)
             .env("SAGA_SCHEMA", schema)
             .env("SAGA_NATS_URL", nats.url())
@@ -264,17 +288,14 @@ async fn wait_closed(store: &PostgresStore, at_least: usize, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Ok(mut admin) = PgConnection::connect(PG_URL).await else {
         return skip_or_fail(&format!("PostgreSQL at {PG_URL} is unreachable"));
     };
     let Some(mut nats) = Nats::start() else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let schema = format!("saga_dist_{nanos:x}_{}", std::process::id());
-    let namespace = format!("dist{nanos:x}");
+    let (schema, namespace) = fresh_names("dist");
 
     let store = PostgresStore::connect_with(PostgresConfig::new(PG_URL).schema(schema.clone()))
         .await
@@ -425,6 +446,86 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
         effects.values().sum::<i64>(),
         attempts - effects.values().sum::<i64>()
     );
+
+    drop(client);
+    let _ = queue.delete_streams().await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// `SAGA_TASK_QUEUE`: a worker serves only its queue. Sagas started on `eu` complete on
+/// it; one started on the default queue, which no worker serves here, waits untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_only_its_task_queue() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Ok(mut admin) = PgConnection::connect(PG_URL).await else {
+        return skip_or_fail(&format!("PostgreSQL at {PG_URL} is unreachable"));
+    };
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let (schema, namespace) = fresh_names("queue");
+    let store = PostgresStore::connect_with(PostgresConfig::new(PG_URL).schema(schema.clone()))
+        .await
+        .expect("store");
+    let queue = NatsTaskQueue::connect(&nats.url(), NatsConfig::namespaced(&namespace))
+        .await
+        .expect("queue");
+    let client = shop::builder()
+        .store(store.clone())
+        .queue(queue.clone())
+        .signals(queue.signal_dispatcher())
+        .client_only()
+        .build()
+        .await
+        .expect("client");
+    let worker = Worker::spawn_on(&schema, &nats, &namespace, Some("eu"));
+
+    let on_eu = StartOptions {
+        task_queue: Some("eu".into()),
+        ..StartOptions::default()
+    };
+    let (stray_id, stray) = order(1);
+    client
+        .start::<shop_order>(stray_id.as_str(), stray)
+        .await
+        .expect("start on the default queue");
+    for i in 2..5 {
+        let (id, o) = order(i);
+        let run = client
+            .start_with::<shop_order>(id.as_str(), o, on_eu.clone())
+            .await
+            .expect("start on eu");
+        tokio::time::timeout(Duration::from_secs(30), run.result())
+            .await
+            .expect("the eu worker finishes it")
+            .expect("it completes");
+    }
+    let stray = client.history(stray_id.as_str()).await.unwrap();
+    assert_eq!(
+        stray.iter().map(|e| e.event_type).collect::<Vec<_>>(),
+        [
+            EventType::WorkflowExecutionStarted,
+            EventType::ActivityTaskScheduled
+        ],
+        "the default-queue saga waits: no worker serves its queue"
+    );
+    worker.stop();
+
+    // A name NATS cannot carry stops the worker at start, with the reason.
+    let bad = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env("SAGA_TASK_QUEUE", "eu.west")
+        .env("SAGA_DATABASE_URL", PG_URL)
+        .env("SAGA_SCHEMA", &schema)
+        .env("SAGA_NATS_URL", nats.url())
+        .env("SAGA_NATS_NAMESPACE", &namespace)
+        .output()
+        .expect("the worker runs");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid task queue name"), "{stderr}");
 
     drop(client);
     let _ = queue.delete_streams().await;

@@ -10,6 +10,10 @@
 //!   `SAGA_SCHEMA` (default: the server's `search_path`);
 //! - `SAGA_NATS_URL` (default `127.0.0.1:4222`) and `SAGA_NATS_NAMESPACE` (default:
 //!   the production names `SAGA_TASKS`, `saga.tasks`, ...);
+//! - `SAGA_TASK_QUEUE` (default `default`): the task queue this worker serves, so
+//!   that a set of workers serves the executions started on it (`StartOptions::
+//!   task_queue`, `saga start --task-queue`); a name NATS cannot carry stops the
+//!   worker at start with the reason;
 //! - `SAGA_CONCURRENCY` worker loops (default 32), `SAGA_REDELIVER_AFTER_MS` (the
 //!   outbox's `redeliver_after`, default 60 000), `SAGA_NATS_ACK_WAIT_MS` (how long
 //!   before a task a dead worker held is delivered again, default 30 000);
@@ -38,6 +42,7 @@ use std::time::Duration;
 use examples::shop;
 use saga_adapters::{NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore};
 use saga_runtime::engine::OutboxConfig;
+use saga_runtime::port::TaskQueue;
 use saga_runtime::prelude::*;
 use saga_runtime::telemetry::Telemetry;
 
@@ -86,7 +91,13 @@ async fn serve() -> Result<(), Error> {
     nats.ack_wait = Duration::from_millis(number("SAGA_NATS_ACK_WAIT_MS", 30_000)?);
     let queue = NatsTaskQueue::connect(&var("SAGA_NATS_URL", "127.0.0.1:4222"), nats).await?;
     let signals = queue.signal_dispatcher();
-    let engine = shop::builder()
+    let mut builder = shop::builder();
+    if let Ok(name) = std::env::var("SAGA_TASK_QUEUE") {
+        // Checks the name and reaches the queue's consumer now, not at the first pull.
+        queue.depth(&name).await?;
+        builder = builder.task_queue_name(name);
+    }
+    let engine = builder
         .store(store)
         .queue(queue)
         .signals(signals)
