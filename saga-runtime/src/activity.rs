@@ -71,7 +71,8 @@ pub struct ActivityOptions {
     /// Recorded in each `ActivityTaskScheduled`, so a retry, a re-drive after a crash
     /// and the outbox all send the attempt where it was first sent. The worker that
     /// runs it records the result and decides the workflow's next step, so it must
-    /// have the workflow registered too.
+    /// have the workflow registered too. A local activity (`ctx.local_activity`) runs
+    /// where its workflow task runs, whatever its queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_queue: Option<String>,
 }
