@@ -156,21 +156,28 @@ struct Worker {
 }
 
 impl Worker {
+    /// The `worker` binary on the run's schema and NATS namespace.
+    fn command(schema: &str, nats: &Nats, namespace: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+        command
+            .env("SAGA_DATABASE_URL", PG_URL)
+            .env("SAGA_SCHEMA", schema)
+            .env("SAGA_NATS_URL", nats.url())
+            .env("SAGA_NATS_NAMESPACE", namespace);
+        command
+    }
+
     fn spawn(schema: &str, nats: &Nats, namespace: &str) -> Worker {
         Worker::spawn_on(schema, nats, namespace, None)
     }
 
     /// A worker serving `queue` (`SAGA_TASK_QUEUE`; `None`: the default queue).
     fn spawn_on(schema: &str, nats: &Nats, namespace: &str, queue: Option<&str>) -> Worker {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+        let mut command = Worker::command(schema, nats, namespace);
         if let Some(q) = queue {
             command.env("SAGA_TASK_QUEUE", q);
         }
         let mut child = command
-            .env("SAGA_DATABASE_URL", PG_URL)
-            .env("SAGA_SCHEMA", schema)
-            .env("SAGA_NATS_URL", nats.url())
-            .env("SAGA_NATS_NAMESPACE", namespace)
             .env("SAGA_CONCURRENCY", "16")
             .env("SAGA_REDELIVER_AFTER_MS", "3000")
             .env("SAGA_NATS_ACK_WAIT_MS", "3000")
@@ -286,6 +293,39 @@ async fn wait_closed(store: &PostgresStore, at_least: usize, limit: Duration) {
     }
 }
 
+/// The run's store (a fresh schema) and task queue (a fresh NATS namespace), and the
+/// test's own client on them: it starts sagas and reads them, and runs no workers.
+async fn client_of(
+    schema: &str,
+    nats: &Nats,
+    namespace: &str,
+) -> (PostgresStore, NatsTaskQueue, SagaEngine) {
+    let store = PostgresStore::connect_with(PostgresConfig::new(PG_URL).schema(schema))
+        .await
+        .expect("store");
+    let queue = NatsTaskQueue::connect(&nats.url(), NatsConfig::namespaced(namespace))
+        .await
+        .expect("queue");
+    let client = shop::builder()
+        .store(store.clone())
+        .queue(queue.clone())
+        .signals(queue.signal_dispatcher())
+        .client_only()
+        .build()
+        .await
+        .expect("client");
+    (store, queue, client)
+}
+
+/// Deletes what a run made: its streams and its schema.
+async fn clean_up(admin: &mut PgConnection, queue: &NatsTaskQueue, schema: &str) {
+    let _ = queue.delete_streams().await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -297,22 +337,7 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
     };
     let (schema, namespace) = fresh_names("dist");
 
-    let store = PostgresStore::connect_with(PostgresConfig::new(PG_URL).schema(schema.clone()))
-        .await
-        .expect("store");
-    let config = NatsConfig::namespaced(&namespace);
-    let queue = NatsTaskQueue::connect(&nats.url(), config.clone())
-        .await
-        .expect("queue");
-    // The test's own client: starts sagas and replays them; runs no workers.
-    let client = shop::builder()
-        .store(store.clone())
-        .queue(queue.clone())
-        .signals(queue.signal_dispatcher())
-        .client_only()
-        .build()
-        .await
-        .expect("client");
+    let (store, queue, client) = client_of(&schema, &nats, &namespace).await;
 
     let mut workers: Vec<Worker> = (0..3)
         .map(|_| Worker::spawn(&schema, &nats, &namespace))
@@ -340,7 +365,7 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
     // 4. The broker loses its tasks: delete the stream under the running workers.
     start_range(&client, 3 * quarter..SAGAS).await;
     let js = async_nats::jetstream::new(queue.client().clone());
-    js.delete_stream(&config.stream)
+    js.delete_stream(&queue.config().stream)
         .await
         .expect("delete the task stream");
 
@@ -448,11 +473,7 @@ async fn three_workers_survive_kills_broker_restart_and_stream_loss() {
     );
 
     drop(client);
-    let _ = queue.delete_streams().await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    clean_up(&mut admin, &queue, &schema).await;
 }
 
 /// `SAGA_TASK_QUEUE`: a worker serves only its queue. Sagas started on `eu` complete on
@@ -467,20 +488,7 @@ async fn a_worker_serves_only_its_task_queue() {
         return;
     };
     let (schema, namespace) = fresh_names("queue");
-    let store = PostgresStore::connect_with(PostgresConfig::new(PG_URL).schema(schema.clone()))
-        .await
-        .expect("store");
-    let queue = NatsTaskQueue::connect(&nats.url(), NatsConfig::namespaced(&namespace))
-        .await
-        .expect("queue");
-    let client = shop::builder()
-        .store(store.clone())
-        .queue(queue.clone())
-        .signals(queue.signal_dispatcher())
-        .client_only()
-        .build()
-        .await
-        .expect("client");
+    let (_store, queue, client) = client_of(&schema, &nats, &namespace).await;
     let worker = Worker::spawn_on(&schema, &nats, &namespace, Some("eu"));
 
     let on_eu = StartOptions {
@@ -515,12 +523,8 @@ async fn a_worker_serves_only_its_task_queue() {
     worker.stop();
 
     // A name NATS cannot carry stops the worker at start, with the reason.
-    let bad = Command::new(env!("CARGO_BIN_EXE_worker"))
+    let bad = Worker::command(&schema, &nats, &namespace)
         .env("SAGA_TASK_QUEUE", "eu.west")
-        .env("SAGA_DATABASE_URL", PG_URL)
-        .env("SAGA_SCHEMA", &schema)
-        .env("SAGA_NATS_URL", nats.url())
-        .env("SAGA_NATS_NAMESPACE", &namespace)
         .output()
         .expect("the worker runs");
     let stderr = String::from_utf8_lossy(&bad.stderr);
@@ -528,9 +532,5 @@ async fn a_worker_serves_only_its_task_queue() {
     assert!(stderr.contains("invalid task queue name"), "{stderr}");
 
     drop(client);
-    let _ = queue.delete_streams().await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    clean_up(&mut admin, &queue, &schema).await;
 }

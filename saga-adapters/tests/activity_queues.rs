@@ -10,7 +10,6 @@
 mod common;
 
 use common::{nats, pg};
-use saga_adapters::PostgresStore;
 use saga_runtime::conformance::engine as scenario;
 use saga_runtime::conformance::fixtures::VAULT_QUEUE;
 
@@ -20,15 +19,7 @@ async fn a_step_runs_on_the_workers_of_its_activity_queue() {
         nats::with_namespace(
             |c| c,
             |nats_config| async move {
-                let connect = || async {
-                    let store = PostgresStore::connect_with(config.clone())
-                        .await
-                        .expect("connect PostgreSQL");
-                    let queue = nats::queue(&nats_config).await;
-                    scenario::builder(store)
-                        .signals(queue.signal_dispatcher())
-                        .queue(queue)
-                };
+                let connect = || nats::pg_engine(&config, &nats_config);
                 let front = connect().await.build().await.unwrap();
                 let vault = connect()
                     .await

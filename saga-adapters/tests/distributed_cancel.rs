@@ -12,7 +12,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{nats, pg};
-use saga_adapters::PostgresStore;
 use saga_runtime::conformance::engine::{self as scenario, assert_history_sound};
 use saga_runtime::conformance::fixtures::{trip, TripInput};
 use saga_runtime::domain::{EventType, WorkflowStatus};
@@ -43,15 +42,7 @@ async fn cancel_from_a_client_while_a_worker_runs_the_step() {
         nats::with_namespace(
             |c| c,
             |nats_config| async move {
-                let connect = || async {
-                    let store = PostgresStore::connect_with(config.clone())
-                        .await
-                        .expect("connect PostgreSQL");
-                    let queue = nats::queue(&nats_config).await;
-                    scenario::builder(store)
-                        .signals(queue.signal_dispatcher())
-                        .queue(queue)
-                };
+                let connect = || nats::pg_engine(&config, &nats_config);
                 let client = connect().await.client_only().build().await.unwrap();
                 let worker = connect().await.build().await.unwrap();
 

@@ -376,6 +376,23 @@ pub mod nats {
             .await
             .expect("connect the NATS task queue")
     }
+
+    /// An engine builder with every scenario fixture, on its own connections to the
+    /// PostgreSQL store `pg` and the NATS task queue and signals of `nats`: one engine
+    /// of a many-machine deployment.
+    #[cfg(feature = "postgres")]
+    pub async fn pg_engine(
+        pg: &saga_adapters::PostgresConfig,
+        nats: &NatsConfig,
+    ) -> saga_runtime::engine::SagaEngineBuilder {
+        let store = saga_adapters::PostgresStore::connect_with(pg.clone())
+            .await
+            .expect("connect PostgreSQL");
+        let queue = queue(nats).await;
+        saga_runtime::conformance::engine::builder(store)
+            .signals(queue.signal_dispatcher())
+            .queue(queue)
+    }
 }
 
 pub mod proxy {
