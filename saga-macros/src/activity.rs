@@ -243,17 +243,8 @@ fn generate(args: &Args, a: &Activity<'_>) -> TokenStream {
                     .retry
             ),
         };
-        let timeout = match &args.timeout {
-            Some((d, _)) => {
-                let ms = d.as_millis() as u64;
-                quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        let task_queue = match &args.task_queue {
-            Some(q) => quote!(::core::option::Option::Some(::std::string::String::from(#q))),
-            None => quote!(::core::option::Option::None),
-        };
+        let timeout = names::duration_tokens(args.timeout.map(|(d, _)| d));
+        let task_queue = names::queue_tokens(args.task_queue.as_ref());
         quote! {
             fn options() -> ::saga_runtime::activity::ActivityOptions {
                 ::saga_runtime::activity::ActivityOptions {

@@ -113,6 +113,25 @@ pub(crate) fn task_queue_arg(
     }
 }
 
+/// A parsed duration as the expression `Option<Duration>` in generated code.
+pub(crate) fn duration_tokens(d: Option<std::time::Duration>) -> proc_macro2::TokenStream {
+    match d {
+        Some(d) => {
+            let ms = d.as_millis() as u64;
+            quote::quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)))
+        }
+        None => quote::quote!(::core::option::Option::None),
+    }
+}
+
+/// A checked queue name as the expression `Option<String>` in generated code.
+pub(crate) fn queue_tokens(q: Option<&syn::LitStr>) -> proc_macro2::TokenStream {
+    match q {
+        Some(q) => quote::quote!(::core::option::Option::Some(::std::string::String::from(#q))),
+        None => quote::quote!(::core::option::Option::None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

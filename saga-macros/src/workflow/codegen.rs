@@ -156,17 +156,8 @@ impl Machine<'_, '_> {
         let resume = self.resume();
         let checkpoints = self.checkpoint_table();
         let options = if self.args.timeout.is_some() || self.args.task_queue.is_some() {
-            let timeout = match self.args.timeout {
-                Some(d) => {
-                    let ms = d.as_millis() as u64;
-                    quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)))
-                }
-                None => quote!(::core::option::Option::None),
-            };
-            let task_queue = match &self.args.task_queue {
-                Some(q) => quote!(::core::option::Option::Some(::std::string::String::from(#q))),
-                None => quote!(::core::option::Option::None),
-            };
+            let timeout = names::duration_tokens(self.args.timeout);
+            let task_queue = names::queue_tokens(self.args.task_queue.as_ref());
             quote! {
                 fn options() -> ::saga_runtime::workflow::WorkflowOptions {
                     ::saga_runtime::workflow::WorkflowOptions {
