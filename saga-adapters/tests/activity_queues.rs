@@ -2,7 +2,8 @@
 //! (`vault_charge` on `vault`) goes through that queue's subject and consumer to the
 //! one worker serving it, and so does its compensation; the other steps stay on the
 //! execution's queue, where another worker runs them. Every task passes through the
-//! outbox, as in a deployment of many workers.
+//! outbox, as in a deployment of many workers. The vault worker may hold only its
+//! activities: it records their results and the workflow's workers decide what follows.
 //!
 //! Without PostgreSQL or NATS the test skips, unless `CI` is set, where it fails.
 #![cfg(all(feature = "nats", feature = "postgres"))]
@@ -10,8 +11,10 @@
 mod common;
 
 use common::{nats, pg};
+use saga_runtime::activity::activity;
 use saga_runtime::conformance::engine as scenario;
-use saga_runtime::conformance::fixtures::VAULT_QUEUE;
+use saga_runtime::conformance::fixtures::{vault_charge, vault_refund, VAULT_QUEUE};
+use saga_runtime::engine::SagaEngine;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_runs_on_the_workers_of_its_activity_queue() {
@@ -29,6 +32,50 @@ async fn a_step_runs_on_the_workers_of_its_activity_queue() {
                     .unwrap();
                 scenario::steps_follow_their_activity_queues(&front, &vault, "nats-routed").await;
                 let queue = nats::queue(&nats_config).await;
+                for q in ["default", VAULT_QUEUE] {
+                    assert_eq!(
+                        queue.unacked(q).await.unwrap(),
+                        0,
+                        "every task of queue {q} was acknowledged"
+                    );
+                }
+                front.shutdown().await;
+                vault.shutdown().await;
+            },
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_only_worker_hands_its_results_to_the_workflows_workers() {
+    pg::with_schema(|config| async move {
+        nats::with_namespace(
+            |c| c,
+            |nats_config| async move {
+                let front = nats::pg_engine(&config, &nats_config)
+                    .await
+                    .build()
+                    .await
+                    .unwrap();
+                let queue = nats::queue(&nats_config).await;
+                let vault = SagaEngine::builder()
+                    .store(
+                        saga_adapters::PostgresStore::connect_with(config.clone())
+                            .await
+                            .unwrap(),
+                    )
+                    .signals(queue.signal_dispatcher())
+                    .queue(queue.clone())
+                    .activities([activity::<vault_charge>(), activity::<vault_refund>()])
+                    .task_queue_name(VAULT_QUEUE)
+                    .build()
+                    .await
+                    .unwrap();
+                scenario::steps_follow_their_activity_queues(&front, &vault, "nats-split").await;
+                let m = vault.metrics();
+                assert_eq!((m.inputs_handed_over, m.workflow_tasks), (3, 0), "{m:?}");
                 for q in ["default", VAULT_QUEUE] {
                     assert_eq!(
                         queue.unacked(q).await.unwrap(),

@@ -69,9 +69,11 @@ pub struct ActivityOptions {
     /// that only the workers serving that queue run it: the ones that hold a payment
     /// provider's credentials, say, or a GPU. `None`: the execution's own queue.
     /// Recorded in each `ActivityTaskScheduled`, so a retry, a re-drive after a crash
-    /// and the outbox all send the attempt where it was first sent. The worker that
-    /// runs it records the result and decides the workflow's next step, so it must
-    /// have the workflow registered too. A local activity (`ctx.local_activity`) runs
+    /// and the outbox all send the attempt where it was first sent. The workers that
+    /// serve the queue need only the activity: one without the workflow's code
+    /// records the result and hands the next decision to the execution's workers. The
+    /// workers that decide need the activity registered too, for these options. A
+    /// local activity (`ctx.local_activity`) runs
     /// where its workflow task runs, whatever its queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_queue: Option<String>,

@@ -1782,6 +1782,157 @@ pub async fn workflow_queues_route_executions<S: ScenarioStore>(store: S) {
     );
 }
 
+/// A worker needs the code only of what it runs (the split between workflow and
+/// activity workers that Temporal makes). An activity-only worker (no workflows, here
+/// on [`VAULT_QUEUE`]) runs its steps and records their results without deciding; a
+/// worker with the workflow's code then decides what follows. In the same way any
+/// engine delivers a child's outcome to a parent whose code it lacks, and fires the
+/// timers of any execution.
+pub async fn split_workers_share_executions<S: ScenarioStore>(store: S) {
+    let signals = crate::adapter::memory::InMemorySignalDispatcher::new();
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    let vault = SagaEngine::builder()
+        .store(store.clone())
+        .queue(queue)
+        .signals(signals.clone())
+        .activities([activity::<vault_charge>(), activity::<vault_refund>()])
+        .task_queue_name(VAULT_QUEUE)
+        .build()
+        .await
+        .unwrap();
+    steps_follow_their_activity_queues(&front, &vault, "split").await;
+    let m = vault.metrics();
+    assert_eq!(
+        (m.inputs_handed_over, m.workflow_tasks),
+        (3, 0),
+        "the vault recorded its three results (charge, charge, refund) and decided nothing"
+    );
+    front.verify_replay("split-ok").await.unwrap();
+    front.verify_replay("split-rejected").await.unwrap();
+
+    // A child on the vault queue, run by a worker with the child's code but not the
+    // parent's: the child's outcome goes to the parent's workers. (The child's worker
+    // comes up once the parent has recorded the child's start: a child that ends
+    // before that has its outcome delivered by the engine that started it.)
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let front = builder(store.clone())
+        .queue(queue.clone())
+        .signals(signals.clone())
+        .build()
+        .await
+        .unwrap();
+    front
+        .start::<vault_parent>("split-parent", 11)
+        .await
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while !front
+        .history("split-parent")
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.event_type == EventType::ChildWorkflowExecutionStarted)
+    {
+        assert!(waited < Duration::from_secs(60), "the child never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    let children = SagaEngine::builder()
+        .store(store.clone())
+        .queue(queue)
+        .signals(signals)
+        .workflow::<vaulted>()
+        .activity::<echo>()
+        .task_queue_name(VAULT_QUEUE)
+        // The queue holds the child's step: no re-drive of it at start.
+        .recover_on_start(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        front.result::<vault_parent>("split-parent").await.unwrap(),
+        11
+    );
+    let m = children.metrics();
+    assert_eq!(
+        (m.activity_attempts, m.inputs_handed_over),
+        (1, 1),
+        "the child ran on its own worker, which handed its outcome to the parent's"
+    );
+    let parent = front.history("split-parent").await.unwrap();
+    assert_history_sound(&parent);
+    assert!(parent
+        .iter()
+        .any(|e| e.event_type == EventType::ChildWorkflowExecutionCompleted));
+
+    // A timer fired by an engine without the code: a client records the sleeper's
+    // start and timer; an engine with no workflow at all fires it, on a queue of its
+    // own; a worker started later folds the wake-up.
+    let queue = crate::adapter::memory::InMemoryTaskQueue::new();
+    let client = builder(store.clone())
+        .queue(queue.clone())
+        .client_only()
+        .build()
+        .await
+        .unwrap();
+    client.start::<sleeper>("split-timer", 60).await.unwrap();
+    let timers = SagaEngine::builder()
+        .store(store.clone())
+        .queue(queue.clone())
+        .task_queue_name("timers-only")
+        .timer_poll_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while timers.metrics().inputs_handed_over == 0 {
+        assert!(waited < Duration::from_secs(600), "the timer never fired");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+    }
+    let h = client.history("split-timer").await.unwrap();
+    assert_eq!(h.last().map(|e| e.event_type), Some(EventType::TimerFired));
+    // The same engine signals a waiter, and is refused a closed execution.
+    let waiting = WaiterInput {
+        sleep_first_secs: 0,
+        timeout_secs: None,
+    };
+    client
+        .start::<waiter>("split-signal", waiting)
+        .await
+        .unwrap();
+    timers
+        .signal("split-signal", "go", "from afar")
+        .await
+        .unwrap();
+    let worker = builder(store).queue(queue).build().await.unwrap();
+    let slept = worker.result::<sleeper>("split-timer").await.unwrap();
+    assert!(slept >= 60, "woke after {slept} s");
+    assert_history_sound(&worker.history("split-timer").await.unwrap());
+    assert_eq!(
+        worker.result::<waiter>("split-signal").await.unwrap(),
+        "from afar"
+    );
+    let before = worker.history("split-timer").await.unwrap().len();
+    let err = timers
+        .signal("split-timer", "go", "late")
+        .await
+        .unwrap_err();
+    assert_eq!(err.context("code"), Some("closed"), "{err}");
+    assert_eq!(worker.history("split-timer").await.unwrap().len(), before);
+    assert_eq!(
+        timers.metrics().inputs_handed_over,
+        2,
+        "the timer and the signal"
+    );
+}
+
 /// `execute` starts and waits in one call: the output of a completed execution, the
 /// error of a compensated one, on the engine that runs it and on a client that does
 /// not (there the close arrives as a notification); a taken id is refused and the
@@ -2094,7 +2245,8 @@ macro_rules! for_each_paused_scenario {
             shutdown_finishes_eager_attempts,
             task_queues_route_work,
             activity_queues_route_steps,
-            workflow_queues_route_executions
+            workflow_queues_route_executions,
+            split_workers_share_executions
         );
     };
 }

@@ -84,6 +84,7 @@ struct Counters {
     watchdog_actions: AtomicU64,
     eager_activities: AtomicU64,
     histories_carried: AtomicU64,
+    inputs_handed_over: AtomicU64,
     /// Activity latencies and workflow lifecycle counts, by type.
     by_type: crate::metrics::Recorder,
 }
@@ -124,6 +125,10 @@ pub struct EngineMetrics {
     /// Executions this engine built from the history their task carried instead of
     /// loading them from the store (the first task of an execution started elsewhere).
     pub histories_carried: u64,
+    /// Inputs this engine recorded on executions whose workflow it has no code for (an
+    /// activity-only worker's results, timers, children's outcomes, signals), each
+    /// handed with a workflow task to a worker that has the code.
+    pub inputs_handed_over: u64,
     /// How long activity attempts (local ones included) took on this engine's
     /// workers, by activity type and outcome; sorted, types never run left out.
     pub activity_latency: Vec<crate::metrics::ActivityLatency>,
@@ -620,6 +625,7 @@ impl Inner {
             watchdog_actions: get(&c.watchdog_actions),
             eager_activities: get(&c.eager_activities),
             histories_carried: get(&c.histories_carried),
+            inputs_handed_over: get(&c.inputs_handed_over),
             activity_latency,
             workflows,
         }

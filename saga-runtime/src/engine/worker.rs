@@ -82,6 +82,11 @@ struct ActivityTask {
     timeout_ms: Option<u64>,
     /// The execution's trace id, so the activity's span joins its trace.
     trace_id: String,
+    /// The execution's workflow type: a worker without its code runs the attempt and
+    /// records the result without deciding what follows ([`Inner::record_observed_if`]).
+    /// Empty in a task from before tasks named it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    workflow_type: String,
     /// The execution's whole history, when the commit that scheduled the task started
     /// the execution and the history is small: the first task of an execution usually
     /// goes to another worker, which builds the execution from these events and reads
@@ -183,6 +188,21 @@ fn unregistered(workflow_type: &str) -> Error {
     .with("code", "unregistered_workflow")
 }
 
+/// Whether `e` says this engine lacks the workflow's code.
+fn is_unregistered(e: &Error) -> bool {
+    e.context("code") == Some("unregistered_workflow")
+}
+
+/// The error of an input from outside sent to a closed execution.
+fn closed(saga_id: &SagaId, exec: &Execution) -> Error {
+    Error::new(
+        ErrorKind::Validation,
+        format!("execution `{saga_id}` is closed ({:?})", exec.status()),
+    )
+    .with("saga_id", saga_id)
+    .with("code", "closed")
+}
+
 impl Inner {
     pub(super) fn counter(&self, c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
@@ -267,12 +287,7 @@ impl Inner {
                 .and_then(|codec| Execution::decode(codec, &snap.state, |t| self.workflow(t)));
             match restored {
                 Ok(exec) => return self.fold(saga_id, Some(exec), &loaded.events),
-                Err(e)
-                    if e.kind == ErrorKind::Replay
-                        || e.context("code") == Some("unregistered_workflow") =>
-                {
-                    return Err(e)
-                }
+                Err(e) if e.kind == ErrorKind::Replay || is_unregistered(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(saga_id = %saga_id, error = %e, "snapshot does not decode; replaying the full history");
                     self.counter(&self.counters.corrupt_snapshots);
@@ -405,11 +420,8 @@ impl Inner {
             let output = self.outputs.wanted(saga_id, &events);
             let snapshot = self.maybe_snapshot(&env, exec, &mut events)?;
             let snapshotted = snapshot.is_some();
-            let is_child = exec.s.parent.is_some();
-            let queue = self.queue_of(exec).to_owned();
             let (started, closes) = crate::metrics::lifecycle(expected, &events);
-            let (mut commit, after) =
-                self.plan_commit(saga_id, expected, events, snapshot, is_child, &queue);
+            let (mut commit, after) = self.plan_commit(exec, expected, events, snapshot);
             if self.outbox {
                 commit.settle_tasks.extend(settle.map(str::to_owned));
             }
@@ -478,10 +490,18 @@ impl Inner {
         wanted: impl Fn(&Execution) -> bool,
         inputs: Vec<Input>,
     ) -> Result<Processed> {
-        self.process_settling(saga_id, false, Origin::Worker, settle, |exec| {
-            Ok(wanted(exec).then(|| inputs.clone()))
-        })
-        .await
+        let r = self
+            .process_settling(saga_id, false, Origin::Worker, settle, |exec| {
+                Ok(wanted(exec).then(|| inputs.clone()))
+            })
+            .await;
+        match r {
+            Err(e) if is_unregistered(&e) => {
+                self.record_observed_if(saga_id, settle, None, wanted, inputs)
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// Appends `SnapshotCreated` and seals the state when the interval is reached.
@@ -562,17 +582,19 @@ impl Inner {
         }
     }
 
-    /// Splits what the new events cause into what commits with them (timers, the
-    /// snapshot, the outbox) and what happens after (publishing, notifying).
+    /// Splits what the new events of `exec` (already folded into it) cause into what
+    /// commits with them (timers, the snapshot, the outbox) and what happens after
+    /// (publishing, notifying).
     fn plan_commit(
         &self,
-        saga_id: &SagaId,
+        exec: &Execution,
         expected_version: u64,
         events: Vec<HistoryEvent>,
         snapshot: Option<Snapshot>,
-        is_child: bool,
-        queue: &str,
     ) -> (Commit, Vec<Effect>) {
+        let saga_id = &exec.s.saga_id;
+        let is_child = exec.s.parent.is_some();
+        let queue = self.queue_of(exec);
         let mut commit = Commit {
             saga_id: saga_id.clone(),
             expected_version,
@@ -596,6 +618,7 @@ impl Inner {
                         input: raw(e.attributes.get("input")),
                         timeout_ms: e.attr_u64("timeout_ms"),
                         trace_id: e.trace_id.clone(),
+                        workflow_type: exec.s.workflow_type.clone(),
                         history: (expected_version == 0).then(|| events.clone()),
                     };
                     if let Some(ms) = task.timeout_ms {
@@ -841,63 +864,109 @@ impl Inner {
         event_type: EventType,
         attributes: Value,
     ) -> Result<()> {
+        let input = Input::new(event_type, attributes, self.clock.now());
         let result = self
             .process(saga_id, false, Origin::Client, |exec| {
                 if !exec.is_open() {
-                    return Err(Error::new(
-                        ErrorKind::Validation,
-                        format!("execution `{saga_id}` is closed ({:?})", exec.status()),
-                    )
-                    .with("saga_id", saga_id)
-                    .with("code", "closed"));
+                    return Err(closed(saga_id, exec));
                 }
-                Ok(Some(vec![Input {
-                    event_type,
-                    attributes: attributes.clone(),
-                    at: self.clock.now(),
-                }]))
+                Ok(Some(vec![input.clone()]))
             })
             .await;
         match result {
-            Err(e) if e.context("code") == Some("unregistered_workflow") => {
-                // This engine cannot run the workflow: record the input and let a worker
-                // that can pick it up.
-                let task = self.append_raw(saga_id, event_type, attributes).await?;
-                self.queue.publish(task).await
+            // This engine cannot run the workflow: record the input and let a worker
+            // that can fold it.
+            Err(e) if is_unregistered(&e) => {
+                match self
+                    .record_observed_if(saga_id, None, None, Execution::is_open, vec![input])
+                    .await?
+                {
+                    Processed::Appended => Ok(()),
+                    Processed::Dropped => Err(closed(saga_id, &self.observe(saga_id).await?)),
+                }
             }
             other => other.map(|_| ()),
         }
     }
 
-    /// Appends one event without running the workflow; returns the workflow task that
-    /// asks a worker to run it (in the outbox with the event when the outbox is on).
-    async fn append_raw(
+    /// An execution as recorded, folded without its workflow's code
+    /// ([`Execution::observe`]), from its whole history.
+    async fn observe(&self, saga_id: &SagaId) -> Result<Execution> {
+        let history = self.store.history(saga_id).await?;
+        Execution::observe(saga_id, &history)
+    }
+
+    /// Records `inputs` on an execution whose workflow this engine has no code for, if
+    /// `wanted` holds on its recorded state, and hands the rest to a worker that has
+    /// the code: the commit carries a workflow task to the execution's queue, and that
+    /// worker folds the inputs and decides what follows. So a worker needs only what it
+    /// runs: an activity-only worker records its attempts' results, and any engine
+    /// fires any timer and delivers any child's outcome (the split between workflow and
+    /// activity workers that Temporal makes).
+    ///
+    /// `known`: the execution as just observed, if the caller has it (read again on a
+    /// conflict); `settle`: the outbox task the inputs settle (the attempt's own).
+    ///
+    /// The state is folded from the whole history each time: the machine's snapshots
+    /// need its code. Nothing is cached, so nothing goes stale.
+    async fn record_observed_if(
         &self,
         saga_id: &SagaId,
-        event_type: EventType,
-        attributes: Value,
-    ) -> Result<Task> {
+        settle: Option<&str>,
+        mut known: Option<Execution>,
+        wanted: impl Fn(&Execution) -> bool,
+        inputs: Vec<Input>,
+    ) -> Result<Processed> {
+        let mut conflicts = 0;
         loop {
-            // This engine lacks the workflow's code and keeps no state of it: the history
-            // gives the version, the last event (its trace id) and, from the start
-            // event, the execution's task queue. The path is rare enough to read it all.
-            let history = self.store.history(saga_id).await?;
-            let (Some(first), Some(last)) = (history.first(), history.last()) else {
-                return Err(Error::not_found(saga_id.as_str()));
+            let mut exec = match known.take() {
+                Some(exec) => exec,
+                None => self.observe(saga_id).await?,
             };
-            let version = history.len() as u64;
-            let queue = first.attr_str("task_queue").unwrap_or(&self.config.queue);
-            let e = inputs::outside_event(last, event_type, attributes.clone(), self.clock.now());
-            let task = inputs::workflow_task(saga_id, queue, version);
-            let mut commit = Commit::events_only(saga_id, version, vec![e]);
+            if !wanted(&exec) {
+                return Ok(Processed::Dropped);
+            }
+            let expected = exec.version();
+            let env = Env {
+                workflow: None,
+                activities: &self.activities,
+            };
+            let mut events = Vec::with_capacity(inputs.len());
+            for i in &inputs {
+                let e = exec.event(i.event_type, i.attributes.clone(), false, i.at);
+                // Checks the event follows the history; what it owes is left to the
+                // worker with the code, which decides it again on its fold.
+                exec.apply(&env, &e)?;
+                events.push(e);
+            }
+            let Some(last) = events.last() else {
+                return Ok(Processed::Dropped);
+            };
+            let task = inputs::workflow_task(saga_id, self.queue_of(&exec), last.event_id);
+            let mut commit = Commit::events_only(saga_id, expected, events);
             if self.outbox {
                 let after_ms = self.config.outbox.redeliver_after.as_millis() as u64;
                 commit.redeliver_at = plus_ms(self.clock.now(), after_ms);
                 commit.tasks.push(task.clone());
+                commit.settle_tasks.extend(settle.map(str::to_owned));
             }
             match self.store.commit(commit).await {
-                Err(e) if e.is_conflict() => continue,
-                other => return other.map(|_| task),
+                Ok(_) => {
+                    self.counter(&self.counters.inputs_handed_over);
+                    if let Err(e) = self.queue.publish(task).await {
+                        // With the outbox on, it re-publishes the task; without it,
+                        // recovery finds the execution owing a decision.
+                        tracing::warn!(saga_id = %saga_id, error = %e, "workflow task not published");
+                    }
+                    return Ok(Processed::Appended);
+                }
+                Err(e) if e.is_conflict() => {
+                    conflicts += 1;
+                    if conflicts > MAX_CONFLICT_RETRIES {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -1301,15 +1370,37 @@ impl Inner {
         let mut task: ActivityTask = serde_json::from_slice(&queued.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
         let history = task.history.take();
-        if !self
-            .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count, history)
-            .await?
-        {
-            // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt
-            // whose result is recorded, or that was superseded: not run again. (Which
-            // deliveries are checked against the store: see `awaits_attempt`.)
+        // Without the workflow's code (an activity-only worker), the attempt is checked
+        // against, and its result recorded on, the execution as recorded
+        // (`record_observed_if`). A task from before tasks named their workflow type
+        // finds out on the fold.
+        let coded = task.workflow_type.is_empty()
+            || self.workflows.contains_key(task.workflow_type.as_str());
+        let awaits = if coded {
+            match self
+                .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count, history)
+                .await
+            {
+                Err(e) if is_unregistered(&e) => None,
+                r => Some(r?),
+            }
+        } else {
+            None
+        };
+        let observed = match awaits {
+            Some(awaits) => awaits.then_some(None),
+            None => {
+                let exec = self.observe(saga_id).await?;
+                exec.accepts_result(task.seq, task.attempt)
+                    .then_some(Some(exec))
+            }
+        };
+        // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt whose
+        // result is recorded, or that was superseded: not run again. (Which deliveries
+        // are checked against the store: see `awaits_attempt`.)
+        let Some(observed) = observed else {
             return Ok(Processed::Dropped);
-        }
+        };
         let started_at = self.clock.now();
         self.counter(&self.counters.activity_attempts);
         let ctx = ActivityContext {
@@ -1392,13 +1483,19 @@ impl Inner {
             Input::new(EventType::ActivityTaskStarted, started, started_at),
             Input::new(event_type, attributes, finished),
         ];
-        self.record_settling_if(
-            saga_id,
-            Some(&queued.dedup_id),
-            |exec| exec.accepts_result(task.seq, task.attempt),
-            inputs,
-        )
-        .await
+        let settle = Some(queued.dedup_id.as_str());
+        let wanted = |exec: &Execution| exec.accepts_result(task.seq, task.attempt);
+        match observed {
+            // Checked against the store before the run: usually still current.
+            Some(exec) => {
+                self.record_observed_if(saga_id, settle, Some(exec), wanted, inputs)
+                    .await
+            }
+            None => {
+                self.record_settling_if(saga_id, settle, wanted, inputs)
+                    .await
+            }
+        }
     }
 
     /// Whether the execution still waits for this attempt's result (loading it into
@@ -1510,6 +1607,7 @@ impl Inner {
                 input: raw(Some(&pa.input)),
                 timeout_ms: pa.timeout_ms,
                 trace_id: exec.s.trace_id.clone(),
+                workflow_type: exec.s.workflow_type.clone(),
                 history: None,
             };
             // The task as first published: same dedup id (the broker drops it if it

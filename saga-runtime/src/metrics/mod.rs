@@ -423,7 +423,7 @@ impl EngineMetrics {
     /// `saga_engine_workflows_closed_total{workflow_type, outcome}` (`completed`,
     /// `failed`, `compensated`, `cancelled`).
     pub fn write_prometheus(&self, text: &mut PrometheusText) {
-        let counters: [(&str, &str, u64); 14] = [
+        let counters: [(&str, &str, u64); 15] = [
             (
                 "saga_engine_workflow_tasks_total",
                 "Batches of events appended by the engine (workflow tasks).",
@@ -493,6 +493,11 @@ impl EngineMetrics {
                 "saga_engine_histories_carried_total",
                 "Executions built from the history their task carried, not loaded from the store.",
                 self.histories_carried,
+            ),
+            (
+                "saga_engine_inputs_handed_over_total",
+                "Inputs recorded without the workflow's code and handed to a worker that has it.",
+                self.inputs_handed_over,
             ),
         ];
         for (name, help, value) in counters {
@@ -578,6 +583,7 @@ mod tests {
             watchdog_actions: 12,
             eager_activities: 13,
             histories_carried: 14,
+            inputs_handed_over: 15,
             activity_latency: Vec::new(),
             workflows: Vec::new(),
         };
@@ -585,7 +591,7 @@ mod tests {
         // Without activities or workflows the histogram and per-type families have
         // their HELP and TYPE lines and no samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 14, "{text}");
+        assert_eq!(samples.len(), 15, "{text}");
         assert!(text.contains(
             "# TYPE saga_engine_activity_attempt_duration_seconds histogram\n\
              # HELP saga_engine_workflows_started_total "
