@@ -31,14 +31,7 @@ async fn a_step_runs_on_the_workers_of_its_activity_queue() {
                     .await
                     .unwrap();
                 scenario::steps_follow_their_activity_queues(&front, &vault, "nats-routed").await;
-                let queue = nats::queue(&nats_config).await;
-                for q in ["default", VAULT_QUEUE] {
-                    assert_eq!(
-                        queue.unacked(q).await.unwrap(),
-                        0,
-                        "every task of queue {q} was acknowledged"
-                    );
-                }
+                every_task_acked(&nats::queue(&nats_config).await).await;
                 front.shutdown().await;
                 vault.shutdown().await;
             },
@@ -76,13 +69,7 @@ async fn an_activity_only_worker_hands_its_results_to_the_workflows_workers() {
                 scenario::steps_follow_their_activity_queues(&front, &vault, "nats-split").await;
                 let m = vault.metrics();
                 assert_eq!((m.inputs_handed_over, m.workflow_tasks), (3, 0), "{m:?}");
-                for q in ["default", VAULT_QUEUE] {
-                    assert_eq!(
-                        queue.unacked(q).await.unwrap(),
-                        0,
-                        "every task of queue {q} was acknowledged"
-                    );
-                }
+                every_task_acked(&queue).await;
                 front.shutdown().await;
                 vault.shutdown().await;
             },
@@ -90,4 +77,15 @@ async fn an_activity_only_worker_hands_its_results_to_the_workflows_workers() {
         .await;
     })
     .await;
+}
+
+/// Every task of both queues was acknowledged: none waits for a redelivery.
+async fn every_task_acked(queue: &saga_adapters::NatsTaskQueue) {
+    for q in ["default", VAULT_QUEUE] {
+        assert_eq!(
+            queue.unacked(q).await.unwrap(),
+            0,
+            "every task of queue {q} was acknowledged"
+        );
+    }
 }
