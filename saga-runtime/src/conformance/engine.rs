@@ -1815,6 +1815,9 @@ pub async fn split_workers_share_executions<S: ScenarioStore>(store: S) {
     );
     front.verify_replay("split-ok").await.unwrap();
     front.verify_replay("split-rejected").await.unwrap();
+    // Engines with the code would fire the timer below themselves.
+    front.shutdown().await;
+    vault.shutdown().await;
 
     // A child on the vault queue, run by a worker with the child's code but not the
     // parent's: the child's outcome goes to the parent's workers. (The child's worker
@@ -1870,6 +1873,8 @@ pub async fn split_workers_share_executions<S: ScenarioStore>(store: S) {
     assert!(parent
         .iter()
         .any(|e| e.event_type == EventType::ChildWorkflowExecutionCompleted));
+    front.shutdown().await;
+    children.shutdown().await;
 
     // A timer fired by an engine without the code: a client records the sleeper's
     // start and timer; an engine with no workflow at all fires it, on a queue of its
