@@ -8,6 +8,7 @@
 //! snapshot). Activity workers, the timer loop, `start`, `signal` and `cancel` all
 //! feed that path.
 
+mod cache;
 mod clock;
 pub(crate) mod execution;
 pub(crate) mod inputs;
@@ -129,6 +130,9 @@ pub struct EngineMetrics {
     /// activity-only worker's results, timers, children's outcomes, signals), each
     /// handed with a workflow task to a worker that has the code.
     pub inputs_handed_over: u64,
+    /// Executions in the cache now, at most
+    /// [`SagaEngineBuilder::max_cached_executions`] (a gauge).
+    pub cached_executions: u64,
     /// How long activity attempts (local ones included) took on this engine's
     /// workers, by activity type and outcome; sorted, types never run left out.
     pub activity_latency: Vec<crate::metrics::ActivityLatency>,
@@ -229,6 +233,7 @@ struct Config {
     progress_every: Duration,
     eager_activities: bool,
     watchdog: Option<WatchdogConfig>,
+    max_cached_executions: usize,
 }
 
 /// The transactional outbox and its reconciler (DESIGN.md section 6, [`Outbox`]).
@@ -280,6 +285,7 @@ impl Default for Config {
             progress_every: Duration::from_secs(10),
             eager_activities: true,
             watchdog: None,
+            max_cached_executions: 10_000,
         }
     }
 }
@@ -294,7 +300,7 @@ pub(crate) struct Inner {
     workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
     activities: ActivityRegistry,
     config: Config,
-    cache: Mutex<HashMap<SagaId, Slot>>,
+    cache: cache::ExecutionCache,
     clock: Clock,
     counters: Counters,
     /// Whether commits write their tasks to the outbox ([`OutboxConfig::enabled`],
@@ -445,6 +451,16 @@ impl SagaEngineBuilder {
         self
     }
 
+    /// How many folded executions the engine keeps between tasks (default 10 000; like
+    /// Temporal's `max_cached_workflows`). Past it the least recently used go, and a
+    /// later task for one loads it again (snapshot and history). An execution leaves
+    /// the cache when this engine closes it; one another worker closes stays until
+    /// pushed out, so the bound is what keeps a long-running worker's memory flat.
+    pub fn max_cached_executions(mut self, n: usize) -> Self {
+        self.config.max_cached_executions = n.max(1);
+        self
+    }
+
     /// The transactional outbox and its reconciler (default: on when the task queue is
     /// outside the process).
     pub fn outbox(mut self, config: OutboxConfig) -> Self {
@@ -493,6 +509,7 @@ impl SagaEngineBuilder {
             .outbox
             .enabled
             .unwrap_or_else(|| !queue.is_in_process());
+        let cache = cache::ExecutionCache::new(self.config.max_cached_executions);
         let inner = Arc::new_cyclic(|me| Inner {
             store,
             queue,
@@ -503,7 +520,7 @@ impl SagaEngineBuilder {
             workflows: self.workflows,
             activities: self.activities,
             config: self.config,
-            cache: Mutex::new(HashMap::new()),
+            cache,
             clock: Clock::new(),
             counters: Counters::default(),
             outbox,
@@ -626,6 +643,7 @@ impl Inner {
             eager_activities: get(&c.eager_activities),
             histories_carried: get(&c.histories_carried),
             inputs_handed_over: get(&c.inputs_handed_over),
+            cached_executions: self.cache.len() as u64,
             activity_latency,
             workflows,
         }
@@ -878,11 +896,7 @@ impl SagaEngine {
 
     /// Forgets cached executions, so the next task for each replays from the store.
     pub fn clear_cache(&self) {
-        self.inner
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.inner.cache.clear();
     }
 
     /// Stops the workers after their current task.

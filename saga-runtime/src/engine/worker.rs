@@ -223,19 +223,11 @@ impl Inner {
     }
 
     fn slot(&self, saga_id: &SagaId) -> Slot {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(saga_id.clone())
-            .or_default()
-            .clone()
+        self.cache.slot(saga_id)
     }
 
     fn evict(&self, saga_id: &SagaId) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(saga_id);
+        self.cache.evict(saga_id);
     }
 
     /// Folds `events` onto `start` (or a new execution).
@@ -1122,12 +1114,7 @@ impl Inner {
 
     /// Describes an execution (from the cache when it is there).
     pub(super) async fn describe(&self, saga_id: &SagaId) -> Result<ExecutionDescription> {
-        let slot = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(saga_id)
-            .cloned();
+        let slot = self.cache.get(saga_id);
         let loaded;
         let guard;
         let exec = match &slot {

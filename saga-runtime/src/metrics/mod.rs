@@ -417,7 +417,8 @@ impl Recorder {
 
 impl EngineMetrics {
     /// The counters as `saga_engine_<name>_total` counter families, one per field;
-    /// the activity latencies as the histogram family
+    /// `cached_executions` as the gauge `saga_engine_cached_executions`; the activity
+    /// latencies as the histogram family
     /// `saga_engine_activity_attempt_duration_seconds{activity_type, outcome}`; the
     /// workflow counts as `saga_engine_workflows_started_total{workflow_type}` and
     /// `saga_engine_workflows_closed_total{workflow_type, outcome}` (`completed`,
@@ -504,6 +505,13 @@ impl EngineMetrics {
             text.family(name, help, MetricType::Counter)
                 .sample(name, &[], value as f64);
         }
+        let name = "saga_engine_cached_executions";
+        text.family(
+            name,
+            "Executions in the engine's cache now (at most its max_cached_executions).",
+            MetricType::Gauge,
+        )
+        .sample(name, &[], self.cached_executions as f64);
 
         let name = "saga_engine_activity_attempt_duration_seconds";
         text.family(
@@ -584,14 +592,18 @@ mod tests {
             eager_activities: 13,
             histories_carried: 14,
             inputs_handed_over: 15,
+            cached_executions: 16,
             activity_latency: Vec::new(),
             workflows: Vec::new(),
         };
         let text = m.to_prometheus();
         // Without activities or workflows the histogram and per-type families have
         // their HELP and TYPE lines and no samples.
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 15, "{text}");
+        let mut samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 16, "{text}");
+        // The one gauge follows the counters.
+        assert_eq!(samples.pop(), Some("saga_engine_cached_executions 16"));
+        assert!(text.contains("# TYPE saga_engine_cached_executions gauge\n"));
         assert!(text.contains(
             "# TYPE saga_engine_activity_attempt_duration_seconds histogram\n\
              # HELP saga_engine_workflows_started_total "
