@@ -90,7 +90,7 @@ struct Counters {
     by_type: crate::metrics::Recorder,
 }
 
-/// A copy of the engine's counters, histograms and per-type counts (render it with
+/// A copy of the engine's counters, its cache gauge, histograms and per-type counts (render it with
 /// [`EngineMetrics::to_prometheus`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineMetrics {
@@ -130,8 +130,8 @@ pub struct EngineMetrics {
     /// activity-only worker's results, timers, children's outcomes, signals), each
     /// handed with a workflow task to a worker that has the code.
     pub inputs_handed_over: u64,
-    /// Executions in the cache now, at most
-    /// [`SagaEngineBuilder::max_cached_executions`] (a gauge).
+    /// Executions with a place in the cache now (folded, or being loaded), at most
+    /// [`SagaEngineBuilder::max_cached_executions`] at rest (a gauge, not a counter).
     pub cached_executions: u64,
     /// How long activity attempts (local ones included) took on this engine's
     /// workers, by activity type and outcome; sorted, types never run left out.
