@@ -953,6 +953,8 @@ impl Inner {
                     return Ok(Processed::Appended);
                 }
                 Err(e) if e.is_conflict() => {
+                    // The execution moved on meanwhile: decide again on what it is now.
+                    self.counter(&self.counters.conflicts);
                     conflicts += 1;
                     if conflicts > MAX_CONFLICT_RETRIES {
                         return Err(e);
