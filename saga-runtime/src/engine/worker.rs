@@ -146,6 +146,16 @@ struct ChildStart {
     task_queue: String,
 }
 
+/// Where an activity attempt's result is recorded.
+enum RecordOn {
+    /// On the execution folded with its workflow's code (this engine's cache).
+    Folded,
+    /// On the execution as recorded, folded without the code
+    /// ([`Inner::record_observed_if`]): an activity-only worker. Read from the store
+    /// before the attempt ran, and usually still current after it.
+    Observed(Box<Execution>),
+}
+
 /// How often a conflicting append is retried before giving up.
 const MAX_CONFLICT_RETRIES: u32 = 1000;
 
@@ -1359,35 +1369,29 @@ impl Inner {
         let mut task: ActivityTask = serde_json::from_slice(&queued.payload)
             .map_err(|e| Error::codec(format!("activity task payload does not decode: {e}")))?;
         let history = task.history.take();
-        // Without the workflow's code (an activity-only worker), the attempt is checked
-        // against, and its result recorded on, the execution as recorded
-        // (`record_observed_if`). A task from before tasks named their workflow type
-        // finds out on the fold.
         let coded = task.workflow_type.is_empty()
             || self.workflows.contains_key(task.workflow_type.as_str());
-        let awaits = if coded {
-            match self
-                .awaits_attempt(saga_id, task.seq, task.attempt, delivery_count, history)
+        let awaited = if coded {
+            self.awaits_attempt(saga_id, task.seq, task.attempt, delivery_count, history)
                 .await
-            {
-                Err(e) if is_unregistered(&e) => None,
-                r => Some(r?),
-            }
         } else {
-            None
+            Err(unregistered(&task.workflow_type))
         };
-        let observed = match awaits {
-            Some(awaits) => awaits.then_some(None),
-            None => {
+        let record_on = match awaited {
+            Ok(true) => Some(RecordOn::Folded),
+            Ok(false) => None,
+            // (A task from before tasks named their workflow type finds out here.)
+            Err(e) if is_unregistered(&e) => {
                 let exec = self.observe(saga_id).await?;
                 exec.accepts_result(task.seq, task.attempt)
-                    .then_some(Some(exec))
+                    .then(|| RecordOn::Observed(Box::new(exec)))
             }
+            Err(e) => return Err(e),
         };
         // A duplicate delivery (broker redelivery, outbox re-publish) of an attempt whose
         // result is recorded, or that was superseded: not run again. (Which deliveries
         // are checked against the store: see `awaits_attempt`.)
-        let Some(observed) = observed else {
+        let Some(record_on) = record_on else {
             return Ok(Processed::Dropped);
         };
         let started_at = self.clock.now();
@@ -1474,13 +1478,12 @@ impl Inner {
         ];
         let settle = Some(queued.dedup_id.as_str());
         let wanted = |exec: &Execution| exec.accepts_result(task.seq, task.attempt);
-        match observed {
-            // Checked against the store before the run: usually still current.
-            Some(exec) => {
-                self.record_observed_if(saga_id, settle, Some(exec), wanted, inputs)
+        match record_on {
+            RecordOn::Observed(exec) => {
+                self.record_observed_if(saga_id, settle, Some(*exec), wanted, inputs)
                     .await
             }
-            None => {
+            RecordOn::Folded => {
                 self.record_settling_if(saga_id, settle, wanted, inputs)
                     .await
             }
