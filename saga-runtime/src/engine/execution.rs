@@ -315,7 +315,8 @@ impl Execution {
     /// Folds a recorded history without the workflow's code: status, pending work and
     /// compensations as the engine's fold has them, but no machine, so no checkpoint
     /// (it reads `Finished`) and no signal waits without a timeout (they leave no
-    /// event). Used by tools that hold no workflow code.
+    /// event). Used by tools that hold no workflow code, and by an engine recording an
+    /// input on an execution whose code it lacks (`Inner::record_observed_if`).
     pub(crate) fn observe(saga_id: &SagaId, events: &[HistoryEvent]) -> Result<Self> {
         let first = events
             .first()
