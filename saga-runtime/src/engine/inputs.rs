@@ -98,7 +98,12 @@ pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, event_id: u64) -> Tas
         kind: TaskKind::Workflow,
         saga_id: saga_id.clone(),
         queue: queue.to_owned(),
-        dedup_id: format!("{saga_id}:{event_id}"),
+        dedup_id: dedup_id(saga_id, event_id),
         payload: Vec::new(),
     }
+}
+
+/// The dedup id of the task caused by event `event_id` (`Nats-Msg-Id`, outbox key).
+pub(crate) fn dedup_id(saga_id: &SagaId, event_id: u64) -> String {
+    format!("{saga_id}:{event_id}")
 }

@@ -1,6 +1,7 @@
 //! The I/O side of the engine: the one `process` path, workers, the timer loop and
 //! recovery.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +133,11 @@ struct LocalRun {
     input: Value,
     retry: crate::activity::RetryPolicy,
     timeout_ms: Option<u64>,
+    /// With the outbox on, the dedup id of the execution's workflow task that the
+    /// outbox holds while the run lasts: no message carries a local activity, so if
+    /// this process dies before recording the outcome, that task comes due and
+    /// re-drives the run on another worker. The outcome's commit settles it.
+    redrive: Option<String>,
 }
 
 /// A child workflow to start.
@@ -668,14 +674,23 @@ impl Inner {
                         commit.cancel_timers.push(id.to_owned());
                     }
                 }
-                EventType::LocalActivityScheduled => out.push(Effect::RunLocal(LocalRun {
-                    seq: e.attr_u64("seq").unwrap_or_default(),
-                    activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
-                    input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
-                    retry: serde_json::from_value(e.attributes["retry"].clone())
-                        .unwrap_or_else(|_| crate::activity::RetryPolicy::none()),
-                    timeout_ms: e.attr_u64("timeout_ms"),
-                })),
+                EventType::LocalActivityScheduled => {
+                    let redrive = self.outbox.then(|| {
+                        let task = inputs::workflow_task(saga_id, queue, e.event_id);
+                        let id = task.dedup_id.clone();
+                        commit.tasks.push(task);
+                        id
+                    });
+                    out.push(Effect::RunLocal(LocalRun {
+                        seq: e.attr_u64("seq").unwrap_or_default(),
+                        activity_type: e.attr_str("activity_type").unwrap_or_default().to_owned(),
+                        input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
+                        retry: serde_json::from_value(e.attributes["retry"].clone())
+                            .unwrap_or_else(|_| crate::activity::RetryPolicy::none()),
+                        timeout_ms: e.attr_u64("timeout_ms"),
+                        redrive,
+                    }))
+                }
                 EventType::StartChildWorkflowExecutionInitiated => {
                     out.push(Effect::StartChild(ChildStart {
                         seq: e.attr_u64("seq").unwrap_or_default(),
@@ -1210,18 +1225,26 @@ impl Inner {
 
     async fn handle(&self, d: Delivery) {
         let saga_id = d.task.saga_id.clone();
+        let mut keep_row = false;
         let outcome = match d.task.kind {
             TaskKind::Activity => {
                 self.run_activity(&d.task, d.delivery_count, Some(&d.tag))
                     .await
             }
-            TaskKind::Workflow => self.run_workflow_task(&saga_id).await,
+            TaskKind::Workflow => match self.run_workflow_task(&saga_id).await {
+                Ok((processed, redriven)) => {
+                    keep_row = redriven.contains(&d.task.dedup_id);
+                    Ok(processed)
+                }
+                Err(e) => Err(e),
+            },
         };
         // Settle the outbox row of a task that needs no redelivery: a workflow task once
-        // processed, any task dropped as stale. (An activity's result settles its row
-        // in the commit that records it.)
+        // processed (unless it is the row of a local activity it runs again, which that
+        // run's outcome settles), any task dropped as stale. (An activity's result
+        // settles its row in the commit that records it.)
         let settle = match (&outcome, d.task.kind) {
-            (Ok(Processed::Dropped), _) | (Ok(_), TaskKind::Workflow) => self.outbox,
+            (Ok(Processed::Dropped), _) | (Ok(_), TaskKind::Workflow) => self.outbox && !keep_row,
             _ => false,
         };
         if settle {
@@ -1411,46 +1434,9 @@ impl Inner {
         );
         let span = super::in_trace(span, &task.trace_id);
         let began = Instant::now();
-        let result = {
-            // While the attempt runs, tell the queue the delivery is alive and keep the
-            // task's outbox row from coming due, so that a slow activity is not handed
-            // out again the way a dead worker's task is.
-            let attempt = self.execute(ctx, task.input, task.timeout_ms, Some(span));
-            tokio::pin!(attempt);
-            let redeliver_after = self.config.outbox.redeliver_after;
-            let every = if self.outbox {
-                let third = (redeliver_after / 3).max(Duration::from_millis(1));
-                self.config.progress_every.min(third)
-            } else {
-                self.config.progress_every
-            };
-            // A sleep, not an `Interval`: an interval's first tick is "immediate" only
-            // at the timer's 1 ms resolution, which cost every attempt about a
-            // millisecond before it started (BENCHMARKS.md).
-            let beat = tokio::time::sleep(every);
-            tokio::pin!(beat);
-            loop {
-                tokio::select! {
-                    r = &mut attempt => break r,
-                    _ = &mut beat => {
-                        if let Some(tag) = delivery {
-                            if let Err(e) = self.queue.progress(tag).await {
-                                tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
-                            }
-                        }
-                        if self.outbox {
-                            // Not published again by a reconciler while it runs.
-                            let until = plus_ms(self.clock.now(), redeliver_after.as_millis() as u64);
-                            let ids = std::slice::from_ref(&queued.dedup_id);
-                            if let Err(e) = self.store.defer_tasks(saga_id, ids, until).await {
-                                tracing::debug!(saga_id = %saga_id, error = %e, "outbox task not deferred");
-                            }
-                        }
-                        beat.as_mut().reset(tokio::time::Instant::now() + every);
-                    }
-                }
-            }
-        };
+        let attempt = self.execute(ctx, task.input, task.timeout_ms, Some(span));
+        let row = self.outbox.then_some(queued.dedup_id.as_str());
+        let result = self.keeping_alive(saga_id, attempt, delivery, row).await;
         self.counters.by_type.activity_attempt(
             &task.activity_type,
             attempt_outcome(&result),
@@ -1486,6 +1472,53 @@ impl Inner {
             RecordOn::Folded => {
                 self.record_settling_if(saga_id, settle, wanted, inputs)
                     .await
+            }
+        }
+    }
+
+    /// Runs `work` (an activity's attempts) and, while it lasts, tells the queue that
+    /// `delivery` is alive and keeps the outbox row `row` from coming due, so that a
+    /// slow activity is not handed out again the way a dead worker's task is.
+    async fn keeping_alive<T>(
+        &self,
+        saga_id: &SagaId,
+        work: impl Future<Output = T>,
+        delivery: Option<&crate::port::DeliveryTag>,
+        row: Option<&str>,
+    ) -> T {
+        tokio::pin!(work);
+        let redeliver_after = self.config.outbox.redeliver_after;
+        let every = match row {
+            Some(_) => {
+                let third = (redeliver_after / 3).max(Duration::from_millis(1));
+                self.config.progress_every.min(third)
+            }
+            None => self.config.progress_every,
+        };
+        // A sleep, not an `Interval`: an interval's first tick is "immediate" only at
+        // the timer's 1 ms resolution, which cost every attempt about a millisecond
+        // before it started (BENCHMARKS.md).
+        let beat = tokio::time::sleep(every);
+        tokio::pin!(beat);
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = &mut beat => {
+                    if let Some(tag) = delivery {
+                        if let Err(e) = self.queue.progress(tag).await {
+                            tracing::debug!(saga_id = %saga_id, error = %e, "progress not reported");
+                        }
+                    }
+                    if let Some(row) = row {
+                        // Not published again by a reconciler while it runs.
+                        let until = plus_ms(self.clock.now(), redeliver_after.as_millis() as u64);
+                        let ids = [row.to_owned()];
+                        if let Err(e) = self.store.defer_tasks(saga_id, &ids, until).await {
+                            tracing::debug!(saga_id = %saga_id, error = %e, "outbox task not deferred");
+                        }
+                    }
+                    beat.as_mut().reset(tokio::time::Instant::now() + every);
+                }
             }
         }
     }
@@ -1551,8 +1584,9 @@ impl Inner {
 
     /// A workflow task: reload the execution from the store, record what it owes, and
     /// re-drive its pending activities (unless the outbox does), timers and children
-    /// (recovery after a crash).
-    async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<Processed> {
+    /// (recovery after a crash). Also returns the outbox ids of the local activities it
+    /// runs again: their rows must outlive the task (`LocalRun::redrive`).
+    async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<(Processed, Vec<String>)> {
         self.evict(saga_id);
         // The version the decisions were made on: an attempt scheduled at or after it
         // was scheduled by this very task, and its task published with the commit.
@@ -1566,9 +1600,10 @@ impl Inner {
         let slot = self.slot(saga_id);
         let guard = slot.lock().await;
         let Some(exec) = guard.as_ref() else {
-            return Ok(processed);
+            return Ok((processed, Vec::new()));
         };
         let mut effects = Vec::new();
+        let mut redriven = Vec::new();
         for pa in exec.s.activities.values() {
             if pa.backing_off {
                 continue; // its retry timer re-schedules it
@@ -1577,12 +1612,19 @@ impl Inner {
                 continue; // just scheduled: published (or run) with its commit
             }
             if pa.local {
+                // Its outbox row, as its scheduling commit wrote it (it may be the very
+                // task being processed).
+                let redrive = self
+                    .outbox
+                    .then(|| inputs::dedup_id(saga_id, pa.scheduled_event_id));
+                redriven.extend(redrive.clone());
                 effects.push(Effect::RunLocal(LocalRun {
                     seq: pa.seq,
                     activity_type: pa.activity_type.clone(),
                     input: pa.input.clone(),
                     retry: pa.retry.clone(),
                     timeout_ms: pa.timeout_ms,
+                    redrive,
                 }));
                 continue;
             }
@@ -1640,7 +1682,7 @@ impl Inner {
         }
         drop(guard);
         self.run_effects(saga_id, effects, Origin::Worker).await;
-        Ok(Processed::Appended)
+        Ok((Processed::Appended, redriven))
     }
 
     pub(super) async fn timer_loop(self: Arc<Self>) {
@@ -1772,8 +1814,49 @@ impl Inner {
     /// outcome on the execution.
     async fn run_local(&self, saga_id: SagaId, run: LocalRun) {
         let started_at = self.clock.now();
+        let attempts = self.local_attempts(&saga_id, &run);
+        let row = run.redrive.as_deref();
+        let (attempt, result) = self.keeping_alive(&saga_id, attempts, None, row).await;
+        let finished = self.clock.now();
+        let (event_type, attributes) = match result {
+            Ok(output) => (
+                EventType::LocalActivityCompleted,
+                json!({"seq": run.seq, "attempts": attempt, "output": output}),
+            ),
+            Err(None) => (
+                EventType::LocalActivityTimedOut,
+                json!({"seq": run.seq, "attempts": attempt, "timeout_ms": run.timeout_ms}),
+            ),
+            Err(Some(error)) => (
+                EventType::LocalActivityFailed,
+                json!({"seq": run.seq, "attempts": attempt, "error": error}),
+            ),
+        };
+        let started = json!({"seq": run.seq, "activity_type": run.activity_type});
+        let inputs = vec![
+            Input::new(EventType::LocalActivityStarted, started, started_at),
+            Input::new(event_type, attributes, finished),
+        ];
+        let pending = |exec: &Execution| exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
+        let r = self
+            .record_settling_if(&saga_id, row, pending, inputs)
+            .await;
+        if let Err(e) = r {
+            // Its workflow task in the outbox (or, without one, recovery) runs it
+            // again: local activities are at-least-once.
+            tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
+        }
+    }
+
+    /// A local activity's attempts, with its retries: the number made and the last
+    /// one's outcome.
+    async fn local_attempts(
+        &self,
+        saga_id: &SagaId,
+        run: &LocalRun,
+    ) -> (u32, std::result::Result<Value, Option<ActivityError>>) {
         let mut attempt = 0;
-        let result = loop {
+        loop {
             attempt += 1;
             self.counter(&self.counters.activity_attempts);
             let ctx = ActivityContext {
@@ -1802,34 +1885,8 @@ impl Inner {
                 Some(e) if run.retry.should_retry(attempt, &e) => {
                     tokio::time::sleep(run.retry.delay_before(attempt + 1)).await;
                 }
-                _ => break r,
+                _ => return (attempt, r),
             }
-        };
-        let finished = self.clock.now();
-        let (event_type, attributes) = match result {
-            Ok(output) => (
-                EventType::LocalActivityCompleted,
-                json!({"seq": run.seq, "attempts": attempt, "output": output}),
-            ),
-            Err(None) => (
-                EventType::LocalActivityTimedOut,
-                json!({"seq": run.seq, "attempts": attempt, "timeout_ms": run.timeout_ms}),
-            ),
-            Err(Some(error)) => (
-                EventType::LocalActivityFailed,
-                json!({"seq": run.seq, "attempts": attempt, "error": error}),
-            ),
-        };
-        let started = json!({"seq": run.seq, "activity_type": run.activity_type});
-        let inputs = vec![
-            Input::new(EventType::LocalActivityStarted, started, started_at),
-            Input::new(event_type, attributes, finished),
-        ];
-        let pending = |exec: &Execution| exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
-        let r = self.record_if(&saga_id, pending, inputs).await;
-        if let Err(e) = r {
-            // Recovery runs it again: local activities are at-least-once.
-            tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
         }
     }
 
