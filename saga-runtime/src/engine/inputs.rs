@@ -94,11 +94,16 @@ pub(crate) const DEFAULT_QUEUE: &str = "default";
 /// task carries the same dedup id, so the two would be taken for one task, in the
 /// outbox and by the broker.)
 pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, event_id: u64) -> Task {
+    workflow_task_named(saga_id, queue, dedup_id(saga_id, event_id))
+}
+
+/// A workflow task with the dedup id `dedup_id`.
+pub(crate) fn workflow_task_named(saga_id: &SagaId, queue: &str, dedup_id: String) -> Task {
     Task {
         kind: TaskKind::Workflow,
         saga_id: saga_id.clone(),
         queue: queue.to_owned(),
-        dedup_id: dedup_id(saga_id, event_id),
+        dedup_id,
         payload: Vec::new(),
     }
 }
@@ -106,4 +111,16 @@ pub(crate) fn workflow_task(saga_id: &SagaId, queue: &str, event_id: u64) -> Tas
 /// The dedup id of the task caused by event `event_id` (`Nats-Msg-Id`, outbox key).
 pub(crate) fn dedup_id(saga_id: &SagaId, event_id: u64) -> String {
     format!("{saga_id}:{event_id}")
+}
+
+/// The dedup id of a parent's workflow task that the outbox holds until the start of
+/// its child `seq` is recorded: due, it re-drives the start.
+pub(crate) fn child_start_id(parent: &SagaId, seq: u64) -> String {
+    format!("{parent}:{seq}:child")
+}
+
+/// The dedup id of a closed child's workflow task that the outbox holds until its
+/// parent has its outcome: due, it re-drives the news.
+pub(crate) fn notify_parent_id(child: &SagaId) -> String {
+    format!("{child}:parent")
 }

@@ -150,6 +150,9 @@ struct ChildStart {
     trace_id: String,
     /// The child type's own task queue, else the parent's.
     task_queue: String,
+    /// With the outbox on, the dedup id of the parent's workflow task that the outbox
+    /// holds until the start is recorded on the parent (`inputs::child_start_id`).
+    redrive: Option<String>,
 }
 
 /// Where an activity attempt's result is recorded.
@@ -692,13 +695,24 @@ impl Inner {
                     }))
                 }
                 EventType::StartChildWorkflowExecutionInitiated => {
+                    let seq = e.attr_u64("seq").unwrap_or_default();
+                    // As for a local activity: no message carries the start, so this
+                    // task re-drives it if this process dies first.
+                    let redrive = self.outbox.then(|| {
+                        let id = inputs::child_start_id(saga_id, seq);
+                        commit
+                            .tasks
+                            .push(inputs::workflow_task_named(saga_id, queue, id.clone()));
+                        id
+                    });
                     out.push(Effect::StartChild(ChildStart {
-                        seq: e.attr_u64("seq").unwrap_or_default(),
+                        seq,
                         child_id: SagaId::new(e.attr_str("child_id").unwrap_or_default()),
                         workflow_type: e.attr_str("workflow_type").unwrap_or_default().to_owned(),
                         input: e.attributes.get("input").cloned().unwrap_or(Value::Null),
                         trace_id: e.trace_id.clone(),
                         task_queue: self.child_queue(e.attr_str("workflow_type"), queue),
+                        redrive,
                     }))
                 }
                 EventType::RequestCancelChildWorkflowExecutionInitiated => out.push(
@@ -723,6 +737,14 @@ impl Inner {
                     };
                     if is_child && status != WorkflowStatus::Compensating {
                         out.push(Effect::NotifyParent);
+                        if self.outbox {
+                            // The news goes by no message of its own: if this process
+                            // dies before the parent has it, this task re-drives it.
+                            let id = inputs::notify_parent_id(saga_id);
+                            commit
+                                .tasks
+                                .push(inputs::workflow_task_named(saga_id, queue, id));
+                        }
                     }
                     // A waiter in another process takes a completion's output from
                     // the notification instead of reading it back.
@@ -1272,6 +1294,17 @@ impl Inner {
         }
     }
 
+    /// Removes the outbox row `row` of `saga_id`, if any: what it would re-drive is done.
+    async fn settle_rows(&self, saga_id: &SagaId, row: Option<&str>) {
+        let Some(row) = row else {
+            return;
+        };
+        if let Err(e) = self.store.settle_tasks(saga_id, &[row.to_owned()]).await {
+            self.note(&e);
+            tracing::debug!(saga_id = %saga_id, error = %e, "could not settle a task");
+        }
+    }
+
     /// Removes a task's outbox row: it needs no redelivery.
     async fn settle_task(&self, task: &Task) {
         let ids = std::slice::from_ref(&task.dedup_id);
@@ -1670,6 +1703,8 @@ impl Inner {
             effects.push(if c.started {
                 Effect::CheckChild(c.child_id.clone())
             } else {
+                let redrive = self.outbox.then(|| inputs::child_start_id(saga_id, c.seq));
+                redriven.extend(redrive.clone());
                 Effect::StartChild(ChildStart {
                     seq: c.seq,
                     child_id: c.child_id.clone(),
@@ -1677,8 +1712,16 @@ impl Inner {
                     input: c.input.clone(),
                     trace_id: exec.s.trace_id.clone(),
                     task_queue: self.child_queue(Some(&c.workflow_type), self.queue_of(exec)),
+                    redrive,
                 })
             });
+        }
+        if exec.is_closed() && exec.s.parent.is_some() {
+            // A closed child whose parent may not have the news yet.
+            effects.push(Effect::NotifyParent);
+            if self.outbox {
+                redriven.push(inputs::notify_parent_id(saga_id));
+            }
         }
         drop(guard);
         self.run_effects(saga_id, effects, Origin::Worker).await;
@@ -1838,13 +1881,18 @@ impl Inner {
             Input::new(event_type, attributes, finished),
         ];
         let pending = |exec: &Execution| exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
-        let r = self
+        match self
             .record_settling_if(&saga_id, row, pending, inputs)
-            .await;
-        if let Err(e) = r {
-            // Its workflow task in the outbox (or, without one, recovery) runs it
-            // again: local activities are at-least-once.
-            tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
+            .await
+        {
+            Ok(Processed::Appended) => {}
+            // Recorded by another run: nothing left for the task to re-drive.
+            Ok(Processed::Dropped) => self.settle_rows(&saga_id, row).await,
+            Err(e) => {
+                // Its workflow task in the outbox (or, without one, recovery) runs it
+                // again: local activities are at-least-once.
+                tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
+            }
         }
     }
 
@@ -1952,9 +2000,17 @@ impl Inner {
         };
         let input = Input::new(event_type, attributes, self.clock.now());
         let waiting = |exec: &Execution| exec.s.children.get(&seq).is_some_and(|c| !c.started);
-        let r = self.record_if(&parent, waiting, vec![input]).await;
-        if let Err(e) = r {
-            tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
+        let row = start.redrive.as_deref();
+        match self
+            .record_settling_if(&parent, row, waiting, vec![input])
+            .await
+        {
+            Ok(Processed::Appended) => {}
+            // Recorded before (a re-drive after all): nothing left for the task to do.
+            Ok(Processed::Dropped) => self.settle_rows(&parent, row).await,
+            Err(e) => {
+                tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
+            }
         }
         if started {
             // A child that finished before its parent heard that it started.
@@ -2016,9 +2072,17 @@ impl Inner {
         }
         let input = Input::new(event_type, attributes, self.clock.now());
         let awaited = |exec: &Execution| exec.s.children.contains_key(&seq);
-        let r = self.record_if(&parent, awaited, vec![input]).await;
-        if let Err(e) = r {
-            tracing::warn!(parent = %parent, child = %child, error = %e, "child outcome not recorded on the parent");
+        match self.record_if(&parent, awaited, vec![input]).await {
+            // The parent has the news (now or before): the child's task that would
+            // re-drive it is done.
+            Ok(_) if self.outbox => {
+                let row = inputs::notify_parent_id(child);
+                self.settle_rows(child, Some(&row)).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(parent = %parent, child = %child, error = %e, "child outcome not recorded on the parent");
+            }
         }
     }
 }

@@ -23,7 +23,13 @@ pub struct Switch {
     pub down: Arc<AtomicBool>,
     /// Calls that read history.
     pub reads: Arc<AtomicU64>,
+    /// Takes the store down right after a commit it matches is written: the process
+    /// that wrote it goes silent at that exact point.
+    pub trip: Option<Trip>,
 }
+
+/// Which commit takes a [`Switch`] down once written.
+pub type Trip = Arc<dyn Fn(&Commit) -> bool + Send + Sync>;
 
 impl Switch {
     fn check(&self) -> Result<()> {
@@ -147,6 +153,11 @@ impl Outbox for Switch {
 impl WorkflowStore for Switch {
     async fn commit(&self, c: Commit) -> Result<u64> {
         self.check()?;
-        self.inner.commit(c).await
+        let trips = self.trip.as_ref().is_some_and(|t| t(&c));
+        let r = self.inner.commit(c).await;
+        if trips && r.is_ok() {
+            self.down.store(true, Ordering::SeqCst);
+        }
+        r
     }
 }
