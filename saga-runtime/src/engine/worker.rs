@@ -1262,9 +1262,9 @@ impl Inner {
             },
         };
         // Settle the outbox row of a task that needs no redelivery: a workflow task once
-        // processed (unless it is the row of a local activity it runs again, which that
-        // run's outcome settles), any task dropped as stale. (An activity's result
-        // settles its row in the commit that records it.)
+        // processed (unless it is the row of something it re-drives, a local activity
+        // say, which that settles when done), any task dropped as stale. (An activity's
+        // result settles its row in the commit that records it.)
         let settle = match (&outcome, d.task.kind) {
             (Ok(Processed::Dropped), _) | (Ok(_), TaskKind::Workflow) => self.outbox && !keep_row,
             _ => false,
@@ -1294,8 +1294,8 @@ impl Inner {
         }
     }
 
-    /// Removes the outbox row `row` of `saga_id`, if any: what it would re-drive is done.
-    async fn settle_rows(&self, saga_id: &SagaId, row: Option<&str>) {
+    /// Removes the outbox row `row` of `saga_id`, if any: what it re-drives is done.
+    async fn settle_row(&self, saga_id: &SagaId, row: Option<&str>) {
         let Some(row) = row else {
             return;
         };
@@ -1617,8 +1617,9 @@ impl Inner {
 
     /// A workflow task: reload the execution from the store, record what it owes, and
     /// re-drive its pending activities (unless the outbox does), timers and children
-    /// (recovery after a crash). Also returns the outbox ids of the local activities it
-    /// runs again: their rows must outlive the task (`LocalRun::redrive`).
+    /// (recovery after a crash). Also returns the outbox ids of what it re-drives that
+    /// no message carries (local activities, child starts, a closed child's news to its
+    /// parent): their rows must outlive the task, and what they re-drive settles them.
     async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<(Processed, Vec<String>)> {
         self.evict(saga_id);
         // The version the decisions were made on: an attempt scheduled at or after it
@@ -1887,7 +1888,7 @@ impl Inner {
         {
             Ok(Processed::Appended) => {}
             // Recorded by another run: nothing left for the task to re-drive.
-            Ok(Processed::Dropped) => self.settle_rows(&saga_id, row).await,
+            Ok(Processed::Dropped) => self.settle_row(&saga_id, row).await,
             Err(e) => {
                 // Its workflow task in the outbox (or, without one, recovery) runs it
                 // again: local activities are at-least-once.
@@ -2007,7 +2008,7 @@ impl Inner {
         {
             Ok(Processed::Appended) => {}
             // Recorded before (a re-drive after all): nothing left for the task to do.
-            Ok(Processed::Dropped) => self.settle_rows(&parent, row).await,
+            Ok(Processed::Dropped) => self.settle_row(&parent, row).await,
             Err(e) => {
                 tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
             }
@@ -2077,7 +2078,7 @@ impl Inner {
             // re-drive it is done.
             Ok(_) if self.outbox => {
                 let row = inputs::notify_parent_id(child);
-                self.settle_rows(child, Some(&row)).await;
+                self.settle_row(child, Some(&row)).await;
             }
             Ok(_) => {}
             Err(e) => {
