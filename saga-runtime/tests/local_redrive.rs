@@ -6,17 +6,17 @@
 //! (at least once, as Temporal's local activities); while it still runs, its worker
 //! keeps the task from coming due, so a slow one is not run twice.
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::{count, kill, outbox_left, runtime, Cluster};
 use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
-use saga_runtime::adapter::memory::{InMemorySignalDispatcher, InMemoryStore, InMemoryTaskQueue};
 use saga_runtime::domain::{EventType, WorkflowStatus};
-use saga_runtime::engine::{OutboxConfig, SagaEngine};
-use saga_runtime::port::Outbox;
+use saga_runtime::engine::SagaEngine;
 use saga_runtime::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
-use tokio::runtime::Runtime;
 
 static HUNG_RUNS: AtomicU32 = AtomicU32::new(0);
 static TWICE_HUNG_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -105,49 +105,15 @@ impl<A: Activity<Input = u32, Output = u32>> Workflow for local_of<A> {
 
 const REDELIVER_AFTER: Duration = Duration::from_millis(300);
 
-/// Workers sharing one store, queue and signals, as processes share PostgreSQL and
-/// NATS; the outbox on, as it is with a broker's queue.
-struct Cluster {
-    store: InMemoryStore,
-    queue: InMemoryTaskQueue,
-    signals: InMemorySignalDispatcher,
-}
-
-impl Cluster {
-    fn new() -> Self {
-        Cluster {
-            store: InMemoryStore::new(),
-            queue: InMemoryTaskQueue::new(),
-            signals: InMemorySignalDispatcher::new(),
-        }
-    }
-
-    fn worker<A: Activity<Input = u32, Output = u32>>(
-        &self,
-    ) -> impl Future<Output = saga_runtime::Result<SagaEngine>> {
-        SagaEngine::builder()
-            .store(self.store.clone())
-            .queue(self.queue.clone())
-            .signals(self.signals.clone())
-            .outbox(OutboxConfig {
-                enabled: Some(true),
-                redeliver_after: REDELIVER_AFTER,
-                reconcile_every: Duration::from_millis(50),
-            })
-            // A live worker: it does not re-drive anything as it starts.
-            .recover_on_start(false)
-            .workflow::<local_of<A>>()
-            .activities([activity::<A>()])
-            .build()
-    }
-}
-
-fn runtime(threads: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("runtime")
+/// A worker with `local_of<A>` and `A`.
+fn worker<A: Activity<Input = u32, Output = u32>>(
+    cluster: &Cluster,
+) -> impl Future<Output = saga_runtime::Result<SagaEngine>> {
+    let builder = SagaEngine::builder()
+        .store(cluster.store.clone())
+        .workflow::<local_of<A>>()
+        .activities([activity::<A>()]);
+    cluster.outboxed(builder, REDELIVER_AFTER).build()
 }
 
 /// Waits until `runs` reaches `n`.
@@ -157,27 +123,16 @@ fn wait_runs(runs: &AtomicU32, n: u32) {
     }
 }
 
-/// Stops a worker as SIGKILL would: none of its tasks runs another step (the engine's
-/// own drop would still run on the dead runtime, so it is leaked with it).
-fn kill(engine: SagaEngine, runtime: Runtime) {
-    std::mem::forget(engine);
-    runtime.shutdown_background();
-}
-
-fn count(history: &[saga_runtime::domain::HistoryEvent], t: EventType) -> usize {
-    history.iter().filter(|e| e.event_type == t).count()
-}
-
 /// The worker that runs the local activity dies with it (its runtime is dropped, as a
 /// process killed with SIGKILL stops); a worker that was already running, and starts
 /// nothing on its own, runs the activity again and completes the execution.
 #[test]
 fn a_dead_workers_local_activity_runs_again_on_a_live_worker() {
-    let cluster = Cluster::new();
+    let cluster = Cluster::default();
     let doomed = runtime(1);
     let live = runtime(2);
-    let a = doomed.block_on(cluster.worker::<hangs_first>()).unwrap();
-    let b = live.block_on(cluster.worker::<hangs_first>()).unwrap();
+    let a = doomed.block_on(worker::<hangs_first>(&cluster)).unwrap();
+    let b = live.block_on(worker::<hangs_first>(&cluster)).unwrap();
     doomed
         .block_on(a.start::<local_of<hangs_first>>("local-1", 7))
         .unwrap();
@@ -202,7 +157,7 @@ fn a_dead_workers_local_activity_runs_again_on_a_live_worker() {
         assert_eq!(count(&h, EventType::LocalActivityCompleted), 1);
         assert_eq!(count(&h, EventType::LocalActivityScheduled), 1);
         assert_eq!(
-            cluster.store.outbox_len().await.unwrap(),
+            outbox_left(&cluster.store).await,
             0,
             "the outcome's commit settled the execution's task"
         );
@@ -213,11 +168,11 @@ fn a_dead_workers_local_activity_runs_again_on_a_live_worker() {
 /// worker keeps the execution's task from coming due while it runs.
 #[test]
 fn a_slow_local_activity_on_a_live_worker_runs_once() {
-    let cluster = Cluster::new();
+    let cluster = Cluster::default();
     let rt = runtime(2);
     rt.block_on(async {
-        let a = cluster.worker::<slow_local>().await.unwrap();
-        let _b = cluster.worker::<slow_local>().await.unwrap();
+        let a = worker::<slow_local>(&cluster).await.unwrap();
+        let _b = worker::<slow_local>(&cluster).await.unwrap();
         let out = a
             .execute::<local_of<slow_local>>("local-2", 5)
             .await
@@ -230,7 +185,7 @@ fn a_slow_local_activity_on_a_live_worker_runs_once() {
         assert_eq!(d.status, WorkflowStatus::Completed);
         let h = a.history("local-2").await.unwrap();
         assert_eq!(count(&h, EventType::LocalActivityStarted), 1);
-        assert_eq!(cluster.store.outbox_len().await.unwrap(), 0);
+        assert_eq!(outbox_left(&cluster.store).await, 0);
     });
 }
 
@@ -239,9 +194,9 @@ fn a_slow_local_activity_on_a_live_worker_runs_once() {
 /// started after both died, still finds it and completes the execution.
 #[test]
 fn a_re_driven_local_activity_survives_its_worker_dying_too() {
-    let cluster = Cluster::new();
+    let cluster = Cluster::default();
     let first = runtime(1);
-    let a = first.block_on(cluster.worker::<hangs_twice>()).unwrap();
+    let a = first.block_on(worker::<hangs_twice>(&cluster)).unwrap();
     first
         .block_on(a.start::<local_of<hangs_twice>>("local-3", 9))
         .unwrap();
@@ -249,13 +204,13 @@ fn a_re_driven_local_activity_survives_its_worker_dying_too() {
     kill(a, first);
 
     let second = runtime(1);
-    let b = second.block_on(cluster.worker::<hangs_twice>()).unwrap();
+    let b = second.block_on(worker::<hangs_twice>(&cluster)).unwrap();
     wait_runs(&TWICE_HUNG_RUNS, 2);
     kill(b, second);
 
     let live = runtime(2);
     live.block_on(async {
-        let c = cluster.worker::<hangs_twice>().await.unwrap();
+        let c = worker::<hangs_twice>(&cluster).await.unwrap();
         let out = tokio::time::timeout(
             Duration::from_secs(20),
             c.result::<local_of<hangs_twice>>("local-3"),
@@ -267,6 +222,6 @@ fn a_re_driven_local_activity_survives_its_worker_dying_too() {
         assert_eq!(TWICE_HUNG_RUNS.load(Ordering::SeqCst), 3);
         let h = c.history("local-3").await.unwrap();
         assert_eq!(count(&h, EventType::LocalActivityCompleted), 1);
-        assert_eq!(cluster.store.outbox_len().await.unwrap(), 0);
+        assert_eq!(outbox_left(&cluster.store).await, 0);
     });
 }

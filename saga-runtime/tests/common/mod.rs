@@ -1,4 +1,6 @@
-//! Test doubles shared by the engine's integration tests.
+//! Test doubles and harness shared by the engine's integration tests (each test binary
+//! uses a part of it).
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,13 +9,81 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use saga_runtime::adapter::memory::InMemoryStore;
-use saga_runtime::domain::{Error, ErrorKind, HistoryEvent, SagaId};
+use saga_runtime::adapter::memory::{InMemorySignalDispatcher, InMemoryStore, InMemoryTaskQueue};
+use saga_runtime::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId};
+use saga_runtime::engine::{OutboxConfig, SagaEngine, SagaEngineBuilder};
 use saga_runtime::port::{
     Commit, DefinitionStore, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task,
     TimerRecord, TimerStore, WorkflowDefinition, WorkflowStore,
 };
 use saga_runtime::Result;
+
+/// Workers sharing one store, queue and signals, as processes share PostgreSQL and
+/// NATS.
+#[derive(Default)]
+pub struct Cluster {
+    pub store: InMemoryStore,
+    pub queue: InMemoryTaskQueue,
+    pub signals: InMemorySignalDispatcher,
+}
+
+impl Cluster {
+    /// `builder` (its store set) on the cluster's queue and signals, with the outbox
+    /// on, as with a broker's queue, re-publishing after `redeliver_after`; and no
+    /// re-drive of its own as it starts, so that only the outbox brings back what a
+    /// dead worker left.
+    pub fn outboxed(
+        &self,
+        builder: SagaEngineBuilder,
+        redeliver_after: Duration,
+    ) -> SagaEngineBuilder {
+        builder
+            .queue(self.queue.clone())
+            .signals(self.signals.clone())
+            .outbox(OutboxConfig {
+                enabled: Some(true),
+                redeliver_after,
+                reconcile_every: Duration::from_millis(50),
+            })
+            .recover_on_start(false)
+    }
+}
+
+/// A runtime of its own for a worker: dropping it stops the worker's every task, as a
+/// process killed with SIGKILL stops.
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Stops a worker as SIGKILL would: none of its tasks runs another step (the engine's
+/// own drop would still run on the dead runtime, so it is leaked with it).
+pub fn kill(engine: SagaEngine, runtime: tokio::runtime::Runtime) {
+    std::mem::forget(engine);
+    runtime.shutdown_background();
+}
+
+/// Waits (up to 5 s) for `store`'s outbox to empty; what is left then. A task can be
+/// settled just after the commit a waiter wakes on (a child's news is settled on the
+/// child after the parent's commit records it).
+pub async fn outbox_left(store: &impl Outbox) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = store.outbox_len().await.expect("outbox_len");
+        if left == 0 || tokio::time::Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How many events of type `t` `history` has.
+pub fn count(history: &[HistoryEvent], t: EventType) -> usize {
+    history.iter().filter(|e| e.event_type == t).count()
+}
 
 /// A store that can be switched off: every call fails with an `EventStore` error
 /// while it is down, as an unreachable database's would.
