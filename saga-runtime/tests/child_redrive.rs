@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{count, kill, outbox_left, runtime, Cluster, Switch};
 use saga_runtime::conformance::engine::builder;
 use saga_runtime::conformance::fixtures::{parent_flow, Order};
-use saga_runtime::domain::{EventType, HistoryEvent};
+use saga_runtime::domain::{EventType, HistoryEvent, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
 use saga_runtime::port::{Commit, EventStore, WorkflowStore};
 
@@ -140,4 +140,73 @@ fn a_childs_outcome_lost_with_its_worker_is_re_driven() {
         },
     );
     assert_eq!(tracking, "trk-parent-2");
+}
+
+/// The parent is cancelled while its child waits for a signal, and its worker dies
+/// right after the commit that gives up on the child: the child never heard. The
+/// child's task in the outbox (on the parent's queue, carrying the request) re-drives
+/// it, and the child is cancelled as if its parent's worker had lived.
+#[test]
+fn a_childs_cancellation_lost_with_its_parents_worker_is_re_driven() {
+    let cluster = Cluster::default();
+    let parent = "parent-3";
+    let child = child_of(parent);
+    let store = doomed_store(&cluster, |c| {
+        c.events
+            .iter()
+            .any(|e| e.event_type == EventType::RequestCancelChildWorkflowExecutionInitiated)
+    });
+    let doomed = runtime(1);
+    let a = doomed.block_on(worker(&cluster, store.clone())).unwrap();
+    doomed.block_on(async {
+        let mut order = Order::new(parent);
+        order.needs_approval = true;
+        a.start::<parent_flow>(parent, order).await.unwrap();
+        let waits = |d: saga_runtime::Result<_>| {
+            d.is_ok_and(|d: saga_runtime::engine::ExecutionDescription| {
+                d.waiting_for_signals == ["approval"]
+            })
+        };
+        while !waits(a.describe(child.as_str()).await) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a.cancel(parent).await.unwrap();
+    });
+    assert!(
+        store.down.load(Ordering::SeqCst),
+        "the cancel's commit tripped"
+    );
+    kill(a, doomed);
+
+    let live = runtime(2);
+    live.block_on(async {
+        let left = cluster.store.history(&child.as_str().into()).await.unwrap();
+        assert_eq!(
+            count(&left, EventType::WorkflowExecutionCancelRequested),
+            0,
+            "the child never heard"
+        );
+        let b = worker(&cluster, cluster.store.clone()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let d = loop {
+            let d = b.describe(child.as_str()).await.unwrap();
+            if d.status.is_closed() || tokio::time::Instant::now() > deadline {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(d.status, WorkflowStatus::Cancelled);
+        // What it had done before it waited is undone, last first.
+        assert_eq!(
+            d.compensations_done,
+            ["refund-payment", "release-inventory"]
+        );
+        let h = b.history(child.as_str()).await.unwrap();
+        assert_eq!(count(&h, EventType::WorkflowExecutionCancelRequested), 1);
+        assert_eq!(
+            b.describe(parent).await.unwrap().status,
+            WorkflowStatus::Cancelled
+        );
+        assert_eq!(outbox_left(&cluster.store).await, 0);
+    });
 }

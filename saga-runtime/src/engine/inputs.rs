@@ -4,6 +4,7 @@
 //! engine writes.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::execution::Execution;
@@ -117,6 +118,31 @@ pub(crate) fn dedup_id(saga_id: &SagaId, event_id: u64) -> String {
 /// its child `seq` is recorded: due, it re-drives the start.
 pub(crate) fn child_start_id(parent: &SagaId, seq: u64) -> String {
     format!("{parent}:{seq}:child")
+}
+
+/// The dedup id of a child's task, written by its parent's commit that gives up on it,
+/// that the outbox holds until the child's cancellation is recorded.
+pub(crate) fn cancel_child_id(child: &SagaId) -> String {
+    format!("{child}:cancel")
+}
+
+/// What a workflow task with a payload re-drives instead of a fold: an effect of
+/// another execution's commit on this one, which the worker that committed it may
+/// have died before carrying out. (A plain workflow task has no payload.)
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "redrive", rename_all = "snake_case")]
+pub(crate) enum Redrive {
+    /// Record a cancellation request: the parent gave up on this child.
+    Cancel,
+}
+
+impl Redrive {
+    /// The task that re-drives `self` on `saga_id`.
+    pub(crate) fn task(&self, saga_id: &SagaId, queue: &str, dedup_id: String) -> Task {
+        let mut task = workflow_task_named(saga_id, queue, dedup_id);
+        task.payload = serde_json::to_vec(self).expect("a unit variant encodes");
+        task
+    }
 }
 
 /// The dedup id of a closed child's workflow task that the outbox holds until its

@@ -117,8 +117,12 @@ enum Effect {
     RunLocal(LocalRun),
     /// Start a child workflow.
     StartChild(ChildStart),
-    /// Ask a child workflow to cancel.
-    CancelChild(SagaId),
+    /// Ask a child workflow to cancel; `redrive`: the child's task in the outbox that
+    /// re-drives the request if this process dies first (`inputs::cancel_child_id`).
+    CancelChild {
+        child: SagaId,
+        redrive: Option<String>,
+    },
     /// This execution (a child) closed: tell its parent.
     NotifyParent,
     /// Re-drive: if this child has closed, tell its parent.
@@ -715,9 +719,21 @@ impl Inner {
                         redrive,
                     }))
                 }
-                EventType::RequestCancelChildWorkflowExecutionInitiated => out.push(
-                    Effect::CancelChild(SagaId::new(e.attr_str("child_id").unwrap_or_default())),
-                ),
+                EventType::RequestCancelChildWorkflowExecutionInitiated => {
+                    let child = SagaId::new(e.attr_str("child_id").unwrap_or_default());
+                    // A task of the child's, so that the parent's close (which settles
+                    // all of the parent's) does not take it; on the parent's queue, as
+                    // the child's own is not known here, and any worker can record
+                    // the request, with or without the child's code.
+                    let redrive = self.outbox.then(|| {
+                        let id = inputs::cancel_child_id(&child);
+                        commit
+                            .tasks
+                            .push(inputs::Redrive::Cancel.task(&child, queue, id.clone()));
+                        id
+                    });
+                    out.push(Effect::CancelChild { child, redrive })
+                }
                 EventType::SignalReceived => {
                     out.push(Effect::Notify(Notification::SignalReceived {
                         name: e.attr_str("name").unwrap_or_default().to_owned(),
@@ -822,9 +838,9 @@ impl Inner {
                     }
                     Ok(())
                 }
-                Effect::CancelChild(child) => {
+                Effect::CancelChild { child, redrive } => {
                     if let Some(me) = self.me.upgrade() {
-                        tokio::spawn(me.cancel_child_task(child));
+                        tokio::spawn(me.cancel_child_task(child, redrive));
                     }
                     Ok(())
                 }
@@ -1253,6 +1269,7 @@ impl Inner {
                 self.run_activity(&d.task, d.delivery_count, Some(&d.tag))
                     .await
             }
+            TaskKind::Workflow if !d.task.payload.is_empty() => self.redrive(&d.task).await,
             TaskKind::Workflow => match self.run_workflow_task(&saga_id).await {
                 Ok((processed, redriven)) => {
                     keep_row = redriven.contains(&d.task.dedup_id);
@@ -1280,7 +1297,8 @@ impl Inner {
             }
             Err(e)
                 if e.is_not_found()
-                    || e.kind == ErrorKind::Codec && d.task.kind == TaskKind::Activity =>
+                    || e.kind == ErrorKind::Codec
+                        && (d.task.kind == TaskKind::Activity || !d.task.payload.is_empty()) =>
             {
                 self.queue.terminate(&d.tag, &e.to_string()).await
             }
@@ -1292,6 +1310,17 @@ impl Inner {
         if let Err(e) = settled {
             tracing::debug!(saga_id = %saga_id, error = %e, "could not settle delivery");
         }
+    }
+
+    /// A workflow task with a payload: the effect it names, carried out here (its
+    /// delivery's row is settled as any processed workflow task's).
+    async fn redrive(&self, task: &Task) -> Result<Processed> {
+        let redrive: inputs::Redrive = serde_json::from_slice(&task.payload)
+            .map_err(|e| Error::codec(format!("workflow task payload does not decode: {e}")))?;
+        match redrive {
+            inputs::Redrive::Cancel => self.cancel_child(&task.saga_id, None).await?,
+        }
+        Ok(Processed::Appended)
     }
 
     /// Removes the outbox row `row` of `saga_id`, if any: what it re-drives is done.
@@ -1842,16 +1871,28 @@ impl Inner {
         Box::pin(async move { self.deliver_to_parent(&child).await })
     }
 
-    fn cancel_child_task(self: Arc<Self>, child: SagaId) -> BoxedTask {
+    fn cancel_child_task(self: Arc<Self>, child: SagaId, redrive: Option<String>) -> BoxedTask {
         Box::pin(async move {
-            let reason = json!({"reason": "parent closed"});
-            let r = self
-                .input_from_outside(&child, EventType::WorkflowExecutionCancelRequested, reason)
-                .await;
-            if let Err(e) = r {
+            if let Err(e) = self.cancel_child(&child, redrive.as_deref()).await {
                 tracing::debug!(child = %child, error = %e, "child not cancelled");
             }
         })
+    }
+
+    /// Records on `child` that its parent gave up on it, then settles the child's task
+    /// `row` that would re-drive this. A closed (or never started) child needs nothing.
+    async fn cancel_child(&self, child: &SagaId, row: Option<&str>) -> Result<()> {
+        let reason = json!({"reason": "parent closed"});
+        let r = self
+            .input_from_outside(child, EventType::WorkflowExecutionCancelRequested, reason)
+            .await;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() || e.context.get("code").is_some_and(|c| c == "closed") => {}
+            Err(e) => return Err(e),
+        }
+        self.settle_row(child, row).await;
+        Ok(())
     }
 
     /// Runs a local activity in this process, with its retries, then records the
