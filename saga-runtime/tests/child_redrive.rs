@@ -18,7 +18,7 @@ use saga_runtime::conformance::engine::builder;
 use saga_runtime::conformance::fixtures::{parent_flow, Order};
 use saga_runtime::domain::{EventType, HistoryEvent, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
-use saga_runtime::port::{Commit, EventStore, WorkflowStore};
+use saga_runtime::port::{Commit, EventStore, Task, TaskKind, TaskQueue, WorkflowStore};
 
 const REDELIVER_AFTER: Duration = Duration::from_millis(300);
 
@@ -208,5 +208,41 @@ fn a_childs_cancellation_lost_with_its_parents_worker_is_re_driven() {
             WorkflowStatus::Cancelled
         );
         assert_eq!(outbox_left(&cluster.store).await, 0);
+    });
+}
+
+/// A workflow task whose payload names no effect this engine knows (corrupted, or from
+/// a newer engine) is dead-lettered with the reason, not retried without end.
+#[test]
+fn a_workflow_task_with_an_unknown_payload_is_dead_lettered() {
+    let cluster = Cluster::default();
+    runtime(2).block_on(async {
+        let _worker = worker(&cluster, cluster.store.clone()).await.unwrap();
+        cluster
+            .queue
+            .publish(Task {
+                kind: TaskKind::Workflow,
+                saga_id: "someone".into(),
+                queue: "default".to_owned(),
+                dedup_id: "someone:junk".to_owned(),
+                payload: br#"{"redrive":"dance"}"#.to_vec(),
+            })
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let dead = loop {
+            let dead = cluster.queue.dead_letters("default").await.unwrap();
+            if !dead.is_empty() || tokio::time::Instant::now() > deadline {
+                break dead;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].task.dedup_id, "someone:junk");
+        assert!(
+            dead[0].reason.contains("payload does not decode"),
+            "{}",
+            dead[0].reason
+        );
     });
 }
