@@ -226,6 +226,11 @@ fn closed(saga_id: &SagaId, exec: &Execution) -> Error {
     .with("code", "closed")
 }
 
+/// Whether `e` is [`closed`]'s.
+fn is_closed(e: &Error) -> bool {
+    e.context("code") == Some("closed")
+}
+
 impl Inner {
     pub(super) fn counter(&self, c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
@@ -682,11 +687,8 @@ impl Inner {
                     }
                 }
                 EventType::LocalActivityScheduled => {
-                    let redrive = self.outbox.then(|| {
-                        let task = inputs::workflow_task(saga_id, queue, e.event_id);
-                        let id = task.dedup_id.clone();
-                        commit.tasks.push(task);
-                        id
+                    let redrive = self.redrive_row(&mut commit, || {
+                        inputs::workflow_task(saga_id, queue, e.event_id)
                     });
                     out.push(Effect::RunLocal(LocalRun {
                         seq: e.attr_u64("seq").unwrap_or_default(),
@@ -702,12 +704,9 @@ impl Inner {
                     let seq = e.attr_u64("seq").unwrap_or_default();
                     // As for a local activity: no message carries the start, so this
                     // task re-drives it if this process dies first.
-                    let redrive = self.outbox.then(|| {
+                    let redrive = self.redrive_row(&mut commit, || {
                         let id = inputs::child_start_id(saga_id, seq);
-                        commit
-                            .tasks
-                            .push(inputs::workflow_task_named(saga_id, queue, id.clone()));
-                        id
+                        inputs::workflow_task_named(saga_id, queue, id)
                     });
                     out.push(Effect::StartChild(ChildStart {
                         seq,
@@ -725,12 +724,9 @@ impl Inner {
                     // all of the parent's) does not take it; on the parent's queue, as
                     // the child's own is not known here, and any worker can record
                     // the request, with or without the child's code.
-                    let redrive = self.outbox.then(|| {
+                    let redrive = self.redrive_row(&mut commit, || {
                         let id = inputs::cancel_child_id(&child);
-                        commit
-                            .tasks
-                            .push(inputs::Redrive::Cancel.task(&child, queue, id.clone()));
-                        id
+                        inputs::Redrive::Cancel.task(&child, queue, id)
                     });
                     out.push(Effect::CancelChild { child, redrive })
                 }
@@ -753,14 +749,12 @@ impl Inner {
                     };
                     if is_child && status != WorkflowStatus::Compensating {
                         out.push(Effect::NotifyParent);
-                        if self.outbox {
-                            // The news goes by no message of its own: if this process
-                            // dies before the parent has it, this task re-drives it.
+                        // The news goes by no message of its own: if this process
+                        // dies before the parent has it, this task re-drives it.
+                        self.redrive_row(&mut commit, || {
                             let id = inputs::notify_parent_id(saga_id);
-                            commit
-                                .tasks
-                                .push(inputs::workflow_task_named(saga_id, queue, id));
-                        }
+                            inputs::workflow_task_named(saga_id, queue, id)
+                        });
                     }
                     // A waiter in another process takes a completion's output from
                     // the notification instead of reading it back.
@@ -786,6 +780,18 @@ impl Inner {
         }
         commit.events = events;
         (commit, out)
+    }
+
+    /// With the outbox on, adds `task()` to `commit`: the task that re-drives an effect
+    /// no message carries if this process dies before carrying it out. Its dedup id,
+    /// which the effect settles once done.
+    fn redrive_row(&self, commit: &mut Commit, task: impl FnOnce() -> Task) -> Option<String> {
+        self.outbox.then(|| {
+            let task = task();
+            let id = task.dedup_id.clone();
+            commit.tasks.push(task);
+            id
+        })
     }
 
     /// The task queue of a child of type `workflow_type`: the type's own, if it names
@@ -1888,7 +1894,7 @@ impl Inner {
             .await;
         match r {
             Ok(()) => {}
-            Err(e) if e.is_not_found() || e.context.get("code").is_some_and(|c| c == "closed") => {}
+            Err(e) if e.is_not_found() || is_closed(&e) => {}
             Err(e) => return Err(e),
         }
         self.settle_row(child, row).await;
