@@ -22,6 +22,10 @@
 //!   dispatch, `SagaEngineBuilder::eager_activities`): a saga stays on the worker that
 //!   took its first task; if that worker dies, the outbox re-drives its steps after
 //!   `SAGA_REDELIVER_AFTER_MS`;
+//! - `SAGA_RECOVER_ON_START` (`0`, the default, or `1`): publish a workflow task for
+//!   every open execution as the worker starts (`SagaEngineBuilder::
+//!   recover_on_start`). The outbox makes it needless, so set it once, on one worker,
+//!   only to take over executions that workers without the outbox wrote;
 //! - `SAGA_METRICS_ADDR` (optional, e.g. `0.0.0.0:9464`): serve the engine's metrics
 //!   (counters, activity latency histograms, workflows by type) at
 //!   `http://ADDR/metrics` in Prometheus text format; the worker prints the address it
@@ -107,6 +111,7 @@ async fn serve() -> Result<(), Error> {
         })
         .concurrency(number("SAGA_CONCURRENCY", 32)? as usize)
         .eager_activities(flag("SAGA_EAGER_ACTIVITIES", true)?)
+        .recover_on_start(flag("SAGA_RECOVER_ON_START", false)?)
         .build()
         .await?;
     let pid = std::process::id();

@@ -227,7 +227,8 @@ struct Config {
     timer_poll: Duration,
     timer_lease: Duration,
     run_workers: bool,
-    recover_on_start: bool,
+    /// `None`: exactly when the outbox is off (see [`SagaEngineBuilder::recover_on_start`]).
+    recover_on_start: Option<bool>,
     result_poll: Duration,
     outbox: OutboxConfig,
     progress_every: Duration,
@@ -279,7 +280,7 @@ impl Default for Config {
             timer_poll: Duration::from_secs(1),
             timer_lease: Duration::from_secs(30),
             run_workers: true,
-            recover_on_start: true,
+            recover_on_start: None,
             result_poll: Duration::from_secs(1),
             outbox: OutboxConfig::default(),
             progress_every: Duration::from_secs(10),
@@ -419,10 +420,22 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// Whether a new engine re-drives open executions it finds in the store (default
-    /// true): this is how work survives a crash of the process that held it.
+    /// Whether a new engine re-drives every open execution it finds in the store, by
+    /// publishing a workflow task for each to its own queue. Default: exactly when the
+    /// outbox is off ([`OutboxConfig::enabled`]).
+    ///
+    /// Without the outbox this is how work survives a crash of the process that held
+    /// it: an in-process queue dies with the process. With the outbox on, every task
+    /// and every effect still owed is a row the reconciler publishes again once due,
+    /// so recovery would only add, on every restart of every worker, one task per open
+    /// execution (a load spike where many executions wait for signals or timers).
+    ///
+    /// Turn it on once, on one worker, when moving executions that an engine without
+    /// the outbox wrote onto workers with it, or after upgrading from a build whose
+    /// outbox held no rows for local activities, child starts, a child's news to its
+    /// parent and a parent's cancellation of its children.
     pub fn recover_on_start(mut self, yes: bool) -> Self {
-        self.config.recover_on_start = yes;
+        self.config.recover_on_start = Some(yes);
         self
     }
 
@@ -534,7 +547,7 @@ impl SagaEngineBuilder {
         });
         let mut tasks = Vec::new();
         if inner.config.run_workers {
-            if inner.config.recover_on_start {
+            if inner.config.recover_on_start.unwrap_or(!inner.outbox) {
                 inner.recover().await?;
             }
             for _ in 0..inner.config.concurrency {

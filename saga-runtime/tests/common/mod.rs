@@ -13,8 +13,9 @@ use saga_runtime::adapter::memory::{InMemorySignalDispatcher, InMemoryStore, InM
 use saga_runtime::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId};
 use saga_runtime::engine::{OutboxConfig, SagaEngine, SagaEngineBuilder};
 use saga_runtime::port::{
-    Commit, DefinitionStore, EventStore, ExecutionFilter, ExecutionSummary, Outbox, Snapshot, Task,
-    TimerRecord, TimerStore, WorkflowDefinition, WorkflowStore,
+    Commit, DeadLetter, DefinitionStore, Delivery, DeliveryTag, EventStore, ExecutionFilter,
+    ExecutionSummary, Outbox, Snapshot, Task, TaskKind, TaskQueue, TimerRecord, TimerStore,
+    WorkflowDefinition, WorkflowStore,
 };
 use saga_runtime::Result;
 
@@ -29,9 +30,9 @@ pub struct Cluster {
 
 impl Cluster {
     /// `builder` (its store set) on the cluster's queue and signals, with the outbox
-    /// on, as with a broker's queue, re-publishing after `redeliver_after`; and no
-    /// re-drive of its own as it starts, so that only the outbox brings back what a
-    /// dead worker left.
+    /// on, as with a broker's queue, re-publishing after `redeliver_after`. So no
+    /// re-drive of its own as it starts (the default with the outbox on): only the
+    /// outbox brings back what a dead worker left.
     pub fn outboxed(
         &self,
         builder: SagaEngineBuilder,
@@ -45,7 +46,6 @@ impl Cluster {
                 redeliver_after,
                 reconcile_every: Duration::from_millis(50),
             })
-            .recover_on_start(false)
     }
 }
 
@@ -229,5 +229,54 @@ impl WorkflowStore for Switch {
             self.down.store(true, Ordering::SeqCst);
         }
         r
+    }
+}
+
+/// The in-memory queue, counting the tasks published to it.
+#[derive(Clone, Default)]
+pub struct Published {
+    pub inner: InMemoryTaskQueue,
+    pub tasks: Arc<AtomicU64>,
+    pub workflow_tasks: Arc<AtomicU64>,
+}
+
+impl Published {
+    pub fn tasks(&self) -> u64 {
+        self.tasks.load(Ordering::SeqCst)
+    }
+    pub fn workflow_tasks(&self) -> u64 {
+        self.workflow_tasks.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl TaskQueue for Published {
+    async fn publish(&self, task: Task) -> Result<()> {
+        self.tasks.fetch_add(1, Ordering::SeqCst);
+        if task.kind == TaskKind::Workflow {
+            self.workflow_tasks.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.publish(task).await
+    }
+    async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        self.inner.fetch(queue, max, wait).await
+    }
+    async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
+        self.inner.ack(tag).await
+    }
+    async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
+        self.inner.nak(tag, delay).await
+    }
+    async fn progress(&self, tag: &DeliveryTag) -> Result<()> {
+        self.inner.progress(tag).await
+    }
+    async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()> {
+        self.inner.terminate(tag, reason).await
+    }
+    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(queue).await
+    }
+    fn is_in_process(&self) -> bool {
+        true
     }
 }
