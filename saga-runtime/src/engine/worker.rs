@@ -2,7 +2,7 @@
 //! recovery.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -2047,15 +2047,32 @@ impl Inner {
             ),
         };
         let input = Input::new(event_type, attributes, self.clock.now());
-        let waiting = |exec: &Execution| exec.s.children.get(&seq).is_some_and(|c| !c.started);
+        // Whether the parent, as last read, has let go of the child: it gave up on it
+        // (cancelled, failed) while this start was in flight, or already has its outcome.
+        let let_go = AtomicBool::new(false);
+        let waiting = |exec: &Execution| {
+            let child = exec.s.children.get(&seq);
+            let_go.store(child.is_none(), Ordering::Relaxed);
+            child.is_some_and(|c| !c.started)
+        };
         let row = start.redrive.as_deref();
         match self
             .record_settling_if(&parent, row, waiting, vec![input])
             .await
         {
             Ok(Processed::Appended) => {}
-            // Recorded before (a re-drive after all): nothing left for the task to do.
-            Ok(Processed::Dropped) => self.settle_row(&parent, row).await,
+            Ok(Processed::Dropped) => {
+                // Recorded before (a re-drive after all), or let go of. A child the
+                // parent gave up on before this start created it was not there for the
+                // parent's cancellation to find: cancel it now, or it runs on as an
+                // orphan whose steps nobody undoes. (One that already closed is left.)
+                if started && let_go.load(Ordering::Relaxed) {
+                    if let Err(e) = self.cancel_child(&start.child_id, None).await {
+                        tracing::warn!(child = %start.child_id, error = %e, "orphan child not cancelled");
+                    }
+                }
+                self.settle_row(&parent, row).await;
+            }
             Err(e) => {
                 tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
             }

@@ -93,9 +93,14 @@ pub struct Switch {
     pub down: Arc<AtomicBool>,
     /// Calls that read history.
     pub reads: Arc<AtomicU64>,
+    /// Whose history each of those calls read, in order.
+    pub read_ids: Arc<std::sync::Mutex<Vec<SagaId>>>,
     /// Takes the store down right after a commit it matches is written: the process
     /// that wrote it goes silent at that exact point.
     pub trip: Option<Trip>,
+    /// Holds back a commit it matches until the semaphore gives a permit: that commit
+    /// is in flight, its writer alive, while the test does what races with it.
+    pub gate: Option<(Trip, Arc<tokio::sync::Semaphore>)>,
 }
 
 /// Which commit takes a [`Switch`] down once written.
@@ -120,6 +125,7 @@ impl EventStore for Switch {
     async fn history_from(&self, id: &SagaId, from: u64) -> Result<Vec<HistoryEvent>> {
         self.check()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
+        self.read_ids.lock().unwrap().push(id.clone());
         self.inner.history_from(id, from).await
     }
     async fn version(&self, id: &SagaId) -> Result<u64> {
@@ -223,6 +229,11 @@ impl Outbox for Switch {
 impl WorkflowStore for Switch {
     async fn commit(&self, c: Commit) -> Result<u64> {
         self.check()?;
+        if let Some((held, open)) = &self.gate {
+            if held(&c) {
+                let _pass = open.acquire().await.expect("gate");
+            }
+        }
         let trips = self.trip.as_ref().is_some_and(|t| t(&c));
         let r = self.inner.commit(c).await;
         if trips && r.is_ok() {
