@@ -4,7 +4,8 @@
 //! after `redeliver_after`, and the commit of the outcome settles it. So when the
 //! worker dies mid-run, the task comes due and another worker runs the activity again
 //! (at least once, as Temporal's local activities); while it still runs, its worker
-//! keeps the task from coming due, so a slow one is not run twice.
+//! keeps the task from coming due, so a slow one is not run twice, and a workflow task
+//! for something else (a signal) does not run it again either.
 
 mod common;
 
@@ -14,13 +15,17 @@ use std::time::Duration;
 
 use common::{count, kill, outbox_left, runtime, Cluster};
 use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
+use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
+use saga_runtime::client::SagaClient;
 use saga_runtime::domain::{EventType, WorkflowStatus};
-use saga_runtime::engine::SagaEngine;
+use saga_runtime::engine::{SagaEngine, SagaEngineBuilder, StartOptions};
 use saga_runtime::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
 
 static HUNG_RUNS: AtomicU32 = AtomicU32::new(0);
 static TWICE_HUNG_RUNS: AtomicU32 = AtomicU32::new(0);
 static SLOW_RUNS: AtomicU32 = AtomicU32::new(0);
+static NUDGED_RUNS: AtomicU32 = AtomicU32::new(0);
+static NUDGED_ALONE_RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// Counts a run in `runs`; the first `hung` runs never return (their worker is about
 /// to die), later ones return `n`.
@@ -61,9 +66,39 @@ impl Activity for slow_local {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        SLOW_RUNS.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(REDELIVER_AFTER * 4).await;
-        Ok(n)
+        slow(&SLOW_RUNS, n).await
+    }
+}
+
+/// Counts a run in `runs`, then takes several times the outbox's `redeliver_after`.
+async fn slow(runs: &AtomicU32, n: u32) -> Result<u32, ActivityError> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(REDELIVER_AFTER * 4).await;
+    Ok(n)
+}
+
+/// Slow, and its execution gets a signal while it runs (with the outbox on).
+#[allow(non_camel_case_types)]
+struct slow_nudged {}
+impl Activity for slow_nudged {
+    const TYPE_ID: &'static str = "slow-nudged";
+    type Input = u32;
+    type Output = u32;
+    async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        slow(&NUDGED_RUNS, n).await
+    }
+}
+
+/// Slow, and its execution gets a signal while it runs (the embedded default: no
+/// outbox, one process).
+#[allow(non_camel_case_types)]
+struct slow_nudged_alone {}
+impl Activity for slow_nudged_alone {
+    const TYPE_ID: &'static str = "slow-nudged-alone";
+    type Input = u32;
+    type Output = u32;
+    async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        slow(&NUDGED_ALONE_RUNS, n).await
     }
 }
 
@@ -109,11 +144,16 @@ const REDELIVER_AFTER: Duration = Duration::from_millis(300);
 fn worker<A: Activity<Input = u32, Output = u32>>(
     cluster: &Cluster,
 ) -> impl Future<Output = saga_runtime::Result<SagaEngine>> {
-    let builder = SagaEngine::builder()
+    cluster
+        .outboxed(builder::<A>(cluster), REDELIVER_AFTER)
+        .build()
+}
+
+fn builder<A: Activity<Input = u32, Output = u32>>(cluster: &Cluster) -> SagaEngineBuilder {
+    SagaEngine::builder()
         .store(cluster.store.clone())
         .workflow::<local_of<A>>()
-        .activities([activity::<A>()]);
-    cluster.outboxed(builder, REDELIVER_AFTER).build()
+        .activities([activity::<A>()])
 }
 
 /// Waits until `runs` reaches `n`.
@@ -186,6 +226,83 @@ fn a_slow_local_activity_on_a_live_worker_runs_once() {
         let h = a.history("local-2").await.unwrap();
         assert_eq!(count(&h, EventType::LocalActivityStarted), 1);
         assert_eq!(outbox_left(&cluster.store).await, 0);
+    });
+}
+
+/// Starts `local_of<A>` as `id` on `a`, has `client` signal it while its local
+/// activity runs, and checks that the activity ran once and the execution completed.
+/// A client without the workflow's code (the `saga` CLI, a split worker) records the
+/// signal and sends a workflow task, for something else than the activity, which any
+/// worker may take.
+async fn nudge_while_running<A: Activity<Input = u32, Output = u32>>(
+    a: &SagaEngine,
+    client: &SagaClient,
+    id: &str,
+    runs: &AtomicU32,
+) {
+    // On the default queue, whoever `a` serves.
+    let on_default = StartOptions {
+        task_queue: Some("default".into()),
+        ..StartOptions::default()
+    };
+    let run = a
+        .start_with::<local_of<A>>(id, 4, on_default)
+        .await
+        .unwrap();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .signal(id, "nudge", serde_json::json!("meanwhile"))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), 4);
+    // Past the point where a second run would have been started and finished.
+    tokio::time::sleep(REDELIVER_AFTER * 5).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
+    let h = a.history(id).await.unwrap();
+    assert_eq!(count(&h, EventType::SignalReceived), 1);
+    assert_eq!(count(&h, EventType::LocalActivityStarted), 1);
+}
+
+/// A signal's workflow task, taken by a live worker while the local activity still
+/// runs on another, does not run the activity again: only the activity's own task,
+/// come due because its worker stopped deferring it, says that run died.
+#[test]
+fn a_local_activity_still_running_elsewhere_is_not_run_again_for_a_signal() {
+    let cluster = Cluster::default();
+    runtime(2).block_on(async {
+        // `a` runs the local activity, as the engine that committed the start; it
+        // serves another queue, so that `b` takes the signal's task.
+        let a = cluster
+            .outboxed(builder::<slow_nudged>(&cluster), REDELIVER_AFTER)
+            .task_queue_name("elsewhere")
+            .build()
+            .await
+            .unwrap();
+        let _b = worker::<slow_nudged>(&cluster).await.unwrap();
+        let client = SagaClient::new(cluster.store.clone()).queue(cluster.queue.clone(), "default");
+        nudge_while_running::<slow_nudged>(&a, &client, "local-4", &NUDGED_RUNS).await;
+        assert_eq!(outbox_left(&cluster.store).await, 0);
+    });
+}
+
+/// The same on the embedded default (no outbox, one process): a signal's workflow
+/// task does not run again a local activity that runs in this very process.
+#[test]
+fn a_local_activity_running_here_is_not_run_again_for_a_signal() {
+    runtime(2).block_on(async {
+        let (store, queue) = (InMemoryStore::new(), InMemoryTaskQueue::new());
+        let a = SagaEngine::builder()
+            .store(store.clone())
+            .queue(queue.clone())
+            .workflow::<local_of<slow_nudged_alone>>()
+            .activities([activity::<slow_nudged_alone>()])
+            .build()
+            .await
+            .unwrap();
+        let client = SagaClient::new(store).queue(queue, "default");
+        nudge_while_running::<slow_nudged_alone>(&a, &client, "local-5", &NUDGED_ALONE_RUNS).await;
     });
 }
 

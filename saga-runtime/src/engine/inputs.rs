@@ -145,6 +145,19 @@ impl Redrive {
     }
 }
 
+/// The dedup id of the workflow task that start-time recovery publishes for an open
+/// execution at `version`. Caused by no event: its own kind of id, so that it is never
+/// taken for the task of the history's last or next event, yet the same for every
+/// engine recovering at once.
+pub(crate) fn recovery_id(saga_id: &SagaId, version: u64) -> String {
+    format!("{saga_id}:{version}:recover")
+}
+
+/// Whether `dedup_id` is a [`recovery_id`].
+pub(crate) fn is_recovery_id(dedup_id: &str) -> bool {
+    dedup_id.ends_with(":recover")
+}
+
 /// The dedup id of a closed child's workflow task that the outbox holds until its
 /// parent has its outcome: due, it re-drives the news.
 pub(crate) fn notify_parent_id(child: &SagaId) -> String {

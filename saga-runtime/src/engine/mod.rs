@@ -318,6 +318,8 @@ pub(crate) struct Inner {
     /// Activity attempts running eagerly (see [`SagaEngineBuilder::eager_activities`]):
     /// aborted with the engine, awaited by a graceful shutdown.
     eager: Mutex<tokio::task::JoinSet<()>>,
+    /// Local activities running in this process.
+    locals: worker::RunningLocals,
     /// Itself, for effects that run as their own tasks (child starts, local
     /// activities): they call back into `process`.
     me: std::sync::Weak<Inner>,
@@ -543,6 +545,7 @@ impl SagaEngineBuilder {
             paused: watch::channel(false).0,
             findings: Mutex::new(std::collections::VecDeque::new()),
             eager: Mutex::new(tokio::task::JoinSet::new()),
+            locals: worker::RunningLocals::default(),
             me: me.clone(),
         });
         let mut tasks = Vec::new();

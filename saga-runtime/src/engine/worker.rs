@@ -1,9 +1,10 @@
 //! The I/O side of the engine: the one `process` path, workers, the timer loop and
 //! recovery.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -834,6 +835,9 @@ impl Inner {
                 // this one): they run as their own tasks.
                 Effect::RunLocal(run) => {
                     if let Some(me) = self.me.upgrade() {
+                        // Marked before the task starts, so that no workflow task in
+                        // between takes it for a run that died.
+                        self.locals.enter(saga_id, run.seq);
                         tokio::spawn(me.run_local_task(saga_id.clone(), run));
                     }
                     Ok(())
@@ -1226,7 +1230,7 @@ impl Inner {
                         // Caused by no event: its own kind of id, so that it is
                         // never taken for the task of the history's last or next
                         // event, yet the same for every engine recovering at once.
-                        dedup_id: format!("{}:{}:recover", s.saga_id, s.version),
+                        dedup_id: inputs::recovery_id(&s.saga_id, s.version),
                         payload: Vec::new(),
                     })
                     .await?;
@@ -1276,7 +1280,7 @@ impl Inner {
                     .await
             }
             TaskKind::Workflow if !d.task.payload.is_empty() => self.redrive(&d.task).await,
-            TaskKind::Workflow => match self.run_workflow_task(&saga_id).await {
+            TaskKind::Workflow => match self.run_workflow_task(&saga_id, &d.task.dedup_id).await {
                 Ok((processed, redriven)) => {
                     keep_row = redriven.contains(&d.task.dedup_id);
                     Ok(processed)
@@ -1655,7 +1659,11 @@ impl Inner {
     /// (recovery after a crash). Also returns the outbox ids of what it re-drives that
     /// no message carries (local activities, child starts, a closed child's news to its
     /// parent): their rows must outlive the task, and what they re-drive settles them.
-    async fn run_workflow_task(&self, saga_id: &SagaId) -> Result<(Processed, Vec<String>)> {
+    async fn run_workflow_task(
+        &self,
+        saga_id: &SagaId,
+        delivered: &str,
+    ) -> Result<(Processed, Vec<String>)> {
         self.evict(saga_id);
         // The version the decisions were made on: an attempt scheduled at or after it
         // was scheduled by this very task, and its task published with the commit.
@@ -1683,9 +1691,22 @@ impl Inner {
             if pa.local {
                 // Its outbox row, as its scheduling commit wrote it (it may be the very
                 // task being processed).
-                let redrive = self
-                    .outbox
-                    .then(|| inputs::dedup_id(saga_id, pa.scheduled_event_id));
+                let row = inputs::dedup_id(saga_id, pa.scheduled_event_id);
+                // Run it again only where no run of it is alive. This task may be for
+                // something else (a signal, a timer) that arrived while it runs, here
+                // or, with the outbox on, on another worker, which keeps its row from
+                // coming due: so there, only its own row, due, or a recovery says the
+                // run died with its worker.
+                let orphaned = !self.locals.running(saga_id, pa.seq)
+                    && (!self.outbox || delivered == row || inputs::is_recovery_id(delivered));
+                if !orphaned {
+                    if delivered == row {
+                        // Its row, due while it still runs here: the run settles it.
+                        redriven.push(row);
+                    }
+                    continue;
+                }
+                let redrive = self.outbox.then_some(row);
                 redriven.extend(redrive.clone());
                 effects.push(Effect::RunLocal(LocalRun {
                     seq: pa.seq,
@@ -1866,7 +1887,12 @@ impl Inner {
     }
 
     fn run_local_task(self: Arc<Self>, saga_id: SagaId, run: LocalRun) -> BoxedTask {
-        Box::pin(async move { self.run_local(saga_id, run).await })
+        Box::pin(async move {
+            let seq = run.seq;
+            self.run_local(saga_id.clone(), run).await;
+            // Only now: until its outcome is recorded it is still pending in history.
+            self.locals.leave(&saga_id, seq);
+        })
     }
 
     fn start_child_task(self: Arc<Self>, parent: SagaId, start: ChildStart) -> BoxedTask {
@@ -2155,4 +2181,29 @@ impl Inner {
 fn codec_name(codec: AnyCodec) -> &'static str {
     use crate::codec::Codec;
     codec.name()
+}
+
+/// The local activities running in this process, by execution and sequence number:
+/// a workflow task that finds one still pending in history does not run it again
+/// while it runs here (it is pending until its outcome's commit).
+#[derive(Debug, Default)]
+pub(super) struct RunningLocals(Mutex<HashSet<(SagaId, u64)>>);
+
+impl RunningLocals {
+    fn enter(&self, saga_id: &SagaId, seq: u64) {
+        self.lock().insert((saga_id.clone(), seq));
+    }
+
+    fn leave(&self, saga_id: &SagaId, seq: u64) {
+        self.lock().remove(&(saga_id.clone(), seq));
+    }
+
+    fn running(&self, saga_id: &SagaId, seq: u64) -> bool {
+        self.lock().contains(&(saga_id.clone(), seq))
+    }
+
+    /// The set (a poisoned lock still holds a valid set).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(SagaId, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
