@@ -1654,11 +1654,14 @@ impl Inner {
         Ok(awaits)
     }
 
-    /// A workflow task: reload the execution from the store, record what it owes, and
-    /// re-drive its pending activities (unless the outbox does), timers and children
-    /// (recovery after a crash). Also returns the outbox ids of what it re-drives that
-    /// no message carries (local activities, child starts, a closed child's news to its
-    /// parent): their rows must outlive the task, and what they re-drive settles them.
+    /// A workflow task (`delivered`, its dedup id): reload the execution from the
+    /// store, record what it owes, and re-drive its timers, children and pending
+    /// activities (recovery after a crash), but no activity attempt that may still be
+    /// running: not one the outbox re-drives itself, nor, on an in-process queue, one
+    /// whose task that queue still holds. Also returns the outbox ids of what it
+    /// re-drives that no message carries (local activities, child starts, a closed
+    /// child's news to its parent): their rows must outlive the task, and what they
+    /// re-drive settles them.
     async fn run_workflow_task(
         &self,
         saga_id: &SagaId,
@@ -1722,6 +1725,15 @@ impl Inner {
                 // The outbox holds its task and re-publishes it when it comes due. A
                 // publish now could hand out an attempt still running eagerly on
                 // another worker (never published, so the broker cannot drop it).
+                continue;
+            }
+            if self.queue.is_in_process() && !inputs::is_recovery_id(delivered) {
+                // An in-process queue holds the task until it is done and loses it
+                // only with the process, whose tasks recovery re-drives; and it
+                // drops no duplicate, so a publish now would hand out a second copy
+                // of an attempt that may be running. (A broker drops a re-publish
+                // whose original it still holds: there this is a second chance for
+                // a task it lost.)
                 continue;
             }
             let mut task = ActivityTask {

@@ -1,0 +1,148 @@
+//! An activity attempt still running is not run again because a workflow task came
+//! for something else: a signal from a client without the workflow's code (the `saga`
+//! CLI, a split worker) records the signal and sends the execution a workflow task,
+//! which folds the history and finds the attempt still pending. (Local activities:
+//! `local_redrive.rs`.)
+
+mod common;
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{count, outbox_left, Cluster};
+use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
+use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
+use saga_runtime::client::SagaClient;
+use saga_runtime::domain::EventType;
+use saga_runtime::engine::SagaEngine;
+use saga_runtime::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
+
+static ALONE_RUNS: AtomicU32 = AtomicU32::new(0);
+static CLUSTER_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts a run in `runs` and takes a while.
+async fn slow(runs: &AtomicU32, n: u32) -> Result<u32, ActivityError> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    Ok(n)
+}
+
+#[allow(non_camel_case_types)]
+struct slow_alone {}
+impl Activity for slow_alone {
+    const TYPE_ID: &'static str = "slow-alone";
+    type Input = u32;
+    type Output = u32;
+    async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        slow(&ALONE_RUNS, n).await
+    }
+}
+
+#[allow(non_camel_case_types)]
+struct slow_in_cluster {}
+impl Activity for slow_in_cluster {
+    const TYPE_ID: &'static str = "slow-in-cluster";
+    type Input = u32;
+    type Output = u32;
+    async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        slow(&CLUSTER_RUNS, n).await
+    }
+}
+
+/// Runs activity `A` once (as an activity task) and returns its output.
+#[allow(non_camel_case_types)]
+struct one_step<A>(PhantomData<A>);
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum OneStep {
+    Start(u32),
+    Ran,
+}
+
+impl<A: Activity<Input = u32, Output = u32>> Workflow for one_step<A> {
+    const TYPE_ID: &'static str = A::TYPE_ID;
+    const FINGERPRINT: &'static str = A::TYPE_ID;
+    type Input = u32;
+    type Output = u32;
+    type Error = String;
+    type State = OneStep;
+
+    fn start(n: u32) -> OneStep {
+        OneStep::Start(n)
+    }
+
+    fn resume(state: OneStep, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
+        match state {
+            OneStep::Start(n) => Transition::Suspend {
+                commands: vec![Command::activity::<A>(&n)],
+                state: OneStep::Ran,
+            },
+            OneStep::Ran => match wake.activity::<A>() {
+                Ok(n) => Transition::Complete(n),
+                Err(e) => Transition::Fail(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Starts `one_step<A>` as `id` on `engine`, has `client` signal it while its attempt
+/// runs, and checks that the attempt ran once and the execution completed.
+async fn nudge_while_running<A: Activity<Input = u32, Output = u32>>(
+    engine: &SagaEngine,
+    client: &SagaClient,
+    id: &str,
+    runs: &AtomicU32,
+) {
+    let run = engine.start::<one_step<A>>(id, 6).await.unwrap();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .signal(id, "nudge", serde_json::json!("meanwhile"))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), 6);
+    // Past the point where a second run would have been started and finished.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
+    let h = engine.history(id).await.unwrap();
+    assert_eq!(count(&h, EventType::SignalReceived), 1);
+    assert_eq!(count(&h, EventType::ActivityTaskStarted), 1);
+}
+
+/// The embedded default (no outbox, the in-process queue): the signal's workflow task
+/// does not publish the running attempt's task again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_running_here_is_not_run_again_for_a_signal() {
+    let (store, queue) = (InMemoryStore::new(), InMemoryTaskQueue::new());
+    let engine = SagaEngine::builder()
+        .store(store.clone())
+        .queue(queue.clone())
+        .workflow::<one_step<slow_alone>>()
+        .activities([activity::<slow_alone>()])
+        .build()
+        .await
+        .unwrap();
+    let client = SagaClient::new(store).queue(queue, "default");
+    nudge_while_running::<slow_alone>(&engine, &client, "once-alone", &ALONE_RUNS).await;
+}
+
+/// With the outbox on, two workers: whichever takes the signal's workflow task leaves
+/// the attempt to the outbox, which re-drives it only if it comes due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_running_on_a_worker_is_not_run_again_for_a_signal() {
+    let cluster = Cluster::default();
+    let worker = || {
+        let builder = SagaEngine::builder()
+            .store(cluster.store.clone())
+            .workflow::<one_step<slow_in_cluster>>()
+            .activities([activity::<slow_in_cluster>()]);
+        cluster.outboxed(builder, Duration::from_secs(60)).build()
+    };
+    let a = worker().await.unwrap();
+    let _b = worker().await.unwrap();
+    let client = SagaClient::new(cluster.store.clone()).queue(cluster.queue.clone(), "default");
+    nudge_while_running::<slow_in_cluster>(&a, &client, "once-cluster", &CLUSTER_RUNS).await;
+    assert_eq!(outbox_left(&cluster.store).await, 0);
+}
