@@ -1,10 +1,10 @@
 //! The I/O side of the engine: the one `process` path, workers, the timer loop and
-//! recovery.
+//! recovery. The effects a commit leaves to a task of their own are in `local` (local
+//! activities) and `children` (child workflows).
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -27,6 +27,13 @@ use crate::port::{
     Commit, Delivery, ExecutionFilter, Notification, Snapshot, Task, TaskKind, TimerRecord,
 };
 use crate::snapshot;
+
+mod children;
+mod local;
+
+use children::ChildStart;
+use local::LocalRun;
+pub(super) use local::RunningLocals;
 
 /// A new input event, built against the execution's current state.
 #[derive(Clone)]
@@ -128,36 +135,6 @@ enum Effect {
     NotifyParent,
     /// Re-drive: if this child has closed, tell its parent.
     CheckChild(SagaId),
-}
-
-/// A local activity to run.
-#[derive(Debug, Clone)]
-struct LocalRun {
-    seq: u64,
-    activity_type: String,
-    input: Value,
-    retry: crate::activity::RetryPolicy,
-    timeout_ms: Option<u64>,
-    /// With the outbox on, the dedup id of the execution's workflow task that the
-    /// outbox holds while the run lasts: no message carries a local activity, so if
-    /// this process dies before recording the outcome, that task comes due and
-    /// re-drives the run on another worker. The outcome's commit settles it.
-    redrive: Option<String>,
-}
-
-/// A child workflow to start.
-#[derive(Debug, Clone)]
-struct ChildStart {
-    seq: u64,
-    child_id: SagaId,
-    workflow_type: String,
-    input: Value,
-    trace_id: String,
-    /// The child type's own task queue, else the parent's.
-    task_queue: String,
-    /// With the outbox on, the dedup id of the parent's workflow task that the outbox
-    /// holds until the start is recorded on the parent (`inputs::child_start_id`).
-    redrive: Option<String>,
 }
 
 /// Where an activity attempt's result is recorded.
@@ -1888,334 +1865,19 @@ fn attempt_outcome<T>(r: &std::result::Result<T, Option<ActivityError>>) -> Atte
     }
 }
 
+/// What an effect that runs as its own task returns. Such effects call back into
+/// `process`, whose future spawns them: a named, boxed `Send` future breaks that cycle
+/// for the compiler's `Send` check. (Eager attempts here; local activities and child
+/// workflows in `local` and `children`.)
 type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Inner {
-    // The effects below call back into `process`, whose future spawns them: returning
-    // a named, boxed `Send` future breaks that cycle for the compiler's `Send` check.
-
     fn eager_task(self: Arc<Self>, task: Task) -> BoxedTask {
         Box::pin(async move { self.run_eager(task).await })
-    }
-
-    fn run_local_task(self: Arc<Self>, saga_id: SagaId, run: LocalRun) -> BoxedTask {
-        Box::pin(async move {
-            let seq = run.seq;
-            self.run_local(saga_id.clone(), run).await;
-            // Only now: until its outcome is recorded it is still pending in history.
-            self.locals.leave(&saga_id, seq);
-        })
-    }
-
-    fn start_child_task(self: Arc<Self>, parent: SagaId, start: ChildStart) -> BoxedTask {
-        Box::pin(async move { self.start_child(parent, start).await })
-    }
-
-    fn deliver_to_parent_task(self: Arc<Self>, child: SagaId) -> BoxedTask {
-        Box::pin(async move { self.deliver_to_parent(&child).await })
-    }
-
-    fn cancel_child_task(self: Arc<Self>, child: SagaId, redrive: Option<String>) -> BoxedTask {
-        Box::pin(async move {
-            if let Err(e) = self.cancel_child(&child, redrive.as_deref()).await {
-                tracing::debug!(child = %child, error = %e, "child not cancelled");
-            }
-        })
-    }
-
-    /// Records on `child` that its parent gave up on it, then settles the child's task
-    /// `row` that would re-drive this. A closed (or never started) child needs nothing.
-    async fn cancel_child(&self, child: &SagaId, row: Option<&str>) -> Result<()> {
-        let reason = json!({"reason": "parent closed"});
-        let r = self
-            .input_from_outside(child, EventType::WorkflowExecutionCancelRequested, reason)
-            .await;
-        match r {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() || is_closed(&e) => {}
-            Err(e) => return Err(e),
-        }
-        self.settle_row(child, row).await;
-        Ok(())
-    }
-
-    /// Runs a local activity in this process, with its retries, then records the
-    /// outcome on the execution.
-    async fn run_local(&self, saga_id: SagaId, run: LocalRun) {
-        let started_at = self.clock.now();
-        let attempts = self.local_attempts(&saga_id, &run);
-        let row = run.redrive.as_deref();
-        let (attempt, result) = self.keeping_alive(&saga_id, attempts, None, row).await;
-        let finished = self.clock.now();
-        let (event_type, attributes) = match result {
-            Ok(output) => (
-                EventType::LocalActivityCompleted,
-                json!({"seq": run.seq, "attempts": attempt, "output": output}),
-            ),
-            Err(None) => (
-                EventType::LocalActivityTimedOut,
-                json!({"seq": run.seq, "attempts": attempt, "timeout_ms": run.timeout_ms}),
-            ),
-            Err(Some(error)) => (
-                EventType::LocalActivityFailed,
-                json!({"seq": run.seq, "attempts": attempt, "error": error}),
-            ),
-        };
-        let started = json!({"seq": run.seq, "activity_type": run.activity_type});
-        let inputs = vec![
-            Input::new(EventType::LocalActivityStarted, started, started_at),
-            Input::new(event_type, attributes, finished),
-        ];
-        let pending = |exec: &Execution| exec.s.activities.get(&run.seq).is_some_and(|p| p.local);
-        match self
-            .record_settling_if(&saga_id, row, pending, inputs)
-            .await
-        {
-            Ok(Processed::Appended) => {}
-            // Recorded by another run: nothing left for the task to re-drive.
-            Ok(Processed::Dropped) => self.settle_row(&saga_id, row).await,
-            Err(e) => {
-                // Its workflow task in the outbox (or, without one, recovery) runs it
-                // again: local activities are at-least-once.
-                tracing::warn!(saga_id = %saga_id, error = %e, "local activity result not recorded");
-            }
-        }
-    }
-
-    /// A local activity's attempts, with its retries: the number made and the last
-    /// one's outcome.
-    async fn local_attempts(
-        &self,
-        saga_id: &SagaId,
-        run: &LocalRun,
-    ) -> (u32, std::result::Result<Value, Option<ActivityError>>) {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.counter(&self.counters.activity_attempts);
-            let ctx = ActivityContext {
-                saga_id: saga_id.clone(),
-                seq: run.seq,
-                attempt,
-                activity_type: run.activity_type.clone(),
-            };
-            let began = Instant::now();
-            let r = self
-                .execute(ctx, raw(Some(&run.input)), run.timeout_ms, None)
-                .await;
-            self.counters.by_type.activity_attempt(
-                &run.activity_type,
-                attempt_outcome(&r),
-                began.elapsed(),
-            );
-            let failure = match &r {
-                Ok(_) => None,
-                Err(None) => Some(ActivityError::timeout(Duration::from_millis(
-                    run.timeout_ms.unwrap_or(0),
-                ))),
-                Err(Some(e)) => Some(e.clone()),
-            };
-            match failure {
-                Some(e) if run.retry.should_retry(attempt, &e) => {
-                    tokio::time::sleep(run.retry.delay_before(attempt + 1)).await;
-                }
-                _ => return (attempt, r),
-            }
-        }
-    }
-
-    /// Starts a child workflow and records on the parent that it started (or why not).
-    async fn start_child(&self, parent: SagaId, start: ChildStart) {
-        let seq = start.seq;
-        let link = json!({"saga_id": parent, "seq": seq});
-        let outcome = match self.workflows.get(start.workflow_type.as_str()) {
-            None => Err(format!(
-                "workflow type `{}` is not registered",
-                start.workflow_type
-            )),
-            Some(wf) => {
-                let fingerprint = wf.fingerprint();
-                let now = self.clock.now();
-                let r = self
-                    .process(&start.child_id, true, Origin::Worker, |exec| {
-                        exec.s.trace_id = start.trace_id.clone();
-                        Ok(Some(vec![Input {
-                            event_type: EventType::WorkflowExecutionStarted,
-                            attributes: json!({
-                                "workflow_type": start.workflow_type,
-                                "fingerprint": fingerprint,
-                                "input": start.input,
-                                "timeout_ms": null,
-                                "task_queue": start.task_queue,
-                                "parent": link,
-                            }),
-                            at: now,
-                        }]))
-                    })
-                    .await;
-                match r {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_already_started() => {
-                        // Started before a crash (a re-drive) if it names this parent.
-                        let first = self
-                            .store
-                            .history_from(&start.child_id, 0)
-                            .await
-                            .ok()
-                            .and_then(|h| h.into_iter().next());
-                        if first.is_some_and(|f| f.attributes["parent"] == link) {
-                            Ok(())
-                        } else {
-                            Err(e.to_string())
-                        }
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
-        let started = outcome.is_ok();
-        let (event_type, attributes) = match outcome {
-            Ok(()) => (
-                EventType::ChildWorkflowExecutionStarted,
-                json!({"seq": seq, "child_id": start.child_id}),
-            ),
-            Err(reason) => (
-                EventType::StartChildWorkflowExecutionFailed,
-                json!({"seq": seq, "child_id": start.child_id, "status": "NotStarted", "reason": reason}),
-            ),
-        };
-        let input = Input::new(event_type, attributes, self.clock.now());
-        // Whether the parent, as last read, has let go of the child: it gave up on it
-        // (cancelled, failed) while this start was in flight, or already has its outcome.
-        let let_go = AtomicBool::new(false);
-        let waiting = |exec: &Execution| {
-            let child = exec.s.children.get(&seq);
-            let_go.store(child.is_none(), Ordering::Relaxed);
-            child.is_some_and(|c| !c.started)
-        };
-        let row = start.redrive.as_deref();
-        match self
-            .record_settling_if(&parent, row, waiting, vec![input])
-            .await
-        {
-            Ok(Processed::Appended) => {}
-            Ok(Processed::Dropped) => {
-                // Recorded before (a re-drive after all), or let go of. A child the
-                // parent gave up on before this start created it was not there for the
-                // parent's cancellation to find: cancel it now, or it runs on as an
-                // orphan whose steps nobody undoes. (One that already closed is left.)
-                if started && let_go.load(Ordering::Relaxed) {
-                    if let Err(e) = self.cancel_child(&start.child_id, None).await {
-                        tracing::warn!(child = %start.child_id, error = %e, "orphan child not cancelled");
-                    }
-                }
-                self.settle_row(&parent, row).await;
-            }
-            Err(e) => {
-                tracing::warn!(parent = %parent, error = %e, "child start not recorded on the parent");
-            }
-        }
-        if started {
-            // A child that finished before its parent heard that it started.
-            self.deliver_to_parent(&start.child_id).await;
-        }
-    }
-
-    /// Tells a closed child's parent how it ended (idempotent: the parent drops the
-    /// news once it has it).
-    async fn deliver_to_parent(&self, child: &SagaId) {
-        let Ok(history) = self.store.history(child).await else {
-            return;
-        };
-        let (Some(first), Some(last)) = (history.first(), history.last()) else {
-            return;
-        };
-        let Some((parent, seq)) = first.attributes.get("parent").and_then(|p| {
-            Some((
-                SagaId::new(p.get("saga_id")?.as_str()?),
-                p.get("seq")?.as_u64()?,
-            ))
-        }) else {
-            return;
-        };
-        let timed_out = history
-            .iter()
-            .any(|e| e.event_type == EventType::WorkflowExecutionTimedOut);
-        let (event_type, status) = match last.event_type {
-            EventType::WorkflowExecutionCompleted => {
-                (EventType::ChildWorkflowExecutionCompleted, "Completed")
-            }
-            EventType::WorkflowExecutionCanceled if timed_out => {
-                (EventType::ChildWorkflowExecutionTimedOut, "Cancelled")
-            }
-            EventType::WorkflowExecutionCanceled => {
-                (EventType::ChildWorkflowExecutionCanceled, "Cancelled")
-            }
-            EventType::WorkflowExecutionTimedOut => {
-                (EventType::ChildWorkflowExecutionTimedOut, "Failed")
-            }
-            EventType::WorkflowExecutionFailed => {
-                (EventType::ChildWorkflowExecutionFailed, "Failed")
-            }
-            _ => return,
-        };
-        let mut attributes = json!({"seq": seq, "child_id": child, "status": status});
-        if event_type == EventType::ChildWorkflowExecutionCompleted {
-            attributes["output"] = last
-                .attributes
-                .get("output")
-                .cloned()
-                .unwrap_or(Value::Null);
-        } else {
-            let reason = match self.closed_error(child).await {
-                Ok(e) => e.message,
-                Err(e) => e.to_string(),
-            };
-            attributes["reason"] = json!(reason);
-        }
-        let input = Input::new(event_type, attributes, self.clock.now());
-        let awaited = |exec: &Execution| exec.s.children.contains_key(&seq);
-        match self.record_if(&parent, awaited, vec![input]).await {
-            // The parent has the news (now or before): the child's task that would
-            // re-drive it is done.
-            Ok(_) if self.outbox => {
-                let row = inputs::notify_parent_id(child);
-                self.settle_row(child, Some(&row)).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(parent = %parent, child = %child, error = %e, "child outcome not recorded on the parent");
-            }
-        }
     }
 }
 
 fn codec_name(codec: AnyCodec) -> &'static str {
     use crate::codec::Codec;
     codec.name()
-}
-
-/// The local activities running in this process, by execution and sequence number:
-/// a workflow task that finds one still pending in history does not run it again
-/// while it runs here (it is pending until its outcome's commit).
-#[derive(Debug, Default)]
-pub(super) struct RunningLocals(Mutex<HashSet<(SagaId, u64)>>);
-
-impl RunningLocals {
-    fn enter(&self, saga_id: &SagaId, seq: u64) {
-        self.lock().insert((saga_id.clone(), seq));
-    }
-
-    fn leave(&self, saga_id: &SagaId, seq: u64) {
-        self.lock().remove(&(saga_id.clone(), seq));
-    }
-
-    fn running(&self, saga_id: &SagaId, seq: u64) -> bool {
-        self.lock().contains(&(saga_id.clone(), seq))
-    }
-
-    /// The set (a poisoned lock still holds a valid set).
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(SagaId, u64)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
