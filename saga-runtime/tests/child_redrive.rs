@@ -211,6 +211,101 @@ fn a_childs_cancellation_lost_with_its_parents_worker_is_re_driven() {
     });
 }
 
+/// Two faults at once: the parent is cancelled on another worker while its child's
+/// start is still in flight, and the worker carrying the start dies right after
+/// creating the child, before it can find that the parent let the child go. The
+/// parent's cancellation had found no child; its task in the outbox, kept for that,
+/// comes due and cancels the child then.
+#[test]
+fn a_child_created_by_a_dying_start_after_its_parent_gave_up_is_cancelled() {
+    let cluster = Cluster::default();
+    let parent = "parent-4";
+    let child = child_of(parent);
+    let creates_the_child = {
+        let child = child.clone();
+        move |c: &Commit| {
+            c.saga_id.as_str() == child
+                && c.events
+                    .iter()
+                    .any(|e| e.event_type == EventType::WorkflowExecutionStarted)
+        }
+    };
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let doomed_store = Switch {
+        gate: Some((Arc::new(creates_the_child.clone()), open.clone())),
+        ..doomed_store(&cluster, creates_the_child)
+    };
+    let live_store = Switch {
+        inner: cluster.store.clone(),
+        ..Switch::default()
+    };
+    let doomed = runtime(1);
+    let live = runtime(2);
+    let a = doomed
+        .block_on(worker(&cluster, doomed_store.clone()))
+        .unwrap();
+    let b = live.block_on(worker(&cluster, live_store.clone())).unwrap();
+    let mut order = Order::new(parent);
+    order.needs_approval = true;
+    doomed
+        .block_on(a.start::<parent_flow>(parent, order))
+        .unwrap();
+    live.block_on(async {
+        let started =
+            |h: &[HistoryEvent]| count(h, EventType::StartChildWorkflowExecutionInitiated) > 0;
+        while !started(&cluster.store.history(&parent.into()).await.unwrap()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The child's creation is held on `a`; `b` takes the cancellation.
+        b.cancel(parent).await.unwrap();
+        let looked = || {
+            live_store
+                .read_ids
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|id| id.as_str() == child)
+        };
+        while !looked() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            cluster
+                .store
+                .history(&child.as_str().into())
+                .await
+                .unwrap()
+                .is_empty(),
+            "the cancellation found no child"
+        );
+    });
+    open.add_permits(1);
+    while !doomed_store.down.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(a, doomed);
+
+    live.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let d = loop {
+            let d = b.describe(child.as_str()).await.unwrap();
+            if d.status.is_closed() || tokio::time::Instant::now() > deadline {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(d.status, WorkflowStatus::Cancelled, "{d:?}");
+        assert_eq!(
+            b.describe(parent).await.unwrap().status,
+            WorkflowStatus::Cancelled
+        );
+        let h = b.history(parent).await.unwrap();
+        assert_eq!(count(&h, EventType::ChildWorkflowExecutionStarted), 0);
+        b.verify_replay(child.as_str()).await.unwrap();
+        assert_eq!(outbox_left(&cluster.store).await, 0);
+    });
+}
+
 /// A workflow task whose payload names no effect this engine knows (corrupted, or from
 /// a newer engine) is dead-lettered with the reason, not retried without end.
 #[test]

@@ -54,7 +54,7 @@ impl Inner {
     }
 
     /// Records on `child` that its parent gave up on it, then settles the child's task
-    /// `row` that would re-drive this. A closed (or never started) child needs nothing.
+    /// `row` that would re-drive this. A closed child needs nothing.
     pub(super) async fn cancel_child(&self, child: &SagaId, row: Option<&str>) -> Result<()> {
         let reason = json!({"reason": "parent closed"});
         let r = self
@@ -62,7 +62,12 @@ impl Inner {
             .await;
         match r {
             Ok(()) => {}
-            Err(e) if e.is_not_found() || is_closed(&e) => {}
+            Err(e) if is_closed(&e) => {}
+            // Not there (yet): its start may still be in flight on another worker,
+            // which cancels it itself once it finds the parent let it go, unless it
+            // dies right after creating it. So `row` stays: when it comes due, a
+            // worker looks once more (and then, finding none, lets it go).
+            Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         }
         self.settle_row(child, row).await;
