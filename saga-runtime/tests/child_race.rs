@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{count, Switch};
+use common::{closed_within, count, Switch};
 use saga_runtime::conformance::engine::builder;
 use saga_runtime::conformance::fixtures::{parent_flow, Order};
 use saga_runtime::domain::{EventType, WorkflowStatus};
@@ -74,15 +74,7 @@ async fn a_child_started_after_its_parent_gave_up_on_it_is_cancelled() {
     );
     // The parent's cancellation of its child runs on `other` right after that commit:
     // once it has looked, it found no child.
-    let looked = || {
-        seen_by_other
-            .read_ids
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|id| id.as_str() == CHILD)
-    };
-    while !looked() {
+    while !seen_by_other.has_read(CHILD) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the cancellation never looked for the child"
@@ -96,15 +88,7 @@ async fn a_child_started_after_its_parent_gave_up_on_it_is_cancelled() {
 
     // Now the start creates the child, too late for the parent's cancellation.
     open.add_permits(1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let child = loop {
-        let d = engine.describe(CHILD).await;
-        if d.as_ref().is_ok_and(|d| d.status.is_closed()) || tokio::time::Instant::now() > deadline
-        {
-            break d.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let child = closed_within(&engine, CHILD, Duration::from_secs(10)).await;
     assert_eq!(child.status, WorkflowStatus::Cancelled, "{child:?}");
     let h = engine.history(PARENT).await.unwrap();
     assert_eq!(

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{count, kill, outbox_left, runtime, Cluster, Switch};
+use common::{closed_within, count, kill, outbox_left, runtime, Cluster, Switch};
 use saga_runtime::conformance::engine::builder;
 use saga_runtime::conformance::fixtures::{parent_flow, Order};
 use saga_runtime::domain::{EventType, HistoryEvent, WorkflowStatus};
@@ -187,14 +187,7 @@ fn a_childs_cancellation_lost_with_its_parents_worker_is_re_driven() {
             "the child never heard"
         );
         let b = worker(&cluster, cluster.store.clone()).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let d = loop {
-            let d = b.describe(child.as_str()).await.unwrap();
-            if d.status.is_closed() || tokio::time::Instant::now() > deadline {
-                break d;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let d = closed_within(&b, &child, Duration::from_secs(20)).await;
         assert_eq!(d.status, WorkflowStatus::Cancelled);
         // What it had done before it waited is undone, last first.
         assert_eq!(
@@ -258,15 +251,7 @@ fn a_child_created_by_a_dying_start_after_its_parent_gave_up_is_cancelled() {
         }
         // The child's creation is held on `a`; `b` takes the cancellation.
         b.cancel(parent).await.unwrap();
-        let looked = || {
-            live_store
-                .read_ids
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|id| id.as_str() == child)
-        };
-        while !looked() {
+        while !live_store.has_read(&child) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(
@@ -286,14 +271,7 @@ fn a_child_created_by_a_dying_start_after_its_parent_gave_up_is_cancelled() {
     kill(a, doomed);
 
     live.block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let d = loop {
-            let d = b.describe(child.as_str()).await.unwrap();
-            if d.status.is_closed() || tokio::time::Instant::now() > deadline {
-                break d;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let d = closed_within(&b, &child, Duration::from_secs(20)).await;
         assert_eq!(d.status, WorkflowStatus::Cancelled, "{d:?}");
         assert_eq!(
             b.describe(parent).await.unwrap().status,

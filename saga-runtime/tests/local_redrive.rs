@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{count, kill, outbox_left, runtime, Cluster};
+use common::{count, kill, nudge_while_running, outbox_left, runtime, slow_run, Cluster};
 use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
 use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
 use saga_runtime::client::SagaClient;
@@ -66,15 +66,8 @@ impl Activity for slow_local {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        slow(&SLOW_RUNS, n).await
+        slow_run(&SLOW_RUNS, n, REDELIVER_AFTER * 4).await
     }
-}
-
-/// Counts a run in `runs`, then takes several times the outbox's `redeliver_after`.
-async fn slow(runs: &AtomicU32, n: u32) -> Result<u32, ActivityError> {
-    runs.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(REDELIVER_AFTER * 4).await;
-    Ok(n)
 }
 
 /// Slow, and its execution gets a signal while it runs (with the outbox on).
@@ -85,7 +78,7 @@ impl Activity for slow_nudged {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        slow(&NUDGED_RUNS, n).await
+        slow_run(&NUDGED_RUNS, n, REDELIVER_AFTER * 4).await
     }
 }
 
@@ -98,7 +91,7 @@ impl Activity for slow_nudged_alone {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        slow(&NUDGED_ALONE_RUNS, n).await
+        slow_run(&NUDGED_ALONE_RUNS, n, REDELIVER_AFTER * 4).await
     }
 }
 
@@ -229,40 +222,26 @@ fn a_slow_local_activity_on_a_live_worker_runs_once() {
     });
 }
 
-/// Starts `local_of<A>` as `id` on `a`, has `client` signal it while its local
-/// activity runs, and checks that the activity ran once and the execution completed.
-/// A client without the workflow's code (the `saga` CLI, a split worker) records the
-/// signal and sends a workflow task, for something else than the activity, which any
-/// worker may take.
-async fn nudge_while_running<A: Activity<Input = u32, Output = u32>>(
+/// `nudge_while_running` for `local_of<A>`, on the default queue whoever `a` serves.
+async fn nudge<A: Activity<Input = u32, Output = u32>>(
     a: &SagaEngine,
     client: &SagaClient,
     id: &str,
     runs: &AtomicU32,
 ) {
-    // On the default queue, whoever `a` serves.
     let on_default = StartOptions {
         task_queue: Some("default".into()),
         ..StartOptions::default()
     };
-    let run = a
-        .start_with::<local_of<A>>(id, 4, on_default)
-        .await
-        .unwrap();
-    while runs.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    client
-        .signal(id, "nudge", serde_json::json!("meanwhile"))
-        .await
-        .unwrap();
-    assert_eq!(run.result().await.unwrap(), 4);
-    // Past the point where a second run would have been started and finished.
-    tokio::time::sleep(REDELIVER_AFTER * 5).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
-    let h = a.history(id).await.unwrap();
-    assert_eq!(count(&h, EventType::SignalReceived), 1);
-    assert_eq!(count(&h, EventType::LocalActivityStarted), 1);
+    nudge_while_running::<local_of<A>>(
+        a,
+        client,
+        (id, on_default),
+        runs,
+        EventType::LocalActivityStarted,
+        REDELIVER_AFTER * 5,
+    )
+    .await;
 }
 
 /// A signal's workflow task, taken by a live worker while the local activity still
@@ -282,7 +261,7 @@ fn a_local_activity_still_running_elsewhere_is_not_run_again_for_a_signal() {
             .unwrap();
         let _b = worker::<slow_nudged>(&cluster).await.unwrap();
         let client = SagaClient::new(cluster.store.clone()).queue(cluster.queue.clone(), "default");
-        nudge_while_running::<slow_nudged>(&a, &client, "local-4", &NUDGED_RUNS).await;
+        nudge::<slow_nudged>(&a, &client, "local-4", &NUDGED_RUNS).await;
         assert_eq!(outbox_left(&cluster.store).await, 0);
     });
 }
@@ -302,7 +281,7 @@ fn a_local_activity_running_here_is_not_run_again_for_a_signal() {
             .await
             .unwrap();
         let client = SagaClient::new(store).queue(queue, "default");
-        nudge_while_running::<slow_nudged_alone>(&a, &client, "local-5", &NUDGED_ALONE_RUNS).await;
+        nudge::<slow_nudged_alone>(&a, &client, "local-5", &NUDGED_ALONE_RUNS).await;
     });
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{outbox_left, Published};
+use common::{outbox_left, Counted};
 use saga_runtime::adapter::memory::InMemoryStore;
 use saga_runtime::conformance::engine::builder;
 use saga_runtime::conformance::fixtures::*;
@@ -75,7 +75,7 @@ async fn without_the_outbox_a_starting_worker_re_drives_every_open_execution() {
         park(&first).await;
         // Dropped: a crash, with the three executions parked.
     }
-    let queue = Published::default();
+    let queue = Counted::default();
     let second = builder(store.clone())
         .queue(queue.clone())
         .build()
@@ -104,7 +104,7 @@ async fn with_the_outbox_on_a_starting_worker_publishes_nothing() {
         // Both dropped: the start's task dies with the client's queue.
     }
 
-    let queue = Published::default();
+    let queue = Counted::default();
     let second = outbox_on(builder(store.clone()))
         .queue(queue.clone())
         .build()
@@ -118,7 +118,7 @@ async fn with_the_outbox_on_a_starting_worker_publishes_nothing() {
     );
     drop(second);
 
-    let queue = Published::default();
+    let queue = Counted::default();
     let third = outbox_on(builder(store.clone()))
         .queue(queue.clone())
         .recover_on_start(true)

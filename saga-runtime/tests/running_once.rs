@@ -7,26 +7,22 @@
 mod common;
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use common::{count, outbox_left, Cluster};
+use common::{nudge_while_running, outbox_left, slow_run, Cluster};
 use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
 use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
 use saga_runtime::client::SagaClient;
 use saga_runtime::domain::EventType;
-use saga_runtime::engine::SagaEngine;
+use saga_runtime::engine::{SagaEngine, StartOptions};
 use saga_runtime::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
 
 static ALONE_RUNS: AtomicU32 = AtomicU32::new(0);
 static CLUSTER_RUNS: AtomicU32 = AtomicU32::new(0);
 
-/// Counts a run in `runs` and takes a while.
-async fn slow(runs: &AtomicU32, n: u32) -> Result<u32, ActivityError> {
-    runs.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    Ok(n)
-}
+/// How long each test activity takes.
+const SLOW: Duration = Duration::from_millis(400);
 
 #[allow(non_camel_case_types)]
 struct slow_alone {}
@@ -35,7 +31,7 @@ impl Activity for slow_alone {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        slow(&ALONE_RUNS, n).await
+        slow_run(&ALONE_RUNS, n, SLOW).await
     }
 }
 
@@ -46,7 +42,7 @@ impl Activity for slow_in_cluster {
     type Input = u32;
     type Output = u32;
     async fn execute(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
-        slow(&CLUSTER_RUNS, n).await
+        slow_run(&CLUSTER_RUNS, n, SLOW).await
     }
 }
 
@@ -86,29 +82,22 @@ impl<A: Activity<Input = u32, Output = u32>> Workflow for one_step<A> {
     }
 }
 
-/// Starts `one_step<A>` as `id` on `engine`, has `client` signal it while its attempt
-/// runs, and checks that the attempt ran once and the execution completed.
-async fn nudge_while_running<A: Activity<Input = u32, Output = u32>>(
+/// `nudge_while_running` for `one_step<A>`.
+async fn nudge<A: Activity<Input = u32, Output = u32>>(
     engine: &SagaEngine,
     client: &SagaClient,
     id: &str,
     runs: &AtomicU32,
 ) {
-    let run = engine.start::<one_step<A>>(id, 6).await.unwrap();
-    while runs.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    client
-        .signal(id, "nudge", serde_json::json!("meanwhile"))
-        .await
-        .unwrap();
-    assert_eq!(run.result().await.unwrap(), 6);
-    // Past the point where a second run would have been started and finished.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
-    let h = engine.history(id).await.unwrap();
-    assert_eq!(count(&h, EventType::SignalReceived), 1);
-    assert_eq!(count(&h, EventType::ActivityTaskStarted), 1);
+    nudge_while_running::<one_step<A>>(
+        engine,
+        client,
+        (id, StartOptions::default()),
+        runs,
+        EventType::ActivityTaskStarted,
+        SLOW * 2,
+    )
+    .await;
 }
 
 /// The embedded default (no outbox, the in-process queue): the signal's workflow task
@@ -125,7 +114,7 @@ async fn an_activity_running_here_is_not_run_again_for_a_signal() {
         .await
         .unwrap();
     let client = SagaClient::new(store).queue(queue, "default");
-    nudge_while_running::<slow_alone>(&engine, &client, "once-alone", &ALONE_RUNS).await;
+    nudge::<slow_alone>(&engine, &client, "once-alone", &ALONE_RUNS).await;
 }
 
 /// With the outbox on, two workers: whichever takes the signal's workflow task leaves
@@ -143,6 +132,6 @@ async fn an_activity_running_on_a_worker_is_not_run_again_for_a_signal() {
     let a = worker().await.unwrap();
     let _b = worker().await.unwrap();
     let client = SagaClient::new(cluster.store.clone()).queue(cluster.queue.clone(), "default");
-    nudge_while_running::<slow_in_cluster>(&a, &client, "once-cluster", &CLUSTER_RUNS).await;
+    nudge::<slow_in_cluster>(&a, &client, "once-cluster", &CLUSTER_RUNS).await;
     assert_eq!(outbox_left(&cluster.store).await, 0);
 }

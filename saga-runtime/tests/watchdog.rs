@@ -6,29 +6,26 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use saga_runtime::activity::{
     activity, Activity, ActivityContext, ActivityError, ActivityOptions, RetryPolicy,
 };
-use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
+use saga_runtime::adapter::memory::InMemoryStore;
 use saga_runtime::conformance::fixtures::{
     release_inventory, reserve_inventory, single, waiter, Order, WaiterInput,
 };
 use saga_runtime::domain::{EventType, HistoryEvent, SagaId, WorkflowStatus};
 use saga_runtime::engine::SagaEngine;
-use saga_runtime::port::{DeadLetter, Delivery, DeliveryTag, EventStore, Task, TaskQueue};
+use saga_runtime::port::EventStore;
 use saga_runtime::watchdog::{Action, Detector, Finding, OpenExecutions, WatchdogConfig};
 use saga_runtime::workflow::{Command, SagaError, Transition, Wake, Workflow, WorkflowContext};
-use saga_runtime::Result;
 
-use common::Switch;
+use common::{Counted, Switch};
 
 fn config() -> WatchdogConfig {
     WatchdogConfig {
@@ -299,42 +296,6 @@ async fn deadlock_cancels_one_of_the_cycle_and_both_compensate() {
 
 // ---------------------------------------------------------------- health
 
-/// The in-memory queue, counting fetches: a paused worker does not fetch.
-#[derive(Clone, Default)]
-struct Counted {
-    inner: InMemoryTaskQueue,
-    fetches: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl TaskQueue for Counted {
-    async fn publish(&self, task: Task) -> Result<()> {
-        self.inner.publish(task).await
-    }
-    async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        self.inner.fetch(queue, max, wait).await
-    }
-    async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
-        self.inner.ack(tag).await
-    }
-    async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {
-        self.inner.nak(tag, delay).await
-    }
-    async fn progress(&self, tag: &DeliveryTag) -> Result<()> {
-        self.inner.progress(tag).await
-    }
-    async fn terminate(&self, tag: &DeliveryTag, reason: &str) -> Result<()> {
-        self.inner.terminate(tag, reason).await
-    }
-    async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
-        self.inner.dead_letters(queue).await
-    }
-    fn is_in_process(&self) -> bool {
-        true
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn health_pauses_the_workers_while_the_store_is_down_and_resumes_them() {
     let store = Switch::default();
@@ -368,23 +329,16 @@ async fn health_pauses_the_workers_while_the_store_is_down_and_resumes_them() {
 
     // Paused workers fetch nothing (running, each would fetch once a second or more).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = queue.fetches.load(Ordering::SeqCst);
+    let before = queue.fetches();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(
-        queue.fetches.load(Ordering::SeqCst),
-        before,
-        "workers fetched while paused"
-    );
+    assert_eq!(queue.fetches(), before, "workers fetched while paused");
     assert!(engine.workers_paused());
 
     store.down.store(false, Ordering::SeqCst);
     eventually("the breaker closes", async || !engine.workers_paused()).await;
     let resumed = of(&engine, Detector::Health);
     assert_eq!(resumed.last().unwrap().action, Action::ResumeWorkers);
-    assert!(
-        queue.fetches.load(Ordering::SeqCst) > before,
-        "workers fetch again"
-    );
+    assert!(queue.fetches() > before, "workers fetch again");
 
     // And they work: an execution started now runs to its end.
     let run = engine

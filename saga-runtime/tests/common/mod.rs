@@ -2,21 +2,26 @@
 //! uses a part of it).
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use saga_runtime::activity::ActivityError;
 use saga_runtime::adapter::memory::{InMemorySignalDispatcher, InMemoryStore, InMemoryTaskQueue};
+use saga_runtime::client::SagaClient;
 use saga_runtime::domain::{Error, ErrorKind, EventType, HistoryEvent, SagaId};
-use saga_runtime::engine::{OutboxConfig, SagaEngine, SagaEngineBuilder};
+use saga_runtime::engine::{
+    ExecutionDescription, OutboxConfig, SagaEngine, SagaEngineBuilder, StartOptions,
+};
 use saga_runtime::port::{
     Commit, DeadLetter, DefinitionStore, Delivery, DeliveryTag, EventStore, ExecutionFilter,
     ExecutionSummary, Outbox, Snapshot, Task, TaskKind, TaskQueue, TimerRecord, TimerStore,
     WorkflowDefinition, WorkflowStore,
 };
+use saga_runtime::workflow::Workflow;
 use saga_runtime::Result;
 
 /// Workers sharing one store, queue and signals, as processes share PostgreSQL and
@@ -107,6 +112,15 @@ pub struct Switch {
 pub type Trip = Arc<dyn Fn(&Commit) -> bool + Send + Sync>;
 
 impl Switch {
+    /// Whether a call through this store has read `id`'s history.
+    pub fn has_read(&self, id: &str) -> bool {
+        self.read_ids
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|read| read.as_str() == id)
+    }
+
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
             Err(Error::new(ErrorKind::EventStore, "connection refused"))
@@ -243,25 +257,29 @@ impl WorkflowStore for Switch {
     }
 }
 
-/// The in-memory queue, counting the tasks published to it.
+/// The in-memory queue, counting the tasks published to it and the fetches from it.
 #[derive(Clone, Default)]
-pub struct Published {
+pub struct Counted {
     pub inner: InMemoryTaskQueue,
     pub tasks: Arc<AtomicU64>,
     pub workflow_tasks: Arc<AtomicU64>,
+    pub fetches: Arc<AtomicU64>,
 }
 
-impl Published {
+impl Counted {
     pub fn tasks(&self) -> u64 {
         self.tasks.load(Ordering::SeqCst)
     }
     pub fn workflow_tasks(&self) -> u64 {
         self.workflow_tasks.load(Ordering::SeqCst)
     }
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
-impl TaskQueue for Published {
+impl TaskQueue for Counted {
     async fn publish(&self, task: Task) -> Result<()> {
         self.tasks.fetch_add(1, Ordering::SeqCst);
         if task.kind == TaskKind::Workflow {
@@ -270,6 +288,7 @@ impl TaskQueue for Published {
         self.inner.publish(task).await
     }
     async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(queue, max, wait).await
     }
     async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
@@ -289,5 +308,57 @@ impl TaskQueue for Published {
     }
     fn is_in_process(&self) -> bool {
         true
+    }
+}
+
+/// Counts a run in `runs`, then takes `d`: the body of a slow test activity.
+pub async fn slow_run(runs: &AtomicU32, n: u32, d: Duration) -> Result<u32, ActivityError> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(d).await;
+    Ok(n)
+}
+
+/// A step still running when a workflow task comes for something else: starts `W`
+/// (one step that returns its input) as `id` on `engine` with `options`, has
+/// `client` signal it while the step runs (`runs` shows that), and checks, `settle`
+/// after the result (past the point where a second run would have started and
+/// finished), that the step ran once and its `started` event was recorded once. A
+/// client without the workflow's code (the `saga` CLI, a split worker) records the
+/// signal and sends the execution a workflow task, which any worker may take.
+pub async fn nudge_while_running<W: Workflow<Input = u32, Output = u32>>(
+    engine: &SagaEngine,
+    client: &SagaClient,
+    (id, options): (&str, StartOptions),
+    runs: &AtomicU32,
+    started: EventType,
+    settle: Duration,
+) {
+    let run = engine.start_with::<W>(id, 4, options).await.unwrap();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .signal(id, "nudge", serde_json::json!("meanwhile"))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), 4);
+    tokio::time::sleep(settle).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
+    let h = engine.history(id).await.unwrap();
+    assert_eq!(count(&h, EventType::SignalReceived), 1);
+    assert_eq!(count(&h, started), 1);
+}
+
+/// `id` as `engine` describes it once closed, or as it is after `limit` (an execution
+/// not created yet counts as open).
+pub async fn closed_within(engine: &SagaEngine, id: &str, limit: Duration) -> ExecutionDescription {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let d = engine.describe(id).await;
+        if d.as_ref().is_ok_and(|d| d.status.is_closed()) || tokio::time::Instant::now() > deadline
+        {
+            return d.expect("describe");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
