@@ -227,7 +227,8 @@ struct Config {
     timer_poll: Duration,
     timer_lease: Duration,
     run_workers: bool,
-    /// `None`: exactly when the outbox is off (see [`SagaEngineBuilder::recover_on_start`]).
+    /// `None`: exactly when the outbox is off
+    /// ([`SagaEngineBuilder::recover_on_start`]).
     recover_on_start: Option<bool>,
     result_poll: Duration,
     outbox: OutboxConfig,
@@ -422,9 +423,9 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// Whether a new engine re-drives every open execution it finds in the store, by
-    /// publishing a workflow task for each to its own queue. Default: exactly when the
-    /// outbox is off ([`OutboxConfig::enabled`]).
+    /// Whether a new engine re-drives every open execution of its workflow types that
+    /// it finds in the store, publishing a workflow task for each to this engine's
+    /// queue. Default: exactly when the outbox is off ([`OutboxConfig::enabled`]).
     ///
     /// Without the outbox this is how work survives a crash of the process that held
     /// it: an in-process queue dies with the process. With the outbox on, every task

@@ -1204,9 +1204,6 @@ impl Inner {
                         kind: TaskKind::Workflow,
                         saga_id: s.saga_id.clone(),
                         queue: self.config.queue.clone(),
-                        // Caused by no event: its own kind of id, so that it is
-                        // never taken for the task of the history's last or next
-                        // event, yet the same for every engine recovering at once.
                         dedup_id: inputs::recovery_id(&s.saga_id, s.version),
                         payload: Vec::new(),
                     })
