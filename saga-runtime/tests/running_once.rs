@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::marker::PhantomData;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -14,9 +13,9 @@ use common::{nudge_while_running, outbox_left, slow_run, Cluster};
 use saga_runtime::activity::{activity, Activity, ActivityContext, ActivityError};
 use saga_runtime::adapter::memory::{InMemoryStore, InMemoryTaskQueue};
 use saga_runtime::client::SagaClient;
+use saga_runtime::conformance::fixtures::single;
 use saga_runtime::domain::EventType;
 use saga_runtime::engine::{SagaEngine, StartOptions};
-use saga_runtime::workflow::{Command, Transition, Wake, Workflow, WorkflowContext};
 
 static ALONE_RUNS: AtomicU32 = AtomicU32::new(0);
 static CLUSTER_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -46,50 +45,14 @@ impl Activity for slow_in_cluster {
     }
 }
 
-/// Runs activity `A` once (as an activity task) and returns its output.
-#[allow(non_camel_case_types)]
-struct one_step<A>(PhantomData<A>);
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-enum OneStep {
-    Start(u32),
-    Ran,
-}
-
-impl<A: Activity<Input = u32, Output = u32>> Workflow for one_step<A> {
-    const TYPE_ID: &'static str = A::TYPE_ID;
-    const FINGERPRINT: &'static str = A::TYPE_ID;
-    type Input = u32;
-    type Output = u32;
-    type Error = String;
-    type State = OneStep;
-
-    fn start(n: u32) -> OneStep {
-        OneStep::Start(n)
-    }
-
-    fn resume(state: OneStep, _ctx: &mut WorkflowContext, wake: Wake) -> Transition<Self> {
-        match state {
-            OneStep::Start(n) => Transition::Suspend {
-                commands: vec![Command::activity::<A>(&n)],
-                state: OneStep::Ran,
-            },
-            OneStep::Ran => match wake.activity::<A>() {
-                Ok(n) => Transition::Complete(n),
-                Err(e) => Transition::Fail(e.to_string()),
-            },
-        }
-    }
-}
-
-/// `nudge_while_running` for `one_step<A>`.
+/// `nudge_while_running` for `single<A>` (one activity task).
 async fn nudge<A: Activity<Input = u32, Output = u32>>(
     engine: &SagaEngine,
     client: &SagaClient,
     id: &str,
     runs: &AtomicU32,
 ) {
-    nudge_while_running::<one_step<A>>(
+    nudge_while_running::<single<A>>(
         engine,
         client,
         (id, StartOptions::default()),
@@ -108,7 +71,7 @@ async fn an_activity_running_here_is_not_run_again_for_a_signal() {
     let engine = SagaEngine::builder()
         .store(store.clone())
         .queue(queue.clone())
-        .workflow::<one_step<slow_alone>>()
+        .workflow::<single<slow_alone>>()
         .activities([activity::<slow_alone>()])
         .build()
         .await
@@ -125,7 +88,7 @@ async fn an_activity_running_on_a_worker_is_not_run_again_for_a_signal() {
     let worker = || {
         let builder = SagaEngine::builder()
             .store(cluster.store.clone())
-            .workflow::<one_step<slow_in_cluster>>()
+            .workflow::<single<slow_in_cluster>>()
             .activities([activity::<slow_in_cluster>()]);
         cluster.outboxed(builder, Duration::from_secs(60)).build()
     };
