@@ -27,6 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod backend;
 mod baseline;
+mod brokertrip;
 mod codec;
 mod parked;
 mod rawcommit;

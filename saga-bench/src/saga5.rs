@@ -286,15 +286,22 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
         .with("load_avg", load_average())
         .with("mean_ms", crate::report::ms(mean))
         .with_percentiles(&mut run.latencies);
+    let trip = broker_trip(s).await?;
     let m = match floor_before.zip(floor_after) {
         // The start's commit and one per step, one after another.
         Some((a, b)) => {
             let one = (a + b) / 2;
-            m.with("one_row_commit_ms", round(crate::report::ms(one), 3))
-                .with(
-                    "commit_floor_ms",
-                    round(crate::report::ms(one * (STEPS as u32 + 1)), 3),
-                )
+            let commits = one * (STEPS as u32 + 1);
+            let m = m
+                .with("one_row_commit_ms", round(crate::report::ms(one), 3))
+                .with("commit_floor_ms", round(crate::report::ms(commits), 3));
+            match trip {
+                // The first step's task crosses the broker once (`crate::brokertrip`).
+                Some(trip) => m
+                    .with("broker_trip_ms", round(crate::report::ms(trip), 3))
+                    .with("floor_ms", round(crate::report::ms(commits + trip), 3)),
+                None => m,
+            }
         }
         None => m,
     };
@@ -312,6 +319,17 @@ async fn commit_latency(s: &Settings) -> BenchResult<Option<Duration>> {
     match s.backend {
         "postgres" | "postgres+nats" => Ok(Some(
             crate::rawcommit::postgres_commit_latency(&s.database_url).await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// With NATS, the median time of one task's trip through JetStream now
+/// ([`crate::brokertrip::nats_trip_latency`]); `None` on other backends.
+async fn broker_trip(s: &Settings) -> BenchResult<Option<Duration>> {
+    match s.backend {
+        "postgres+nats" => Ok(Some(
+            crate::brokertrip::nats_trip_latency(&s.nats_url).await?,
         )),
         _ => Ok(None),
     }
@@ -548,8 +566,32 @@ mod tests {
             "{:?}",
             m.extra
         );
+        assert!(!m.extra.contains_key("broker_trip_ms"), "{:?}", m.extra);
         let on_memory = latency(&settings(), 5, 4).await.unwrap();
         assert!(!on_memory.extra.contains_key("commit_floor_ms"));
+    }
+
+    /// With NATS the floor adds one trip through JetStream to the six commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_latency_on_postgres_and_nats_carries_one_broker_trip_in_its_floor() {
+        let s = Settings {
+            backend: "postgres+nats",
+            ..settings()
+        };
+        let m = match latency(&s, 5, 4).await {
+            Ok(m) => m,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+        };
+        let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
+        let commits = field("commit_floor_ms").expect("commit_floor_ms");
+        let trip = field("broker_trip_ms").expect("broker_trip_ms");
+        let floor = field("floor_ms").expect("floor_ms");
+        assert!(trip > 0.0, "{:?}", m.extra);
+        assert!((floor - commits - trip).abs() < 0.01, "{:?}", m.extra);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
