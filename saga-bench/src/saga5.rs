@@ -541,21 +541,29 @@ mod tests {
         bench.close().await.unwrap();
     }
 
+    /// A short latency run on `backend`, or `None` (skipped, with the reason printed)
+    /// where its servers (`servers`) are down and `CI` is unset; with `CI` set, a panic.
+    async fn latency_on_servers(backend: &'static str, servers: &str) -> Option<Measurement> {
+        let s = Settings {
+            backend,
+            ..settings()
+        };
+        match latency(&s, 5, 4).await {
+            Ok(m) => Some(m),
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: {servers} unreachable: {e}");
+                None
+            }
+            Err(e) => panic!("{servers} required (CI is set): {e}"),
+        }
+    }
+
     /// On PostgreSQL the latency figure carries the floor measured around it: six
     /// one-row commits at one in flight; elsewhere it has none.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_latency_on_postgres_carries_its_commit_floor() {
-        let s = Settings {
-            backend: "postgres",
-            ..settings()
-        };
-        let m = match latency(&s, 5, 4).await {
-            Ok(m) => m,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: PostgreSQL unreachable: {e}");
-                return;
-            }
-            Err(e) => panic!("PostgreSQL is required (CI is set): {e}"),
+        let Some(m) = latency_on_servers("postgres", "PostgreSQL").await else {
+            return;
         };
         let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
         let one = field("one_row_commit_ms").expect("one_row_commit_ms");
@@ -574,17 +582,8 @@ mod tests {
     /// With NATS the floor adds one trip through JetStream to the six commits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_latency_on_postgres_and_nats_carries_one_broker_trip_in_its_floor() {
-        let s = Settings {
-            backend: "postgres+nats",
-            ..settings()
-        };
-        let m = match latency(&s, 5, 4).await {
-            Ok(m) => m,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
-                return;
-            }
-            Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+        let Some(m) = latency_on_servers("postgres+nats", "PostgreSQL and NATS").await else {
+            return;
         };
         let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
         let commits = field("commit_floor_ms").expect("commit_floor_ms");
