@@ -90,6 +90,8 @@ async fn signal_dispatcher_conformance() {
             .await
             .expect("connect the dispatcher");
         conformance::run_all_signal_dispatcher(&own).await;
+        let (here, there) = two_dispatchers(&config).await;
+        conformance::check_inboxes_across_dispatchers(&here, &there).await;
     })
     .await;
 }

@@ -110,9 +110,16 @@ async fn workflow_store_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_dispatcher_conformance() {
     with_schema(|config| async move {
-        let store = connect(config).await;
+        let store = connect(config.clone()).await;
         let dispatcher = store.signal_dispatcher().await.expect("dispatcher");
         conformance::run_all_signal_dispatcher(&dispatcher).await;
+        // Another process's dispatcher, on a store of its own.
+        let there = connect(config)
+            .await
+            .signal_dispatcher()
+            .await
+            .expect("dispatcher");
+        conformance::check_inboxes_across_dispatchers(&dispatcher, &there).await;
     })
     .await;
 }

@@ -73,7 +73,9 @@ async fn timer_store_suite_passes_twice_among_unrelated_timers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_dispatcher_in_memory() {
-    conformance::run_all_signal_dispatcher(&InMemorySignalDispatcher::new()).await;
+    let dispatcher = InMemorySignalDispatcher::new();
+    conformance::run_all_signal_dispatcher(&dispatcher).await;
+    conformance::check_inboxes_across_dispatchers(&dispatcher, &dispatcher.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,7 @@ pub mod workflow_store;
 pub use definition_store::run_all_definition_store;
 pub use event_store::run_all_event_store;
 pub use outbox::run_all_outbox;
-pub use signal_dispatcher::run_all_signal_dispatcher;
+pub use signal_dispatcher::{check_inboxes_across_dispatchers, run_all_signal_dispatcher};
 pub use task_queue::run_all_task_queue;
 pub use timer_store::run_all_timer_store;
 pub use workflow_store::run_all_workflow_store;

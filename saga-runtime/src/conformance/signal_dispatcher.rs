@@ -19,6 +19,90 @@ pub async fn run_all_signal_dispatcher<D: SignalDispatcher>(dispatcher: &D) {
     check_every_subscriber_receives(dispatcher).await;
     check_dropped_subscription_does_not_break_notify(dispatcher).await;
     check_completion_outputs_are_carried(dispatcher).await;
+    check_inbox_waiters_receive_what_is_sent_there(dispatcher).await;
+}
+
+/// What is sent to a dispatcher's inbox reaches its waiters for that saga, in order,
+/// and the saga's subscribers too; nothing for another saga does, nor (where the
+/// dispatcher has an inbox) what is sent to another inbox or to none. Without an inbox,
+/// `watch_inbox` is a subscription and `notify_inbox` a notification.
+pub async fn check_inbox_waiters_receive_what_is_sent_there<D: SignalDispatcher>(d: &D) {
+    let (x, y) = (
+        SagaId::new(unique("sd-inbox-x")),
+        SagaId::new(unique("sd-inbox-y")),
+    );
+    let inbox = d.inbox();
+    let to = inbox.clone().unwrap_or_else(|| "no-inbox".to_owned());
+    let mut waiter = ok("watch_inbox", d.watch_inbox(&x).await);
+    let mut subscriber = ok("subscribe", d.subscribe(&x).await);
+    ok(
+        "notify_inbox for another saga",
+        d.notify_inbox(&y, &to, signal("for-y")).await,
+    );
+    let sent = sample(6);
+    for n in &sent {
+        ok("notify_inbox", d.notify_inbox(&x, &to, n.clone()).await);
+    }
+    for (name, sub) in [("waiter", &mut waiter), ("subscriber", &mut subscriber)] {
+        for (i, want) in sent.iter().enumerate() {
+            assert_eq!(
+                &recv(sub, &x).await,
+                want,
+                "the inbox's {name} of {x}: notification {i} sent to the inbox"
+            );
+        }
+    }
+    if inbox.is_some() {
+        ok(
+            "notify_inbox to another inbox",
+            d.notify_inbox(&x, "elsewhere", signal("elsewhere")).await,
+        );
+        ok("notify", d.notify(&x, signal("no-inbox")).await);
+        for want in ["elsewhere", "no-inbox"] {
+            assert_eq!(recv(&mut subscriber, &x).await, signal(want));
+        }
+    }
+    assert_quiet(&mut waiter, &x).await;
+
+    // A waiter that left does not stop the next one, for the same saga, hearing.
+    drop(waiter);
+    ok(
+        "notify_inbox with the waiter gone",
+        d.notify_inbox(&x, &to, signal("nobody-waits")).await,
+    );
+    let mut late = ok("watch_inbox", d.watch_inbox(&x).await);
+    ok(
+        "notify_inbox",
+        d.notify_inbox(&x, &to, signal("late")).await,
+    );
+    let mut got = recv(&mut late, &x).await;
+    // One sent just before the waiter came may still have been on its way to the inbox.
+    if got == signal("nobody-waits") {
+        got = recv(&mut late, &x).await;
+    }
+    assert_eq!(got, signal("late"));
+}
+
+/// `here` and `there` as the dispatchers of two processes: what `there` sends to
+/// `here`'s inbox right after a `watch_inbox` on `here` returned reaches that waiter,
+/// every time, and no waiter at `there`'s own (different) inbox.
+pub async fn check_inboxes_across_dispatchers<D: SignalDispatcher>(here: &D, there: &D) {
+    let to = here.inbox().unwrap_or_else(|| "no-inbox".to_owned());
+    let separate = here.inbox().is_some() && here.inbox() != there.inbox();
+    let x = SagaId::new(unique("sd-inbox-there"));
+    let mut elsewhere = ok("watch_inbox", there.watch_inbox(&x).await);
+    for i in 0..50 {
+        let mut waiter = ok("watch_inbox", here.watch_inbox(&x).await);
+        let n = signal(&format!("sent-from-there-{i}"));
+        ok("notify_inbox", there.notify_inbox(&x, &to, n.clone()).await);
+        assert_eq!(recv(&mut waiter, &x).await, n, "round {i}");
+        if !separate {
+            assert_eq!(recv(&mut elsewhere, &x).await, n, "round {i}");
+        }
+    }
+    if separate {
+        assert_quiet(&mut elsewhere, &x).await;
+    }
 }
 
 /// A subscriber of X receives every notification sent to X, in order.

@@ -136,6 +136,11 @@ pub(crate) struct ExecState {
     /// that predates the attribute: the engine's own queue.
     #[serde(default)]
     pub(crate) task_queue: String,
+    /// Where its close is sent besides its subscribers
+    /// (`WorkflowExecutionStarted.result_inbox`: the inbox of the engine that started
+    /// it and awaits it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) result_inbox: Option<String>,
     pub(crate) status: Option<WorkflowStatus>,
     /// Events folded so far (the next event id).
     pub(crate) version: u64,
@@ -268,6 +273,7 @@ impl Execution {
                 fingerprint: String::new(),
                 trace_id: String::new(),
                 task_queue: String::new(),
+                result_inbox: None,
                 status: None,
                 version: 0,
                 next_seq: 0,
@@ -642,6 +648,7 @@ impl Execution {
                 self.s.fingerprint = attr(e, "fingerprint")?;
                 self.s.trace_id = e.trace_id.clone();
                 self.s.task_queue = e.attr_str("task_queue").unwrap_or_default().to_owned();
+                self.s.result_inbox = e.attr_str("result_inbox").map(str::to_owned);
                 self.s.started_at = Some(e.timestamp);
                 self.s.parent = e.attributes.get("parent").and_then(|p| {
                     Some((

@@ -417,6 +417,15 @@ impl SagaEngineBuilder {
         self
     }
 
+    /// How long a caller waiting for a result (`execute`, `RunHandle::result`) waits
+    /// for a notification before it reads the store anyway (default 1 s): what a lost
+    /// notification (a dispatcher reconnecting, a process that closed the execution
+    /// and died before it notified) costs at most.
+    pub fn result_poll_interval(mut self, d: Duration) -> Self {
+        self.config.result_poll = d;
+        self
+    }
+
     /// Run no workers or timer loop: a client that only starts, signals and reads.
     pub fn client_only(mut self) -> Self {
         self.config.run_workers = false;
@@ -761,8 +770,11 @@ impl SagaEngine {
     ) -> Result<W::Output> {
         let saga_id = saga_id.into();
         self.registered::<W>()?;
-        let start = self.start_with::<W>(saga_id.clone(), input, options);
-        let (handle, watch) = self.inner.watch_around(&saga_id, start).await?;
+        // The close comes back to this process's inbox, where the dispatcher has one:
+        // no subscription of the execution's own (`SignalDispatcher::inbox`).
+        let inbox = self.inner.signals.inbox();
+        let start = self.start_recording::<W>(saga_id.clone(), input, options, inbox.clone());
+        let (handle, watch) = self.inner.watch_around(&saga_id, inbox, start).await?;
         let value = self
             .inner
             .wait_watched(&handle.saga_id, watch, false)
@@ -787,6 +799,19 @@ impl SagaEngine {
         input: W::Input,
         options: StartOptions,
     ) -> Result<RunHandle<W>> {
+        self.start_recording::<W>(saga_id, input, options, None)
+            .await
+    }
+
+    /// [`SagaEngine::start_with`], naming in the start the inbox the execution's close
+    /// is sent to (`result_inbox`).
+    async fn start_recording<W: Workflow>(
+        &self,
+        saga_id: impl Into<SagaId>,
+        input: W::Input,
+        options: StartOptions,
+        result_inbox: Option<String>,
+    ) -> Result<RunHandle<W>> {
         let saga_id = saga_id.into();
         self.registered::<W>()?;
         let input = serde_json::to_value(&input)?;
@@ -797,7 +822,7 @@ impl SagaEngine {
             ..options
         };
         self.inner
-            .start(&saga_id, W::TYPE_ID, input, options)
+            .start(&saga_id, W::TYPE_ID, input, options, result_inbox)
             .await?;
         Ok(RunHandle {
             inner: self.inner.clone(),

@@ -120,7 +120,12 @@ enum Effect {
     },
     /// Only for re-driving: timers normally commit with their events.
     CreateTimer(TimerRecord),
-    Notify(Notification),
+    /// Tell the waiters: those subscribed to the execution, and those at `inbox` (the
+    /// one its start named, for its close).
+    Notify {
+        notification: Notification,
+        inbox: Option<String>,
+    },
     /// Run a local activity in this process.
     RunLocal(LocalRun),
     /// Start a child workflow.
@@ -708,14 +713,18 @@ impl Inner {
                     });
                     out.push(Effect::CancelChild { child, redrive })
                 }
-                EventType::SignalReceived => {
-                    out.push(Effect::Notify(Notification::SignalReceived {
+                EventType::SignalReceived => out.push(Effect::Notify {
+                    notification: Notification::SignalReceived {
                         name: e.attr_str("name").unwrap_or_default().to_owned(),
-                    }))
-                }
-                EventType::TimerFired => out.push(Effect::Notify(Notification::TimerFired {
-                    timer_id: e.attr_str("timer_id").unwrap_or_default().to_owned(),
-                })),
+                    },
+                    inbox: None,
+                }),
+                EventType::TimerFired => out.push(Effect::Notify {
+                    notification: Notification::TimerFired {
+                        timer_id: e.attr_str("timer_id").unwrap_or_default().to_owned(),
+                    },
+                    inbox: None,
+                }),
                 t => {
                     let status = match t {
                         EventType::WorkflowExecutionCompleted => WorkflowStatus::Completed,
@@ -742,10 +751,14 @@ impl Inner {
                         }
                         _ => None,
                     };
-                    out.push(Effect::Notify(Notification::StatusChanged {
-                        status,
-                        output,
-                    }));
+                    // The starter's inbox waits only for the close.
+                    let inbox = (status != WorkflowStatus::Compensating)
+                        .then(|| exec.s.result_inbox.clone())
+                        .flatten();
+                    out.push(Effect::Notify {
+                        notification: Notification::StatusChanged { status, output },
+                        inbox,
+                    });
                 }
             }
         }
@@ -807,7 +820,18 @@ impl Inner {
                     timers_changed = true;
                     self.store.create(t).await
                 }
-                Effect::Notify(n) => self.signals.notify(saga_id, n).await,
+                Effect::Notify {
+                    notification,
+                    inbox: None,
+                } => self.signals.notify(saga_id, notification).await,
+                Effect::Notify {
+                    notification,
+                    inbox: Some(inbox),
+                } => {
+                    self.signals
+                        .notify_inbox(saga_id, &inbox, notification)
+                        .await
+                }
                 // These call back into `process` for other executions (or later for
                 // this one): they run as their own tasks.
                 Effect::RunLocal(run) => {
@@ -857,13 +881,14 @@ impl Inner {
     }
 
     /// Starts a new execution (`options.timeout`: the workflow's default already
-    /// applied).
+    /// applied; `result_inbox`: where its close is to be sent, recorded in the start).
     pub(super) async fn start(
         &self,
         saga_id: &SagaId,
         workflow_type: &'static str,
         input: Value,
         options: super::StartOptions,
+        result_inbox: Option<String>,
     ) -> Result<()> {
         let fingerprint = self.workflow(workflow_type)?.fingerprint();
         let task_queue = options
@@ -875,8 +900,11 @@ impl Inner {
             .unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
         let timeout_ms = options.timeout.map(|d| d.as_millis() as u64);
         let eager = options.eager;
-        let attributes =
+        let mut attributes =
             inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
+        if let Some(inbox) = result_inbox {
+            attributes["result_inbox"] = Value::String(inbox);
+        }
         let span =
             tracing::info_span!("start", saga_id = %saga_id, trace_id = %trace_id, workflow_type);
         let span = super::in_trace(span, &trace_id);
@@ -1035,13 +1063,22 @@ impl Inner {
     /// start is written and a step has run after it, so the subscription is in place
     /// first in every case but a reconnecting dispatcher, which the periodic read of
     /// the store covers; a failed subscription falls back to that read alone.
+    /// `inbox`: the dispatcher's, which `start` names for the close: the watch waits
+    /// there instead of subscribing.
     pub(super) async fn watch_around<T>(
         &self,
         saga_id: &SagaId,
+        inbox: Option<String>,
         start: impl std::future::Future<Output = Result<T>>,
     ) -> Result<(T, Watch)> {
         let local = self.outputs.wait(saga_id);
-        let (sub, started) = tokio::join!(self.signals.subscribe(saga_id), start);
+        let subscribe = async {
+            match inbox {
+                Some(_) => self.signals.watch_inbox(saga_id).await,
+                None => self.signals.subscribe(saga_id).await,
+            }
+        };
+        let (sub, started) = tokio::join!(subscribe, start);
         let started = started?;
         let sub = sub.unwrap_or_else(|e| {
             tracing::warn!(saga_id = %saga_id, error = %e, "no subscription; reading the store for the result");
