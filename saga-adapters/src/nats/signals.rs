@@ -131,6 +131,32 @@ impl NatsSignalDispatcher {
             })
     }
 
+    /// A subscription to `subject` (`what` it is to, for errors, which also carry
+    /// `context`), returned once the server has it ([`confirm_subscription`]).
+    async fn subscribe_confirmed(
+        &self,
+        subject: String,
+        what: &str,
+        context: (&'static str, &str),
+    ) -> Result<async_nats::Subscriber> {
+        let failed = |step: &str, e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::SignalDispatcher,
+                format!("cannot {step} to {what} on NATS: {e}"),
+            )
+            .with(context.0, context.1)
+        };
+        let sub = self
+            .client
+            .subscribe(subject)
+            .await
+            .map_err(|e| failed("subscribe", &e))?;
+        confirm_subscription(&self.client)
+            .await
+            .map_err(|e| failed("confirm a subscription", &e))?;
+        Ok(sub)
+    }
+
     /// The inbox's subscription, made and confirmed on first use; its messages go to
     /// the waiters in the table.
     async fn open_inbox(&self) -> Result<()> {
@@ -138,22 +164,10 @@ impl NatsSignalDispatcher {
             .open
             .get_or_try_init(|| async {
                 check_prefix(&self.prefix)?;
-                let failed = |what: &str, e: &dyn std::fmt::Display| {
-                    Error::new(
-                        ErrorKind::SignalDispatcher,
-                        format!("cannot {what} on NATS: {e}"),
-                    )
-                    .with("inbox", &self.inbox.token)
-                };
                 let subject = format!("{}.{}.*", self.prefix, self.inbox.token);
                 let mut sub = self
-                    .client
-                    .subscribe(subject)
-                    .await
-                    .map_err(|e| failed("subscribe to the inbox", &e))?;
-                confirm_subscription(&self.client)
-                    .await
-                    .map_err(|e| failed("confirm the inbox's subscription", &e))?;
+                    .subscribe_confirmed(subject, "an inbox", ("inbox", &self.inbox.token))
+                    .await?;
                 // The task holds the table only weakly, and ends (unsubscribing) with
                 // the last clone of the dispatcher.
                 let inbox = Arc::downgrade(&self.inbox);
@@ -299,21 +313,9 @@ impl SignalDispatcher for NatsSignalDispatcher {
 
     async fn subscribe(&self, saga_id: &SagaId) -> Result<SignalSubscription> {
         let subject = self.subject("*", saga_id)?;
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            Error::new(
-                ErrorKind::SignalDispatcher,
-                format!("cannot {what} on NATS: {e}"),
-            )
-            .with("saga_id", saga_id)
-        };
         let mut sub = self
-            .client
-            .subscribe(subject)
-            .await
-            .map_err(|e| failed("subscribe", &e))?;
-        confirm_subscription(&self.client)
-            .await
-            .map_err(|e| failed("confirm a subscription", &e))?;
+            .subscribe_confirmed(subject, "an execution", ("saga_id", saga_id.as_str()))
+            .await?;
         let (tx, rx) = unbounded_channel();
         let saga = saga_id.clone();
         tokio::spawn(async move {
