@@ -167,6 +167,63 @@ async fn notifications_cross_connections() {
     .await;
 }
 
+/// Waiters at an inbox for ids that are not subject tokens stay apart, as
+/// subscribers do; and a close sent to an inbox that is not a NATS name (a history
+/// edited by hand) still reaches the execution's subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_waiters_stay_apart_and_a_bad_inbox_name_falls_back() {
+    with_namespace(fast, |config| async move {
+        let (here, there) = two_dispatchers(&config).await;
+        let inbox = here.inbox().expect("an inbox");
+        let ids = ["order.42", "order 42", "order.*", "order.>", "order"];
+        let mut waiters = Vec::new();
+        for id in ids {
+            waiters.push(here.watch_inbox(&SagaId::new(id)).await.unwrap());
+        }
+        for id in ids {
+            let n = Notification::SignalReceived {
+                name: id.to_owned(),
+            };
+            there
+                .notify_inbox(&SagaId::new(id), &inbox, n)
+                .await
+                .unwrap();
+        }
+        for (id, waiter) in ids.iter().zip(&mut waiters) {
+            let got = tokio::time::timeout(Duration::from_secs(3), waiter.recv())
+                .await
+                .expect("a notification within 3s")
+                .expect("open waiter");
+            let want = Notification::SignalReceived {
+                name: (*id).to_owned(),
+            };
+            assert_eq!(
+                got, want,
+                "the waiter of {id:?} got another saga's notification"
+            );
+            assert!(
+                tokio::time::timeout(Duration::from_millis(100), waiter.recv())
+                    .await
+                    .is_err(),
+                "the waiter of {id:?} got a second notification"
+            );
+        }
+
+        let x = SagaId::new("edited");
+        let mut sub = here.subscribe(&x).await.unwrap();
+        let n = Notification::SignalReceived {
+            name: "bad inbox".to_owned(),
+        };
+        there
+            .notify_inbox(&x, "not a.name*", n.clone())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(3), sub.recv()).await;
+        assert_eq!(got.ok().flatten(), Some(n));
+    })
+    .await;
+}
+
 /// The broker deduplicates on `Nats-Msg-Id = dedup_id`: a task published again (a
 /// reconciler re-driving an outbox row, a retried publish) is delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
