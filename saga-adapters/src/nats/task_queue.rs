@@ -161,7 +161,8 @@ impl NatsTaskQueue {
     }
 
     /// A signal dispatcher on this queue's connection, publishing under
-    /// [`NatsConfig::signal_prefix`].
+    /// [`NatsConfig::signal_prefix`]. Each call makes a dispatcher with an inbox of its
+    /// own (one subscription once used): take one per engine, and clone it to share.
     pub fn signal_dispatcher(&self) -> NatsSignalDispatcher {
         NatsSignalDispatcher::new(self.inner.client.clone(), &self.inner.config.signal_prefix)
     }
