@@ -80,14 +80,7 @@ impl Measurement {
 /// (Linux; 10 ms resolution). On a shared machine, work per CPU-second is steadier
 /// than work per wall-second.
 pub(crate) fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name start at field 3 (`state`); `utime`
-    // and `stime` are fields 14 and 15, in clock ticks (100 per second on Linux).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
 /// Busy CPU time of the whole machine so far, all cores together: user, nice, system,
@@ -112,6 +105,48 @@ pub(crate) fn machine_busy() -> Option<Duration> {
         .collect::<Option<_>>()?;
     let busy = ticks.get(..3)?.iter().sum::<u64>() + ticks.get(5..7)?.iter().sum::<u64>();
     Some(Duration::from_millis(busy * 10))
+}
+
+/// CPU time used so far by every process of this machine named `name`
+/// (`/proc/<pid>/comm`), together; `None` when none runs here (or not on Linux).
+///
+/// Why: the broker (`nats-server`) shares the machine with the database and the
+/// workers, and its part of each saga's cost is what a change to the messages a saga
+/// sends moves. A process that started or ended during a run is counted only for what
+/// it used while it was alive at both readings, so this is for long-lived servers.
+pub(crate) fn named_processes_cpu(name: &str) -> Option<Duration> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        if let Some(cpu) = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|stat| stat_cpu(&stat))
+        {
+            total = Some(total.unwrap_or(Duration::ZERO) + cpu);
+        }
+    }
+    total
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line. Fields after the parenthesised command
+/// name start at field 3 (`state`); `utime` and `stime` are fields 14 and 15, in clock
+/// ticks (100 per second on Linux).
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// The machine's busy CPU time ([`machine_busy`]) since `before`.
@@ -312,6 +347,30 @@ fn format_number(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This test's own process, found by its name, is charged for the CPU it burns; a
+    /// name no process has is `None`.
+    #[test]
+    fn a_named_process_is_charged_its_cpu() {
+        let me = std::fs::read_to_string("/proc/self/comm").expect("Linux");
+        let me = me.trim_end();
+        let before = named_processes_cpu(me).expect("this process is found by its name");
+        let own_before = process_cpu().expect("own CPU");
+        // Burn at least 50 ms of CPU (given up after 10 s of a machine too busy).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while process_cpu().unwrap() < own_before + Duration::from_millis(50)
+            && std::time::Instant::now() < deadline
+        {
+            for i in 0..10_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        let burnt = process_cpu().unwrap() - own_before;
+        let charged = named_processes_cpu(me).unwrap().saturating_sub(before);
+        assert!(charged >= burnt, "{charged:?} charged for {burnt:?} burnt");
+        assert_eq!(named_processes_cpu("no-such-process"), None);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

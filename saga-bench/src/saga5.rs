@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 use crate::backend::{per_step, sync_name, Store};
 use crate::baseline::{self, Variant, STEPS};
 use crate::report::{
-    load_average, machine_busy, machine_busy_since, process_cpu, round, Measurement, Reporter,
+    load_average, machine_busy, machine_busy_since, named_processes_cpu, process_cpu, round,
+    Measurement, Reporter,
 };
 use crate::workflows::{saga_5, touch, Payload};
 use crate::{BenchResult, Part, Settings};
@@ -55,7 +56,12 @@ pub(crate) struct Bench {
     start_then_result: bool,
     /// Start with `StartOptions::eager`.
     eager_start: bool,
+    /// The broker's process, when its CPU is measured (`postgres+nats`).
+    broker: Option<&'static str>,
 }
+
+/// The NATS server's process name.
+const NATS_SERVER: &str = "nats-server";
 
 impl Bench {
     /// A new engine with `workers` worker loops, on a new, empty store.
@@ -77,6 +83,7 @@ impl Bench {
             sole_worker: s.processes <= 1,
             start_then_result: s.start_then_result,
             eager_start: s.eager_start,
+            broker: (s.backend == "postgres+nats").then_some(NATS_SERVER),
         })
     }
 
@@ -107,6 +114,9 @@ pub(crate) struct Run {
     pub(crate) machine_busy: Option<Duration>,
     /// Statements, transactions and commits per step (durable backends).
     pub(crate) per_step: Option<(f64, f64, f64)>,
+    /// CPU time the broker used meanwhile, when it runs on this machine
+    /// ([`named_processes_cpu`]).
+    pub(crate) broker_cpu: Option<Duration>,
 }
 
 impl Run {
@@ -132,6 +142,10 @@ impl Run {
                     round(busy.as_secs_f64() / self.elapsed.as_secs_f64(), 2),
                 )
                 .with("steps_per_machine_cpu_sec", round(steps, 0));
+        }
+        if let Some(broker) = self.broker_cpu.filter(|_| !self.latencies.is_empty()) {
+            let per_workflow = broker.as_secs_f64() * 1e3 / self.latencies.len() as f64;
+            m = m.with("broker_cpu_ms_per_workflow", round(per_workflow, 3));
         }
         if let Some((statements, transactions, commits)) = self.per_step {
             m = m
@@ -169,6 +183,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
     let attempts_before = engine.metrics().activity_attempts;
     let cpu_before = process_cpu();
     let busy_before = machine_busy();
+    let broker_before = bench.broker.and_then(named_processes_cpu);
     let next = Arc::new(AtomicU64::new(first));
     let end = first + n;
     let started = Instant::now();
@@ -212,6 +227,11 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
     let cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
+    let broker_cpu = bench
+        .broker
+        .and_then(named_processes_cpu)
+        .zip(broker_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let attempts = engine.metrics().activity_attempts - attempts_before;
     // Every step ran exactly once here, or (with other worker processes, whose counts
     // this process cannot see) at most once here.
@@ -233,6 +253,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         cpu,
         machine_busy,
         per_step: None,
+        broker_cpu,
     })
 }
 
@@ -538,6 +559,15 @@ mod tests {
         let run = drive(&bench, 0, 20, 8).await.unwrap();
         assert_eq!(run.latencies.len(), 20);
         assert_eq!(bench.engine.metrics().activity_attempts, 100);
+        // The broker's CPU is charged to the run where the broker runs on this machine
+        // (as in CI, where `.ci/run` starts it).
+        let m = run.cpu_fields(Measurement::new("saga-5", "throughput", s.backend, "json"));
+        assert_eq!(
+            m.extra.contains_key("broker_cpu_ms_per_workflow"),
+            named_processes_cpu(NATS_SERVER).is_some(),
+            "{:?}",
+            m.extra
+        );
         bench.close().await.unwrap();
     }
 
