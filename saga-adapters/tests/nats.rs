@@ -20,7 +20,8 @@ use saga_adapters::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue};
 use saga_runtime::conformance;
 use saga_runtime::domain::SagaId;
 use saga_runtime::port::{
-    Delivery, DeliveryTag, Notification, SignalDispatcher, Task, TaskKind, TaskQueue,
+    Delivery, DeliveryTag, Notification, SignalDispatcher, SignalSubscription, Task, TaskKind,
+    TaskQueue,
 };
 use saga_runtime::ErrorKind;
 
@@ -126,6 +127,38 @@ async fn notification_right_after_subscribe_arrives() {
     .await;
 }
 
+/// Saga ids that are not subject tokens (dots, spaces, wildcards), and one that is.
+const ODD_IDS: [&str; 5] = ["order.42", "order 42", "order.*", "order.>", "order"];
+
+/// The notification that names `id`, so a receiver can tell whose it got.
+fn naming(id: &str) -> Notification {
+    Notification::SignalReceived {
+        name: id.to_owned(),
+    }
+}
+
+/// Each of `receivers` (the `who` of one of [`ODD_IDS`], in order) gets exactly the
+/// notification naming its own id.
+async fn each_hears_only_its_own(who: &str, receivers: &mut [SignalSubscription]) {
+    for (id, rx) in ODD_IDS.iter().zip(receivers) {
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("a notification within 3s")
+            .expect("still open");
+        assert_eq!(
+            got,
+            naming(id),
+            "the {who} of {id:?} got another saga's notification"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), rx.recv())
+                .await
+                .is_err(),
+            "the {who} of {id:?} got a second notification"
+        );
+    }
+}
+
 /// Engines in different processes: a notification sent on one connection reaches a
 /// subscriber on another, as soon as `subscribe` has returned; ids that are not subject
 /// tokens (dots, spaces, wildcards) stay apart.
@@ -133,36 +166,14 @@ async fn notification_right_after_subscribe_arrives() {
 async fn notifications_cross_connections() {
     with_namespace(fast, |config| async move {
         let (here, there) = two_dispatchers(&config).await;
-        let ids = ["order.42", "order 42", "order.*", "order.>", "order"];
         let mut subs = Vec::new();
-        for id in ids {
+        for id in ODD_IDS {
             subs.push(here.subscribe(&SagaId::new(id)).await.unwrap());
         }
-        for id in ids {
-            let n = Notification::SignalReceived {
-                name: id.to_owned(),
-            };
-            there.notify(&SagaId::new(id), n).await.unwrap();
+        for id in ODD_IDS {
+            there.notify(&SagaId::new(id), naming(id)).await.unwrap();
         }
-        for (id, sub) in ids.iter().zip(&mut subs) {
-            let got = tokio::time::timeout(Duration::from_secs(3), sub.recv())
-                .await
-                .expect("a notification within 3s")
-                .expect("open subscription");
-            assert_eq!(
-                got,
-                Notification::SignalReceived {
-                    name: (*id).to_owned()
-                },
-                "the subscriber of {id:?} got another saga's notification"
-            );
-            assert!(
-                tokio::time::timeout(Duration::from_millis(100), sub.recv())
-                    .await
-                    .is_err(),
-                "the subscriber of {id:?} got a second notification"
-            );
-        }
+        each_hears_only_its_own("subscriber", &mut subs).await;
     })
     .await;
 }
@@ -175,45 +186,19 @@ async fn inbox_waiters_stay_apart_and_a_bad_inbox_name_falls_back() {
     with_namespace(fast, |config| async move {
         let (here, there) = two_dispatchers(&config).await;
         let inbox = here.inbox().expect("an inbox");
-        let ids = ["order.42", "order 42", "order.*", "order.>", "order"];
         let mut waiters = Vec::new();
-        for id in ids {
+        for id in ODD_IDS {
             waiters.push(here.watch_inbox(&SagaId::new(id)).await.unwrap());
         }
-        for id in ids {
-            let n = Notification::SignalReceived {
-                name: id.to_owned(),
-            };
-            there
-                .notify_inbox(&SagaId::new(id), &inbox, n)
-                .await
-                .unwrap();
+        for id in ODD_IDS {
+            let saga = SagaId::new(id);
+            there.notify_inbox(&saga, &inbox, naming(id)).await.unwrap();
         }
-        for (id, waiter) in ids.iter().zip(&mut waiters) {
-            let got = tokio::time::timeout(Duration::from_secs(3), waiter.recv())
-                .await
-                .expect("a notification within 3s")
-                .expect("open waiter");
-            let want = Notification::SignalReceived {
-                name: (*id).to_owned(),
-            };
-            assert_eq!(
-                got, want,
-                "the waiter of {id:?} got another saga's notification"
-            );
-            assert!(
-                tokio::time::timeout(Duration::from_millis(100), waiter.recv())
-                    .await
-                    .is_err(),
-                "the waiter of {id:?} got a second notification"
-            );
-        }
+        each_hears_only_its_own("waiter", &mut waiters).await;
 
         let x = SagaId::new("edited");
         let mut sub = here.subscribe(&x).await.unwrap();
-        let n = Notification::SignalReceived {
-            name: "bad inbox".to_owned(),
-        };
+        let n = naming("bad inbox");
         there
             .notify_inbox(&x, "not a.name*", n.clone())
             .await

@@ -588,6 +588,11 @@ mod tests {
         }
     }
 
+    /// The numeric field `k` of `m`.
+    fn number(m: &Measurement, k: &str) -> Option<f64> {
+        m.extra.get(k).and_then(serde_json::Value::as_f64)
+    }
+
     /// On PostgreSQL the latency figure carries the floor measured around it: six
     /// one-row commits at one in flight; elsewhere it has none.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,7 +600,7 @@ mod tests {
         let Some(m) = latency_on_servers("postgres", "PostgreSQL").await else {
             return;
         };
-        let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
+        let field = |k: &str| number(&m, k);
         let one = field("one_row_commit_ms").expect("one_row_commit_ms");
         let floor = field("commit_floor_ms").expect("commit_floor_ms");
         assert!(one > 0.0, "{:?}", m.extra);
@@ -615,7 +620,7 @@ mod tests {
         let Some(m) = latency_on_servers("postgres+nats", "PostgreSQL and NATS").await else {
             return;
         };
-        let field = |k: &str| m.extra.get(k).and_then(serde_json::Value::as_f64);
+        let field = |k: &str| number(&m, k);
         let commits = field("commit_floor_ms").expect("commit_floor_ms");
         let trip = field("broker_trip_ms").expect("broker_trip_ms");
         let floor = field("floor_ms").expect("floor_ms");

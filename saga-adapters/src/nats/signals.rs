@@ -357,7 +357,7 @@ impl SignalDispatcher for NatsSignalDispatcher {
     ) -> Result<()> {
         // A name read back from a history that is not one of ours (edited, or from
         // another dispatcher): the subscribers still hear it.
-        let inbox = if subject::is_name(inbox) && inbox != NO_INBOX {
+        let inbox = if subject::is_name(inbox) {
             inbox
         } else {
             tracing::warn!(saga_id = %saga_id, inbox, "not a NATS inbox name; notified without it");

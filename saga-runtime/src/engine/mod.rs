@@ -773,8 +773,9 @@ impl SagaEngine {
         // The close comes back to this process's inbox, where the dispatcher has one:
         // no subscription of the execution's own (`SignalDispatcher::inbox`).
         let inbox = self.inner.signals.inbox();
-        let start = self.start_recording::<W>(saga_id.clone(), input, options, inbox.clone());
-        let (handle, watch) = self.inner.watch_around(&saga_id, inbox, start).await?;
+        let at_inbox = inbox.is_some();
+        let start = self.start_recording::<W>(saga_id.clone(), input, options, inbox);
+        let (handle, watch) = self.inner.watch_around(&saga_id, at_inbox, start).await?;
         let value = self
             .inner
             .wait_watched(&handle.saga_id, watch, false)

@@ -1063,19 +1063,20 @@ impl Inner {
     /// start is written and a step has run after it, so the subscription is in place
     /// first in every case but a reconnecting dispatcher, which the periodic read of
     /// the store covers; a failed subscription falls back to that read alone.
-    /// `inbox`: the dispatcher's, which `start` names for the close: the watch waits
-    /// there instead of subscribing.
+    /// `at_inbox`: `start` names the dispatcher's inbox for the close, so the watch
+    /// waits there instead of subscribing.
     pub(super) async fn watch_around<T>(
         &self,
         saga_id: &SagaId,
-        inbox: Option<String>,
+        at_inbox: bool,
         start: impl std::future::Future<Output = Result<T>>,
     ) -> Result<(T, Watch)> {
         let local = self.outputs.wait(saga_id);
         let subscribe = async {
-            match inbox {
-                Some(_) => self.signals.watch_inbox(saga_id).await,
-                None => self.signals.subscribe(saga_id).await,
+            if at_inbox {
+                self.signals.watch_inbox(saga_id).await
+            } else {
+                self.signals.subscribe(saga_id).await
             }
         };
         let (sub, started) = tokio::join!(subscribe, start);
