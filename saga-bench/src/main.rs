@@ -142,6 +142,12 @@ struct Cli {
     #[arg(long)]
     eager_start: bool,
 
+    /// saga-5: the engine's eager start while idle (on by default; postgres+nats): a
+    /// start that finds this process running nothing runs its workflow here.
+    /// `--eager-start-when-idle false` sends every first step through the queue.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    eager_start_when_idle: bool,
+
     /// (Internal, `worker`) the schema and NATS namespace of the run to serve.
     #[arg(long, hide = true)]
     schema: Option<String>,
@@ -267,6 +273,8 @@ pub(crate) struct Settings {
     pub(crate) start_then_result: bool,
     /// saga-5: eager start.
     pub(crate) eager_start: bool,
+    /// saga-5: eager start while idle.
+    pub(crate) eager_start_when_idle: bool,
     /// `worker` mode: the schema and NATS namespace of the run it serves.
     pub(crate) worker_of: Option<(String, String)>,
 }
@@ -330,6 +338,7 @@ fn main() -> ExitCode {
         eager_activities: cli.eager_activities,
         start_then_result: cli.start_then_result,
         eager_start: cli.eager_start,
+        eager_start_when_idle: cli.eager_start_when_idle,
         worker_of: cli.schema.zip(cli.nats_namespace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -73,6 +73,7 @@ impl Bench {
             .activities([activity::<touch>()])
             .concurrency(workers)
             .eager_activities(s.eager_activities)
+            .eager_start_when_idle(s.eager_start_when_idle)
             .codec(s.codec)
             .recover_on_start(false)
             .build()
@@ -117,6 +118,9 @@ pub(crate) struct Run {
     /// CPU time the broker used meanwhile, when it runs on this machine
     /// ([`named_processes_cpu`]).
     pub(crate) broker_cpu: Option<Duration>,
+    /// Where a broker carries the tasks: the activity attempts this process ran
+    /// eagerly meanwhile (without it).
+    pub(crate) eager_attempts: Option<u64>,
 }
 
 impl Run {
@@ -146,6 +150,11 @@ impl Run {
         if let Some(broker) = self.broker_cpu.filter(|_| !self.latencies.is_empty()) {
             let per_workflow = broker.as_secs_f64() * 1e3 / self.latencies.len() as f64;
             m = m.with("broker_cpu_ms_per_workflow", round(per_workflow, 3));
+        }
+        if let Some(eager) = self.eager_attempts.filter(|_| !self.latencies.is_empty()) {
+            // The share of the workflows' steps that never crossed the broker.
+            let steps = self.latencies.len() as u64 * STEPS;
+            m = m.with("eager_share", round(eager as f64 / steps as f64, 3));
         }
         if let Some((statements, transactions, commits)) = self.per_step {
             m = m
@@ -180,7 +189,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         eager: bench.eager_start,
         ..StartOptions::default()
     };
-    let attempts_before = engine.metrics().activity_attempts;
+    let before = engine.metrics();
     let cpu_before = process_cpu();
     let busy_before = machine_busy();
     let broker_before = bench.broker.and_then(named_processes_cpu);
@@ -232,7 +241,8 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         .and_then(named_processes_cpu)
         .zip(broker_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let attempts = engine.metrics().activity_attempts - attempts_before;
+    let after = engine.metrics();
+    let attempts = after.activity_attempts - before.activity_attempts;
     // Every step ran exactly once here, or (with other worker processes, whose counts
     // this process cannot see) at most once here.
     let wrong = if bench.sole_worker {
@@ -254,6 +264,9 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         machine_busy,
         per_step: None,
         broker_cpu,
+        eager_attempts: bench
+            .broker
+            .map(|_| after.eager_activities - before.eager_activities),
     })
 }
 
@@ -445,7 +458,8 @@ async fn run_durable(
         // Statement counts are this process's store only (one of the processes).
         "postgres+nats" => pg(m)
             .with("processes", s.processes)
-            .with("eager_start", s.eager_start),
+            .with("eager_start", s.eager_start)
+            .with("eager_start_when_idle", s.eager_start_when_idle),
         _ => pg(m),
     };
     if s.runs(Part::Throughput) {
@@ -515,6 +529,7 @@ mod tests {
             eager_activities: true,
             start_then_result: false,
             eager_start: false,
+            eager_start_when_idle: true,
             worker_of: None,
         }
     }
@@ -569,6 +584,38 @@ mod tests {
             m.extra
         );
         bench.close().await.unwrap();
+    }
+
+    /// On `postgres+nats` in one process, one at a time: with eager start while idle
+    /// (the default) the starts find the engine idle and no step crosses the broker;
+    /// without it every first step does, one in five.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_process_runs_whole_workflows_without_the_broker() {
+        for idle in [true, false] {
+            let s = Settings {
+                backend: "postgres+nats",
+                eager_start_when_idle: idle,
+                ..settings()
+            };
+            let bench = match Bench::new(&s, 4).await {
+                Ok(b) => b,
+                Err(e) if std::env::var_os("CI").is_none() => {
+                    eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
+                    return;
+                }
+                Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+            };
+            let run = drive(&bench, 0, 10, 1).await.unwrap();
+            let m = run.cpu_fields(Measurement::new("saga-5", "latency", s.backend, "json"));
+            let share = number(&m, "eager_share").expect("eager_share");
+            if idle {
+                // A start may find the attempt that closed the one before still ending.
+                assert!(share > 0.8, "{:?}", m.extra);
+            } else {
+                assert_eq!(share, 0.8, "{:?}", m.extra);
+            }
+            bench.close().await.unwrap();
+        }
     }
 
     /// A short latency run on `backend`, or `None` (skipped, with the reason printed)

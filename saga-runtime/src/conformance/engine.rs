@@ -2003,13 +2003,15 @@ fn outbox_after(secs: u64) -> crate::engine::OutboxConfig {
 
 /// Eager dispatch: the activities a worker's own commits schedule run on that worker
 /// at once, without the queue. Only the first step (scheduled by the start, a client
-/// call) goes through the queue; here the queue loses it, and the outbox re-drives it.
-/// Each step runs once, and the closed saga leaves nothing in the outbox.
+/// call, here never an eager one) goes through the queue; here the queue loses it, and
+/// the outbox re-drives it. Each step runs once, and the closed saga leaves nothing in
+/// the outbox.
 pub async fn eager_activities_skip_the_queue<S: ScenarioStore>(store: S) {
     let queue = LossyQueue::default();
     let engine = builder(store.clone())
         .queue(queue.clone())
         .outbox(outbox_after(5))
+        .eager_start_when_idle(false)
         .build()
         .await
         .unwrap();
@@ -2045,13 +2047,14 @@ pub async fn eager_activities_skip_the_queue<S: ScenarioStore>(store: S) {
 
 /// Eager start (`StartOptions::eager`): the first step's activities run on the
 /// starting engine too, so no task of the execution reaches the queue; a start without
-/// it on the same engine still hands its first step to the queue. `execute` takes it
-/// as `start` does.
+/// it on the same engine (here one that never starts eagerly unasked) still hands its
+/// first step to the queue. `execute` takes it as `start` does.
 pub async fn eager_start_runs_the_first_step_here<S: ScenarioStore>(store: S) {
     let queue = LossyQueue::default();
     let engine = builder(store.clone())
         .queue(queue.clone())
         .outbox(outbox_after(5))
+        .eager_start_when_idle(false)
         .build()
         .await
         .unwrap();
@@ -2085,6 +2088,70 @@ pub async fn eager_start_runs_the_first_step_here<S: ScenarioStore>(store: S) {
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
 
+/// Eager start while idle (the default): a start that finds the engine running
+/// nothing runs its execution here, no task reaching the queue; a start while that
+/// execution's step still runs goes through the queue, and so does every start of an
+/// engine with the option off. Both executions finish, and the outbox is left empty.
+pub async fn an_idle_engine_starts_eagerly<S: ScenarioStore>(store: S) {
+    let queue = LossyQueue::default();
+    let engine = builder(store.clone())
+        .queue(queue.clone())
+        .outbox(outbox_after(5))
+        .build()
+        .await
+        .unwrap();
+    let receipt = engine
+        .execute::<order_saga>("idle-start", Order::new("is"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.shipment.tracking, "trk-is");
+    assert_history_sound(&engine.history("idle-start").await.unwrap());
+    assert_eq!(
+        engine.metrics().eager_activities,
+        3,
+        "the idle engine ran every step"
+    );
+    assert!(queue.seen().is_empty(), "nothing went to the queue");
+
+    // A 2 s step running eagerly keeps the engine busy for the next start.
+    let long = engine
+        .start::<pair<patient>>("idle-long", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.metrics().eager_activities,
+        4,
+        "the long step runs here"
+    );
+    engine
+        .execute::<order_saga>("busy-start", Order::new("bs"))
+        .await
+        .unwrap();
+    let published: Vec<_> = queue.seen().iter().map(|t| t.saga_id.clone()).collect();
+    assert!(
+        !published.is_empty() && published.iter().all(|s| s.as_str() == "busy-start"),
+        "a start on a busy engine hands its first step to the queue: {published:?}"
+    );
+    assert_eq!(long.result().await.unwrap(), 2_000);
+
+    // Two starts at once on the idle engine: one takes it, the other queues.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (a, b) = tokio::join!(
+        engine.execute::<order_saga>("burst-a", Order::new("ba")),
+        engine.execute::<order_saga>("burst-b", Order::new("bb")),
+    );
+    a.unwrap();
+    b.unwrap();
+    let queued: std::collections::BTreeSet<_> = queue
+        .seen()
+        .iter()
+        .map(|t| t.saga_id.as_str().to_owned())
+        .filter(|s| s.starts_with("burst"))
+        .collect();
+    assert_eq!(queued.len(), 1, "one of a burst queues: {queued:?}");
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
 /// Waits until the `pair` execution `id` has scheduled its second step.
 async fn second_step_scheduled(engine: &SagaEngine, id: &str) {
     loop {
@@ -2115,8 +2182,9 @@ pub async fn eager_run_of_a_dead_worker_is_redriven<S: ScenarioStore>(store: S) 
             .await
             .unwrap();
         // Wait until the second step runs eagerly (500 ms of virtual time), then die.
+        // (The first ran eagerly too: the start found the engine idle.)
         second_step_scheduled(&first, "eager-dead").await;
-        assert_eq!(first.metrics().eager_activities, 1);
+        assert_eq!(first.metrics().eager_activities, 2);
     }
     let second = builder(store.clone())
         .outbox(outbox_after(2))
@@ -2158,7 +2226,11 @@ pub async fn shutdown_finishes_eager_attempts<S: ScenarioStore>(store: S) {
         .await
         .unwrap();
     second_step_scheduled(&engine, "eager-stop").await;
-    assert_eq!(engine.metrics().eager_activities, 1);
+    assert_eq!(
+        engine.metrics().eager_activities,
+        2,
+        "both steps, by the idle start"
+    );
     engine.shutdown().await;
     let h = store
         .history(&crate::domain::SagaId::new("eager-stop"))
@@ -2178,6 +2250,7 @@ pub async fn shutdown_finishes_eager_attempts<S: ScenarioStore>(store: S) {
 pub async fn long_steps_are_not_redelivered<S: ScenarioStore>(store: S) {
     let engine = builder(store.clone())
         .outbox(outbox_after(2))
+        .eager_start_when_idle(false)
         .build()
         .await
         .unwrap();
@@ -2245,6 +2318,7 @@ macro_rules! for_each_paused_scenario {
             eager_activities_skip_the_queue,
             execute_starts_and_waits,
             eager_start_runs_the_first_step_here,
+            an_idle_engine_starts_eagerly,
             eager_run_of_a_dead_worker_is_redriven,
             long_steps_are_not_redelivered,
             shutdown_finishes_eager_attempts,

@@ -20,7 +20,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,10 +61,12 @@ pub struct StartOptions {
     /// ([`SagaEngineBuilder::eager_activities`]), instead of going through the task
     /// queue; the execution then stays on this engine. Lower latency for a caller
     /// that is itself a worker of the execution's queue (like Temporal's
-    /// `request_eager_start`); off by default, so that new executions spread over the
-    /// workers. Where the engine cannot run them (no outbox, another queue, no free
-    /// slot, activity not registered) they go to the queue as usual. Only an engine
-    /// runs activities: a [`SagaClient`](crate::client::SagaClient) start ignores it.
+    /// `request_eager_start`). Off by default, so that new executions spread over the
+    /// workers; an idle engine starts eagerly anyway
+    /// ([`SagaEngineBuilder::eager_start_when_idle`]). Where the engine cannot run
+    /// them (no outbox, another queue, no free slot, activity not registered) they go
+    /// to the queue as usual. Only an engine runs activities: a
+    /// [`SagaClient`](crate::client::SagaClient) start ignores it.
     pub eager: bool,
 }
 
@@ -234,6 +236,7 @@ struct Config {
     outbox: OutboxConfig,
     progress_every: Duration,
     eager_activities: bool,
+    eager_start_when_idle: bool,
     watchdog: Option<WatchdogConfig>,
     max_cached_executions: usize,
 }
@@ -286,6 +289,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             progress_every: Duration::from_secs(10),
             eager_activities: true,
+            eager_start_when_idle: true,
             watchdog: None,
             max_cached_executions: 10_000,
         }
@@ -319,6 +323,10 @@ pub(crate) struct Inner {
     /// Activity attempts running eagerly (see [`SagaEngineBuilder::eager_activities`]):
     /// aborted with the engine, awaited by a graceful shutdown.
     eager: Mutex<tokio::task::JoinSet<()>>,
+    /// Work that makes this engine busy for an idle start
+    /// ([`SagaEngineBuilder::eager_start_when_idle`]): deliveries from the queue being
+    /// handled, and the idle start being committed.
+    busy: AtomicUsize,
     /// Local activities running in this process.
     locals: worker::RunningLocals,
     /// Itself, for effects that run as their own tasks (child starts, local
@@ -470,9 +478,27 @@ impl SagaEngineBuilder {
     /// which saves each step a publish and a delivery, and keeps its state in that
     /// worker's cache. Starts and signals from clients go through the queue, so new
     /// sagas spread over the workers, unless a start asks for an eager start
-    /// ([`StartOptions::eager`]).
+    /// ([`StartOptions::eager`]) or finds this engine idle
+    /// ([`eager_start_when_idle`](Self::eager_start_when_idle)).
     pub fn eager_activities(mut self, yes: bool) -> Self {
         self.config.eager_activities = yes;
+        self
+    }
+
+    /// Eager start while idle (default on): a start on this engine that finds it
+    /// running nothing (no task from the queue being handled, no eager attempt, no
+    /// other such start) is an eager start ([`StartOptions::eager`]): its first
+    /// activities run here, and so, by eager dispatch, does the rest of the execution.
+    /// A lightly loaded system thus runs a workflow without the broker, as DBOS runs
+    /// every workflow in the process that starts it; under load, starts find the
+    /// engine busy and go through the queue, spreading over the workers. One start at
+    /// a time takes the idle engine, so a burst of starts spreads too. The outbox
+    /// keeps the first task as it keeps any eager one: should this process die, the
+    /// reconciler hands it to another worker. Acts only where eager dispatch does
+    /// ([`eager_activities`](Self::eager_activities), the outbox on, the execution on
+    /// this engine's queue).
+    pub fn eager_start_when_idle(mut self, yes: bool) -> Self {
+        self.config.eager_start_when_idle = yes;
         self
     }
 
@@ -555,6 +581,7 @@ impl SagaEngineBuilder {
             paused: watch::channel(false).0,
             findings: Mutex::new(std::collections::VecDeque::new()),
             eager: Mutex::new(tokio::task::JoinSet::new()),
+            busy: AtomicUsize::new(0),
             locals: worker::RunningLocals::default(),
             me: me.clone(),
         });

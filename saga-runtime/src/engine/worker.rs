@@ -3,7 +3,7 @@
 //! activities) and `children` (child workflows).
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,22 @@ pub(super) enum Processed {
     Appended,
     /// The input no longer applies (its result is already in history); nothing written.
     Dropped,
+}
+
+/// One unit of work counted in [`Inner::busy`], for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(busy: &'a AtomicUsize) -> Self {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Busy(busy)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Who asks for a commit; it decides where the activities the commit schedules run.
@@ -445,13 +461,18 @@ impl Inner {
                     if closed {
                         self.evict(saga_id);
                     }
-                    if let Some(output) = output {
-                        self.outputs.deliver(saga_id, output);
-                    }
                     if timers_changed {
                         self.timer_wake.notify_one();
                     }
                     self.run_effects(saga_id, after, origin).await;
+                    // After the effects (a close's are its notifications, sent at once),
+                    // so that a caller here, once woken, finds the attempt that closed
+                    // its execution ended, and its next start the engine idle
+                    // (`claim_idle_start`): woken before, 3 in 10 of its starts at one
+                    // in flight found that attempt still running.
+                    if let Some(output) = output {
+                        self.outputs.deliver(saga_id, output);
+                    }
                     return Ok(Processed::Appended);
                 }
                 Err(e) if e.is_conflict() => {
@@ -899,7 +920,13 @@ impl Inner {
             .trace_id
             .unwrap_or_else(|| inputs::new_trace_id(saga_id, now));
         let timeout_ms = options.timeout.map(|d| d.as_millis() as u64);
-        let eager = options.eager;
+        // Held until the start commits, so a second start finds the engine busy.
+        let idle = if options.eager {
+            None
+        } else {
+            self.claim_idle_start(&task_queue)
+        };
+        let eager = options.eager || idle.is_some();
         let mut attributes =
             inputs::started_attributes(workflow_type, fingerprint, input, timeout_ms, &task_queue);
         if let Some(inbox) = result_inbox {
@@ -914,17 +941,20 @@ impl Inner {
         } else {
             Origin::Client
         };
-        self.process(saga_id, true, origin, |exec| {
-            exec.s.trace_id = trace_id.clone();
-            Ok(Some(vec![Input {
-                event_type: EventType::WorkflowExecutionStarted,
-                attributes: attributes.clone(),
-                at: now,
-            }]))
-        })
-        .instrument(span)
-        .await
-        .map(|_| ())
+        let started = self
+            .process(saga_id, true, origin, |exec| {
+                exec.s.trace_id = trace_id.clone();
+                Ok(Some(vec![Input {
+                    event_type: EventType::WorkflowExecutionStarted,
+                    attributes: attributes.clone(),
+                    at: now,
+                }]))
+            })
+            .instrument(span)
+            .await
+            .map(|_| ());
+        drop(idle);
+        started
     }
 
     /// A signal or cancellation from outside.
@@ -1271,6 +1301,7 @@ impl Inner {
             };
             match fetched {
                 Ok(deliveries) => {
+                    let _busy = (!deliveries.is_empty()).then(|| Busy::new(&self.busy));
                     for d in deliveries {
                         self.handle(d).await;
                     }
@@ -1371,17 +1402,9 @@ impl Inner {
     ///
     /// [`SagaEngineBuilder::eager_activities`]: super::SagaEngineBuilder::eager_activities
     fn run_eagerly(&self, task: Task, activity_type: &str, origin: Origin) -> Option<Task> {
-        // Only where the outbox keeps the task (it is never published, so nothing else
-        // would), for this engine's own queue and a registered activity, and not while
-        // the engine stops or its workers are paused.
         let may = origin == Origin::Worker
-            && self.config.eager_activities
-            && self.outbox
-            && self.config.run_workers
-            && task.queue == self.config.queue
-            && self.activities.get_activity(activity_type).is_some()
-            && !*self.shutdown.borrow()
-            && !*self.paused.borrow();
+            && self.runs_eagerly_on(&task.queue)
+            && self.activities.get_activity(activity_type).is_some();
         let me = self.me.upgrade().filter(|_| may);
         let Some(me) = me else {
             return Some(task);
@@ -1394,6 +1417,39 @@ impl Inner {
         self.counter(&self.counters.eager_activities);
         running.spawn(me.eager_task(task));
         None
+    }
+
+    /// Whether eager dispatch may run work of `queue` here: only where the outbox
+    /// keeps the task (it is never published, so nothing else would), for this
+    /// engine's own queue, and not while the engine stops or its workers are paused.
+    fn runs_eagerly_on(&self, queue: &str) -> bool {
+        self.config.eager_activities
+            && self.outbox
+            && self.config.run_workers
+            && queue == self.config.queue
+            && !*self.shutdown.borrow()
+            && !*self.paused.borrow()
+    }
+
+    /// An idle start ([`SagaEngineBuilder::eager_start_when_idle`]) of an execution on
+    /// `queue`: the claim, if this engine runs nothing and no other start holds it.
+    ///
+    /// [`SagaEngineBuilder::eager_start_when_idle`]: super::SagaEngineBuilder::eager_start_when_idle
+    fn claim_idle_start(&self, queue: &str) -> Option<Busy<'_>> {
+        if !self.config.eager_start_when_idle || !self.runs_eagerly_on(queue) {
+            return None;
+        }
+        {
+            let mut running = self.eager_runs();
+            while running.try_join_next().is_some() {}
+            if !running.is_empty() {
+                return None;
+            }
+        }
+        self.busy
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Busy(&self.busy))
     }
 
     /// One eagerly dispatched attempt, settled as a delivery from the queue would be.
