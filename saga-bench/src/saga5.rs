@@ -554,6 +554,19 @@ mod tests {
         bench.close().await.unwrap();
     }
 
+    /// A bench on `s` (`postgres+nats`), or `None` (skipped, with the reason printed)
+    /// where the servers are down and `CI` is unset; with `CI` set, a panic.
+    async fn bench_on_servers(s: &Settings, workers: usize) -> Option<Bench> {
+        match Bench::new(s, workers).await {
+            Ok(b) => Some(b),
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
+                None
+            }
+            Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+        }
+    }
+
     /// `postgres+nats` in one process: the engine's tasks go through NATS, its events
     /// to PostgreSQL. (More processes need the `saga-bench` binary itself; the
     /// benchmark command runs them.)
@@ -563,13 +576,8 @@ mod tests {
             backend: "postgres+nats",
             ..settings()
         };
-        let bench = match Bench::new(&s, 8).await {
-            Ok(b) => b,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
-                return;
-            }
-            Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+        let Some(bench) = bench_on_servers(&s, 8).await else {
+            return;
         };
         let run = drive(&bench, 0, 20, 8).await.unwrap();
         assert_eq!(run.latencies.len(), 20);
@@ -597,13 +605,8 @@ mod tests {
                 eager_start_when_idle: idle,
                 ..settings()
             };
-            let bench = match Bench::new(&s, 4).await {
-                Ok(b) => b,
-                Err(e) if std::env::var_os("CI").is_none() => {
-                    eprintln!("SKIPPED: PostgreSQL or NATS unreachable: {e}");
-                    return;
-                }
-                Err(e) => panic!("PostgreSQL and NATS are required (CI is set): {e}"),
+            let Some(bench) = bench_on_servers(&s, 4).await else {
+                return;
             };
             let run = drive(&bench, 0, 10, 1).await.unwrap();
             let m = run.cpu_fields(Measurement::new("saga-5", "latency", s.backend, "json"));
