@@ -204,8 +204,12 @@ SELECT EXISTS (SELECT 1 FROM v),
 // version check and the listing summary) and `vi` (a new saga) return the sagas whose
 // check passed, `ok`; every other part writes only rows whose owner is in `ok`. The
 // `= ANY(..)` conditions keep the lookups on the primary keys whatever the planner
-// thinks of the arrays' sizes. The answer: per commit, whether it was written and the
-// version the statement found (the current one when it was not).
+// thinks of the arrays' sizes. Not in `od`: it looks its rows up once per saga in `ok`
+// (the planner's estimate of a CTE over `vu` is a couple of rows), and an array
+// condition on an index scan that runs again for each outer row is sorted and
+// de-duplicated again each time: 5 % of PostgreSQL's CPU with three worker processes
+// (perf, BENCHMARKS.md). The answer: per commit, whether it was written
+// and the version the statement found (the current one when it was not).
 
 const B: &str = "\
 b AS (
@@ -279,7 +283,7 @@ td AS (
 const B_OD: &str = "\
 od AS (
     DELETE FROM saga_outbox o
-     WHERE o.saga_id = ANY($1::text[]) AND o.saga_id IN (SELECT saga_id FROM ok)
+     WHERE o.saga_id IN (SELECT saga_id FROM ok)
        AND (o.saga_id IN (SELECT saga FROM b WHERE closes)
             OR (o.saga_id, o.dedup_id) IN
                (SELECT * FROM unnest($30::text[], $31::text[])))
