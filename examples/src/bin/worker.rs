@@ -95,6 +95,7 @@ async fn serve() -> Result<(), Error> {
     nats.ack_wait = Duration::from_millis(number("SAGA_NATS_ACK_WAIT_MS", 30_000)?);
     let queue = NatsTaskQueue::connect(&var("SAGA_NATS_URL", "127.0.0.1:4222"), nats).await?;
     let signals = queue.signal_dispatcher();
+    let nats = queue.client().clone();
     let mut builder = shop::builder();
     if let Ok(name) = std::env::var("SAGA_TASK_QUEUE") {
         // Checks the name and reaches the queue's consumer now, not at the first pull.
@@ -139,6 +140,11 @@ async fn serve() -> Result<(), Error> {
     stopped().await;
     println!("worker {pid} stopping");
     engine.shutdown().await;
+    // Acks are not confirmed (`NatsTaskQueue`): send the last ones before exiting. One
+    // lost would only cost a redelivery, which another worker drops.
+    if let Err(e) = nats.flush().await {
+        eprintln!("worker {pid}: could not flush the last acks: {e}");
+    }
     if let Some(server) = metrics {
         server.abort();
     }

@@ -47,7 +47,12 @@ use super::{envelope, subject, NatsConfig};
 ///
 /// A [`DeliveryTag`] is the delivery's stream sequence plus its JetStream ack subject,
 /// so any clone (or any process) can ack it; a tag from elsewhere is a `Validation`
-/// error. Acks, naks, terms and progress wait for the server's confirmation.
+/// error. Naks, terms and progress wait for the server's confirmation; an ack does not
+/// (JetStream's plain ack, not its "double ack"). The engine acks a delivery only after
+/// the commit that recorded its result, so an ack lost with a dropped connection costs
+/// one redelivery, which the worker that gets it drops (the result is in history);
+/// while waiting for the confirmation was an extra message per task, 11-12 % of the
+/// broker's CPU per saga in saga-5 (BENCHMARKS.md).
 /// JetStream acks by stream sequence: acking through the tag of an earlier, expired
 /// delivery of a task still finishes the task (and its current redelivery), and acking
 /// a task already acked is a no-op, not an error.
@@ -549,9 +554,10 @@ impl NatsTaskQueue {
         acked
     }
 
-    /// A round trip (a publish's acknowledgement, an ack's confirmation, a pull) got
-    /// no answer in time: probes the connection in the background, and makes it anew,
-    /// to whichever server the address reaches now, if the server is silent.
+    /// A round trip (a publish's acknowledgement, a nak's or a progress report's
+    /// confirmation, a pull) got no answer in time: probes the connection in the
+    /// background, and makes it anew, to whichever server the address reaches now, if
+    /// the server is silent.
     ///
     /// Why: the client pings the server only while it sends nothing (every command it
     /// sends puts its ping off), so a worker that keeps pulling from a server gone
@@ -803,7 +809,16 @@ impl TaskQueue for NatsTaskQueue {
     async fn ack(&self, tag: &DeliveryTag) -> Result<()> {
         let (reply, ack) = self.check_tag(tag)?;
         self.forget(ack.stream_seq);
-        self.reply(reply, "+ACK", "ack").await
+        // Not confirmed (see the type's docs): JetStream's plain ack.
+        self.inner
+            .client
+            .publish(reply.to_owned(), bytes::Bytes::from_static(b"+ACK"))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::TaskQueue, "cannot send the ack of a delivery")
+                    .with("ack_subject", reply)
+                    .with_source(e)
+            })
     }
 
     async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()> {

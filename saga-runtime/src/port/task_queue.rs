@@ -108,7 +108,10 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn publish(&self, task: Task) -> Result<()>;
     /// Takes up to `max` tasks from `queue`, waiting up to `wait` for the first.
     async fn fetch(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
-    /// The task is done; it will not be delivered again.
+    /// The task is done; it will not be delivered again. (An adapter may send it
+    /// without waiting for the broker's confirmation, as NATS's does: an ack lost with
+    /// the connection then costs one redelivery, which the engine drops, the result
+    /// being in history.)
     async fn ack(&self, tag: &DeliveryTag) -> Result<()>;
     /// The task failed; deliver it again after `delay`.
     async fn nak(&self, tag: &DeliveryTag, delay: Duration) -> Result<()>;
