@@ -783,10 +783,9 @@ impl TaskQueue for NatsTaskQueue {
             }
             // Wait for the first task only: a pull for `max` would hold the caller until
             // `max` arrived or the wait ran out, while the contract is "return as soon as
-            // there is one".
-            // At most a second at a time: a pull to a consumer that is gone (the broker
-            // lost it) goes unanswered until its wait and the grace run out, and only
-            // then is the consumer recreated.
+            // there is one". And for at most a second at a time: a pull to a consumer
+            // that is gone (the broker lost it) goes unanswered until its wait and the
+            // grace run out, and only then is the consumer recreated.
             let chunk = left.min(MAX_SERVER_WAIT);
             let started = Instant::now();
             self.pull_into(queue, 1, Wait::Expires(chunk), &mut out)
@@ -879,8 +878,6 @@ impl TaskQueue for NatsTaskQueue {
     }
 }
 
-/// Whether a publish failed because the stream's storage is broken (JetStream error
-/// 10077, "error opening msg block file" and the like).
 /// The shortest wait worth asking the server for: below a millisecond its wait is
 /// meaningless.
 const MIN_SERVER_WAIT: Duration = Duration::from_millis(1);
@@ -888,6 +885,8 @@ const MIN_SERVER_WAIT: Duration = Duration::from_millis(1);
 /// The longest wait of one pull ([`TaskQueue::fetch`] asks again for longer waits).
 const MAX_SERVER_WAIT: Duration = Duration::from_secs(1);
 
+/// Whether a publish failed because the stream's storage is broken (JetStream error
+/// 10077, "error opening msg block file" and the like).
 fn store_failed(e: &jetstream::context::PublishError) -> bool {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<jetstream::Error>())

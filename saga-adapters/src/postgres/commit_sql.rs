@@ -208,8 +208,8 @@ SELECT EXISTS (SELECT 1 FROM v),
 // (the planner's estimate of a CTE over `vu` is a couple of rows), and an array
 // condition on an index scan that runs again for each outer row is sorted and
 // de-duplicated again each time: 5 % of PostgreSQL's CPU with three worker processes
-// (perf, BENCHMARKS.md). The answer: per commit, whether it was written
-// and the version the statement found (the current one when it was not).
+// (perf, BENCHMARKS.md). The answer: per commit, whether it was written and the
+// version the statement found (the current one when it was not).
 
 const B: &str = "\
 b AS (
