@@ -1,6 +1,6 @@
 //! The engine (manual section 4): `SagaEngine`, its builder, workers, timers, replay.
 //!
-//! Every change to an execution goes through one path, [`Inner::process`]: load the
+//! Every change to an execution goes through one path, `Inner::process` (in `worker.rs`): load the
 //! execution (from the per-engine cache, or snapshot + history), fold the new input
 //! events and the decisions they owe, append everything in one call with the version
 //! the fold started from (optimistic locking; a conflict reloads and retries), then
