@@ -1,12 +1,12 @@
 //! The engine (manual section 4): `SagaEngine`, its builder, workers, timers, replay.
 //!
-//! Every change to an execution goes through one path, `Inner::process` (in `worker.rs`): load the
-//! execution (from the per-engine cache, or snapshot + history), fold the new input
-//! events and the decisions they owe, append everything in one call with the version
-//! the fold started from (optimistic locking; a conflict reloads and retries), then
-//! carry out the effects of the new events (publish tasks, create timers, notify,
-//! snapshot). Activity workers, the timer loop, `start`, `signal` and `cancel` all
-//! feed that path.
+//! Every change to an execution goes through one path, `Inner::process` (in
+//! `worker.rs`): load the execution (from the per-engine cache, or snapshot +
+//! history), fold the new input events and the decisions they owe, append everything
+//! in one call with the version the fold started from (optimistic locking; a conflict
+//! reloads and retries), then carry out the effects of the new events (publish tasks,
+//! create timers, notify, snapshot). Activity workers, the timer loop, `start`,
+//! `signal` and `cancel` all feed that path.
 
 mod cache;
 mod clock;
