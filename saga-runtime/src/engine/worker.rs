@@ -1410,7 +1410,6 @@ impl Inner {
             return Some(task);
         };
         let mut running = self.eager_runs();
-        while running.try_join_next().is_some() {}
         if running.len() >= self.config.concurrency {
             return Some(task);
         }
@@ -1439,12 +1438,8 @@ impl Inner {
         if !self.config.eager_start_when_idle || !self.runs_eagerly_on(queue) {
             return None;
         }
-        {
-            let mut running = self.eager_runs();
-            while running.try_join_next().is_some() {}
-            if !running.is_empty() {
-                return None;
-            }
+        if !self.eager_runs().is_empty() {
+            return None;
         }
         self.busy
             .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
