@@ -196,23 +196,32 @@ mod postgres {
     use common::pg::{exec, with_schema};
     use saga_adapters::PostgresStore;
 
+    /// Each append is one row of `saga_event_batches`: four appends of one event, so
+    /// that rows can be edited one event at a time.
+    async fn four_rows(store: &PostgresStore, id: &SagaId) {
+        for (i, e) in history(id, 4).into_iter().enumerate() {
+            store.append(id, i as u64, vec![e]).await.unwrap();
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_event_type_and_gaps_are_clear_errors_and_stay() {
         with_schema(|config| async move {
             let schema = config.schema.clone().unwrap();
             let store = PostgresStore::connect_with(config).await.unwrap();
             let id = SagaId::new("bad-row");
-            store.append(&id, 0, history(&id, 4)).await.unwrap();
+            four_rows(&store, &id).await;
             exec(
                 &schema,
-                "UPDATE saga_events SET event_type = 'WorkflowTeleported' \
-                 WHERE saga_id = 'bad-row' AND event_id = 2",
+                "UPDATE saga_event_batches SET event_types[1] = 'WorkflowTeleported' \
+                 WHERE saga_id = 'bad-row' AND first_event_id = 2",
             )
             .await;
             let err = store.history(&id).await.unwrap_err();
             assert_eq!(err.kind, ErrorKind::Codec, "{err}");
             assert_eq!(err.context("code"), Some("unknown_event_type"));
             assert_eq!(err.context("event_id"), Some("2"));
+            // The view of one row per event shows what is stored.
             let kept: String = sqlx::query_scalar(
                 "SELECT event_type FROM saga_events WHERE saga_id = 'bad-row' AND event_id = 2",
             )
@@ -223,12 +232,45 @@ mod postgres {
 
             exec(
                 &schema,
-                "UPDATE saga_events SET event_id = 9 WHERE saga_id = 'bad-row' AND event_id = 3",
+                "UPDATE saga_event_batches SET first_event_id = 9 \
+                 WHERE saga_id = 'bad-row' AND first_event_id = 3",
             )
             .await;
             let err = store.history_from(&id, 3).await.unwrap_err();
             assert_eq!(err.kind, ErrorKind::EventStore, "{err}");
             assert_eq!(err.context("code"), Some("history_gap"));
+        })
+        .await;
+    }
+
+    /// A row whose arrays disagree on how many events it holds is reported, naming its
+    /// first event, and left as it is; the rows before it still read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_of_uneven_arrays_is_a_clear_error_and_stays() {
+        with_schema(|config| async move {
+            let schema = config.schema.clone().unwrap();
+            let store = PostgresStore::connect_with(config).await.unwrap();
+            let id = SagaId::new("uneven");
+            four_rows(&store, &id).await;
+            exec(
+                &schema,
+                "UPDATE saga_event_batches SET trace_ids = trace_ids || 'extra'::text \
+                 WHERE saga_id = 'uneven' AND first_event_id = 1",
+            )
+            .await;
+            let err = store.history(&id).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Codec, "{err}");
+            assert_eq!(err.context("code"), Some("malformed_event_batch"));
+            assert_eq!(err.context("event_id"), Some("1"));
+            assert_eq!(store.history_from(&id, 2).await.unwrap().len(), 2);
+            let traces: i64 = sqlx::query_scalar(
+                "SELECT cardinality(trace_ids)::int8 FROM saga_event_batches \
+                  WHERE saga_id = 'uneven' AND first_event_id = 1",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(traces, 2, "nothing is rewritten");
         })
         .await;
     }

@@ -456,8 +456,9 @@ async fn group_commit_refused_commit_fails_alone() {
     .await;
 }
 
-/// A history written before event attributes became `json` (migration 6) reads back
-/// unchanged after the migration, which converts the column in place.
+/// A history written before event attributes became `json` (migration 6) and before
+/// events were stored a commit per row (migration 9) reads back unchanged after the
+/// migrations, which convert it in place, and takes the next commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_from_before_json_attributes_read_back() {
     use saga_runtime::domain::{EventType, SagaId};
@@ -478,43 +479,62 @@ async fn histories_from_before_json_attributes_read_back() {
             }
         }
         let mut conn = sqlx::PgConnection::connect(&config.url).await.unwrap();
-        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\"").as_str())
-            .await
-            .unwrap();
+        conn.execute(
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\"")
+                .as_str(),
+        )
+        .await
+        .unwrap();
         let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
         assert_eq!(migrator.iter().count(), 5);
         migrator.run(&mut conn).await.unwrap();
         drop(conn);
-        let attributes = json!({"workflow_type": "old", "input": {"note": "ü \"quoted\"", "n": [1, 2.5, null]}});
+        let attributes =
+            json!({"workflow_type": "old", "input": {"note": "ü \"quoted\"", "n": [1, 2.5, null]}});
         common::pg::exec(
             &schema,
             "INSERT INTO saga_executions (saga_id, version, workflow_type, status, started_at, \
-             updated_at) VALUES ('old', 1, 'old', 'running', now(), now())",
+             updated_at) VALUES ('old', 2, 'old', 'running', now(), now())",
         )
         .await;
         common::pg::exec(
             &schema,
             &format!(
-                "INSERT INTO saga_events VALUES ('old', 0, 'WorkflowExecutionStarted', 'Workflow', \
-                 now(), '{attributes}'::jsonb, 1, true, false, 'trace-old')"
+                "INSERT INTO saga_events VALUES \
+                 ('old', 0, 'WorkflowExecutionStarted', 'Workflow', now(), '{attributes}'::jsonb, \
+                  1, true, false, 'trace-old'), \
+                 ('old', 1, 'SignalReceived', 'Workflow', now(), '{{\"n\": 1}}'::jsonb, \
+                  1, false, true, 'trace-old')"
             ),
         )
         .await;
 
         let store = connect(config).await;
-        let history = store.history(&SagaId::new("old")).await.unwrap();
-        assert_eq!(history.len(), 1);
+        let id = SagaId::new("old");
+        let history = store.history(&id).await.unwrap();
+        assert_eq!(history.len(), 2);
         assert_eq!(history[0].event_type, EventType::WorkflowExecutionStarted);
         assert_eq!(history[0].attributes, attributes);
+        assert!(history[0].is_reset_point && !history[0].is_retry);
+        assert_eq!(history[1].event_type, EventType::SignalReceived);
+        assert_eq!(history[1].attributes, json!({"n": 1}));
+        assert!(!history[1].is_reset_point && history[1].is_retry);
+        assert_eq!(history[1].trace_id, "trace-old");
+        assert_eq!(store.history_from(&id, 1).await.unwrap(), history[1..]);
+        let mut next = history[1].clone();
+        next.event_id = 2;
+        store.append(&id, 2, vec![next]).await.unwrap();
+        assert_eq!(store.history(&id).await.unwrap().len(), 3);
         let column: (String,) = sqlx::query_as(
-            "SELECT data_type FROM information_schema.columns \
-              WHERE table_schema = $1 AND table_name = 'saga_events' AND column_name = 'attributes'",
+            "SELECT udt_name::text FROM information_schema.columns \
+              WHERE table_schema = $1 AND table_name = 'saga_event_batches' \
+                AND column_name = 'attributes'",
         )
         .bind(&schema)
         .fetch_one(&mut common::pg::admin().await.expect("admin connection"))
         .await
         .unwrap();
-        assert_eq!(column.0, "json");
+        assert_eq!(column.0, "_json", "an array of json");
     })
     .await;
 }

@@ -150,14 +150,14 @@ v AS (
  RETURNING 1
 )";
 
+/// The commit's events, one row (`saga_event_batches`): `$9` their ids, consecutive.
 const EV: &str = "\
 ev AS (
-    INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
-                             event_version, is_reset_point, is_retry, trace_id)
-    SELECT $1, e.id, e.ty, e.cat, e.ts, e.attrs::json, e.ver, e.reset, e.retry, e.trace
-      FROM unnest($9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
-                  $14::int4[], $15::bool[], $16::bool[], $17::text[])
-           AS e(id, ty, cat, ts, attrs, ver, reset, retry, trace)
+    INSERT INTO saga_event_batches (saga_id, first_event_id, event_types, categories,
+                                    timestamps, attributes, event_versions, reset_points,
+                                    retries, trace_ids)
+    SELECT $1, ($9::bigint[])[1], $10::text[], $11::text[], $12::timestamptz[],
+           $13::text[]::json[], $14::int4[], $15::bool[], $16::bool[], $17::text[]
      WHERE EXISTS (SELECT 1 FROM v)
 )";
 
@@ -213,12 +213,13 @@ SELECT EXISTS (SELECT 1 FROM v),
 
 const B: &str = "\
 b AS (
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::text[],
-                         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
-                         $10::timestamptz[], $11::bool[])
+    SELECT b.*, b.ev_hi - (b.nv - b.expected)::int + 1 AS ev_lo
+      FROM unnest($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::text[],
+                  $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+                  $10::timestamptz[], $11::bool[], $12::int4[])
            WITH ORDINALITY
            AS b(saga, expected, nv, ins, status, closed, search, wtype, started, updated,
-                closes, ord)
+                closes, ev_hi, ord)
 )";
 
 const VU: &str = "\
@@ -250,15 +251,21 @@ vi AS (
 
 const OK: &str = "ok AS (SELECT saga_id FROM vu UNION ALL SELECT saga_id FROM vi)";
 
+/// One events row per commit whose check passed: its events are the slice
+/// `ev_lo..=ev_hi` of the event arrays (`$12` says where each commit's end; it has
+/// `nv - expected` of them).
 const B_EV: &str = "\
 ev AS (
-    INSERT INTO saga_events (saga_id, event_id, event_type, category, ts, attributes,
-                             event_version, is_reset_point, is_retry, trace_id)
-    SELECT e.saga, e.id, e.ty, e.cat, e.ts, e.attrs::json, e.ver, e.reset, e.retry, e.trace
-      FROM unnest($12::text[], $13::bigint[], $14::text[], $15::text[], $16::timestamptz[],
-                  $17::text[], $18::int4[], $19::bool[], $20::bool[], $21::text[])
-           AS e(saga, id, ty, cat, ts, attrs, ver, reset, retry, trace)
-     WHERE e.saga IN (SELECT saga_id FROM ok)
+    INSERT INTO saga_event_batches (saga_id, first_event_id, event_types, categories,
+                                    timestamps, attributes, event_versions, reset_points,
+                                    retries, trace_ids)
+    SELECT b.saga, ($13::bigint[])[b.ev_lo], ($14::text[])[b.ev_lo:b.ev_hi],
+           ($15::text[])[b.ev_lo:b.ev_hi], ($16::timestamptz[])[b.ev_lo:b.ev_hi],
+           ($17::text[])[b.ev_lo:b.ev_hi]::json[], ($18::int4[])[b.ev_lo:b.ev_hi],
+           ($19::bool[])[b.ev_lo:b.ev_hi], ($20::bool[])[b.ev_lo:b.ev_hi],
+           ($21::text[])[b.ev_lo:b.ev_hi]
+      FROM b
+     WHERE b.saga IN (SELECT saga_id FROM ok)
 )";
 
 const B_TC: &str = "\

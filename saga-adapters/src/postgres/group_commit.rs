@@ -406,7 +406,7 @@ impl PostgresStore {
             .bind(&cols.started_at)
             .bind(&cols.updated_at)
             .bind(&cols.closes)
-            .bind(&cols.ev_saga)
+            .bind(&cols.ev_end)
             .bind(&cols.ev_id)
             .bind(&cols.ev_type)
             .bind(&cols.ev_category)
@@ -523,7 +523,8 @@ struct Columns<'a> {
     started_at: Vec<Option<DateTime<Utc>>>,
     updated_at: Vec<Option<DateTime<Utc>>>,
     closes: Vec<bool>,
-    ev_saga: Vec<&'a str>,
+    /// Per commit: where its events end in the `ev_` arrays (1-based, inclusive).
+    ev_end: Vec<i32>,
     ev_id: Vec<i64>,
     ev_type: Vec<&'a str>,
     ev_category: Vec<&'static str>,
@@ -572,7 +573,6 @@ impl<'a> Columns<'a> {
             c.updated_at.push(k.events.last().map(|e| e.timestamp));
             c.closes.push(k.closes_execution());
             for e in &k.events {
-                c.ev_saga.push(owner);
                 c.ev_id.push(e.event_id as i64);
                 c.ev_type.push(e.event_type.name());
                 c.ev_category.push(category_name(e.category));
@@ -583,6 +583,8 @@ impl<'a> Columns<'a> {
                 c.ev_retry.push(e.is_retry);
                 c.ev_trace.push(e.trace_id.as_str());
             }
+            c.ev_end
+                .push(i32::try_from(c.ev_id.len()).unwrap_or(i32::MAX));
             for t in &k.create_timers {
                 if k.cancel_timers.contains(&t.timer_id) {
                     continue;

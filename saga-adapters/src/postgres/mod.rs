@@ -19,7 +19,7 @@
 //!
 //! | table | key | holds |
 //! |---|---|---|
-//! | `saga_events` | `(saga_id, event_id)` | one row per event; attributes `json` (read back whole, never queried inside) |
+//! | `saga_event_batches` | `(saga_id, first_event_id)` | the events of one commit per row, as arrays (the view `saga_events` shows one row per event); attributes `json` (read back whole, never queried inside) |
 //! | `saga_executions` | `saga_id` | the history's version and listing summary, indexed by type, status, start time, and GIN over the search attributes |
 //! | `saga_snapshots` | `(saga_id, last_event_id)` | snapshots, pruned to `max_snapshots` per saga |
 //! | `saga_timers` | `timer_id`, index `fire_at` | durable timers; claimed with `FOR UPDATE SKIP LOCKED` |
@@ -31,8 +31,8 @@
 //! (`.. WHERE version = expected`; an `INSERT .. ON CONFLICT DO NOTHING` for a new
 //! saga), and inserts the events, creates and cancels the timers, and adds and settles
 //! outbox tasks only if that row changed. A stale writer changes no row and writes
-//! nothing (a `Concurrency` error); the primary key `(saga_id, event_id)` backs the
-//! check. Only a commit that carries a snapshot (every `interval` events) runs as
+//! nothing (a `Concurrency` error); the primary key `(saga_id, first_event_id)` backs
+//! the check. Only a commit that carries a snapshot (every `interval` events) runs as
 //! `BEGIN`, that statement, the snapshot insert and prune, `COMMIT`.
 //!
 //! Commits that arrive while others are being written share one statement (group
@@ -746,6 +746,78 @@ const LATEST_SNAPSHOT: &str = "SELECT last_event_id, codec, state, checksum, cre
                                FROM saga_snapshots WHERE saga_id = $1 ORDER BY last_event_id DESC \
                                LIMIT 1";
 
+/// The event batches holding a saga's events from `$2` on, in order: the batch that
+/// holds event `$2` (the last one starting at or before it) and every later one. The
+/// caller drops the events before `$2`.
+const HISTORY_FROM: &str = "\
+SELECT first_event_id, event_types, timestamps, attributes::text[], event_versions,
+       reset_points, retries, trace_ids
+  FROM saga_event_batches
+ WHERE saga_id = $1
+   AND first_event_id >= COALESCE((SELECT max(first_event_id) FROM saga_event_batches
+                                    WHERE saga_id = $1 AND first_event_id <= $2), 0)
+ ORDER BY first_event_id";
+
+/// The events of one `saga_event_batches` row, undecoded. Arrays of different lengths
+/// (edited by hand) are a `Codec` error naming the row.
+fn batch_events(saga_id: &SagaId, row: &PgRow) -> Result<Vec<RawEvent>> {
+    let key = ("saga_id", saga_id.as_str());
+    let first: i64 = col(row, 0, "first event id", key)?;
+    let types: Vec<String> = col(row, 1, "event types", key)?;
+    let timestamps: Vec<DateTime<Utc>> = col(row, 2, "event times", key)?;
+    let attributes: Vec<String> = col(row, 3, "event attributes", key)?;
+    let versions: Vec<i32> = col(row, 4, "event versions", key)?;
+    let resets: Vec<bool> = col(row, 5, "event flags", key)?;
+    let retries: Vec<bool> = col(row, 6, "event flags", key)?;
+    let traces: Vec<String> = col(row, 7, "trace ids", key)?;
+    let n = types.len();
+    let lengths = [
+        timestamps.len(),
+        attributes.len(),
+        versions.len(),
+        resets.len(),
+        retries.len(),
+        traces.len(),
+    ];
+    if lengths.iter().any(|&l| l != n) {
+        return Err(Error::new(
+            ErrorKind::Codec,
+            format!(
+                "stored event batch starting at event {first} has arrays of different \
+                 lengths ({n} event types; then {lengths:?})"
+            ),
+        )
+        .with("saga_id", saga_id)
+        .with("event_id", first)
+        .with("code", "malformed_event_batch"));
+    }
+    let columns = types
+        .into_iter()
+        .zip(timestamps)
+        .zip(attributes)
+        .zip(versions)
+        .zip(resets)
+        .zip(retries)
+        .zip(traces);
+    Ok((0_i64..)
+        .zip(columns)
+        .map(
+            |(i, ((((((event_type, timestamp), attributes), version), reset), retry), trace))| {
+                RawEvent {
+                    event_id: first.saturating_add(i),
+                    event_type,
+                    timestamp,
+                    attributes,
+                    event_version: i64::from(version),
+                    is_reset_point: reset,
+                    is_retry: retry,
+                    trace_id: trace,
+                }
+            },
+        )
+        .collect())
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(
@@ -767,40 +839,24 @@ impl EventStore for PostgresStore {
         let mut conn = self.reader().await?;
         let rows = self
             .bounded(ErrorKind::EventStore, "read a history", async {
-                sqlx::query(
-                    "SELECT event_id, event_type, ts, attributes::text, event_version, \
-                     is_reset_point, is_retry, trace_id FROM saga_events \
-                     WHERE saga_id = $1 AND event_id >= $2 ORDER BY event_id",
-                )
-                .bind(saga_id.as_str())
-                .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| unavailable("read a history", e))
+                sqlx::query(HISTORY_FROM)
+                    .bind(saga_id.as_str())
+                    .bind(i64::try_from(from_event_id).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| unavailable("read a history", e))
             })
             .await;
         conn.give_back(&rows);
         let rows = rows?;
-        let key = ("saga_id", saga_id.as_str());
-        let events = rows
-            .iter()
-            .map(|row| {
-                let version: i32 = col(row, 4, "event version", key)?;
-                decode_event(
-                    saga_id,
-                    RawEvent {
-                        event_id: col(row, 0, "event id", key)?,
-                        event_type: col(row, 1, "event type", key)?,
-                        timestamp: col(row, 2, "event time", key)?,
-                        attributes: col(row, 3, "event attributes", key)?,
-                        event_version: i64::from(version),
-                        is_reset_point: col(row, 5, "event flag", key)?,
-                        is_retry: col(row, 6, "event flag", key)?,
-                        trace_id: col(row, 7, "trace id", key)?,
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut events = Vec::new();
+        for row in &rows {
+            for raw in batch_events(saga_id, row)? {
+                if u64::try_from(raw.event_id).is_ok_and(|id| id >= from_event_id) {
+                    events.push(decode_event(saga_id, raw)?);
+                }
+            }
+        }
         check_dense(saga_id, from_event_id, &events)?;
         Ok(events)
     }
