@@ -80,12 +80,18 @@ pub(super) fn single(parts: Parts, insert: bool) -> &'static str {
     &texts[usize::from(parts.0) * 2 + usize::from(insert)]
 }
 
-/// The statement for a batch of commits whose parts together are `parts`. Its answer
-/// is one row per commit, in the order of the batch.
-pub(super) fn batch(parts: Parts) -> &'static str {
+/// The statement for a batch of commits whose parts together are `parts`, with the
+/// insert of new sagas (`vi`) only if `inserts` (some commit starts a saga: with
+/// several worker processes, those that start nothing never need it). Its answer is
+/// one row per commit, in the order of the batch.
+pub(super) fn batch(parts: Parts, inserts: bool) -> &'static str {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| (0..VARIANTS).map(|i| build_batch(Parts(i as u8))).collect());
-    &texts[usize::from(parts.0)]
+    let texts = TEXTS.get_or_init(|| {
+        (0..VARIANTS * 2)
+            .map(|i| build_batch(Parts((i / 2) as u8), i % 2 == 1))
+            .collect()
+    });
+    &texts[usize::from(parts.0) * 2 + usize::from(inserts)]
 }
 
 fn build_single(parts: Parts, insert: bool) -> String {
@@ -93,13 +99,13 @@ fn build_single(parts: Parts, insert: bool) -> String {
     assemble(&always, parts, [TC, TD, OD, OI], SINGLE_ANSWER)
 }
 
-fn build_batch(parts: Parts) -> String {
-    assemble(
-        &[B, VU, VI, OK, B_EV],
-        parts,
-        [B_TC, B_TD, B_OD, B_OI],
-        BATCH_ANSWER,
-    )
+fn build_batch(parts: Parts, inserts: bool) -> String {
+    let always: &[&str] = if inserts {
+        &[B, VU, VI, OK, B_EV]
+    } else {
+        &[B, VU, OK_UPDATED, B_EV]
+    };
+    assemble(always, parts, [B_TC, B_TD, B_OD, B_OI], BATCH_ANSWER)
 }
 
 /// `WITH` the parts every statement has, then the optional ones (`tc`, `td`, `od`,
@@ -251,6 +257,9 @@ vi AS (
 
 const OK: &str = "ok AS (SELECT saga_id FROM vu UNION ALL SELECT saga_id FROM vi)";
 
+/// `ok` of a batch that starts no saga.
+const OK_UPDATED: &str = "ok AS (SELECT saga_id FROM vu)";
+
 /// One events row per commit whose check passed: its events are the slice
 /// `ev_lo..=ev_hi` of the event arrays (`$12` says where each commit's end; it has
 /// `nv - expected` of them).
@@ -322,7 +331,13 @@ mod tests {
     fn every_variant_names_its_parts_and_only_those() {
         for i in 0..VARIANTS {
             let parts = Parts(i as u8);
-            for text in [single(parts, false), single(parts, true), batch(parts)] {
+            let texts = [
+                single(parts, false),
+                single(parts, true),
+                batch(parts, false),
+                batch(parts, true),
+            ];
+            for text in texts {
                 assert!(text.contains("ev AS ("), "{text}");
                 let optional = [
                     ("tc", Parts::TIMERS_CREATED),
@@ -337,6 +352,9 @@ mod tests {
             }
             assert!(single(parts, true).contains("INSERT INTO saga_executions"));
             assert!(single(parts, false).contains("UPDATE saga_executions"));
+            assert!(batch(parts, true).contains("vi AS ("));
+            assert!(!batch(parts, false).contains("vi AS ("));
+            assert!(!batch(parts, false).contains("INSERT INTO saga_executions"));
         }
     }
 }

@@ -394,7 +394,7 @@ impl PostgresStore {
     ) -> Result<Vec<std::result::Result<u64, u64>>> {
         let cols = Columns::of(batch);
         self.count(1);
-        let rows = sqlx::query(commit_sql::batch(cols.parts))
+        let rows = sqlx::query(commit_sql::batch(cols.parts, cols.inserts))
             .bind(&cols.saga)
             .bind(&cols.expected)
             .bind(&cols.new_version)
@@ -512,6 +512,8 @@ pub(super) fn same_error(e: &Error) -> Error {
 struct Columns<'a> {
     /// The statement's optional parts: those any commit of the batch needs.
     parts: Parts,
+    /// Whether any commit of the batch starts a saga.
+    inserts: bool,
     saga: Vec<&'a str>,
     expected: Vec<i64>,
     new_version: Vec<i64>,
@@ -565,6 +567,7 @@ impl<'a> Columns<'a> {
             c.new_version
                 .push((k.expected_version + k.events.len() as u64) as i64);
             c.insert.push(p.insert);
+            c.inserts |= p.insert;
             c.status.push(p.index.status.as_deref());
             c.closed_at.push(p.index.closed_at);
             c.search.push(json_text(&p.index.search));
