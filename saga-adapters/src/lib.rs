@@ -11,7 +11,8 @@
 //!
 //! A workflow task commits as one transaction: its events, timer changes and snapshot
 //! together or not at all (`WorkflowStore::commit`). A stale writer fails on the
-//! version check (and, behind it, on the unique key `(saga_id, event_id)`) and writes
+//! version check (and, behind it, on a unique key: `(saga_id, event_id)` in SQLite,
+//! `(saga_id, first_event_id)` of the commit's row of events in PostgreSQL) and writes
 //! nothing. Stored rows that do not decode (an unknown event type, attributes that are
 //! not JSON) are `Codec` errors naming the saga and event; a database whose schema is
 //! newer than this build is a `Configuration` error; nothing is ever rewritten to

@@ -1,11 +1,11 @@
 -- Histories stored a commit at a time: one row holds the events one commit appended,
 -- consecutive from `first_event_id`, as parallel arrays (like Temporal's history
 -- nodes). Why: every row costs PostgreSQL a heap insert, an index insert and their
--- WAL on the hottest statement, and a workflow step appends two or three events. One
--- row instead of three cut a step-like commit from 0.50 to 0.46 ms at one in flight,
--- and raised it from 6 230 to 6 730 per second with eight clients (pgbench,
--- BENCHMARKS.md). Events are never updated, and every read takes a saga's events in
--- order from some event on, so nothing needs them one row each.
+-- WAL on the hottest statement, and a workflow step appends two or three events. In
+-- saga-5 runs PostgreSQL's CPU per step fell by about a tenth, and a step-like commit
+-- took 8-30 % less time in pgbench (`saga-bench/pgbench`, BENCHMARKS.md). Events are
+-- never updated, and every read takes a saga's events in order from some event on, so
+-- nothing needs them one row each.
 --
 -- The key `(saga_id, first_event_id)` still makes a second writer of the same events
 -- fail, behind the version check on `saga_executions` in the same statement. The

@@ -1,0 +1,1 @@
+INSERT INTO pgb.raw (v) VALUES (1);
