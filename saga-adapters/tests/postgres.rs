@@ -535,6 +535,22 @@ async fn histories_from_before_json_attributes_read_back() {
         .await
         .unwrap();
         assert_eq!(column.0, "_json", "an array of json");
+        // An engine of an earlier version, still writing rows to `saga_events`, fails
+        // rather than writes where nobody reads.
+        let mut conn = sqlx::PgConnection::connect(&common::pg::url())
+            .await
+            .unwrap();
+        conn.execute(format!("SET search_path TO \"{schema}\"").as_str())
+            .await
+            .unwrap();
+        let old_write = conn
+            .execute(
+                "INSERT INTO saga_events VALUES ('old', 3, 'SignalReceived', 'Workflow', now(), \
+                 '{}'::json, 1, false, false, 'trace-old')",
+            )
+            .await;
+        assert!(old_write.is_err(), "{old_write:?}");
+        assert_eq!(store.history(&id).await.unwrap().len(), 3);
     })
     .await;
 }

@@ -6,6 +6,8 @@ DROP SCHEMA IF EXISTS pgb CASCADE;
 CREATE SCHEMA pgb;
 SET search_path = pgb;
 CREATE TABLE raw (v bigint);
+-- Event ids ascend, as a saga's do (a random id would land anywhere in the index).
+CREATE SEQUENCE event_ids;
 CREATE TABLE saga_executions (
     saga_id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, workflow_type text,
     status text, started_at timestamptz, closed_at timestamptz,

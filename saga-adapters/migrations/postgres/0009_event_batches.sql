@@ -1,11 +1,17 @@
 -- Histories stored a commit at a time: one row holds the events one commit appended,
 -- consecutive from `first_event_id`, as parallel arrays (like Temporal's history
 -- nodes). Why: every row costs PostgreSQL a heap insert, an index insert and their
--- WAL on the hottest statement, and a workflow step appends two or three events. In
--- saga-5 runs PostgreSQL's CPU per step fell by about a tenth, and a step-like commit
--- took 8-30 % less time in pgbench (`saga-bench/pgbench`, BENCHMARKS.md). Events are
--- never updated, and every read takes a saga's events in order from some event on, so
--- nothing needs them one row each.
+-- WAL on the hottest statement, and a workflow step appends two or three events. With
+-- group commit a statement carries dozens of commits, so those rows add up: in eight
+-- paired saga-5 runs PostgreSQL's CPU per step fell by 7-19 % (BENCHMARKS.md). A lone
+-- commit gains nothing (`saga-bench/pgbench`), and the rows take as much space as
+-- before. Events are never updated, and every read takes a saga's events in order from
+-- some event on, so nothing needs them one row each.
+--
+-- This migration copies every stored event once: on a large store it takes a while.
+-- Meanwhile the old table takes no writes (the lock below), so that no event an
+-- engine of an earlier version commits during the copy is left behind; such an engine
+-- fails to write afterwards (the view takes no inserts) rather than lose anything.
 --
 -- The key `(saga_id, first_event_id)` still makes a second writer of the same events
 -- fail, behind the version check on `saga_executions` in the same statement. The
@@ -26,6 +32,7 @@ CREATE TABLE saga_event_batches (
 );
 
 -- What is there already: each event a batch of its own.
+LOCK TABLE saga_events IN EXCLUSIVE MODE;
 INSERT INTO saga_event_batches
 SELECT saga_id, event_id, ARRAY[event_type], ARRAY[category], ARRAY[ts],
        ARRAY[attributes], ARRAY[event_version], ARRAY[is_reset_point], ARRAY[is_retry],

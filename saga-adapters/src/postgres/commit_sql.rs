@@ -261,8 +261,8 @@ const OK: &str = "ok AS (SELECT saga_id FROM vu UNION ALL SELECT saga_id FROM vi
 const OK_UPDATED: &str = "ok AS (SELECT saga_id FROM vu)";
 
 /// One events row per commit whose check passed: its events are the slice
-/// `ev_lo..=ev_hi` of the event arrays (`$12` says where each commit's end; it has
-/// `nv - expected` of them).
+/// `ev_lo..=ev_hi` of the event arrays (`$12` says where each commit's events end in
+/// them, and a commit has `nv - expected` events).
 const B_EV: &str = "\
 ev AS (
     INSERT INTO saga_event_batches (saga_id, first_event_id, event_types, categories,
