@@ -194,23 +194,25 @@ mod sqlite {
 mod postgres {
     use super::*;
     use common::pg::{exec, with_schema};
-    use saga_adapters::PostgresStore;
+    use saga_adapters::{PostgresConfig, PostgresStore};
 
-    /// Each append is one row of `saga_event_batches`: four appends of one event, so
-    /// that rows can be edited one event at a time.
-    async fn four_rows(store: &PostgresStore, id: &SagaId) {
-        for (i, e) in history(id, 4).into_iter().enumerate() {
-            store.append(id, i as u64, vec![e]).await.unwrap();
+    /// A store on `config` holding saga `label` as four rows of `saga_event_batches`
+    /// (four appends of one event, so that rows can be edited one event at a time),
+    /// and its schema.
+    async fn four_rows(config: PostgresConfig, label: &str) -> (PostgresStore, SagaId, String) {
+        let schema = config.schema.clone().unwrap();
+        let store = PostgresStore::connect_with(config).await.unwrap();
+        let id = SagaId::new(label);
+        for (i, e) in history(&id, 4).into_iter().enumerate() {
+            store.append(&id, i as u64, vec![e]).await.unwrap();
         }
+        (store, id, schema)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_event_type_and_gaps_are_clear_errors_and_stay() {
         with_schema(|config| async move {
-            let schema = config.schema.clone().unwrap();
-            let store = PostgresStore::connect_with(config).await.unwrap();
-            let id = SagaId::new("bad-row");
-            four_rows(&store, &id).await;
+            let (store, id, schema) = four_rows(config, "bad-row").await;
             exec(
                 &schema,
                 "UPDATE saga_event_batches SET event_types[1] = 'WorkflowTeleported' \
@@ -248,10 +250,7 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_of_uneven_arrays_is_a_clear_error_and_stays() {
         with_schema(|config| async move {
-            let schema = config.schema.clone().unwrap();
-            let store = PostgresStore::connect_with(config).await.unwrap();
-            let id = SagaId::new("uneven");
-            four_rows(&store, &id).await;
+            let (store, id, schema) = four_rows(config, "uneven").await;
             exec(
                 &schema,
                 "UPDATE saga_event_batches SET trace_ids = trace_ids || 'extra'::text \
