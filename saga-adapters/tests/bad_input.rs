@@ -241,6 +241,17 @@ mod postgres {
             let err = store.history_from(&id, 3).await.unwrap_err();
             assert_eq!(err.kind, ErrorKind::EventStore, "{err}");
             assert_eq!(err.context("code"), Some("history_gap"));
+
+            // A negative id is reported, not skipped as "before the wanted ones".
+            exec(
+                &schema,
+                "UPDATE saga_event_batches SET first_event_id = -1 \
+                 WHERE saga_id = 'bad-row' AND first_event_id = 0",
+            )
+            .await;
+            let err = store.history(&id).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Codec, "{err}");
+            assert_eq!(err.context("code"), Some("bad_event_id"));
         })
         .await;
     }

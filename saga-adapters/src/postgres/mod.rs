@@ -852,7 +852,9 @@ impl EventStore for PostgresStore {
         let mut events = Vec::new();
         for row in &rows {
             for raw in batch_events(saga_id, row)? {
-                if u64::try_from(raw.event_id).is_ok_and(|id| id >= from_event_id) {
+                // The events before `from_event_id` in the first batch are skipped; a
+                // negative id (edited by hand) is decoded, to be reported.
+                if u64::try_from(raw.event_id).map_or(true, |id| id >= from_event_id) {
                     events.push(decode_event(saga_id, raw)?);
                 }
             }
