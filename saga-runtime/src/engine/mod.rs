@@ -671,9 +671,8 @@ impl std::fmt::Debug for MetricsHandle {
 }
 
 impl Inner {
-    /// The eager runs' set (a poisoned lock is still a valid set).
     /// The eager attempts, those that have finished already reaped (so `len` counts
-    /// the running ones).
+    /// the running ones; a poisoned lock is still a valid set).
     fn eager_runs(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
         let mut runs = self.eager.lock().unwrap_or_else(|p| p.into_inner());
         while runs.try_join_next().is_some() {}
