@@ -8,11 +8,14 @@
 //! - `postgres+nats`: the same schema, and a NATS JetStream task queue and signals in a
 //!   namespace of the run's own on `--nats-url` (streams deleted on close); with
 //!   `--processes N`, N-1 more worker processes (`saga-bench worker`) serve the run
-//!   beside this one, which also drives it. They stop when their stdin closes.
+//!   beside this one, which also drives it. They stop when their stdin closes, and
+//!   answer a line `counts` on it with their activity counters ([`WorkerCounts`]), so
+//!   the driving process checks and reports the run across all processes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use saga_adapters::{
     NatsConfig, NatsTaskQueue, PostgresConfig, PostgresStore, SqliteConfig, SqliteStore,
@@ -81,8 +84,81 @@ pub(crate) enum Store {
         schema: String,
         url: String,
         /// The other worker processes.
-        workers: Vec<Child>,
+        workers: Mutex<Vec<Worker>>,
     },
+}
+
+/// A `saga-bench worker` process serving the run.
+pub(crate) struct Worker {
+    child: Child,
+    /// Lines to it: `counts` asks for its counters; closing it stops the process.
+    ask: ChildStdin,
+    /// Its answers, a line each.
+    answers: BufReader<ChildStdout>,
+}
+
+/// What a worker process asked `counts` answers: its engine's activity counters so far
+/// ([`saga_runtime::engine::SagaEngine::metrics`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WorkerCounts {
+    /// Activity attempts run.
+    pub(crate) activity_attempts: u64,
+    /// Of those, the ones dispatched eagerly (not through the broker).
+    pub(crate) eager_activities: u64,
+}
+
+impl WorkerCounts {
+    /// The line a worker answers with.
+    fn line(self) -> String {
+        format!(
+            "counts {} {}",
+            self.activity_attempts, self.eager_activities
+        )
+    }
+
+    /// The counts of a worker's answer `line`.
+    fn parse(line: &str) -> BenchResult<WorkerCounts> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            ["counts", attempts, eager] => Ok(WorkerCounts {
+                activity_attempts: attempts.parse()?,
+                eager_activities: eager.parse()?,
+            }),
+            _ => Err(format!("a worker process answered {line:?} to `counts`").into()),
+        }
+    }
+
+    /// What was counted between `earlier` and these.
+    pub(crate) fn since(self, earlier: WorkerCounts) -> WorkerCounts {
+        WorkerCounts {
+            activity_attempts: self.activity_attempts - earlier.activity_attempts,
+            eager_activities: self.eager_activities - earlier.eager_activities,
+        }
+    }
+}
+
+impl Worker {
+    /// Asks the process for its counters and waits for the answer.
+    fn counts(&mut self) -> BenchResult<WorkerCounts> {
+        writeln!(self.ask, "counts")?;
+        self.ask.flush()?;
+        let mut line = String::new();
+        if self.answers.read_line(&mut line)? == 0 {
+            return Err("a worker process exited before answering `counts`".into());
+        }
+        WorkerCounts::parse(&line)
+    }
+
+    /// Closes its stdin (the process shuts its engine down) and waits for it to exit.
+    fn stop(self) -> BenchResult {
+        let Worker { mut child, ask, .. } = self;
+        drop(ask);
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("a worker process ended with {status}").into());
+        }
+        Ok(())
+    }
 }
 
 /// The store and task queue of a `postgres+nats` run (`schema`, `namespace`).
@@ -109,7 +185,7 @@ fn workers(s: &Settings) -> usize {
 }
 
 /// Starts a `saga-bench worker` process for the run and waits until it serves.
-fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Child> {
+fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Worker> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["worker", "--backend", "postgres+nats"])
         .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
@@ -128,17 +204,23 @@ fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Chil
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let ask = child.stdin.take().ok_or("no stdin")?;
+    let mut answers = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    answers.read_line(&mut line)?;
     if line.trim() != "ready" {
         return Err(format!("a worker process said {line:?}").into());
     }
-    Ok(child)
+    Ok(Worker {
+        child,
+        ask,
+        answers,
+    })
 }
 
 /// `saga-bench worker`: serves `saga-5` on the run's store and queue until stdin
-/// closes (the driving process ended or dropped its store).
+/// closes (the driving process ended or dropped its store), answering each line
+/// `counts` with its counters ([`WorkerCounts`]).
 pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
     let (schema, namespace) = s
         .worker_of
@@ -158,11 +240,26 @@ pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
         .build()
         .await?;
     println!("ready");
-    tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
-        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    let metrics = engine.metrics_handle();
+    tokio::task::spawn_blocking(move || -> BenchResult {
+        let mut stdout = std::io::stdout().lock();
+        for line in std::io::stdin().lock().lines() {
+            match line?.trim() {
+                "counts" => {
+                    let m = metrics.metrics();
+                    let counts = WorkerCounts {
+                        activity_attempts: m.activity_attempts,
+                        eager_activities: m.eager_activities,
+                    };
+                    writeln!(stdout, "{}", counts.line())?;
+                    stdout.flush()?;
+                }
+                other => return Err(format!("a worker got {other:?} on stdin").into()),
+            }
+        }
+        Ok(())
     })
-    .await?;
+    .await??;
     engine.shutdown().await;
     Ok(())
 }
@@ -208,7 +305,7 @@ impl Store {
                     queue: Box::new(queue),
                     schema,
                     url: s.database_url.clone(),
-                    workers,
+                    workers: Mutex::new(workers),
                 })
             }
             other => Err(format!("backend `{other}` has no store here").into()),
@@ -235,6 +332,20 @@ impl Store {
                 .store(PostgresStore::clone(store))
                 .signals(queue.signal_dispatcher())
                 .queue(NatsTaskQueue::clone(queue)),
+        }
+    }
+
+    /// The counters of the other worker processes so far, each process's (none: no
+    /// other process serves the run).
+    pub(crate) fn worker_counts(&self) -> BenchResult<Vec<WorkerCounts>> {
+        match self {
+            Store::PostgresNats { workers, .. } => workers
+                .lock()
+                .map_err(|_| "a worker's pipe panicked")?
+                .iter_mut()
+                .map(Worker::counts)
+                .collect(),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -280,9 +391,11 @@ impl Store {
                 url,
                 workers,
             } => {
-                for mut w in workers {
-                    drop(w.stdin.take()); // EOF: the worker shuts down
-                    w.wait()?;
+                let workers = workers
+                    .into_inner()
+                    .map_err(|_| "a worker's pipe panicked")?;
+                for w in workers {
+                    w.stop()?;
                 }
                 queue.delete_streams().await?;
                 store.pool().close().await;

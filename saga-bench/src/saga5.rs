@@ -17,7 +17,7 @@ use saga_runtime::activity::activity;
 use saga_runtime::engine::{SagaEngine, StartOptions};
 use tokio::task::JoinSet;
 
-use crate::backend::{per_step, sync_name, Store};
+use crate::backend::{per_step, sync_name, Store, WorkerCounts};
 use crate::baseline::{self, Variant, STEPS};
 use crate::report::{
     load_average, machine_busy, machine_busy_since, named_processes_cpu, process_cpu, round,
@@ -50,8 +50,6 @@ pub(crate) const DURABLE_WORKERS: usize = 100;
 pub(crate) struct Bench {
     pub(crate) engine: Arc<SagaEngine>,
     store: Store,
-    /// No other process runs this bench's tasks.
-    sole_worker: bool,
     /// Drive with `start` then `result` instead of `execute`.
     start_then_result: bool,
     /// Start with `StartOptions::eager`.
@@ -81,7 +79,6 @@ impl Bench {
         Ok(Bench {
             engine: Arc::new(engine),
             store,
-            sole_worker: s.processes <= 1,
             start_then_result: s.start_then_result,
             eager_start: s.eager_start,
             broker: (s.backend == "postgres+nats").then_some(NATS_SERVER),
@@ -118,9 +115,12 @@ pub(crate) struct Run {
     /// CPU time the broker used meanwhile, when it runs on this machine
     /// ([`named_processes_cpu`]).
     pub(crate) broker_cpu: Option<Duration>,
-    /// Where a broker carries the tasks: the activity attempts this process ran
-    /// eagerly meanwhile (without it).
+    /// Where a broker carries the tasks: the activity attempts run eagerly meanwhile
+    /// (without it), in every worker process.
     pub(crate) eager_attempts: Option<u64>,
+    /// With other worker processes: the activity attempts each ran meanwhile, this
+    /// process's first.
+    pub(crate) attempts_per_process: Option<Vec<u64>>,
 }
 
 impl Run {
@@ -156,6 +156,9 @@ impl Run {
             let steps = self.latencies.len() as u64 * STEPS;
             m = m.with("eager_share", round(eager as f64 / steps as f64, 3));
         }
+        if let Some(attempts) = &self.attempts_per_process {
+            m = m.with("attempts_per_process", attempts.clone());
+        }
         if let Some((statements, transactions, commits)) = self.per_step {
             m = m
                 .with("statements_per_step", round(statements, 3))
@@ -181,7 +184,7 @@ impl Run {
 }
 
 /// Runs workflows `first..first + n` on `engine` with `c` in flight, checking each
-/// output and that every step ran exactly once.
+/// output and that every step ran exactly once, across all worker processes.
 pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchResult<Run> {
     let engine = &bench.engine;
     let start_then_result = bench.start_then_result;
@@ -190,6 +193,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         ..StartOptions::default()
     };
     let before = engine.metrics();
+    let others_before = bench.store.worker_counts()?;
     let cpu_before = process_cpu();
     let busy_before = machine_busy();
     let broker_before = bench.broker.and_then(named_processes_cpu);
@@ -242,21 +246,26 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         .zip(broker_before)
         .map(|(after, before)| after.saturating_sub(before));
     let after = engine.metrics();
-    let attempts = after.activity_attempts - before.activity_attempts;
-    // Every step ran exactly once here, or (with other worker processes, whose counts
-    // this process cannot see) at most once here.
-    let wrong = if bench.sole_worker {
-        attempts != n * STEPS
-    } else {
-        attempts > n * STEPS
-    };
-    if wrong {
+    let others: Vec<WorkerCounts> = bench
+        .store
+        .worker_counts()?
+        .into_iter()
+        .zip(others_before)
+        .map(|(now, then)| now.since(then))
+        .collect();
+    let here = after.activity_attempts - before.activity_attempts;
+    let per_process: Vec<u64> = std::iter::once(here)
+        .chain(others.iter().map(|c| c.activity_attempts))
+        .collect();
+    let attempts: u64 = per_process.iter().sum();
+    if attempts != n * STEPS {
         return Err(format!(
-            "{n} workflows ran {attempts} activity attempts, not {}",
+            "{n} workflows ran {attempts} activity attempts ({per_process:?} by process), not {}",
             n * STEPS
         )
         .into());
     }
+    let eager_elsewhere: u64 = others.iter().map(|c| c.eager_activities).sum();
     Ok(Run {
         elapsed,
         latencies,
@@ -266,7 +275,8 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         broker_cpu,
         eager_attempts: bench
             .broker
-            .map(|_| after.eager_activities - before.eager_activities),
+            .map(|_| after.eager_activities - before.eager_activities + eager_elsewhere),
+        attempts_per_process: (!others.is_empty()).then_some(per_process),
     })
 }
 
