@@ -193,6 +193,8 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         ..StartOptions::default()
     };
     let before = engine.metrics();
+    // Blocking pipe I/O on a runtime thread, but outside the timed part, and a worker
+    // answers at once.
     let others_before = bench.store.worker_counts()?;
     let cpu_before = process_cpu();
     let busy_before = machine_busy();
