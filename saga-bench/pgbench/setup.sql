@@ -46,3 +46,18 @@ SELECT ARRAY['{"seq":1,"attempt":1,"identity":"worker-123"}',
              '{"seq":1,"result":{"ok":true,"order":"o-123456"},"activity_type":"step"}',
              '{"seq":2,"activity_type":"step","input":{"order":"o-123456","n":2},"queue":"default","retry":{"max":3}}'
        ] AS a;
+-- Outbox layouts tried instead of a row per task (BENCHMARKS.md, "what the outbox
+-- costs"): one row per saga holding its unsettled tasks, as parallel arrays or as one
+-- `jsonb` object keyed by dedup id. Neither is what the store does.
+CREATE TABLE outbox_per_saga (
+    saga_id text COLLATE "C" PRIMARY KEY, dedup_ids text[] NOT NULL, kinds text[] NOT NULL,
+    queues text[] NOT NULL, payloads bytea[] NOT NULL, dues timestamptz[] NOT NULL,
+    due_at timestamptz
+);
+CREATE INDEX ON outbox_per_saga (due_at);
+-- `due_at` only ever moves earlier on a step (a lower bound the reconciler would
+-- correct), so a step's update changes no indexed column: HOT.
+CREATE TABLE outbox_jsonb (
+    saga_id text COLLATE "C" PRIMARY KEY, tasks jsonb NOT NULL, due_at timestamptz
+) WITH (fillfactor = 50);
+CREATE INDEX ON outbox_jsonb (due_at);
