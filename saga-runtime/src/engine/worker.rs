@@ -116,9 +116,12 @@ struct ActivityTask {
     /// the execution and the history is small: the first task of an execution usually
     /// goes to another worker, which builds the execution from these events and reads
     /// only its version to confirm them, instead of loading its snapshot and history
-    /// (like a Temporal workflow task, which carries its history).
+    /// (like a Temporal workflow task, which carries its history). Kept as JSON text
+    /// (a list of events): written without cloning the events, and read only by a
+    /// worker that does not have the execution already (the engine that started it
+    /// has it in its cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    history: Option<Vec<HistoryEvent>>,
+    history: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The largest task payload that carries the execution's history
@@ -632,9 +635,19 @@ impl Inner {
             settle_tasks: Vec::new(),
         };
         let mut out = Vec::new();
+        // The history a first task carries (`ActivityTask::history`), written once for
+        // all of the commit's tasks, and only if it schedules one.
+        let mut carried: Option<Option<Box<serde_json::value::RawValue>>> = None;
         for e in &events {
             match e.event_type {
                 EventType::ActivityTaskScheduled => {
+                    let history = if expected_version == 0 {
+                        carried
+                            .get_or_insert_with(|| serde_json::value::to_raw_value(&events).ok())
+                            .clone()
+                    } else {
+                        None
+                    };
                     let mut task = ActivityTask {
                         seq: e.attr_u64("seq").unwrap_or_default(),
                         attempt: e.attr_u64("attempt").unwrap_or(1) as u32,
@@ -643,7 +656,7 @@ impl Inner {
                         timeout_ms: e.attr_u64("timeout_ms"),
                         trace_id: e.trace_id.clone(),
                         workflow_type: exec.s.workflow_type.clone(),
-                        history: (expected_version == 0).then(|| events.clone()),
+                        history,
                     };
                     if let Some(ms) = task.timeout_ms {
                         commit.create_timers.push(TimerRecord {
@@ -1667,18 +1680,24 @@ impl Inner {
         seq: u64,
         attempt: u32,
         delivery_count: u32,
-        history: Option<Vec<HistoryEvent>>,
+        history: Option<Box<serde_json::value::RawValue>>,
     ) -> Result<bool> {
         let slot = self.slot(saga_id);
         let mut guard = slot.lock().await;
         let cached = guard.is_some();
         let mut carried = false;
         if !cached {
-            let seeded = history.and_then(|events| match self.fold(saga_id, None, &events) {
-                Ok(exec) => Some(exec),
-                Err(e) => {
-                    tracing::debug!(saga_id = %saga_id, error = %e, "carried history does not fold; reading the store");
-                    None
+            // Decoded only here, where the execution is not at hand.
+            let seeded = history.and_then(|raw| {
+                let folded = serde_json::from_str::<Vec<HistoryEvent>>(raw.get())
+                    .map_err(|e| Error::codec(format!("carried history does not decode: {e}")))
+                    .and_then(|events| self.fold(saga_id, None, &events));
+                match folded {
+                    Ok(exec) => Some(exec),
+                    Err(e) => {
+                        tracing::debug!(saga_id = %saga_id, error = %e, "carried history does not fold; reading the store");
+                        None
+                    }
                 }
             });
             carried = seeded.is_some();
