@@ -637,13 +637,13 @@ impl Inner {
         let mut out = Vec::new();
         // The history a first task carries (`ActivityTask::history`), written once for
         // all of the commit's tasks, and only if it schedules one.
-        let mut carried: Option<Option<Box<serde_json::value::RawValue>>> = None;
+        let carried = std::cell::OnceCell::new();
         for e in &events {
             match e.event_type {
                 EventType::ActivityTaskScheduled => {
                     let history = if expected_version == 0 {
                         carried
-                            .get_or_insert_with(|| serde_json::value::to_raw_value(&events).ok())
+                            .get_or_init(|| serde_json::value::to_raw_value(&events).ok())
                             .clone()
                     } else {
                         None
