@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # What a step-like commit costs PostgreSQL, one part at a time, next to a one-row
 # insert: each script in turn for ROUNDS rounds of SECONDS seconds, one client, then
-# the mean latency per script. `CLIENTS=8` for throughput instead.
+# the mean latency per script. `CLIENTS=8` for throughput instead; `SCRIPTS="a b"` for
+# other scripts of this folder (the outbox layout tried: `outbox_jsonb`, and in
+# batches `batch_now batch_jsonb batch_none`, at most 4 clients; BENCHMARKS.md).
 # Usage: bash saga-bench/pgbench/run.sh [database url]   (default: the bench's)
 set -euo pipefail
 cd "$(dirname "$0")"
 url="${1:-postgres://postgres@127.0.0.1:5432/test}"
 rounds="${ROUNDS:-5}" seconds="${SECONDS_EACH:-4}" clients="${CLIENTS:-1}"
 psql -q "$url" -f setup.sql
-scripts=(raw step_event_rows step_event_batch step_no_outbox)
+read -r -a scripts <<<"${SCRIPTS:-raw step_event_rows step_event_batch step_no_outbox}"
 for _ in $(seq "$rounds"); do
   for s in "${scripts[@]}"; do
     out="$(pgbench -n -M prepared -c "$clients" -j "$clients" -T "$seconds" -f "$s.sql" "$url" 2>&1)"
