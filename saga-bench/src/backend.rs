@@ -9,8 +9,9 @@
 //!   namespace of the run's own on `--nats-url` (streams deleted on close); with
 //!   `--processes N`, N-1 more worker processes (`saga-bench worker`) serve the run
 //!   beside this one, which also drives it. They stop when their stdin closes, and
-//!   answer a line `counts` on it with their activity counters ([`WorkerCounts`]), so
-//!   the driving process checks and reports the run across all processes.
+//!   answer a line `counts` on it with their activity and statement counters
+//!   ([`WorkerCounts`]), so the driving process checks and reports the run across all
+//!   processes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -97,22 +98,31 @@ pub(crate) struct Worker {
     answers: BufReader<ChildStdout>,
 }
 
-/// What a worker process asked `counts` answers: its engine's activity counters so far
-/// ([`saga_runtime::engine::SagaEngine::metrics`]).
+/// What a worker process asked `counts` answers: its engine's activity counters
+/// ([`saga_runtime::engine::SagaEngine::metrics`]) and its store's statement counters
+/// so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WorkerCounts {
     /// Activity attempts run.
     pub(crate) activity_attempts: u64,
     /// Of those, the ones dispatched eagerly (not through the broker).
     pub(crate) eager_activities: u64,
+    /// What its store sent to the database.
+    pub(crate) store: StoreStats,
 }
 
 impl WorkerCounts {
     /// The line a worker answers with.
     fn line(self) -> String {
+        let st = self.store;
         format!(
-            "counts {} {}",
-            self.activity_attempts, self.eager_activities
+            "counts {} {} {} {} {} {}",
+            self.activity_attempts,
+            self.eager_activities,
+            st.statements,
+            st.transactions,
+            st.commits,
+            st.batched_writes
         )
     }
 
@@ -120,19 +130,34 @@ impl WorkerCounts {
     fn parse(line: &str) -> BenchResult<WorkerCounts> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields[..] {
-            ["counts", attempts, eager] => Ok(WorkerCounts {
-                activity_attempts: attempts.parse()?,
-                eager_activities: eager.parse()?,
-            }),
+            ["counts", attempts, eager, statements, transactions, commits, batched] => {
+                Ok(WorkerCounts {
+                    activity_attempts: attempts.parse()?,
+                    eager_activities: eager.parse()?,
+                    store: StoreStats {
+                        statements: statements.parse()?,
+                        transactions: transactions.parse()?,
+                        commits: commits.parse()?,
+                        batched_writes: batched.parse()?,
+                    },
+                })
+            }
             _ => Err(format!("a worker process answered {line:?} to `counts`").into()),
         }
     }
 
     /// What was counted between `earlier` and these.
     pub(crate) fn since(self, earlier: WorkerCounts) -> WorkerCounts {
+        let (now, then) = (self.store, earlier.store);
         WorkerCounts {
             activity_attempts: self.activity_attempts - earlier.activity_attempts,
             eager_activities: self.eager_activities - earlier.eager_activities,
+            store: StoreStats {
+                statements: now.statements - then.statements,
+                transactions: now.transactions - then.transactions,
+                commits: now.commits - then.commits,
+                batched_writes: now.batched_writes - then.batched_writes,
+            },
         }
     }
 }
@@ -227,6 +252,8 @@ pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
         .clone()
         .ok_or("`worker` needs --schema and --nats-namespace")?;
     let (store, queue) = postgres_nats(s, &schema, &namespace).await?;
+    // A clone shares the counters of the store the engine gets.
+    let stats = store.clone();
     let engine = SagaEngine::builder()
         .store(store)
         .signals(queue.signal_dispatcher())
@@ -250,6 +277,7 @@ pub(crate) async fn serve_as_worker(s: &Settings) -> BenchResult {
                     let counts = WorkerCounts {
                         activity_attempts: m.activity_attempts,
                         eager_activities: m.eager_activities,
+                        store: stats.stats(),
                     };
                     writeln!(stdout, "{}", counts.line())?;
                     stdout.flush()?;
@@ -406,17 +434,21 @@ impl Store {
     }
 }
 
-/// Statements, transactions and commits per step between two readings.
+/// Statements, transactions and commits per step between two readings of this
+/// process's store, plus `elsewhere`: what the other worker processes' stores did
+/// meanwhile (each batches only its own commits, so the count depends on how many
+/// processes share the work).
 pub(crate) fn per_step(
     before: Option<StoreStats>,
     after: Option<StoreStats>,
+    elsewhere: StoreStats,
     steps: u64,
 ) -> Option<(f64, f64, f64)> {
     let (b, a) = (before?, after?);
     let steps = steps.max(1) as f64;
     Some((
-        (a.statements - b.statements) as f64 / steps,
-        (a.transactions - b.transactions) as f64 / steps,
-        (a.commits - b.commits) as f64 / steps,
+        (a.statements - b.statements + elsewhere.statements) as f64 / steps,
+        (a.transactions - b.transactions + elsewhere.transactions) as f64 / steps,
+        (a.commits - b.commits + elsewhere.commits) as f64 / steps,
     ))
 }

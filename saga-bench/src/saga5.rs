@@ -110,8 +110,11 @@ pub(crate) struct Run {
     /// Busy CPU time of the whole machine meanwhile (every process: the database, the
     /// broker, the other workers).
     pub(crate) machine_busy: Option<Duration>,
-    /// Statements, transactions and commits per step (durable backends).
+    /// Statements, transactions and commits per step (durable backends), every
+    /// process's.
     pub(crate) per_step: Option<(f64, f64, f64)>,
+    /// What the other worker processes' stores did meanwhile (none: zero).
+    pub(crate) elsewhere: StoreStats,
     /// CPU time the broker used meanwhile, when it runs on this machine
     /// ([`named_processes_cpu`]).
     pub(crate) broker_cpu: Option<Duration>,
@@ -268,12 +271,21 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         .into());
     }
     let eager_elsewhere: u64 = others.iter().map(|c| c.eager_activities).sum();
+    let elsewhere = others
+        .iter()
+        .fold(StoreStats::default(), |sum, c| StoreStats {
+            statements: sum.statements + c.store.statements,
+            transactions: sum.transactions + c.store.transactions,
+            commits: sum.commits + c.store.commits,
+            batched_writes: sum.batched_writes + c.store.batched_writes,
+        });
     Ok(Run {
         elapsed,
         latencies,
         cpu,
         machine_busy,
         per_step: None,
+        elsewhere,
         broker_cpu,
         eager_attempts: bench
             .broker
@@ -293,7 +305,7 @@ async fn throughput(s: &Settings, n: u64, c: u64, workers: usize) -> BenchResult
         let bench = Bench::new(s, workers).await?;
         let before = bench.stats();
         let mut run = drive(&bench, 0, n, c).await?;
-        run.per_step = per_step(before, bench.stats(), n * STEPS);
+        run.per_step = per_step(before, bench.stats(), run.elsewhere, n * STEPS);
         runs.push(run);
         bench.close().await?;
     }
@@ -322,7 +334,7 @@ async fn latency(s: &Settings, n: u64, workers: usize) -> BenchResult<Measuremen
     let floor_before = commit_latency(s).await?;
     let before = bench.stats();
     let mut run = drive(&bench, warm_up, n, 1).await?;
-    run.per_step = per_step(before, bench.stats(), n * STEPS);
+    run.per_step = per_step(before, bench.stats(), run.elsewhere, n * STEPS);
     let floor_after = commit_latency(s).await?;
     bench.close().await?;
     let steps = run.steps_per_sec();
@@ -467,7 +479,7 @@ async fn run_durable(
     };
     let tag = |m: Measurement| match s.backend {
         "sqlite" => m.with("synchronous", sync_name(s.sync)),
-        // Statement counts are this process's store only (one of the processes).
+        // Statement counts are every process's store's.
         "postgres+nats" => pg(m)
             .with("processes", s.processes)
             .with("eager_start", s.eager_start)
@@ -699,7 +711,7 @@ mod tests {
         let bench = Bench::new(&s, 8).await.unwrap();
         let before = bench.stats();
         let mut run = drive(&bench, 0, 20, 8).await.unwrap();
-        run.per_step = per_step(before, bench.stats(), 20 * STEPS);
+        run.per_step = per_step(before, bench.stats(), run.elsewhere, 20 * STEPS);
         let (statements, _, commits) = run.per_step.unwrap();
         assert!(statements > 0.0 && commits > 0.0, "{:?}", run.per_step);
         bench.close().await.unwrap();

@@ -63,4 +63,15 @@ fn three_processes_count_every_step_once_between_them() {
     );
     let eager = throughput["eager_share"].as_f64().expect("eager_share");
     assert!(eager > 0.0 && eager <= 1.0, "{throughput}");
+    // The store counters are every process's: a workflow's start and its five steps
+    // are six commits, whichever process wrote them (one process's alone would be
+    // about a third of that).
+    let commits = throughput["commits_per_step"]
+        .as_f64()
+        .expect("commits_per_step");
+    assert!((1.2..1.25).contains(&commits), "{throughput}");
+    let statements = throughput["statements_per_step"]
+        .as_f64()
+        .expect("statements_per_step");
+    assert!(statements > 0.0, "{throughput}");
 }
