@@ -148,17 +148,22 @@ impl WorkerCounts {
 
     /// What was counted between `earlier` and these.
     pub(crate) fn since(self, earlier: WorkerCounts) -> WorkerCounts {
-        let (now, then) = (self.store, earlier.store);
         WorkerCounts {
             activity_attempts: self.activity_attempts - earlier.activity_attempts,
             eager_activities: self.eager_activities - earlier.eager_activities,
-            store: StoreStats {
-                statements: now.statements - then.statements,
-                transactions: now.transactions - then.transactions,
-                commits: now.commits - then.commits,
-                batched_writes: now.batched_writes - then.batched_writes,
-            },
+            store: combine(self.store, earlier.store, |now, then| now - then),
         }
+    }
+}
+
+/// Two stores' counters (or two readings of one) combined counter by counter: sums of
+/// processes, differences of readings.
+pub(crate) fn combine(a: StoreStats, b: StoreStats, op: impl Fn(u64, u64) -> u64) -> StoreStats {
+    StoreStats {
+        statements: op(a.statements, b.statements),
+        transactions: op(a.transactions, b.transactions),
+        commits: op(a.commits, b.commits),
+        batched_writes: op(a.batched_writes, b.batched_writes),
     }
 }
 
@@ -444,11 +449,12 @@ pub(crate) fn per_step(
     elsewhere: StoreStats,
     steps: u64,
 ) -> Option<(f64, f64, f64)> {
-    let (b, a) = (before?, after?);
+    let here = combine(after?, before?, |a, b| a - b);
+    let all = combine(here, elsewhere, |a, b| a + b);
     let steps = steps.max(1) as f64;
     Some((
-        (a.statements - b.statements + elsewhere.statements) as f64 / steps,
-        (a.transactions - b.transactions + elsewhere.transactions) as f64 / steps,
-        (a.commits - b.commits + elsewhere.commits) as f64 / steps,
+        all.statements as f64 / steps,
+        all.transactions as f64 / steps,
+        all.commits as f64 / steps,
     ))
 }

@@ -17,7 +17,7 @@ use saga_runtime::activity::activity;
 use saga_runtime::engine::{SagaEngine, StartOptions};
 use tokio::task::JoinSet;
 
-use crate::backend::{per_step, sync_name, Store, WorkerCounts};
+use crate::backend::{combine, per_step, sync_name, Store, WorkerCounts};
 use crate::baseline::{self, Variant, STEPS};
 use crate::report::{
     load_average, machine_busy, machine_busy_since, named_processes_cpu, process_cpu, round,
@@ -271,14 +271,9 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
         .into());
     }
     let eager_elsewhere: u64 = others.iter().map(|c| c.eager_activities).sum();
-    let elsewhere = others
-        .iter()
-        .fold(StoreStats::default(), |sum, c| StoreStats {
-            statements: sum.statements + c.store.statements,
-            transactions: sum.transactions + c.store.transactions,
-            commits: sum.commits + c.store.commits,
-            batched_writes: sum.batched_writes + c.store.batched_writes,
-        });
+    let elsewhere = others.iter().fold(StoreStats::default(), |sum, c| {
+        combine(sum, c.store, |a, b| a + b)
+    });
     Ok(Run {
         elapsed,
         latencies,
