@@ -64,8 +64,8 @@ fn three_processes_count_every_step_once_between_them() {
     let eager = throughput["eager_share"].as_f64().expect("eager_share");
     assert!(eager > 0.0 && eager <= 1.0, "{throughput}");
     // The store counters are every process's: a workflow's start and its five steps
-    // are six commits, whichever process wrote them (one process's alone would be
-    // about a third of that).
+    // are six commits, whichever process wrote them (the driving process's alone,
+    // with every start but about a third of the steps, read about half of that).
     let commits = throughput["commits_per_step"]
         .as_f64()
         .expect("commits_per_step");
