@@ -38,7 +38,7 @@ pub mod postgres;
 pub mod sqlite;
 
 #[cfg(feature = "nats")]
-pub use nats::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue};
+pub use nats::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue, TaskRetention};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgSignalDispatcher, PostgresConfig, PostgresStore, DEFAULT_COMMIT_FLUSHERS};
 #[cfg(feature = "sqlite")]

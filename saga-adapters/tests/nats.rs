@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::nats::{queue, unique_namespace, url, with_namespace};
-use saga_adapters::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue};
+use saga_adapters::async_nats::jetstream;
+use saga_adapters::{NatsConfig, NatsSignalDispatcher, NatsTaskQueue, TaskRetention};
 use saga_runtime::conformance;
 use saga_runtime::domain::SagaId;
 use saga_runtime::port::{
@@ -715,6 +716,135 @@ async fn repeated_and_stale_acks() {
             .unwrap();
         assert!(more.is_empty(), "the task came back after an ack: {more:?}");
         assert!(q.dead_letters("acks").await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// Limits retention (the default, here for one second): an acked task stays in the
+/// stream, yet is neither delivered again nor counted as unacked; the broker drops it
+/// at its age. A task not done by then is dropped too, so the outbox, not the broker,
+/// brings it back; ending its delivery after that (progress, nak, ack) fails or
+/// succeeds at once, and never delivers it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_task_is_delivered_once_and_dropped_at_its_age() {
+    let age = Duration::from_secs(1);
+    let tune = move |c: NatsConfig| NatsConfig {
+        duplicate_window: age,
+        task_retention: TaskRetention::MaxAge(age),
+        ..fast(c)
+    };
+    with_namespace(tune, |config| async move {
+        let q = queue(&config).await;
+        let js = jetstream::new(q.client().clone());
+        let held = || async {
+            let mut s = js.get_stream(&config.stream).await.expect("task stream");
+            s.info().await.expect("stream info").state.messages
+        };
+        q.publish(task("kept", "a", 1, b"x")).await.unwrap();
+        let d = fetch_until(&q, "kept", 1, Duration::from_secs(2))
+            .await
+            .remove(0);
+        q.ack(&d.tag).await.unwrap();
+        assert_eq!(unacked_once_acked(&q, "kept", 0).await, 0);
+        assert_eq!(held().await, 1, "an acked task is kept until its age");
+        let more = q.fetch("kept", 10, ACK_WAIT * 3).await.unwrap();
+        assert!(more.is_empty(), "an acked task came back: {more:?}");
+
+        // Taken and never finished: past its age the broker forgets it.
+        q.publish(task("kept", "b", 2, b"y")).await.unwrap();
+        let open = fetch_until(&q, "kept", 1, Duration::from_secs(2))
+            .await
+            .remove(0);
+        assert_eq!(open.task.dedup_id, "b:2");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while held().await > 0 {
+            assert!(Instant::now() < deadline, "nothing dropped at its age");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(q.unacked("kept").await.unwrap(), 0);
+        let quick = Duration::from_secs(2);
+        for (what, took) in [
+            ("progress", timed(q.progress(&open.tag)).await),
+            ("nak", timed(q.nak(&open.tag, Duration::ZERO)).await),
+            ("ack", timed(q.ack(&open.tag)).await),
+        ] {
+            assert!(took < quick, "{what} of a dropped task took {took:?}");
+        }
+        let more = q.fetch("kept", 10, ACK_WAIT * 3).await.unwrap();
+        assert!(more.is_empty(), "a dropped task came back: {more:?}");
+        assert!(q.dead_letters("kept").await.unwrap().is_empty());
+        // The outbox's republish, after the duplicate window, is a new task.
+        q.publish(task("kept", "b", 2, b"y")).await.unwrap();
+        let again = fetch_until(&q, "kept", 1, Duration::from_secs(2)).await;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].delivery_count, 1);
+        q.ack(&again[0].tag).await.unwrap();
+    })
+    .await;
+}
+
+/// How long `f` took (its result ignored: only that it returns).
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> Duration {
+    let started = Instant::now();
+    f.await;
+    started.elapsed()
+}
+
+/// Workers configured with either retention share one task stream, whichever created
+/// it (a deployment upgraded from work-queue retention keeps its stream, and its new
+/// workers use it as it is); a stream of the same name with another retention is
+/// someone else's, and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_retention_shares_the_stream_another_is_refused() {
+    let kept = NatsConfig::default().task_retention;
+    for (first, second) in [
+        (TaskRetention::WorkQueue, kept),
+        (kept, TaskRetention::WorkQueue),
+    ] {
+        let tune = move |c: NatsConfig| NatsConfig {
+            task_retention: first,
+            ..fast(c)
+        };
+        with_namespace(tune, |config| async move {
+            let creator = queue(&config).await;
+            let joiner = queue(&NatsConfig {
+                task_retention: second,
+                ..config.clone()
+            })
+            .await;
+            creator.publish(task("shared", "a", 1, b"x")).await.unwrap();
+            joiner.publish(task("shared", "b", 2, b"y")).await.unwrap();
+            let mut got = fetch_until(&joiner, "shared", 1, Duration::from_secs(2)).await;
+            got.extend(fetch_until(&creator, "shared", 1, Duration::from_secs(2)).await);
+            let ids: BTreeSet<String> = got.iter().map(|d| d.task.dedup_id.clone()).collect();
+            assert_eq!(ids, BTreeSet::from(["a:1".to_owned(), "b:2".to_owned()]));
+            for d in &got {
+                creator.ack(&d.tag).await.unwrap();
+            }
+            assert_eq!(unacked_once_acked(&joiner, "shared", 0).await, 0);
+        })
+        .await;
+    }
+
+    with_namespace(fast, |config| async move {
+        let client = saga_adapters::async_nats::connect(url()).await.unwrap();
+        let js = jetstream::new(client);
+        js.create_stream(jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.*.*", config.subject_prefix)],
+            retention: jetstream::stream::RetentionPolicy::Interest,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let err = NatsTaskQueue::connect(&url(), config.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Configuration, "{err}");
+        assert!(err.to_string().contains("Interest"), "{err}");
+        // Removed here: `with_namespace`'s clean-up connects a queue, which would
+        // refuse it too.
+        js.delete_stream(&config.stream).await.unwrap();
     })
     .await;
 }

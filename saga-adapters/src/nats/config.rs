@@ -28,7 +28,8 @@ use super::subject;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsConfig {
-    /// The JetStream stream holding the tasks (file storage, work-queue retention).
+    /// The JetStream stream holding the tasks (file storage; how long it keeps them:
+    /// [`NatsConfig::task_retention`]).
     pub stream: String,
     /// Tasks are published to `<subject_prefix>.<queue>.<kind>`.
     pub subject_prefix: String,
@@ -48,6 +49,10 @@ pub struct NatsConfig {
     /// The broker drops a task published again with the same `dedup_id` within this
     /// window (JetStream's duplicate window, keyed by the `Nats-Msg-Id` header).
     pub duplicate_window: Duration,
+    /// How long the task stream keeps a task: by default for the duplicate window,
+    /// acked or not ([`TaskRetention`]). Applies when this process creates the stream;
+    /// an existing stream keeps its own.
+    pub task_retention: TaskRetention,
     /// Deliveries of one queue that may be in flight (un-acked) at once; past it a
     /// fetch returns nothing until some are acked.
     pub max_ack_pending: u32,
@@ -70,10 +75,45 @@ impl Default for NatsConfig {
             // this only stops a task that keeps crashing its worker.
             max_deliver: 100,
             duplicate_window: Duration::from_secs(120),
+            task_retention: TaskRetention::MaxAge(Duration::from_secs(120)),
             max_ack_pending: 10_000,
             request_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// How long the task stream keeps a task.
+///
+/// The store, not the broker, is the source of truth (DESIGN.md section 6): every
+/// task is also an outbox row, which the reconciler publishes again when its result
+/// is not recorded within `OutboxConfig::redeliver_after` (a minute by default), and
+/// the broker drops such a republish only within the duplicate window. So a task the
+/// stream still holds past that is one the outbox has published again already, and
+/// keeping it longer buys nothing; that is why the default keeps each task for the
+/// duplicate window and no longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRetention {
+    /// Every task for this long after its publish, acked or not; then the broker
+    /// drops it (JetStream limits retention with `max_age`, at least the duplicate
+    /// window). The default, for two minutes.
+    ///
+    /// Why the default: an acked task is not deleted one by one, as under work-queue
+    /// retention, but with the rest of its file block once the block is old enough.
+    /// That cost the broker a tenth to a fifth less CPU per step in saga-5
+    /// (BENCHMARKS.md). The price is disk: the tasks of the last `max_age`, acked
+    /// or not (about 600 bytes each in saga-5: some 150 MB at 2 000 tasks/s).
+    ///
+    /// What it changes: a task not finished within `max_age` (a worker down, a long
+    /// activity whose worker then dies) is no longer redelivered by the broker but
+    /// published again from the outbox; and a consumer recreated on a surviving
+    /// stream (deleted by hand, say) is handed every task still kept, which the
+    /// workers drop as done, each at the cost of a version read.
+    MaxAge(Duration),
+    /// Every task until it is acked, then at once (JetStream work-queue retention):
+    /// no disk beyond the tasks not yet done, more broker CPU per task. JetStream
+    /// then also refuses two consumers whose filters overlap, which guards against
+    /// two deployments with different `consumer_prefix`es sharing one stream.
+    WorkQueue,
 }
 
 impl NatsConfig {
@@ -154,6 +194,20 @@ impl NatsConfig {
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout", "0s", "must be positive"));
         }
+        if let TaskRetention::MaxAge(age) = self.task_retention {
+            // JetStream's own rule: it could not tell a republished task from a new one
+            // after dropping the first.
+            if age < self.duplicate_window {
+                return Err(invalid(
+                    "task_retention",
+                    &format!("MaxAge({age:?})"),
+                    &format!(
+                        "must be at least `duplicate_window` ({:?})",
+                        self.duplicate_window
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -201,6 +255,10 @@ mod tests {
             },
             NatsConfig {
                 ack_wait: Duration::ZERO,
+                ..NatsConfig::default()
+            },
+            NatsConfig {
+                task_retention: TaskRetention::MaxAge(Duration::from_secs(60)),
                 ..NatsConfig::default()
             },
         ];

@@ -34,6 +34,7 @@ impl DeadLetterStream {
                 duplicate_window: c.duplicate_window,
                 ..Default::default()
             },
+            &[stream::RetentionPolicy::Limits],
         )
         .await?;
         Ok(DeadLetterStream {

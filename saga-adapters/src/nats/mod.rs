@@ -16,6 +16,6 @@ mod subject;
 mod tag;
 mod task_queue;
 
-pub use config::NatsConfig;
+pub use config::{NatsConfig, TaskRetention};
 pub use signals::NatsSignalDispatcher;
 pub use task_queue::NatsTaskQueue;

@@ -12,6 +12,7 @@ use saga_runtime::port::{DeadLetter, Delivery, DeliveryTag, Task, TaskQueue};
 use saga_runtime::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
+use super::config::TaskRetention;
 use super::dead_letter::DeadLetterStream;
 use super::pull::{pull, Inboxes, Wait};
 use super::signals::NatsSignalDispatcher;
@@ -21,13 +22,15 @@ use super::{envelope, subject, NatsConfig};
 /// A [`TaskQueue`] on NATS JetStream, for many workers on many machines.
 ///
 /// Layout (names from [`NatsConfig`]):
-/// - stream `SAGA_TASKS`, file storage, work-queue retention (a task leaves the stream
-///   when it is acked), subjects `saga.tasks.<queue>.<kind>`;
+/// - stream `SAGA_TASKS`, file storage, subjects `saga.tasks.<queue>.<kind>`, keeping
+///   each task for the duplicate window, acked or not, by default
+///   ([`TaskRetention`](super::TaskRetention): an ack ends the delivery, and the
+///   outbox, not the stream, brings back what is not done in time);
 /// - one durable pull consumer per queue, `saga-workers-<queue>`, filtered on
 ///   `saga.tasks.<queue>.*`. One consumer per queue (rather than one `saga-workers`
 ///   over everything) is what lets a worker serve a subset of queues: a pull on a
-///   shared consumer would hand it any queue's task. Work-queue retention requires
-///   the consumers' filters not to overlap, and per-queue filters never do;
+///   shared consumer would hand it any queue's task. Per-queue filters never overlap,
+///   so each task goes to one consumer (work-queue retention requires it);
 /// - stream `SAGA_DLQ`, file storage, subjects `saga.dlq.<queue>`: one JSON record per
 ///   dead letter (the task, the reason, the delivery count).
 ///
@@ -137,7 +140,7 @@ impl NatsTaskQueue {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
             .build(client.clone());
-        let tasks = ensure_stream(&js, task_stream_config(&config)).await?;
+        let tasks = ensure_stream(&js, task_stream_config(&config), TASK_RETENTIONS).await?;
         let dead = DeadLetterStream::open(&js, &config).await?;
         Ok(NatsTaskQueue {
             inner: Arc::new(Inner {
@@ -357,7 +360,7 @@ impl NatsTaskQueue {
             tracing::warn!(error = %e, consumer, stream = %c.stream, "NATS did not answer a pull and the consumer cannot be read; recreating it");
             self.inner.consumers.lock().await.remove(queue);
             self.inner.inboxes.forget(&consumer);
-            ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+            ensure_stream(&self.inner.js, task_stream_config(c), TASK_RETENTIONS).await?;
             DeadLetterStream::open(&self.inner.js, c).await?;
             self.ensure_consumer(queue).await?;
         }
@@ -444,32 +447,25 @@ impl NatsTaskQueue {
         }
     }
 
-    /// Tasks of `queue` in the task stream: published and not yet acked, whether
-    /// waiting for a worker or in flight (the stream keeps a task until it is acked).
+    /// Tasks of `queue` published and not yet acked, whether waiting for a worker or
+    /// in flight (delivered, or nak'ed and waiting for their redelivery).
+    ///
+    /// Read off the queue's consumer (not yet delivered plus delivered and not acked),
+    /// not off the stream: a stream with [`TaskRetention::MaxAge`] still holds the
+    /// tasks acked within its age.
     pub async fn unacked(&self, queue: &str) -> Result<u64> {
-        use futures_util::TryStreamExt;
-
         subject::check_queue(queue)?;
-        let c = &self.inner.config;
-        let failed = |e: &dyn std::fmt::Display| {
+        let name = self.ensure_consumer(queue).await?;
+        let info = self.inner.tasks.consumer_info(&name).await.map_err(|e| {
             Error::new(
                 ErrorKind::TaskQueue,
                 format!("cannot read the depth of a queue from NATS: {e}"),
             )
-            .with("stream", &c.stream)
+            .with("stream", &self.inner.config.stream)
+            .with("consumer", &name)
             .with("queue", queue)
-        };
-        let mut subjects = self
-            .inner
-            .tasks
-            .info_with_subjects(format!("{}.{queue}.*", c.subject_prefix))
-            .await
-            .map_err(|e| failed(&e))?;
-        let mut depth = 0u64;
-        while let Some((_, count)) = subjects.try_next().await.map_err(|e| failed(&e))? {
-            depth += count as u64;
-        }
-        Ok(depth)
+        })?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
     }
 
     /// Publishes `queue`'s dead letters to the queue again, oldest first, and removes
@@ -526,7 +522,7 @@ impl NatsTaskQueue {
         let c = &self.inner.config;
         tracing::warn!(stream = %c.stream, "the NATS task stream is gone; recreating it");
         self.inner.consumers.lock().await.clear();
-        ensure_stream(&self.inner.js, task_stream_config(c)).await?;
+        ensure_stream(&self.inner.js, task_stream_config(c), TASK_RETENTIONS).await?;
         DeadLetterStream::open(&self.inner.js, c).await?;
         Ok(())
     }
@@ -894,21 +890,37 @@ fn store_failed(e: &jetstream::context::PublishError) -> bool {
 }
 
 fn task_stream_config(c: &NatsConfig) -> stream::Config {
+    let (retention, max_age) = match c.task_retention {
+        TaskRetention::MaxAge(age) => (stream::RetentionPolicy::Limits, age),
+        TaskRetention::WorkQueue => (stream::RetentionPolicy::WorkQueue, Duration::ZERO),
+    };
     stream::Config {
         name: c.stream.clone(),
         subjects: vec![format!("{}.*.*", c.subject_prefix)],
-        retention: stream::RetentionPolicy::WorkQueue,
+        retention,
+        max_age,
         storage: stream::StorageType::File,
         duplicate_window: c.duplicate_window,
         ..Default::default()
     }
 }
 
-/// Gets or creates a stream, and checks that an existing one is laid out as wanted
-/// (another deployment's stream of the same name would otherwise be used silently).
+/// The retentions a task stream this adapter finds may have, whatever this process is
+/// configured with: both work the same way for the queue (a delivery ends with its
+/// ack), so workers configured differently, or a deployment upgraded from work-queue
+/// retention (the earlier default), share one stream.
+const TASK_RETENTIONS: &[stream::RetentionPolicy] = &[
+    stream::RetentionPolicy::Limits,
+    stream::RetentionPolicy::WorkQueue,
+];
+
+/// Gets or creates a stream, and checks that an existing one is laid out as wanted:
+/// the same subjects, and one of the `accepted` retentions (another deployment's
+/// stream of the same name would otherwise be used silently).
 pub(crate) async fn ensure_stream(
     js: &jetstream::Context,
     wanted: stream::Config,
+    accepted: &[stream::RetentionPolicy],
 ) -> Result<stream::Stream> {
     let name = wanted.name.clone();
     let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| {
@@ -928,7 +940,7 @@ pub(crate) async fn ensure_stream(
                 .with_source(e)
         })?
         .config;
-    if have.subjects != wanted.subjects || have.retention != wanted.retention {
+    if have.subjects != wanted.subjects || !accepted.contains(&have.retention) {
         return Err(Error::new(
             ErrorKind::Configuration,
             "a NATS stream of this name exists with other subjects or retention",
@@ -942,6 +954,16 @@ pub(crate) async fn ensure_stream(
             "retention",
             format!("{:?} (configured {:?})", have.retention, wanted.retention),
         ));
+    }
+    if have.retention != wanted.retention || have.max_age != wanted.max_age {
+        tracing::info!(
+            stream = %name,
+            retention = ?have.retention,
+            max_age = ?have.max_age,
+            configured_retention = ?wanted.retention,
+            configured_max_age = ?wanted.max_age,
+            "using an existing NATS stream as it is, with a retention other than configured"
+        );
     }
     Ok(s)
 }
