@@ -204,7 +204,11 @@ async fn postgres_nats(
         ..PostgresConfig::new(&s.database_url).schema(schema)
     })
     .await?;
-    let queue = NatsTaskQueue::connect(&s.nats_url, NatsConfig::namespaced(namespace)).await?;
+    let config = NatsConfig {
+        task_retention: s.nats_retention.retention(),
+        ..NatsConfig::namespaced(namespace)
+    };
+    let queue = NatsTaskQueue::connect(&s.nats_url, config).await?;
     Ok((store, queue))
 }
 
@@ -221,6 +225,7 @@ fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Work
         .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
         .args(["--pg-pool", &s.pg_pool.to_string()])
         .args(["--pg-commit-batch", &s.pg_commit_batch.to_string()])
+        .args(["--nats-retention", s.nats_retention.name()])
         .args(
             s.pg_commit_flushers
                 .map(|f| ["--pg-commit-flushers".to_owned(), f.to_string()])

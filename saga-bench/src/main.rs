@@ -121,6 +121,11 @@ struct Cli {
     #[arg(long, default_value = backend::DEFAULT_NATS_URL)]
     nats_url: String,
 
+    /// postgres+nats only: how the task stream keeps tasks (applies to the run's own
+    /// new stream).
+    #[arg(long, value_enum, default_value_t = RetentionArg::MaxAge)]
+    nats_retention: RetentionArg,
+
     /// postgres+nats only: worker processes (this one included).
     #[arg(long, default_value_t = 1)]
     processes: usize,
@@ -153,6 +158,30 @@ struct Cli {
     schema: Option<String>,
     #[arg(long, hide = true)]
     nats_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RetentionArg {
+    /// For the duplicate window, acked or not (the adapter's default).
+    MaxAge,
+    /// Until acked (JetStream work-queue retention).
+    WorkQueue,
+}
+
+impl RetentionArg {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RetentionArg::MaxAge => "max-age",
+            RetentionArg::WorkQueue => "work-queue",
+        }
+    }
+
+    pub(crate) fn retention(self) -> saga_adapters::TaskRetention {
+        match self {
+            RetentionArg::MaxAge => saga_adapters::NatsConfig::default().task_retention,
+            RetentionArg::WorkQueue => saga_adapters::TaskRetention::WorkQueue,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,6 +294,8 @@ pub(crate) struct Settings {
     pub(crate) pg_commit_flushers: Option<usize>,
     /// NATS server (postgres+nats).
     pub(crate) nats_url: String,
+    /// How the run's NATS task stream keeps tasks.
+    pub(crate) nats_retention: RetentionArg,
     /// Worker processes, this one included (postgres+nats).
     pub(crate) processes: usize,
     /// The engine's eager activity dispatch.
@@ -334,6 +365,7 @@ fn main() -> ExitCode {
         pg_commit_batch: cli.pg_commit_batch,
         pg_commit_flushers: cli.pg_commit_flushers,
         nats_url: cli.nats_url,
+        nats_retention: cli.nats_retention,
         processes: cli.processes.max(1),
         eager_activities: cli.eager_activities,
         start_then_result: cli.start_then_result,

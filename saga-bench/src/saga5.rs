@@ -477,6 +477,7 @@ async fn run_durable(
         // Statement counts are every process's store's.
         "postgres+nats" => pg(m)
             .with("processes", s.processes)
+            .with("nats_retention", s.nats_retention.name())
             .with("eager_start", s.eager_start)
             .with("eager_start_when_idle", s.eager_start_when_idle),
         _ => pg(m),
@@ -544,6 +545,7 @@ mod tests {
             pg_commit_batch: 64,
             pg_commit_flushers: None,
             nats_url: crate::backend::DEFAULT_NATS_URL.into(),
+            nats_retention: crate::RetentionArg::MaxAge,
             processes: 1,
             eager_activities: true,
             start_then_result: false,
