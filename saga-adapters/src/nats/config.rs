@@ -99,15 +99,20 @@ pub enum TaskRetention {
     ///
     /// Why the default: an acked task is not deleted one by one, as under work-queue
     /// retention, but with the rest of its file block once the block is old enough.
-    /// That cost the broker a tenth to a fifth less CPU per step in saga-5
-    /// (BENCHMARKS.md). The price is disk: the tasks of the last `max_age`, acked
-    /// or not (about 600 bytes each in saga-5: some 150 MB at 2 000 tasks/s).
+    /// The broker used about a sixth less CPU per saga for it in saga-5 (BENCHMARKS.md).
+    /// The price is disk: the tasks of the last `max_age`, acked or not (1.4 KB
+    /// each as stored in saga-5, where a saga's first task carries its history:
+    /// some 340 MB at 2 000 tasks/s over two minutes).
     ///
     /// What it changes: a task not finished within `max_age` (a worker down, a long
     /// activity whose worker then dies) is no longer redelivered by the broker but
     /// published again from the outbox; and a consumer recreated on a surviving
     /// stream (deleted by hand, say) is handed every task still kept, which the
     /// workers drop as done, each at the cost of a version read.
+    ///
+    /// It needs the engine's outbox, which is on by default with a queue outside the
+    /// process: an engine with the outbox turned off would never see again a task
+    /// dropped at its age. Use [`TaskRetention::WorkQueue`] there.
     MaxAge(Duration),
     /// Every task until it is acked, then at once (JetStream work-queue retention):
     /// no disk beyond the tasks not yet done, more broker CPU per task. JetStream
