@@ -200,8 +200,8 @@ impl NatsConfig {
             return Err(invalid("request_timeout", "0s", "must be positive"));
         }
         if let TaskRetention::MaxAge(age) = self.task_retention {
-            // JetStream's own rule: it could not tell a republished task from a new one
-            // after dropping the first.
+            // JetStream refuses a duplicate window longer than the stream's `max_age`;
+            // checked here, so the error names the setting.
             if age < self.duplicate_window {
                 return Err(invalid(
                     "task_retention",
