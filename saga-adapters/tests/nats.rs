@@ -574,6 +574,14 @@ async fn depth_and_redrive() {
         q.publish(task("other", "s", 9, b"{}")).await.unwrap();
         assert_eq!(q.unacked("orders").await.unwrap(), 3);
         assert_eq!(q.unacked("other").await.unwrap(), 1);
+        // Counted off the stream: no worker took a task of `other`, and asking made
+        // no consumer for it.
+        let stream = jetstream::new(q.client().clone())
+            .get_stream(&config.stream)
+            .await
+            .unwrap();
+        let other = format!("{}-other", config.consumer_prefix);
+        assert!(stream.consumer_info(&other).await.is_err());
         // Naked on their last allowed delivery: dead letters, out of the queue.
         for d in fetch_until(&q, "orders", 3, Duration::from_secs(3)).await {
             q.nak(&d.tag, Duration::ZERO).await.unwrap();

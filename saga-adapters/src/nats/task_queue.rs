@@ -452,20 +452,40 @@ impl NatsTaskQueue {
     ///
     /// Read off the queue's consumer (not yet delivered plus delivered and not acked),
     /// not off the stream: a stream with [`TaskRetention::MaxAge`] still holds the
-    /// tasks acked within its age.
+    /// tasks acked within its age. A queue without a consumer yet (no worker has
+    /// served it) has had nothing delivered: all its tasks in the stream count. Asking
+    /// creates nothing, so an operator's typo leaves no consumer behind.
     pub async fn unacked(&self, queue: &str) -> Result<u64> {
+        use futures_util::TryStreamExt;
+
         subject::check_queue(queue)?;
-        let name = self.ensure_consumer(queue).await?;
-        let info = self.inner.tasks.consumer_info(&name).await.map_err(|e| {
+        let c = &self.inner.config;
+        let name = self.consumer_name(queue);
+        let failed = |e: &dyn std::fmt::Display| {
             Error::new(
                 ErrorKind::TaskQueue,
                 format!("cannot read the depth of a queue from NATS: {e}"),
             )
-            .with("stream", &self.inner.config.stream)
+            .with("stream", &c.stream)
             .with("consumer", &name)
             .with("queue", queue)
-        })?;
-        Ok(info.num_pending + info.num_ack_pending as u64)
+        };
+        match self.inner.tasks.consumer_info(&name).await {
+            Ok(info) => return Ok(info.num_pending + info.num_ack_pending as u64),
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {}
+            Err(e) => return Err(failed(&e)),
+        }
+        let mut subjects = self
+            .inner
+            .tasks
+            .info_with_subjects(format!("{}.{queue}.*", c.subject_prefix))
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut held = 0u64;
+        while let Some((_, count)) = subjects.try_next().await.map_err(|e| failed(&e))? {
+            held += count as u64;
+        }
+        Ok(held)
     }
 
     /// Publishes `queue`'s dead letters to the queue again, oldest first, and removes
