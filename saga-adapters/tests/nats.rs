@@ -693,6 +693,50 @@ async fn workers_recover_when_the_stream_is_lost() {
     .await;
 }
 
+/// The price of limits retention that `TaskRetention::MaxAge` documents: a consumer
+/// deleted while its stream survives is recreated on the next fetch, and hands out
+/// again every task the stream still keeps, acked ones included (the engine drops
+/// those as done). Under work-queue retention the acked ones are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_consumer_gets_the_kept_tasks_again() {
+    for (retention, again) in [
+        (NatsConfig::default().task_retention, 2),
+        (TaskRetention::WorkQueue, 0),
+    ] {
+        let tune = move |c: NatsConfig| NatsConfig {
+            request_timeout: Duration::from_secs(1),
+            task_retention: retention,
+            ..fast(c)
+        };
+        with_namespace(tune, |config| async move {
+            let q = queue(&config).await;
+            for n in 1..=2 {
+                q.publish(task("gone", "a", n, b"x")).await.unwrap();
+            }
+            for d in fetch_until(&q, "gone", 2, Duration::from_secs(2)).await {
+                q.ack(&d.tag).await.unwrap();
+            }
+            assert_eq!(unacked_once_acked(&q, "gone", 0).await, 0);
+            let stream = jetstream::new(q.client().clone())
+                .get_stream(&config.stream)
+                .await
+                .unwrap();
+            let consumer = format!("{}-gone", config.consumer_prefix);
+            stream.delete_consumer(&consumer).await.unwrap();
+
+            let got = fetch_until(&q, "gone", 2, Duration::from_secs(5)).await;
+            assert_eq!(got.len(), again, "{retention:?}: {got:?}");
+            assert!(got.iter().all(|d| d.delivery_count == 1), "{got:?}");
+            for d in &got {
+                q.ack(&d.tag).await.unwrap();
+            }
+            let more = q.fetch("gone", 10, ACK_WAIT * 3).await.unwrap();
+            assert!(more.is_empty(), "{retention:?}: {more:?}");
+        })
+        .await;
+    }
+}
+
 /// What the docs promise about tags: acking a task twice is a no-op, and acking through
 /// the tag of an earlier, expired delivery finishes the task and its redelivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

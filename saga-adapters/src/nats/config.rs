@@ -91,6 +91,11 @@ impl Default for NatsConfig {
 /// stream still holds past that is one the outbox has published again already, and
 /// keeping it longer buys nothing; that is why the default keeps each task for the
 /// duplicate window and no longer.
+///
+/// Workers find an existing stream as it is, with either retention. To move a
+/// deployment's stream to the other one, delete the stream: the next worker or
+/// publish creates it with its own setting, and the outbox publishes again what the
+/// old one held (as when the broker loses its data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskRetention {
     /// Every task for this long after its publish, acked or not; then the broker
