@@ -772,16 +772,18 @@ async fn repeated_and_stale_acks() {
     .await;
 }
 
-/// Limits retention (the default, here for one second): an acked task stays in the
+/// Limits retention (the default, here for three seconds): an acked task stays in the
 /// stream, yet is neither delivered again nor counted as unacked; the broker drops it
 /// at its age. A task not done by then is dropped too, so the outbox, not the broker,
 /// brings it back; ending its delivery after that (progress, nak, ack) fails or
 /// succeeds at once, and never delivers it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_task_is_delivered_once_and_dropped_at_its_age() {
-    let age = Duration::from_secs(1);
+    // Room for the checks before the age, on a loaded machine; a duplicate window
+    // well inside it, so the republish below is surely a new task.
+    let age = Duration::from_secs(3);
     let tune = move |c: NatsConfig| NatsConfig {
-        duplicate_window: age,
+        duplicate_window: Duration::from_secs(1),
         task_retention: TaskRetention::MaxAge(age),
         ..fast(c)
     };
