@@ -387,6 +387,20 @@ impl Store {
         }
     }
 
+    /// What the run's NATS task stream holds now: tasks and their stored bytes
+    /// (`None` without a broker). Under `--nats-retention max-age` a run shorter than
+    /// the age still holds every task it published, acked or not: the disk that
+    /// retention costs.
+    pub(crate) async fn held_tasks(&self) -> BenchResult<Option<(u64, u64)>> {
+        let Store::PostgresNats { queue, .. } = self else {
+            return Ok(None);
+        };
+        let js = saga_adapters::async_nats::jetstream::new(queue.client().clone());
+        let mut stream = js.get_stream(&queue.config().stream).await?;
+        let state = &stream.info().await?.state;
+        Ok(Some((state.messages, state.bytes)))
+    }
+
     /// Statements and transactions so far (`None` for the in-memory store).
     pub(crate) fn stats(&self) -> Option<StoreStats> {
         match self {

@@ -124,6 +124,9 @@ pub(crate) struct Run {
     /// With other worker processes: the activity attempts each ran meanwhile, this
     /// process's first.
     pub(crate) attempts_per_process: Option<Vec<u64>>,
+    /// Where a broker carries the tasks: the tasks its stream holds at the end of the
+    /// run, and their stored bytes ([`crate::backend::Store::held_tasks`]).
+    pub(crate) held_tasks: Option<(u64, u64)>,
 }
 
 impl Run {
@@ -153,6 +156,12 @@ impl Run {
         if let Some(broker) = self.broker_cpu.filter(|_| !self.latencies.is_empty()) {
             let per_workflow = broker.as_secs_f64() * 1e3 / self.latencies.len() as f64;
             m = m.with("broker_cpu_ms_per_workflow", round(per_workflow, 3));
+        }
+        if let Some((tasks, bytes)) = self.held_tasks.filter(|(tasks, _)| *tasks > 0) {
+            // What keeping a task costs the broker's disk (`--nats-retention max-age`).
+            m = m
+                .with("held_tasks", tasks)
+                .with("held_bytes_per_task", bytes / tasks);
         }
         if let Some(eager) = self.eager_attempts.filter(|_| !self.latencies.is_empty()) {
             // The share of the workflows' steps that never crossed the broker.
@@ -286,6 +295,7 @@ pub(crate) async fn drive(bench: &Bench, first: u64, n: u64, c: u64) -> BenchRes
             .broker
             .map(|_| after.eager_activities - before.eager_activities + eager_elsewhere),
         attempts_per_process: (!others.is_empty()).then_some(per_process),
+        held_tasks: None,
     })
 }
 
@@ -301,6 +311,7 @@ async fn throughput(s: &Settings, n: u64, c: u64, workers: usize) -> BenchResult
         let before = bench.stats();
         let mut run = drive(&bench, 0, n, c).await?;
         run.per_step = per_step(before, bench.stats(), run.elsewhere, n * STEPS);
+        run.held_tasks = bench.store.held_tasks().await?;
         runs.push(run);
         bench.close().await?;
     }
@@ -600,12 +611,20 @@ mod tests {
         let Some(bench) = bench_on_servers(&s, 8).await else {
             return;
         };
-        let run = drive(&bench, 0, 20, 8).await.unwrap();
+        let mut run = drive(&bench, 0, 20, 8).await.unwrap();
         assert_eq!(run.latencies.len(), 20);
         assert_eq!(bench.engine.metrics().activity_attempts, 100);
+        // Kept for their age, acked or not: the steps that went through the broker
+        // (at most one task each; the starts that found the engine busy among them)
+        // are still held, each with its payload.
+        run.held_tasks = bench.store.held_tasks().await.unwrap();
+        let (held, bytes) = run.held_tasks.expect("a broker's stream");
+        assert!((1..=100).contains(&held), "{held} tasks held");
+        assert!(bytes > held * 100, "{bytes} bytes for {held} tasks");
         // The broker's CPU is charged to the run where the broker runs on this machine
         // (as in CI, where `.ci/run` starts it).
         let m = run.cpu_fields(Measurement::new("saga-5", "throughput", s.backend, "json"));
+        assert_eq!(m.extra["held_tasks"], held);
         assert_eq!(
             m.extra.contains_key("broker_cpu_ms_per_workflow"),
             named_processes_cpu(NATS_SERVER).is_some(),
