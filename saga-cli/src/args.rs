@@ -169,6 +169,11 @@ pub(crate) struct NatsArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
     /// List a queue's dead letters, oldest first: task, reason, delivery count.
+    ///
+    /// With `--store` (or `SAGA_STORE`), also what the store says of each: the saga's
+    /// status, and whether the task is `open` (its outbox row is still there: re-drive
+    /// it) or `settled` (the saga recorded its result since: the reconciler published it
+    /// again and a worker ran it; re-driving it only clears the letter).
     List {
         #[command(flatten)]
         nats: NatsArgs,

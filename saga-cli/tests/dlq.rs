@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::http::serve;
 use common::*;
 use saga_adapters::{NatsConfig, NatsTaskQueue, SqliteStore};
-use saga_runtime::domain::SagaId;
-use saga_runtime::port::{Delivery, Task, TaskKind, TaskQueue};
+use saga_runtime::domain::{EventType, HistoryEvent, SagaId};
+use saga_runtime::port::{Commit, Delivery, Outbox, Task, TaskKind, TaskQueue, WorkflowStore};
 use serde_json::Value;
 
 fn nats_url() -> String {
@@ -208,6 +208,135 @@ async fn dlq_list_and_redrive() {
     .await;
 }
 
+/// Writes saga `order-<n>` as started, with the outbox row of `task(n)` (a task the
+/// reconciler would publish again), settled at once if `settled` (as the commit that
+/// records the task's result does).
+async fn started_with_task(store: &SqliteStore, n: u32, settled: bool) {
+    let id = SagaId::new(format!("order-{n}"));
+    let started = HistoryEvent::new(
+        id.clone(),
+        0,
+        EventType::WorkflowExecutionStarted,
+        chrono::Utc::now(),
+        serde_json::json!({"workflow_type": "order", "fingerprint": "f1", "input": null, "timeout_ms": null}),
+        format!("trace-{n}"),
+    );
+    let mut c = Commit::events_only(&id, 0, vec![started]);
+    c.tasks = vec![task(n)];
+    c.redeliver_at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    store.commit(c).await.unwrap();
+    if settled {
+        store.settle_tasks(&id, &[task(n).dedup_id]).await.unwrap();
+    }
+}
+
+/// A dead letter whose task the saga recorded since (the reconciler published it
+/// again and a worker ran it) is told apart from one that still needs an operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_with_a_store_says_which_tasks_still_matter() {
+    with_queue(|ns, q| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("saga.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        started_with_task(&store, 1, false).await;
+        started_with_task(&store, 2, true).await;
+        // order-3: no such execution in this store.
+        dead_letters(&q, 3).await;
+        let url = nats_url();
+        let store_url = format!("sqlite://{}", path.display());
+        let list = |format: &'static str| {
+            let (url, ns, store_url) = (url.clone(), ns.clone(), store_url.clone());
+            async move {
+                saga(&[
+                    "dlq",
+                    "list",
+                    "--nats",
+                    &url,
+                    "--namespace",
+                    &ns,
+                    "--queue",
+                    "orders",
+                    "--store",
+                    &store_url,
+                    "-o",
+                    format,
+                ])
+                .await
+            }
+        };
+
+        let json = list("json").await;
+        let v: Value = serde_json::from_str(json.ok()).unwrap();
+        let told: Vec<(&str, &Value, &str)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["dedup_id"].as_str().unwrap(),
+                    &d["saga_status"],
+                    d["task"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [
+                ("order-1:3", &Value::from("Running"), "open"),
+                ("order-2:3", &Value::from("Running"), "settled"),
+                ("order-3:3", &Value::Null, "unknown-saga"),
+            ]
+        );
+
+        let table = list("table").await;
+        let lines: Vec<&str> = table.ok().lines().collect();
+        assert!(
+            lines[0].contains("SAGA STATUS") && lines[0].contains("TASK"),
+            "{table:?}"
+        );
+        assert!(
+            lines[1].contains("Running") && lines[1].contains(" open "),
+            "{table:?}"
+        );
+        assert!(lines[2].contains(" settled "), "{table:?}");
+        assert!(lines[3].contains(" unknown-saga "), "{table:?}");
+
+        // Without a store, the letters alone, as before.
+        let bare = saga(&[
+            "dlq",
+            "list",
+            "--nats",
+            &url,
+            "--namespace",
+            &ns,
+            "--queue",
+            "orders",
+            "-o",
+            "json",
+        ])
+        .await;
+        let v: Value = serde_json::from_str(bare.ok()).unwrap();
+        assert_eq!(v[0]["task"], Value::Null);
+        assert_eq!(v[0]["saga_status"], Value::Null);
+        // A store that cannot be opened is an error, not a list without the column.
+        saga(&[
+            "dlq",
+            "list",
+            "--nats",
+            &url,
+            "--namespace",
+            &ns,
+            "--queue",
+            "orders",
+            "--store",
+            "sqlite:///no/such/saga.db",
+        ])
+        .await
+        .fails(4, "does not exist");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exposes_dead_letters_and_queue_depth() {
     with_queue(|ns, q| async move {
@@ -262,6 +391,8 @@ async fn serve_exposes_dead_letters_and_queue_depth() {
         let list = s.get("/dead-letters?queue=orders");
         assert_eq!(list.status, 200, "{list:#?}");
         assert_eq!(dedup_ids(&list.body), ["order-1:3"]);
+        // The served store has no such execution.
+        assert_eq!(list.json()[0]["task"], "unknown-saga");
         s.get("/dead-letters?queue=no.such").error(400, "bad_input");
         s.post("/dead-letters/redrive?queue=orders&id=nope", "")
             .error(404, "not_found");

@@ -74,6 +74,9 @@ impl Outbox for Down {
     async fn outbox_len(&self) -> Result<u64, Error> {
         Err(down(ErrorKind::EventStore))
     }
+    async fn unsettled_tasks(&self, _: &SagaId) -> Result<Vec<String>, Error> {
+        Err(down(ErrorKind::EventStore))
+    }
 }
 
 /// Keeps no definitions: the engine registers none.

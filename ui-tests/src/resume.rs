@@ -232,6 +232,9 @@ impl saga_runtime::port::Outbox for CrashingStore {
     async fn outbox_len(&self) -> Result<u64> {
         self.inner.outbox_len().await
     }
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        self.inner.unsettled_tasks(saga_id).await
+    }
 }
 
 /// Definitions are registered once, at the engine's start, before any crash.

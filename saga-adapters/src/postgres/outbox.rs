@@ -95,6 +95,20 @@ impl Outbox for PostgresStore {
         })
         .await
     }
+
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        self.pooled(ErrorKind::EventStore, "list outbox tasks", async |conn| {
+            self.count(1);
+            sqlx::query_scalar(
+                "SELECT dedup_id FROM saga_outbox WHERE saga_id = $1 ORDER BY dedup_id",
+            )
+            .bind(saga_id.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(|e| unavailable("list outbox tasks", e))
+        })
+        .await
+    }
 }
 
 impl PostgresStore {

@@ -585,6 +585,15 @@ impl Outbox for SqliteStore {
             .map_err(|e| db_error(ErrorKind::EventStore, "count outbox tasks", e))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        let mut conn = self.read().await?;
+        sqlx::query_scalar("SELECT dedup_id FROM saga_outbox WHERE saga_id = ? ORDER BY dedup_id")
+            .bind(saga_id.as_str())
+            .fetch_all(conn.conn())
+            .await
+            .map_err(|e| db_error(ErrorKind::EventStore, "list outbox tasks", e))
+    }
 }
 
 /// A stored outbox row: `saga_id, dedup_id, kind, queue, payload`.

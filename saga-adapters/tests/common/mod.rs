@@ -189,6 +189,9 @@ pub mod held {
         async fn outbox_len(&self) -> Result<u64> {
             hold(self.0.outbox_len()).await
         }
+        async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+            hold(self.0.unsettled_tasks(saga_id)).await
+        }
     }
 }
 

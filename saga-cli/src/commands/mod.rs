@@ -18,7 +18,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     // Commands that do not read the store.
     let command = match cli.command {
         Command::Serve(args) => return serve::run(&cli.global, args).await,
-        Command::Dlq(dlq) => return run_dlq(dlq, format).await,
+        Command::Dlq(dlq) => return run_dlq(dlq, &cli.global).await,
         other => other,
     };
     // Bad input is reported before the store is opened: no connection for a typo.
@@ -75,10 +75,18 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn run_dlq(command: DlqCommand, format: crate::args::Format) -> Result<(), CliError> {
+async fn run_dlq(command: DlqCommand, global: &crate::args::Global) -> Result<(), CliError> {
+    let format = global.output;
     match command {
         DlqCommand::List { nats, queue } => {
-            dlq::list(&nats::connect(&nats).await?, &queue, format).await
+            let queue_of = nats::connect(&nats).await?;
+            // The store only if one is named: the dead letters alone need none.
+            let store = match global.store {
+                Some(_) => Some(store::open(global).await?),
+                None => None,
+            };
+            let client = store.as_ref().map(|s| &s.client);
+            dlq::list(&queue_of, client, &queue, format).await
         }
         DlqCommand::Redrive { nats, queue, id } => {
             dlq::redrive(&nats::connect(&nats).await?, &queue, id.as_deref(), format).await

@@ -383,7 +383,7 @@ fn schemas() -> Value {
         },
         "DeadLetter": {
             "type": "object",
-            "required": ["queue", "kind", "saga_id", "dedup_id", "reason", "delivery_count", "payload", "payload_bytes"],
+            "required": ["queue", "kind", "saga_id", "dedup_id", "reason", "delivery_count", "saga_status", "task", "payload", "payload_bytes"],
             "properties": {
                 "queue": {"type": "string"},
                 "kind": {"type": "string", "enum": ["workflow", "activity"]},
@@ -391,6 +391,8 @@ fn schemas() -> Value {
                 "dedup_id": {"type": "string", "description": "What `redrive?id=` takes."},
                 "reason": {"type": "string"},
                 "delivery_count": uint(),
+                "saga_status": nullable(json!({"type": "string", "enum": statuses(), "description": "The execution's status in the store; null when the store has no such execution (or, after a re-drive, was not read)."})),
+                "task": nullable(json!({"type": "string", "enum": ["open", "settled", "unknown-saga"], "description": "`open`: the task's outbox row is still there, the saga has not recorded its result. `settled`: the saga recorded its result since (the reconciler published the task again and a worker ran it); re-driving it only clears the letter. `unknown-saga`: the store has no such execution. Null after a re-drive (the store is not read)."})),
                 "payload": nullable(json!({"type": "string", "description": "The payload when it is UTF-8 text."})),
                 "payload_bytes": uint()
             }

@@ -257,7 +257,9 @@ fn task_queue(s: &AppState) -> Reply<&saga_adapters::NatsTaskQueue> {
 async fn list_dead_letters(State(s): Shared, RawQuery(q): RawQuery) -> Reply<Response> {
     let pairs = query_pairs(q.as_deref(), &["queue"])?;
     let queue = single(&pairs, "queue")?.unwrap_or_else(|| "default".to_owned());
-    Ok(Json(dead_letters::list(task_queue(&s)?, &queue).await?).into_response())
+    let mut letters = dead_letters::list(task_queue(&s)?, &queue).await?;
+    dead_letters::annotate(&s.client, &mut letters).await?;
+    Ok(Json(letters).into_response())
 }
 
 async fn redrive_dead_letters(State(s): Shared, RawQuery(q): RawQuery) -> Reply<Response> {

@@ -1,6 +1,7 @@
 //! Conformance checks for the [`Outbox`](crate::port::Outbox) part of a [`WorkflowStore`]: tasks are written
 //! with their commit, claimed when due under a lease, and settled by a later commit,
-//! by `settle_tasks`, or by the commit that closes the execution.
+//! by `settle_tasks`, or by the commit that closes the execution; `unsettled_tasks`
+//! lists a saga's rows as they stand.
 //!
 //! The outbox is one table per store, so the checks look only at the tasks of their
 //! own sagas, and claim at instants of their own (an hour apart, far in the past) so
@@ -96,6 +97,11 @@ pub async fn check_settled_tasks_are_not_claimed<S: WorkflowStore>(store: &S) {
     second.redeliver_at = at;
     second.settle_tasks = vec![a.dedup_id.clone()];
     ok("commit", store.commit(second).await);
+    assert_eq!(
+        unsettled(store, &id).await,
+        [b.dedup_id.as_str(), c.dedup_id.as_str()],
+        "unsettled_tasks must list the saga's rows, those settled by a commit left out"
+    );
     let lease = Duration::from_secs(1);
     assert_eq!(
         sorted(claim(store, &id, at, lease).await),
@@ -110,11 +116,17 @@ pub async fn check_settled_tasks_are_not_claimed<S: WorkflowStore>(store: &S) {
     );
     assert_eq!(
         claim(store, &id, at + TimeDelta::hours(1), lease).await,
-        vec![c],
+        vec![c.clone()],
         "a task settled by settle_tasks must not be claimed"
+    );
+    assert_eq!(
+        unsettled(store, &id).await,
+        [c.dedup_id.as_str()],
+        "unsettled_tasks must leave out a task settled by settle_tasks"
     );
     settle_all(store, &id).await;
     assert_eq!(ok("outbox_len", store.outbox_len().await), before);
+    assert!(unsettled(store, &id).await.is_empty());
 }
 
 /// A commit rejected for its version writes none of its tasks and settles nothing.
@@ -146,9 +158,10 @@ pub async fn check_stale_commit_writes_no_tasks<S: WorkflowStore>(store: &S) {
     );
     assert_eq!(
         claim(store, &id, at, Duration::from_secs(1)).await,
-        vec![kept],
+        vec![kept.clone()],
         "a stale commit must neither add nor settle tasks"
     );
+    assert_eq!(unsettled(store, &id).await, [kept.dedup_id.as_str()]);
     settle_all(store, &id).await;
 }
 
@@ -182,6 +195,15 @@ pub async fn check_closing_commit_settles_every_task<S: WorkflowStore>(store: &S
     assert!(
         claim(store, &id, at, lease).await.is_empty(),
         "closing an execution must settle its tasks"
+    );
+    assert!(
+        unsettled(store, &id).await.is_empty(),
+        "unsettled_tasks must list nothing of a closed execution"
+    );
+    assert_eq!(
+        unsettled(store, &other).await,
+        [format!("{other}:1"), format!("{other}:2")],
+        "unsettled_tasks must list only its own saga's rows"
     );
     // (The claim above leased the other saga's tasks too: claim after the lease.)
     assert_eq!(
@@ -261,6 +283,10 @@ async fn claim<S: WorkflowStore>(
         .into_iter()
         .filter(|t| t.saga_id == *saga)
         .collect()
+}
+
+async fn unsettled<S: WorkflowStore>(store: &S, saga: &SagaId) -> Vec<String> {
+    ok("unsettled_tasks", store.unsettled_tasks(saga).await)
 }
 
 async fn settle_all<S: WorkflowStore>(store: &S, saga: &SagaId) {

@@ -28,7 +28,8 @@ use crate::domain::{Result, SagaId};
 /// - `claim_tasks` returns due rows, oldest due first, and moves each one's due time to
 ///   `now + lease`, so concurrent reconcilers do not publish the same row at once;
 /// - `defer_tasks` moves the due time of those rows of its saga to `until`, never
-///   earlier than it was.
+///   earlier than it was;
+/// - `unsettled_tasks` lists the dedup ids of a saga's rows, in order.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Claims up to `limit` unsettled tasks due at `now`; each is due again at
@@ -55,4 +56,10 @@ pub trait Outbox: Send + Sync + 'static {
     ) -> Result<()>;
     /// How many tasks are unsettled.
     async fn outbox_len(&self) -> Result<u64>;
+    /// The dedup ids of `saga_id`'s unsettled tasks, in ascending order.
+    ///
+    /// Tools ask it whether a task that a broker gave up on (a dead letter) still
+    /// matters: a row settled since means the saga recorded the task's result anyway
+    /// (the reconciler published it again, and a worker ran it).
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>>;
 }

@@ -237,6 +237,10 @@ impl Outbox for Switch {
         self.check()?;
         self.inner.outbox_len().await
     }
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.unsettled_tasks(saga_id).await
+    }
 }
 
 #[async_trait]

@@ -154,6 +154,9 @@ impl Outbox for InMemoryStore {
     async fn outbox_len(&self) -> Result<u64> {
         self.outbox.outbox_len().await
     }
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        self.outbox.unsettled_tasks(saga_id).await
+    }
 }
 
 #[async_trait]

@@ -132,4 +132,14 @@ impl Outbox for InMemoryOutbox {
     async fn outbox_len(&self) -> Result<u64> {
         Ok(self.lock().by_key.len() as u64)
     }
+
+    async fn unsettled_tasks(&self, saga_id: &SagaId) -> Result<Vec<String>> {
+        let rows = self.lock();
+        Ok(rows
+            .by_key
+            .range((saga_id.clone(), String::new())..)
+            .take_while(|((saga, _), _)| saga == saga_id)
+            .map(|((_, id), _)| id.clone())
+            .collect())
+    }
 }
