@@ -340,11 +340,15 @@ async fn dlq_list_with_a_store_says_which_tasks_still_matter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exposes_dead_letters_and_queue_depth() {
     with_queue(|ns, q| async move {
-        dead_letters(&q, 1).await;
+        dead_letters(&q, 2).await;
         q.publish(task(5)).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("saga.db");
-        SqliteStore::open(&path).await.unwrap();
+        // order-1's task is still unsettled in the store (its saga waits for it);
+        // order-2's saga recorded its task's result since.
+        let written = SqliteStore::open(&path).await.unwrap();
+        started_with_task(&written, 1, false).await;
+        started_with_task(&written, 2, true).await;
         let store = format!("sqlite://{}", path.display());
         let url = nats_url();
         let server = tokio::task::spawn_blocking(move || {
@@ -376,11 +380,19 @@ async fn serve_exposes_dead_letters_and_queue_depth() {
             "{metrics}"
         );
         assert!(
-            metrics.contains("saga_dead_letters{queue=\"orders\"} 1\n"),
+            metrics.contains("saga_dead_letters{queue=\"orders\"} 2\n"),
             "{metrics}"
         );
         assert!(
             metrics.contains("saga_dead_letters{queue=\"default\"} 0\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("saga_dead_letters_open{queue=\"orders\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("saga_dead_letters_open{queue=\"default\"} 0\n"),
             "{metrics}"
         );
 
@@ -390,9 +402,11 @@ async fn serve_exposes_dead_letters_and_queue_depth() {
 
         let list = s.get("/dead-letters?queue=orders");
         assert_eq!(list.status, 200, "{list:#?}");
-        assert_eq!(dedup_ids(&list.body), ["order-1:3"]);
-        // The served store has no such execution.
-        assert_eq!(list.json()[0]["task"], "unknown-saga");
+        assert_eq!(dedup_ids(&list.body), ["order-1:3", "order-2:3"]);
+        let listed = list.json();
+        assert_eq!(listed[0]["task"], "open");
+        assert_eq!(listed[0]["saga_status"], "Running");
+        assert_eq!(listed[1]["task"], "settled");
         s.get("/dead-letters?queue=no.such").error(400, "bad_input");
         s.post("/dead-letters/redrive?queue=orders&id=nope", "")
             .error(404, "not_found");
@@ -402,15 +416,19 @@ async fn serve_exposes_dead_letters_and_queue_depth() {
         tokio::time::sleep(WINDOW + Duration::from_millis(500)).await;
         let redriven = s.post("/dead-letters/redrive?queue=orders", "");
         assert_eq!(redriven.status, 200, "{redriven:#?}");
-        assert_eq!(dedup_ids(&redriven.body), ["order-1:3"]);
+        assert_eq!(dedup_ids(&redriven.body), ["order-1:3", "order-2:3"]);
         assert_eq!(s.get("/dead-letters?queue=orders").body, "[]");
         let metrics = s.get("/metrics").body;
         assert!(
-            metrics.contains("saga_task_queue_depth{queue=\"orders\"} 2\n"),
+            metrics.contains("saga_task_queue_depth{queue=\"orders\"} 3\n"),
             "{metrics}"
         );
         assert!(
             metrics.contains("saga_dead_letters{queue=\"orders\"} 0\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("saga_dead_letters_open{queue=\"orders\"} 0\n"),
             "{metrics}"
         );
     })

@@ -2,14 +2,15 @@
 //!
 //! Gauges read at each scrape: executions by workflow type and status (the store's
 //! execution index), the outbox backlog, and with `--nats` each queue's depth and
-//! dead letters. There are no engine counters here: this server runs no engine (an
+//! dead letters, all of them and those whose task the store still waits for. There are no engine counters here: this server runs no engine (an
 //! application that does exposes them with `EngineMetrics::to_prometheus`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use saga_runtime::domain::SagaId;
 use saga_runtime::domain::WorkflowStatus;
 use saga_runtime::metrics::{MetricType, PrometheusText};
-use saga_runtime::port::{ExecutionFilter, TaskQueue};
+use saga_runtime::port::{DeadLetter, ExecutionFilter, TaskQueue};
 
 use super::AppState;
 use crate::error::CliError;
@@ -55,9 +56,12 @@ pub(crate) async fn render(s: &AppState) -> Result<String, CliError> {
     if let Some(queue) = &s.queue {
         let mut depths = Vec::new();
         let mut dead = Vec::new();
+        let mut open = Vec::new();
         for q in &s.queues {
             depths.push((q, queue.unacked(q).await?));
-            dead.push((q, queue.dead_letters(q).await?.len()));
+            let letters = queue.dead_letters(q).await?;
+            dead.push((q, letters.len()));
+            open.push((q, still_open(s, &letters).await?));
         }
         let name = "saga_task_queue_depth";
         text.family(
@@ -77,6 +81,34 @@ pub(crate) async fn render(s: &AppState) -> Result<String, CliError> {
         for (q, n) in dead {
             text.sample(name, &[("queue", q)], n as f64);
         }
+        let name = "saga_dead_letters_open";
+        text.family(
+            name,
+            "Dead letters whose task the store still waits for (its outbox row is \
+             unsettled); the others' sagas recorded the task's result since.",
+            MetricType::Gauge,
+        );
+        for (q, n) in open {
+            text.sample(name, &[("queue", q)], n as f64);
+        }
     }
     Ok(text.finish())
+}
+
+/// How many of `letters` have their task's outbox row still in the store: one read
+/// per saga. A letter whose saga recorded the task's result since (the reconciler
+/// published it again and a worker ran it) needs no operator, so alerts should watch
+/// this gauge rather than `saga_dead_letters`.
+async fn still_open(s: &AppState, letters: &[DeadLetter]) -> Result<usize, CliError> {
+    let mut unsettled = BTreeSet::new();
+    let sagas: BTreeSet<&SagaId> = letters.iter().map(|d| &d.task.saga_id).collect();
+    for saga in sagas {
+        for id in s.client.store().unsettled_tasks(saga).await? {
+            unsettled.insert((saga.clone(), id));
+        }
+    }
+    Ok(letters
+        .iter()
+        .filter(|d| unsettled.contains(&(d.task.saga_id.clone(), d.task.dedup_id.clone())))
+        .count())
 }

@@ -91,7 +91,8 @@ def main():
                     saga, "--nats", NATS_URL, "--namespace", namespace,
                     "--queue", "default", "--queue", "payments")
                 families = check_metrics(py, base)
-                for name in ("saga_task_queue_depth", "saga_dead_letters"):
+                for name in ("saga_task_queue_depth", "saga_dead_letters",
+                             "saga_dead_letters_open"):
                     queues = {s[1]["queue"] for s in families[name]["samples"]}
                     assert queues == {"default", "payments"}, (name, queues)
                 run([schemathesis, "run", f"{base}/openapi.json",
