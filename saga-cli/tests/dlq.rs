@@ -244,28 +244,19 @@ async fn dlq_list_with_a_store_says_which_tasks_still_matter() {
         dead_letters(&q, 3).await;
         let url = nats_url();
         let store_url = format!("sqlite://{}", path.display());
-        let list = |format: &'static str| {
-            let (url, ns, store_url) = (url.clone(), ns.clone(), store_url.clone());
+        // `saga dlq list` of the test's queue, then `extra`.
+        let list = |extra: &[&str]| {
+            let mut args = vec!["dlq", "list", "--nats", &url, "--namespace", &ns];
+            args.extend(["--queue", "orders"]);
+            args.extend(extra);
+            let args: Vec<String> = args.into_iter().map(String::from).collect();
             async move {
-                saga(&[
-                    "dlq",
-                    "list",
-                    "--nats",
-                    &url,
-                    "--namespace",
-                    &ns,
-                    "--queue",
-                    "orders",
-                    "--store",
-                    &store_url,
-                    "-o",
-                    format,
-                ])
-                .await
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                saga(&refs).await
             }
         };
 
-        let json = list("json").await;
+        let json = list(&["--store", &store_url, "-o", "json"]).await;
         let v: Value = serde_json::from_str(json.ok()).unwrap();
         let told: Vec<(&str, &Value, &str)> = v
             .as_array()
@@ -288,7 +279,7 @@ async fn dlq_list_with_a_store_says_which_tasks_still_matter() {
             ]
         );
 
-        let table = list("table").await;
+        let table = list(&["--store", &store_url]).await;
         let lines: Vec<&str> = table.ok().lines().collect();
         assert!(
             lines[0].contains("SAGA STATUS") && lines[0].contains("TASK"),
@@ -302,37 +293,14 @@ async fn dlq_list_with_a_store_says_which_tasks_still_matter() {
         assert!(lines[3].contains(" unknown-saga "), "{table:?}");
 
         // Without a store, the letters alone, as before.
-        let bare = saga(&[
-            "dlq",
-            "list",
-            "--nats",
-            &url,
-            "--namespace",
-            &ns,
-            "--queue",
-            "orders",
-            "-o",
-            "json",
-        ])
-        .await;
+        let bare = list(&["-o", "json"]).await;
         let v: Value = serde_json::from_str(bare.ok()).unwrap();
         assert_eq!(v[0]["task"], Value::Null);
         assert_eq!(v[0]["saga_status"], Value::Null);
         // A store that cannot be opened is an error, not a list without the column.
-        saga(&[
-            "dlq",
-            "list",
-            "--nats",
-            &url,
-            "--namespace",
-            &ns,
-            "--queue",
-            "orders",
-            "--store",
-            "sqlite:///no/such/saga.db",
-        ])
-        .await
-        .fails(4, "does not exist");
+        list(&["--store", "sqlite:///no/such/saga.db"])
+            .await
+            .fails(4, "does not exist");
     })
     .await;
 }
