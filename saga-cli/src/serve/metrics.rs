@@ -2,13 +2,13 @@
 //!
 //! Gauges read at each scrape: executions by workflow type and status (the store's
 //! execution index), the outbox backlog, and with `--nats` each queue's depth and
-//! dead letters, all of them and those whose task the store still waits for. There are no engine counters here: this server runs no engine (an
-//! application that does exposes them with `EngineMetrics::to_prometheus`).
+//! dead letters (all of them, and those whose task the store still waits for). There
+//! are no engine counters here: this server runs no engine (an application that does
+//! exposes them with `EngineMetrics::to_prometheus`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use saga_runtime::domain::SagaId;
-use saga_runtime::domain::WorkflowStatus;
+use saga_runtime::domain::{SagaId, WorkflowStatus};
 use saga_runtime::metrics::{MetricType, PrometheusText};
 use saga_runtime::port::{DeadLetter, ExecutionFilter, TaskQueue};
 
