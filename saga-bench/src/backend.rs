@@ -225,7 +225,7 @@ fn spawn_worker(s: &Settings, schema: &str, namespace: &str) -> BenchResult<Work
         .args(["--database-url", &s.database_url, "--nats-url", &s.nats_url])
         .args(["--pg-pool", &s.pg_pool.to_string()])
         .args(["--pg-commit-batch", &s.pg_commit_batch.to_string()])
-        .args(["--nats-retention", s.nats_retention.name()])
+        .args(["--nats-retention", &s.nats_retention.name()])
         .args(
             s.pg_commit_flushers
                 .map(|f| ["--pg-commit-flushers".to_owned(), f.to_string()])

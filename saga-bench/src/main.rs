@@ -169,11 +169,11 @@ pub(crate) enum RetentionArg {
 }
 
 impl RetentionArg {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            RetentionArg::MaxAge => "max-age",
-            RetentionArg::WorkQueue => "work-queue",
-        }
+    /// The flag's value, as clap spells it (worker processes are given the same).
+    pub(crate) fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
     }
 
     pub(crate) fn retention(self) -> saga_adapters::TaskRetention {

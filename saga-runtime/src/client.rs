@@ -338,6 +338,16 @@ impl SagaClient {
         })
     }
 
+    /// The execution's status, from its history alone (as [`Self::describe`]'s, without
+    /// reading the workflow definitions); a `not_found` error for an unknown id.
+    pub async fn status(&self, saga_id: impl Into<SagaId>) -> Result<WorkflowStatus> {
+        let saga_id = saga_id.into();
+        let history = self.history(saga_id.clone()).await?;
+        Ok(Execution::observe(&saga_id, &history)?
+            .status()
+            .unwrap_or(WorkflowStatus::Running))
+    }
+
     /// What the execution is doing now, from its history alone: as
     /// `SagaEngine::describe`, with the checkpoint inferred from the definition (see
     /// the module docs) and signal waits known only when they have a timeout.

@@ -146,6 +146,10 @@ async fn client_writes_what_the_engine_writes() {
         client.describe("by-client").await.unwrap(),
         engine.describe("by-client").await.unwrap()
     );
+    assert_eq!(
+        client.status("by-client").await.unwrap(),
+        WorkflowStatus::Completed
+    );
 }
 
 /// While it runs, the client's description is the engine's (status, pending work,
@@ -164,6 +168,9 @@ async fn describe_from_history_matches_the_engine() {
     let from_engine = engine.describe("parked").await.unwrap();
     assert_eq!(from_client, from_engine);
     assert_eq!(from_client.pending_timers.len(), 1, "the approval timeout");
+    // Parked on the approval signal: `status` reads it as `describe` does.
+    assert_eq!(client.status("parked").await.unwrap(), from_client.status);
+    assert_eq!(from_client.status, WorkflowStatus::Paused);
 
     let diagram = client.execution_diagram("parked").await.unwrap();
     assert!(
@@ -427,6 +434,8 @@ async fn bad_input_writes_nothing() {
     let err = client.cancel("missing").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     let err = client.describe("missing").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let err = client.status("missing").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
 
     let version = store.version(&"taken".into()).await.unwrap();

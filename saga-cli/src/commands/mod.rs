@@ -79,14 +79,14 @@ async fn run_dlq(command: DlqCommand, global: &crate::args::Global) -> Result<()
     let format = global.output;
     match command {
         DlqCommand::List { nats, queue } => {
-            let queue_of = nats::connect(&nats).await?;
+            let nats_queue = nats::connect(&nats).await?;
             // The store only if one is named: the dead letters alone need none.
             let store = match global.store {
                 Some(_) => Some(store::open(global).await?),
                 None => None,
             };
             let client = store.as_ref().map(|s| &s.client);
-            dlq::list(&queue_of, client, &queue, format).await
+            dlq::list(&nats_queue, client, &queue, format).await
         }
         DlqCommand::Redrive { nats, queue, id } => {
             dlq::redrive(&nats::connect(&nats).await?, &queue, id.as_deref(), format).await

@@ -1,7 +1,7 @@
 //! Dead letters of the NATS task queue: list them, with what the store says of each
 //! (`annotate`), and re-drive them to their queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use saga_adapters::NatsTaskQueue;
 use saga_runtime::client::SagaClient;
@@ -18,8 +18,7 @@ use crate::error::CliError;
 /// down) keeps its outbox row, so the reconciler publishes it again later and a worker
 /// runs it: the saga moves on, while the dead letter stays listed. Only the store can
 /// tell such a letter from one that still needs an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TaskState {
     /// Its outbox row is still there: the saga has not recorded the task's result.
     Open,
@@ -37,6 +36,13 @@ impl TaskState {
             TaskState::Settled => "settled",
             TaskState::UnknownSaga => "unknown-saga",
         }
+    }
+}
+
+/// As its [`TaskState::name`], in JSON too.
+impl Serialize for TaskState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -90,41 +96,51 @@ pub(crate) async fn list(
 }
 
 /// Fills in `saga_status` and `task` of each letter from the store: one read of the
-/// execution and one of its outbox rows per saga.
+/// history and one of the outbox rows per saga.
 pub(crate) async fn annotate(
     client: &SagaClient,
     letters: &mut [DeadLetterView],
 ) -> Result<(), CliError> {
-    let mut by_saga: BTreeMap<String, Option<(String, Vec<String>)>> = BTreeMap::new();
-    for d in letters.iter() {
-        if by_saga.contains_key(&d.saga_id) {
-            continue;
-        }
-        let saga = SagaId::new(d.saga_id.clone());
-        let found = match client.describe(saga.clone()).await {
-            Ok(e) => {
-                let open = client.store().unsettled_tasks(&saga).await?;
-                Some((e.status.name().to_owned(), open))
+    let sagas: BTreeSet<SagaId> = letters
+        .iter()
+        .map(|d| SagaId::new(d.saga_id.clone()))
+        .collect();
+    let mut status: BTreeMap<String, String> = BTreeMap::new();
+    let mut known = Vec::new();
+    for saga in &sagas {
+        match client.status(saga.clone()).await {
+            Ok(s) => {
+                status.insert(saga.to_string(), s.name().to_owned());
+                known.push(saga);
             }
-            Err(e) if e.is_not_found() => None,
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
-        };
-        by_saga.insert(d.saga_id.clone(), found);
-    }
-    for d in letters.iter_mut() {
-        match &by_saga[&d.saga_id] {
-            Some((status, open)) => {
-                d.saga_status = Some(status.clone());
-                d.task = Some(if open.contains(&d.dedup_id) {
-                    TaskState::Open
-                } else {
-                    TaskState::Settled
-                });
-            }
-            None => d.task = Some(TaskState::UnknownSaga),
         }
+    }
+    let open = open_tasks(client, known).await?;
+    for d in letters.iter_mut() {
+        d.saga_status = status.get(&d.saga_id).cloned();
+        d.task = Some(match d.saga_status {
+            None => TaskState::UnknownSaga,
+            Some(_) if open.contains(&(d.saga_id.clone(), d.dedup_id.clone())) => TaskState::Open,
+            Some(_) => TaskState::Settled,
+        });
     }
     Ok(())
+}
+
+/// `(saga id, dedup id)` of every unsettled outbox task of `sagas`: one read per saga.
+pub(crate) async fn open_tasks<'a>(
+    client: &SagaClient,
+    sagas: impl IntoIterator<Item = &'a SagaId>,
+) -> Result<BTreeSet<(String, String)>, CliError> {
+    let mut open = BTreeSet::new();
+    for saga in sagas {
+        for id in client.store().unsettled_tasks(saga).await? {
+            open.insert((saga.to_string(), id));
+        }
+    }
+    Ok(open)
 }
 
 /// Publishes `queue`'s dead letters (or the one of task `id`) to the queue again and

@@ -14,6 +14,7 @@ use saga_runtime::port::{DeadLetter, ExecutionFilter, TaskQueue};
 
 use super::AppState;
 use crate::error::CliError;
+use crate::ops::dead_letters;
 
 pub(crate) async fn render(s: &AppState) -> Result<String, CliError> {
     let mut text = PrometheusText::new();
@@ -100,15 +101,10 @@ pub(crate) async fn render(s: &AppState) -> Result<String, CliError> {
 /// published it again and a worker ran it) needs no operator, so alerts should watch
 /// this gauge rather than `saga_dead_letters`.
 async fn still_open(s: &AppState, letters: &[DeadLetter]) -> Result<usize, CliError> {
-    let mut unsettled = BTreeSet::new();
     let sagas: BTreeSet<&SagaId> = letters.iter().map(|d| &d.task.saga_id).collect();
-    for saga in sagas {
-        for id in s.client.store().unsettled_tasks(saga).await? {
-            unsettled.insert((saga.clone(), id));
-        }
-    }
+    let open = dead_letters::open_tasks(&s.client, sagas).await?;
     Ok(letters
         .iter()
-        .filter(|d| unsettled.contains(&(d.task.saga_id.clone(), d.task.dedup_id.clone())))
+        .filter(|d| open.contains(&(d.task.saga_id.to_string(), d.task.dedup_id.clone())))
         .count())
 }
